@@ -1,0 +1,277 @@
+//! Expansion: turns validated hooks into `LightningModule` / `Callback` impls that call
+//! the user's methods. The loops live in the runtime; nothing here runs per step
+//! except the one call each generated method makes.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::{spanned::Spanned, Fields, Ident, ItemImpl, ItemStruct, Type};
+
+use crate::catalogue::Hook;
+use crate::errors::Errors;
+use crate::types::{self, Place};
+use crate::valid::BoundHook;
+
+pub fn impl_const(hook: &Hook) -> Ident {
+    format_ident!("IMPL_{}", hook.name.to_uppercase())
+}
+
+/// The generated method's signature (shared with the runtime's traits).
+pub fn signature(hook: &Hook, place: &Place, module_side: bool, list_extra: bool) -> TokenStream {
+    let name = format_ident!("{}", hook.name);
+    let mut params = Vec::new();
+    if hook.trainer {
+        params.push(quote!(trainer: &mut ::lightning::TrainerState));
+    }
+    if let Place::Callback(m) = place {
+        let m = types::parse(m);
+        params.push(quote!(module: &mut #m));
+    }
+    for a in hook.args {
+        let n = format_ident!("{}", a.name);
+        let t = types::parse(&types::resolve(a.ty, place));
+        params.push(quote!(#n: #t));
+    }
+    if list_extra && hook.monitoring_split {
+        params.push(quote!(__monitoring: bool));
+    }
+    let ret = types::parse(&types::resolve(if module_side { hook.module_ret } else { hook.callback_ret }, place));
+    quote!(fn #name(&mut self, #(#params),*) -> ::lightning::Result<#ret>)
+}
+
+/// The body that calls the user's method with the arguments it asked for, by name.
+fn call_user(b: &BoundHook, self_ty: &Type) -> TokenStream {
+    let method = b.method;
+    let args = b.params.iter().map(|(name, ty)| {
+        let id = Ident::new(name, ty.span());
+        quote_spanned!(ty.span()=> #id)
+    });
+    let hook = b.hook.name;
+    let call = quote!(<#self_ty>::#method(self, #(#args),*));
+    let ret_span = b.ret.map(|t| t.span()).unwrap_or_else(|| b.method.span());
+    let into = quote_spanned!(ret_span=> ::core::result::Result::Ok(::core::convert::Into::into(__value)));
+    match b.ret {
+        Some(t) if types::result_ok(t).is_some() => quote! {
+            let __value = #call.map_err(|e| ::lightning::Error::in_hook(#hook, e))?;
+            #into
+        },
+        _ => quote! {
+            let __value = #call;
+            #into
+        },
+    }
+}
+
+fn methods(bound: &[BoundHook], self_ty: &Type, place: &Place, module_side: bool) -> TokenStream {
+    let items = bound.iter().map(|b| {
+        let sig = signature(b.hook, place, module_side, false);
+        let body = call_user(b, self_ty);
+        let flag = impl_const(b.hook);
+        quote! {
+            const #flag: bool = true;
+            #[inline]
+            #[allow(unused_variables, clippy::unit_arg, clippy::useless_conversion)]
+            #sig { #body }
+        }
+    });
+    quote!(#(#items)*)
+}
+
+/// Options of `#[lightning_module(...)]` on the impl.
+#[derive(Default)]
+pub struct ModuleArgs {
+    pub batch: Option<Type>,
+}
+
+/// Options of `#[callback(...)]`.
+#[derive(Default)]
+pub struct CallbackArgs {
+    pub monitoring: bool,
+    pub state_key: Option<syn::LitStr>,
+}
+
+fn type_name(ty: &Type) -> String {
+    match ty {
+        Type::Path(p) => p.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default(),
+        other => quote!(#other).to_string(),
+    }
+}
+
+fn first_usable<'a>(it: impl Iterator<Item = &'a Type>) -> Option<&'a Type> {
+    it.into_iter().find(|t| !types::mentions_self_or_impl(t))
+}
+
+fn ret_of<'a>(bound: &'a [BoundHook], hook: &str) -> Option<&'a Type> {
+    let t = bound.iter().find(|b| b.hook.name == hook)?.ret?;
+    Some(types::result_ok(t).unwrap_or(t))
+}
+
+fn params_named<'a>(bound: &'a [BoundHook], name: &'a str) -> impl Iterator<Item = (&'static Hook, &'a Type)> + 'a {
+    bound.iter().flat_map(move |b| b.params.iter().filter(move |(n, _)| *n == name).map(|(_, t)| (b.hook, *t)))
+}
+
+/// The batch type, read from the user's hooks (`batch: &T` or a returned batch).
+fn infer_batch<'a>(bound: &'a [BoundHook]) -> Option<&'a Type> {
+    let from_params = params_named(bound, "batch").map(|(_, t)| types::strip_ref(t));
+    let from_returns = bound
+        .iter()
+        .filter(|b| b.hook.module_ret == "$Batch")
+        .filter_map(|b| b.ret.map(|t| types::result_ok(t).unwrap_or(t)));
+    first_usable(from_params.chain(from_returns))
+}
+
+pub fn module_struct(mut item: ItemStruct, errors: &mut Errors) -> TokenStream {
+    let mut marked = Vec::new();
+    let mut by_type = Vec::new();
+    for (i, f) in item.fields.iter_mut().enumerate() {
+        let before = f.attrs.len();
+        f.attrs.retain(|a| !a.path().is_ident("params"));
+        let access = match &f.ident {
+            Some(id) => quote!(#id),
+            None => {
+                let idx = syn::Index::from(i);
+                quote!(#idx)
+            }
+        };
+        if f.attrs.len() != before {
+            marked.push((access, f.ty.span()));
+        } else if type_name(&f.ty) == "VarMap" {
+            by_type.push((access, f.ty.span()));
+        }
+    }
+    let name = &item.ident;
+    let field = match (marked.len(), by_type.len()) {
+        (1, _) => Some(marked.remove(0)),
+        (0, 1) => Some(by_type.remove(0)),
+        (0, 0) => {
+            let hint = if matches!(item.fields, Fields::Unit) { " (a unit struct has none)" } else { "" };
+            errors.push(
+                name.span(),
+                format!("a `#[lightning_module]` struct needs the `VarMap` that holds its parameters{hint}: add a field `vars: VarMap`, or mark the field that holds it with `#[params]`"),
+            );
+            None
+        }
+        (0, _) => {
+            errors.push(name.span(), "several `VarMap` fields: mark the one holding the trained parameters with `#[params]`");
+            None
+        }
+        _ => {
+            errors.push(name.span(), "`#[params]` may mark only one field");
+            None
+        }
+    };
+    let (ig, tg, wc) = item.generics.split_for_impl();
+    let params_impl = field.map(|(access, span)| {
+        let body = quote_spanned!(span=> &self.#access);
+        quote! {
+            impl #ig ::lightning::HasParameters for #name #tg #wc {
+                #[inline]
+                fn parameters(&self) -> &::lightning::candle_nn::VarMap { #body }
+            }
+        }
+    });
+    quote!(#item #params_impl)
+}
+
+pub fn module_impl(item: &ItemImpl, bound: &[BoundHook], args: &ModuleArgs, errors: &mut Errors) -> TokenStream {
+    if let Some((_, path, _)) = &item.trait_ {
+        errors.push(path.span(), "`#[lightning_module]` goes on the struct and on its inherent impl (`impl MyModel { ... }`), not on a trait impl");
+        return quote!();
+    }
+    let self_ty = &item.self_ty;
+    let (ig, _, wc) = item.generics.split_for_impl();
+    let tensor = quote!(::lightning::candle::Tensor);
+    let batch = match args.batch.as_ref().or_else(|| infer_batch(bound)) {
+        Some(t) => quote!(#t),
+        None => quote!((#tensor, #tensor)),
+    };
+    let optim = ret_of(bound, "configure_optimizers").map_or_else(|| quote!(::lightning::NoOptimizer), |t| quote!(#t));
+    let prediction = ret_of(bound, "predict_step")
+        .or_else(|| first_usable(params_named(bound, "outputs").filter(|(h, _)| h.name == "on_predict_batch_end").map(|(_, t)| types::strip_ref(t))))
+        .map_or_else(|| quote!(()), |t| quote!(#t));
+    let loader = ["train_dataloader", "val_dataloader", "test_dataloader", "predict_dataloader"]
+        .iter()
+        .find_map(|h| ret_of(bound, h))
+        .map_or_else(|| quote!(::lightning::NoLoader<#batch>), |t| quote!(#t));
+    let callbacks = ret_of(bound, "configure_callbacks")
+        .map(|t| types::option_inner(t).unwrap_or(t))
+        .map_or_else(|| quote!(()), |t| quote!(#t));
+    for (name, t) in [("configure_optimizers", ret_of(bound, "configure_optimizers")), ("predict_step", ret_of(bound, "predict_step"))] {
+        if let Some(t) = t.filter(|t| types::mentions_self_or_impl(t)) {
+            errors.push(t.span(), format!("`{name}` must return a named type that does not mention `Self`: the trainer stores it"));
+        }
+    }
+    let name = type_name(self_ty);
+    let methods = methods(bound, self_ty, &Place::Module, true);
+    let markers = bound.iter().filter_map(|b| {
+        let marker = match b.hook.name {
+            "training_step" => "TrainingStep",
+            "configure_optimizers" => "ConfigureOptimizers",
+            "validation_step" => "ValidationStep",
+            "test_step" => "TestStep",
+            "predict_step" => "PredictStep",
+            "train_dataloader" => "TrainDataloader",
+            "val_dataloader" => "ValDataloader",
+            "test_dataloader" => "TestDataloader",
+            "predict_dataloader" => "PredictDataloader",
+            _ => return None,
+        };
+        let marker = format_ident!("Has{}", marker);
+        Some(quote!(impl #ig ::lightning::__private::#marker for #self_ty #wc {}))
+    });
+    quote! {
+        impl #ig ::lightning::LightningModule for #self_ty #wc {
+            const NAME: &'static str = #name;
+            type Batch = #batch;
+            type Optim = #optim;
+            type Prediction = #prediction;
+            type Loader = #loader;
+            type Callbacks = #callbacks;
+            #methods
+        }
+        #(#markers)*
+    }
+}
+
+pub fn callback_impl(item: &ItemImpl, bound: &[BoundHook], args: &CallbackArgs, errors: &mut Errors) -> TokenStream {
+    if let Some((_, path, _)) = &item.trait_ {
+        errors.push(path.span(), "`#[callback]` goes on the callback's inherent impl (`impl MyCallback { ... }`), not on a trait impl");
+        return quote!();
+    }
+    let self_ty = &item.self_ty;
+    let module = first_usable(params_named(bound, "module").map(|(_, t)| types::strip_ref(t)));
+    let mut generics = item.generics.clone();
+    let m_name = match module {
+        Some(t) => quote!(#t).to_string(),
+        None => {
+            // Generic over the module, with the types the user named pinned by bounds.
+            let mut assoc = Vec::new();
+            if let Some(b) = infer_batch(bound) {
+                assoc.push(quote!(Batch = #b));
+            }
+            let pred = params_named(bound, "outputs").filter(|(h, _)| h.name == "on_predict_batch_end").map(|(_, t)| types::strip_ref(t));
+            if let Some(p) = first_usable(pred) {
+                assoc.push(quote!(Prediction = #p));
+            }
+            let assoc = (!assoc.is_empty()).then(|| quote!(<#(#assoc),*>));
+            generics.params.push(syn::parse_quote!(__M: ::lightning::LightningModule #assoc));
+            if let Some(o) = first_usable(params_named(bound, "optimizer").map(|(_, t)| types::strip_ref(t))) {
+                generics.make_where_clause().predicates.push(syn::parse_quote!(
+                    <__M as ::lightning::LightningModule>::Optim: ::lightning::Optimizers<Optimizer = #o>
+                ));
+            }
+            "__M".to_string()
+        }
+    };
+    let m_ty = types::parse(&m_name);
+    let (ig, _, wc) = generics.split_for_impl();
+    let key = args.state_key.as_ref().map_or_else(|| type_name(self_ty), |k| k.value());
+    let monitoring = args.monitoring;
+    let methods = methods(bound, self_ty, &Place::Callback(&m_name), false);
+    quote! {
+        impl #ig ::lightning::Callback<#m_ty> for #self_ty #wc {
+            const STATE_KEY: &'static str = #key;
+            const MONITORING: bool = #monitoring;
+            #methods
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Validation: decides which methods are hooks and checks them against the catalogue.
+//! Every problem is recorded, none stops the others from being found.
+
+use proc_macro2::Span;
+use syn::{spanned::Spanned, FnArg, Ident, ImplItemFn, Pat, ReturnType, Type};
+
+use crate::ast::{ImplInput, Kind, Marker};
+use crate::catalogue::{self, Hook};
+use crate::errors::Errors;
+use crate::types;
+
+/// A user method bound to a hook, ready to expand.
+pub struct BoundHook<'a> {
+    pub hook: &'static Hook,
+    pub method: &'a Ident,
+    /// The user's parameters, in the user's order: (catalogue name, user's type).
+    pub params: Vec<(&'static str, &'a Type)>,
+    /// The user's return type, if any.
+    pub ret: Option<&'a Type>,
+}
+
+/// The names a hook method may take, beyond the hook's documented arguments.
+fn extra_args(hook: &Hook, kind: Kind) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if hook.trainer {
+        v.push("trainer");
+    }
+    if kind == Kind::Callback {
+        v.push("module");
+    }
+    v
+}
+
+fn available(hook: &Hook, kind: Kind) -> Vec<&'static str> {
+    let mut v = extra_args(hook, kind);
+    v.extend(hook.args.iter().map(|a| a.name));
+    v
+}
+
+fn list(names: &[&str]) -> String {
+    if names.is_empty() {
+        return "none".into();
+    }
+    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+}
+
+pub fn validate<'a>(input: &'a ImplInput, kind: Kind, errors: &mut Errors) -> Vec<BoundHook<'a>> {
+    let on_module = kind == Kind::Module;
+    let mut bound: Vec<BoundHook<'a>> = Vec::new();
+    let mut seen: Vec<(&'static str, Span)> = Vec::new();
+    for m in &input.methods {
+        let f = input.method(m);
+        let fn_name = f.sig.ident.to_string();
+        let (hook_name, span) = match &m.marker {
+            Marker::NotHook => continue,
+            Marker::Hook { name: Some(n), .. } => (n.to_string(), n.span()),
+            Marker::Hook { name: None, .. } => (fn_name.clone(), f.sig.ident.span()),
+            Marker::None => {
+                if catalogue::find(&fn_name).is_some() {
+                    (fn_name.clone(), f.sig.ident.span())
+                } else {
+                    check_unmarked(&fn_name, f.sig.ident.span(), on_module, errors);
+                    continue;
+                }
+            }
+        };
+        let Some(hook) = resolve_name(&hook_name, span, kind, errors) else { continue };
+        if let Some((_, first)) = seen.iter().find(|(n, _)| *n == hook.name) {
+            errors.push(span, format!("duplicate hook `{}`: another method already implements it", hook.name));
+            errors.push(*first, format!("`{}` first implemented here", hook.name));
+            continue;
+        }
+        seen.push((hook.name, span));
+        if let Some(b) = check_signature(f, hook, kind, errors) {
+            bound.push(b);
+        }
+    }
+    bound
+}
+
+/// An unmarked method that is not a hook: fine, unless it looks like a mistyped one.
+fn check_unmarked(name: &str, span: Span, on_module: bool, errors: &mut Errors) {
+    let fix = "if it is not meant to be a hook, mark it `#[not_hook]`";
+    if let Some((_, instead, why)) = catalogue::removed(name) {
+        errors.push(span, format!("`{name}` {why}: use `{instead}` instead ({fix})"));
+    } else if let Some(s) = catalogue::suggest(name, on_module) {
+        errors.push(span, format!("`{name}` is not a hook: did you mean `{s}`? ({fix})"));
+    } else if name.starts_with("on_") {
+        errors.push(span, format!("`{name}` starts with `on_` but is not a Lightning hook; {fix} or rename it"));
+    }
+}
+
+/// Checks a hook name (given by `#[hook]` or by the method's name) for this side.
+fn resolve_name(name: &str, span: Span, kind: Kind, errors: &mut Errors) -> Option<&'static Hook> {
+    let on_module = kind == Kind::Module;
+    let Some(hook) = catalogue::find(name) else {
+        if let Some((_, instead, why)) = catalogue::removed(name) {
+            errors.push(span, format!("`{name}` {why}: use `{instead}` instead"));
+        } else if let Some(s) = catalogue::suggest(name, on_module) {
+            errors.push(span, format!("unknown hook `{name}`: did you mean `{s}`?"));
+        } else {
+            errors.push(span, format!("unknown hook `{name}`; the hooks are listed in the `LightningModule` and `Callback` docs"));
+        }
+        return None;
+    };
+    match (on_module, hook.side.module(), hook.side.callback()) {
+        (true, false, _) => {
+            errors.push(span, format!("`{name}` is a callback-only hook: a LightningModule cannot implement it; implement it in a `#[callback]` impl"));
+            None
+        }
+        (false, _, false) => {
+            errors.push(span, format!("`{name}` is a LightningModule hook: a callback cannot implement it; implement it in the `#[lightning_module]` impl"));
+            None
+        }
+        _ => Some(hook),
+    }
+}
+
+fn check_signature<'a>(f: &'a ImplItemFn, hook: &'static Hook, kind: Kind, errors: &mut Errors) -> Option<BoundHook<'a>> {
+    let sig = &f.sig;
+    let mut ok = true;
+    let mut bad = |span: Span, msg: String| {
+        errors.push(span, msg);
+        ok = false;
+    };
+    if let Some(a) = &sig.asyncness {
+        bad(a.span(), format!("hook `{}` cannot be `async`: the trainer calls hooks synchronously", hook.name));
+    }
+    if let Some(c) = &sig.constness {
+        bad(c.span(), format!("hook `{}` cannot be a `const fn`", hook.name));
+    }
+    if let Some(u) = &sig.unsafety {
+        bad(u.span(), format!("hook `{}` cannot be `unsafe`", hook.name));
+    }
+    if let Some(abi) = &sig.abi {
+        bad(abi.span(), format!("hook `{}` cannot have an `extern` ABI", hook.name));
+    }
+    if !sig.generics.params.is_empty() {
+        bad(
+            sig.generics.span(),
+            format!("hook `{}` cannot be generic: the trainer calls it with fixed types (take concrete types, or `impl Trait` where the hook offers one)", hook.name),
+        );
+    }
+    let avail = available(hook, kind);
+    let mut params = Vec::new();
+    let mut receiver = false;
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(r) => {
+                receiver = true;
+                if r.reference.is_none() {
+                    bad(r.span(), format!("hook `{}` must take `&mut self` or `&self`, not `self` by value", hook.name));
+                }
+            }
+            FnArg::Typed(pt) => {
+                let Pat::Ident(pi) = &*pt.pat else {
+                    bad(pt.pat.span(), format!("hook parameters are matched by name: write `name: Type` (available for `{}`: {})", hook.name, list(&avail)));
+                    continue;
+                };
+                let given = pi.ident.to_string();
+                let wanted = given.trim_start_matches('_');
+                match avail.iter().find(|n| **n == wanted) {
+                    Some(n) => params.push((*n, &*pt.ty)),
+                    None => bad(
+                        pi.ident.span(),
+                        format!("hook `{}` has no argument `{given}`; available: {}", hook.name, list(&avail)),
+                    ),
+                }
+            }
+        }
+    }
+    if !receiver {
+        bad(sig.ident.span(), format!("hook `{}` must take `&mut self` or `&self`", hook.name));
+    }
+    let ret = match &sig.output {
+        ReturnType::Default => None,
+        ReturnType::Type(_, t) => Some(&**t),
+    };
+    if let Some(t) = ret {
+        let inner = types::result_ok(t).unwrap_or(t);
+        if matches!(inner, Type::ImplTrait(_)) {
+            bad(inner.span(), format!("hook `{}` must return a named type: the trainer stores it", hook.name));
+        }
+    }
+    ok.then_some(BoundHook { hook, method: &sig.ident, params, ret })
+}

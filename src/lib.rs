@@ -1,0 +1,1 @@
+pub use lightning_runtime::*; pub use lightning_macros::*;

@@ -1,0 +1,1 @@
+//! trybuild compile-fail cases for the macros; see tests/ui.rs.
