@@ -1,1 +1,53 @@
-pub use lightning_runtime::*; pub use lightning_macros::*;
+//! # candle-lightning
+//!
+//! PyTorch Lightning's trainer as a compile-time-checked DSL on [candle](https://github.com/huggingface/candle).
+//! Annotate a model with `#[lightning_module]`, its hook methods are checked against
+//! Lightning's hook catalogue at compile time, and the [`Trainer`] calls them in
+//! Lightning's tested order, statically dispatched.
+//!
+//! ```
+//! use lightning::prelude::*;
+//! use candle_core::{Tensor, Device, DType};
+//! use candle_nn::{VarMap, VarBuilder, Linear, Module};
+//!
+//! #[lightning_module]
+//! struct Model { vars: VarMap, layer: Linear }
+//!
+//! #[lightning_module]
+//! impl Model {
+//!     fn training_step(&mut self, batch: &(Tensor, Tensor)) -> candle_core::Result<Tensor> {
+//!         let (x, y) = batch;
+//!         self.layer.forward(x)?.sub(y)?.sqr()?.mean_all()
+//!     }
+//!     fn configure_optimizers(&mut self) -> lightning::Result<AdamW> {
+//!         AdamW::with_lr(self.vars.all_vars(), 1e-2)
+//!     }
+//!     #[hook(on_batch_begin)]
+//!     fn scale(&mut self, batch: (Tensor, Tensor)) -> candle_core::Result<(Tensor, Tensor)> {
+//!         Ok(((batch.0 * 0.5)?, batch.1))
+//!     }
+//! }
+//!
+//! # fn main() -> lightning::Result<()> {
+//! let vars = VarMap::new();
+//! let layer = candle_nn::linear(3, 1, VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu))?;
+//! let x = Tensor::randn(0f32, 1., (32, 3), &Device::Cpu)?;
+//! let y = x.sum_keepdim(1)?;
+//! let mut trainer = Trainer::builder().max_epochs(3).enable_checkpointing(false).build()?;
+//! let out = trainer.fit_with(&mut Model { vars, layer }, DataLoader::new(x, y, 8)?, None::<DataLoader>)?;
+//! assert_eq!(out.global_step, 12);
+//! # Ok(()) }
+//! ```
+
+pub use lightning_macros::{callback, hook, lightning_module, not_hook};
+pub use lightning_runtime::*;
+
+/// Everything a training script needs: `use lightning::prelude::*;`.
+pub mod prelude {
+    pub use lightning_macros::{callback, hook, lightning_module, not_hook};
+    pub use lightning_runtime::{
+        Accelerator, AdamW, AdamWConfig, Callback, Checkpoint, DataLoader, Flow, GradientClipAlgorithm, Gradients, Interval,
+        LightningModule, Loader, LrScheduler, ModelCheckpoint, Optimizer, OptimizerClosure, Optimizers, SchedulerConfig, Sgd,
+        SgdConfig, Stage, StepLr, StepOutput, Trainer, TrainerState, TransferBatch,
+    };
+}

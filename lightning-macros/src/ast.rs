@@ -3,7 +3,6 @@
 //! Our method attributes (`#[hook]`, `#[hook(name)]`, `#[not_hook]`) are consumed here,
 //! as PyO3's `#[pymethods]` consumes `#[getter]`, so they never reach the compiler.
 
-use proc_macro2::Span;
 use syn::{spanned::Spanned, Attribute, Ident, ImplItem, ImplItemFn, ItemImpl};
 
 use crate::errors::Errors;
@@ -27,7 +26,7 @@ impl Kind {
 /// How a method was marked.
 pub enum Marker {
     /// `#[hook]` (the hook is the method's name) or `#[hook(name)]`.
-    Hook { span: Span, name: Option<Ident> },
+    Hook { name: Option<Ident> },
     /// `#[not_hook]`: an ordinary method, whatever its name.
     NotHook,
     /// No marker: a hook if its name is one.
@@ -101,9 +100,9 @@ fn take_marker(f: &mut ImplItemFn, errors: &mut Errors) -> Marker {
 
 fn parse_hook_attr(attr: &Attribute, errors: &mut Errors) -> Marker {
     match &attr.meta {
-        syn::Meta::Path(p) => Marker::Hook { span: p.span(), name: None },
+        syn::Meta::Path(_) => Marker::Hook { name: None },
         syn::Meta::List(list) => match list.parse_args::<Ident>() {
-            Ok(name) => Marker::Hook { span: name.span(), name: Some(name) },
+            Ok(name) => Marker::Hook { name: Some(name) },
             Err(_) => {
                 errors.push(list.tokens.span(), "expected a hook name, as in `#[hook(on_train_batch_end)]`");
                 Marker::NotHook

@@ -1,1 +1,44 @@
+//! Runtime of candle-lightning: the trainer loops, devices, optimizers, data and
+//! checkpoints. Use it through the `lightning` facade crate.
 
+// The macros name this crate `::lightning`, as users see it through the facade.
+extern crate self as lightning;
+
+mod batch;
+mod callback;
+pub mod callbacks;
+mod checkpoint;
+pub mod data;
+mod device;
+mod error;
+mod grads;
+mod module;
+pub mod optim;
+mod state;
+mod step;
+mod trainer;
+
+pub use batch::TransferBatch;
+pub use callback::{Callback, CallbackList, Chain};
+pub use callbacks::ModelCheckpoint;
+pub use checkpoint::Checkpoint;
+pub use data::{accuracy, DataLoader, Loader, NoLoader};
+pub use device::Accelerator;
+pub use error::{Error, Result};
+pub use grads::{GradientClipAlgorithm, Gradients};
+pub use module::{requirements, HasParameters, LightningModule};
+pub use optim::{
+    AdamW, AdamWConfig, Interval, LrScheduler, NoOptimizer, NoScheduler, Optimizer, Optimizers, SchedulerConfig, Sgd, SgdConfig, StepLr,
+};
+pub use state::{Flow, LogValue, Stage, TrainerState};
+pub use step::StepOutput;
+pub use trainer::{EitherLoader, FitOutcome, Limit, Metrics, OptimizerClosure, Trainer, TrainerBuilder, TrainerConfig};
+
+pub use candle_core as candle;
+pub use candle_nn;
+pub use serde_json;
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::module::requirements::*;
+}

@@ -1,0 +1,70 @@
+//! Moving batches to a device.
+
+use candle_core::{Device, Tensor};
+
+use crate::Result;
+
+/// A batch the trainer can move to its device (`transfer_batch_to_device`'s default).
+///
+/// Implemented for tensors, tuples, `Vec`, arrays and `Option` of batches. Implement it
+/// for your own batch types, or override `transfer_batch_to_device`.
+pub trait TransferBatch: Sized {
+    /// Moves every tensor in the batch to `device` (free when it is already there).
+    fn to_device(self, device: &Device) -> Result<Self>;
+}
+
+impl TransferBatch for Tensor {
+    #[inline]
+    fn to_device(self, device: &Device) -> Result<Self> {
+        if self.device().same_device(device) {
+            Ok(self)
+        } else {
+            Ok(Tensor::to_device(&self, device)?)
+        }
+    }
+}
+
+impl TransferBatch for () {
+    fn to_device(self, _: &Device) -> Result<Self> {
+        Ok(())
+    }
+}
+
+impl<T: TransferBatch> TransferBatch for Vec<T> {
+    fn to_device(self, device: &Device) -> Result<Self> {
+        self.into_iter().map(|t| t.to_device(device)).collect()
+    }
+}
+
+impl<T: TransferBatch> TransferBatch for Option<T> {
+    fn to_device(self, device: &Device) -> Result<Self> {
+        self.map(|t| t.to_device(device)).transpose()
+    }
+}
+
+impl<T: TransferBatch, const N: usize> TransferBatch for [T; N] {
+    fn to_device(self, device: &Device) -> Result<Self> {
+        let v: Vec<T> = self.into_iter().map(|t| t.to_device(device)).collect::<Result<_>>()?;
+        Ok(v.try_into().unwrap_or_else(|_| unreachable!("same length")))
+    }
+}
+
+macro_rules! tuples {
+    ($(($($t:ident $i:tt),+))*) => {$(
+        impl<$($t: TransferBatch),+> TransferBatch for ($($t,)+) {
+            #[inline]
+            fn to_device(self, device: &Device) -> Result<Self> {
+                Ok(($(self.$i.to_device(device)?,)+))
+            }
+        }
+    )*};
+}
+
+tuples! {
+    (A 0)
+    (A 0, B 1)
+    (A 0, B 1, C 2)
+    (A 0, B 1, C 2, D 3)
+    (A 0, B 1, C 2, D 3, E 4)
+    (A 0, B 1, C 2, D 3, E 4, F 5)
+}

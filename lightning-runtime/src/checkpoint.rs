@@ -1,0 +1,146 @@
+//! Checkpoints: one safetensors file with the module's weights, and the trainer's and
+//! callbacks' state as JSON in its metadata. Written atomically.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{Error, Result};
+
+const META_KEY: &str = "candle_lightning";
+const FORMAT: u32 = 1;
+
+/// A checkpoint, as the `on_save_checkpoint` / `on_load_checkpoint` hooks see it.
+#[derive(Debug, Clone, Default)]
+pub struct Checkpoint {
+    /// The epoch being run when it was saved.
+    pub epoch: usize,
+    /// Optimizer steps taken.
+    pub global_step: usize,
+    /// Training batches done in `epoch`.
+    pub batches_done: usize,
+    /// Whether `epoch` had finished training (saved in `on_train_epoch_end`).
+    pub epoch_complete: bool,
+    /// The module's weights by variable name.
+    pub state_dict: BTreeMap<String, Tensor>,
+    /// Each stateful callback's `state_dict`, by its state key.
+    pub callbacks: BTreeMap<String, Value>,
+    /// Anything the hooks add.
+    pub extra: serde_json::Map<String, Value>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    format: u32,
+    epoch: usize,
+    global_step: usize,
+    batches_done: usize,
+    epoch_complete: bool,
+    callbacks: BTreeMap<String, Value>,
+    extra: serde_json::Map<String, Value>,
+}
+
+/// The variables of a `VarMap`, by name.
+pub fn module_state(params: &VarMap) -> BTreeMap<String, Tensor> {
+    let data = params.data().lock().unwrap_or_else(|p| p.into_inner());
+    data.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
+}
+
+impl Checkpoint {
+    /// Serializes to bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let meta = Meta {
+            format: FORMAT,
+            epoch: self.epoch,
+            global_step: self.global_step,
+            batches_done: self.batches_done,
+            epoch_complete: self.epoch_complete,
+            callbacks: self.callbacks.clone(),
+            extra: self.extra.clone(),
+        };
+        let json = serde_json::to_string(&meta).map_err(|e| Error::msg(format!("checkpoint metadata: {e}")))?;
+        let info = HashMap::from([(META_KEY.to_string(), json)]);
+        safetensors::serialize(self.state_dict.iter().map(|(k, t)| (k.as_str(), t)), Some(info))
+            .map_err(|e| Error::msg(format!("cannot serialize checkpoint: {e}")))
+    }
+
+    /// Writes the checkpoint atomically: a temporary file in the same directory, synced,
+    /// then renamed over `path`. A crash leaves the old file or the new one.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let bytes = self.to_bytes()?;
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let name = path.file_name().ok_or_else(|| Error::bad_file(path, "a checkpoint path needs a file name"))?;
+        let tmp: PathBuf = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)?;
+            // make the rename itself durable
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+            Ok(())
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::io(path, e)
+        })
+    }
+
+    /// Reads a checkpoint; tensors are loaded on the CPU.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Parses bytes written by `to_bytes`; `origin` names the source in errors.
+    pub fn from_bytes(bytes: &[u8], origin: &Path) -> Result<Self> {
+        let bad = |r: String| Error::bad_file(origin, r);
+        let (_, header) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("not a checkpoint (safetensors: {e})")))?;
+        let json = header
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(META_KEY))
+            .ok_or_else(|| bad(format!("a safetensors file without `{META_KEY}` metadata is not a candle-lightning checkpoint")))?;
+        let meta: Meta = serde_json::from_str(json).map_err(|e| bad(format!("checkpoint metadata: {e}")))?;
+        if meta.format != FORMAT {
+            return Err(bad(format!("checkpoint format {} is not supported (this build reads format {FORMAT})", meta.format)));
+        }
+        let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(|e| bad(format!("checkpoint tensors: {e}")))?;
+        Ok(Checkpoint {
+            epoch: meta.epoch,
+            global_step: meta.global_step,
+            batches_done: meta.batches_done,
+            epoch_complete: meta.epoch_complete,
+            state_dict: tensors.into_iter().collect(),
+            callbacks: meta.callbacks,
+            extra: meta.extra,
+        })
+    }
+
+    /// Copies the weights into the module's variables; names and shapes must match exactly.
+    pub fn load_into(&self, params: &VarMap, origin: &Path) -> Result<()> {
+        let data = params.data().lock().unwrap_or_else(|p| p.into_inner());
+        let mismatch = |reason: String| Error::CheckpointMismatch { path: origin.to_path_buf(), reason };
+        let missing: Vec<&String> = data.keys().filter(|k| !self.state_dict.contains_key(*k)).collect();
+        let unexpected: Vec<&String> = self.state_dict.keys().filter(|k| !data.contains_key(*k)).collect();
+        if !missing.is_empty() || !unexpected.is_empty() {
+            return Err(mismatch(format!("missing keys {missing:?}, unexpected keys {unexpected:?}")));
+        }
+        for (name, var) in data.iter() {
+            let t = &self.state_dict[name];
+            if t.dims() != var.dims() {
+                return Err(mismatch(format!("`{name}` has shape {:?} in the checkpoint, {:?} in the module", t.dims(), var.dims())));
+            }
+            var.set(&t.to_device(var.device())?.to_dtype(var.dtype())?)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,80 @@
+//! MNIST-format data sets (MNIST, Fashion-MNIST) from IDX files or bytes.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+
+use super::idx::{parse_idx, read_idx, IdxArray};
+use crate::{Error, Result};
+
+/// One split of an MNIST-format data set.
+#[derive(Debug, Clone)]
+pub struct MnistSplit {
+    /// (N, rows·cols) pixel values scaled to [0, 1], f32.
+    pub images: Tensor,
+    /// (N,) class indices, u32.
+    pub labels: Tensor,
+}
+
+/// Training and test splits.
+#[derive(Debug, Clone)]
+pub struct Mnist {
+    pub train: MnistSplit,
+    pub test: MnistSplit,
+}
+
+/// The four standard file stems.
+pub const FILES: [&str; 4] = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
+
+fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
+    for name in [stem.to_string(), format!("{stem}.gz")] {
+        let p = dir.join(&name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    Err(Error::io(dir.join(stem), std::io::Error::new(std::io::ErrorKind::NotFound, format!("missing `{stem}` or `{stem}.gz`"))))
+}
+
+/// Builds a split from an image array and a label array, checking that they agree.
+pub fn split_from_arrays(images: IdxArray, image_origin: &Path, labels: IdxArray, label_origin: &Path) -> Result<MnistSplit> {
+    if images.dims.len() != 3 {
+        return Err(Error::bad_file(image_origin, format!("expected 3 dimensions (images, rows, cols), found {:?}", images.dims)));
+    }
+    if labels.dims.len() != 1 {
+        return Err(Error::bad_file(label_origin, format!("expected 1 dimension (labels), found {:?}", labels.dims)));
+    }
+    let (n, r, c) = (images.dims[0], images.dims[1], images.dims[2]);
+    if labels.dims[0] != n {
+        return Err(Error::bad_file(
+            label_origin,
+            format!("has {} labels but {} has {n} images", labels.dims[0], image_origin.display()),
+        ));
+    }
+    let pixels: Vec<f32> = images.data.iter().map(|&b| f32::from(b) / 255.0).collect();
+    let images = Tensor::from_vec(pixels, (n, r * c), &Device::Cpu)?;
+    let labels = Tensor::from_vec(labels.data.iter().map(|&l| u32::from(l)).collect::<Vec<_>>(), n, &Device::Cpu)?.to_dtype(DType::U32)?;
+    Ok(MnistSplit { images, labels })
+}
+
+/// Reads `train-*` and `t10k-*` IDX files (plain or `.gz`) from a directory.
+pub fn load_dir(dir: &Path) -> Result<Mnist> {
+    let paths: Vec<PathBuf> = FILES.iter().map(|s| find(dir, s)).collect::<Result<_>>()?;
+    let arrays: Vec<IdxArray> = paths.iter().map(|p| read_idx(p)).collect::<Result<_>>()?;
+    let mut a = arrays.into_iter();
+    let mut next = || a.next().unwrap_or_else(|| unreachable!("four files"));
+    let train = split_from_arrays(next(), &paths[0], next(), &paths[1])?;
+    let test = split_from_arrays(next(), &paths[2], next(), &paths[3])?;
+    Ok(Mnist { train, test })
+}
+
+/// Builds the data set from in-memory IDX files (e.g. `include_bytes!`), in `FILES` order.
+pub fn from_bytes(files: [&[u8]; 4], origin: &str) -> Result<Mnist> {
+    let names: Vec<PathBuf> = FILES.iter().map(|s| Path::new(origin).join(s)).collect();
+    let arrays: Vec<IdxArray> = files.iter().zip(&names).map(|(b, n)| parse_idx(b, n)).collect::<Result<_>>()?;
+    let mut a = arrays.into_iter();
+    let mut next = || a.next().unwrap_or_else(|| unreachable!("four files"));
+    let train = split_from_arrays(next(), &names[0], next(), &names[1])?;
+    let test = split_from_arrays(next(), &names[2], next(), &names[3])?;
+    Ok(Mnist { train, test })
+}

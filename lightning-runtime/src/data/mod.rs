@@ -1,0 +1,151 @@
+//! Data loaders: the `Loader` trait the loops read from, and an in-memory `DataLoader`.
+
+pub mod idx;
+pub mod mnist;
+
+use std::marker::PhantomData;
+
+use candle_core::{Tensor, D};
+use rand::{seq::SliceRandom, SeedableRng};
+
+use crate::{Error, Result};
+
+/// A source of batches, re-read every epoch.
+pub trait Loader {
+    type Batch;
+    /// Batches per epoch.
+    fn len(&self) -> usize;
+    /// Whether an epoch has no batch.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The batches of one epoch (`epoch` seeds shuffling).
+    fn batches(&mut self, epoch: usize) -> impl Iterator<Item = Result<Self::Batch>> + '_;
+}
+
+/// The loader type of a module without `*_dataloader` hooks: always empty.
+#[derive(Debug)]
+pub struct NoLoader<B>(PhantomData<fn() -> B>);
+
+impl<B> Default for NoLoader<B> {
+    fn default() -> Self {
+        NoLoader(PhantomData)
+    }
+}
+
+impl<B> Loader for NoLoader<B> {
+    type Batch = B;
+    fn len(&self) -> usize {
+        0
+    }
+    fn batches(&mut self, _: usize) -> impl Iterator<Item = Result<B>> + '_ {
+        std::iter::empty()
+    }
+}
+
+/// Batches of `(inputs, targets)` from two tensors whose first dimension is the sample.
+///
+/// ```
+/// use lightning::{DataLoader, Loader};
+/// use candle_core::{Tensor, Device};
+/// # fn main() -> lightning::Result<()> {
+/// let x = Tensor::arange(0f32, 10., &Device::Cpu)?.reshape((10, 1))?;
+/// let y = Tensor::arange(0u32, 10, &Device::Cpu)?;
+/// let mut loader = DataLoader::new(x, y, 4)?.shuffle(7).drop_last(true);
+/// assert_eq!(loader.len(), 2);
+/// let sizes: Vec<usize> = loader.batches(0).map(|b| b.unwrap().1.dim(0).unwrap()).collect();
+/// assert_eq!(sizes, [4, 4]);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct DataLoader {
+    inputs: Tensor,
+    targets: Tensor,
+    batch_size: usize,
+    shuffle: Option<u64>,
+    drop_last: bool,
+}
+
+impl DataLoader {
+    /// Batches of `batch_size` samples, in order, the last one possibly smaller.
+    pub fn new(inputs: Tensor, targets: Tensor, batch_size: usize) -> Result<Self> {
+        if batch_size == 0 {
+            return Err(Error::Data("batch_size must be at least 1".into()));
+        }
+        let (n, m) = (inputs.dims().first().copied(), targets.dims().first().copied());
+        if n.is_none() || n != m {
+            return Err(Error::Data(format!(
+                "inputs {:?} and targets {:?} must have the same number of samples in their first dimension",
+                inputs.dims(),
+                targets.dims()
+            )));
+        }
+        Ok(DataLoader { inputs, targets, batch_size, shuffle: None, drop_last: false })
+    }
+
+    /// Reshuffles every epoch, from `seed` and the epoch number (reproducible).
+    pub fn shuffle(mut self, seed: u64) -> Self {
+        self.shuffle = Some(seed);
+        self
+    }
+
+    /// Drops a last batch smaller than `batch_size`.
+    pub fn drop_last(mut self, drop_last: bool) -> Self {
+        self.drop_last = drop_last;
+        self
+    }
+
+    /// Samples in the data set.
+    pub fn num_samples(&self) -> usize {
+        self.inputs.dim(0).unwrap_or(0)
+    }
+
+    /// The batch size.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    fn order(&self, epoch: usize) -> Option<Vec<u32>> {
+        let seed = self.shuffle?;
+        let mut idx: Vec<u32> = (0..self.num_samples() as u32).collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        idx.shuffle(&mut rng);
+        Some(idx)
+    }
+}
+
+impl Loader for DataLoader {
+    type Batch = (Tensor, Tensor);
+
+    fn len(&self) -> usize {
+        let n = self.num_samples();
+        if self.drop_last {
+            n / self.batch_size
+        } else {
+            n.div_ceil(self.batch_size)
+        }
+    }
+
+    fn batches(&mut self, epoch: usize) -> impl Iterator<Item = Result<(Tensor, Tensor)>> + '_ {
+        let order = self.order(epoch);
+        let n = self.num_samples();
+        (0..self.len()).map(move |b| {
+            let start = b * self.batch_size;
+            let len = self.batch_size.min(n - start);
+            match &order {
+                None => Ok((self.inputs.narrow(0, start, len)?, self.targets.narrow(0, start, len)?)),
+                Some(order) => {
+                    let ids = Tensor::from_slice(&order[start..start + len], len, self.inputs.device())?;
+                    Ok((self.inputs.index_select(&ids, 0)?, self.targets.index_select(&ids, 0)?))
+                }
+            }
+        })
+    }
+}
+
+/// Row-wise argmax accuracy of `logits` (N, C) against integer `targets` (N).
+pub fn accuracy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let pred = logits.argmax(D::Minus1)?;
+    let targets = targets.to_dtype(pred.dtype())?;
+    Ok(pred.eq(&targets)?.to_dtype(candle_core::DType::F32)?.mean_all()?)
+}

@@ -1,0 +1,76 @@
+//! Choosing the device: Lightning's `accelerator` flag.
+
+use candle_core::Device;
+
+use crate::{Error, Result};
+
+/// Where to train: Lightning's `accelerator="auto" | "cpu" | "cuda" | "mps"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Accelerator {
+    /// CUDA, then Metal, then CPU: the first one compiled in and present.
+    #[default]
+    Auto,
+    Cpu,
+    /// A CUDA GPU by ordinal (needs the `cuda` feature).
+    Cuda(usize),
+    /// An Apple GPU by ordinal (needs the `metal` feature).
+    Metal(usize),
+}
+
+impl Accelerator {
+    /// Opens the device.
+    pub fn device(self) -> Result<Device> {
+        match self {
+            Accelerator::Cpu => Ok(Device::Cpu),
+            Accelerator::Cuda(i) => {
+                if !cfg!(feature = "cuda") {
+                    return Err(Error::Device(
+                        "a CUDA device was asked for, but this build has no CUDA support: rebuild with `--features cuda`".into(),
+                    ));
+                }
+                Device::new_cuda(i).map_err(|e| Error::Device(format!("cannot open CUDA device {i}: {e}")))
+            }
+            Accelerator::Metal(i) => {
+                if !cfg!(feature = "metal") {
+                    return Err(Error::Device(
+                        "a Metal device was asked for, but this build has no Metal support: rebuild with `--features metal`".into(),
+                    ));
+                }
+                Device::new_metal(i).map_err(|e| Error::Device(format!("cannot open Metal device {i}: {e}")))
+            }
+            Accelerator::Auto => {
+                if cfg!(feature = "cuda") && candle_core::utils::cuda_is_available() {
+                    if let Ok(d) = Device::new_cuda(0) {
+                        return Ok(d);
+                    }
+                }
+                if cfg!(feature = "metal") && candle_core::utils::metal_is_available() {
+                    if let Ok(d) = Device::new_metal(0) {
+                        return Ok(d);
+                    }
+                }
+                Ok(Device::Cpu)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_and_auto_open() {
+        assert!(Accelerator::Cpu.device().unwrap().is_cpu());
+        if !cfg!(any(feature = "cuda", feature = "metal")) {
+            assert!(Accelerator::Auto.device().unwrap().is_cpu());
+        }
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cuda_without_feature_names_it() {
+        let e = Accelerator::Cuda(0).device().unwrap_err().to_string();
+        assert!(e.contains("--features cuda"), "{e}");
+    }
+}

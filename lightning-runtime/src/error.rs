@@ -1,0 +1,113 @@
+//! The runtime's error type: what went wrong, and what to do about it.
+
+use std::path::PathBuf;
+
+/// Errors of the trainer, its hooks and its files.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+
+    /// A hook returned an error; `hook` names it.
+    #[error("hook `{hook}` failed: {source}")]
+    Hook {
+        hook: &'static str,
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// An error of the user's own, from a hook.
+    #[error("{0}")]
+    User(Box<dyn std::error::Error + Send + Sync + 'static>),
+
+    /// The trainer needed a hook that the module does not implement.
+    #[error("`{module}` has no `{hook}` hook: add `fn {hook}(..)` to its `#[lightning_module]` impl")]
+    MissingHook { module: &'static str, hook: &'static str },
+
+    /// A Trainer flag has a value that cannot work.
+    #[error("invalid trainer setting `{flag}`: {reason}")]
+    Config { flag: &'static str, reason: String },
+
+    /// The accelerator asked for was not compiled in or is not present.
+    #[error("{0}")]
+    Device(String),
+
+    /// `optimizer_step` returned without running its closure, so `training_step` never ran.
+    #[error("`optimizer_step` returned without calling `optimizer_closure.step(self, optimizer)` (or `.call(..)`): training_step, backward and the update never ran")]
+    ClosureNotCalled,
+
+    /// Two stateful callbacks share one state key.
+    #[error("two stateful callbacks share the state key `{0}`: give one `#[callback(state_key = \"...\")]`")]
+    DuplicateStateKey(&'static str),
+
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file exists but its contents are not what they should be.
+    #[error("{path}: {reason}")]
+    BadFile { path: PathBuf, reason: String },
+
+    /// A checkpoint does not fit the module it is loaded into.
+    #[error("checkpoint {path} does not fit the module: {reason}")]
+    CheckpointMismatch { path: PathBuf, reason: String },
+
+    /// Data given to a loader or dataset is inconsistent.
+    #[error("data: {0}")]
+    Data(String),
+}
+
+impl Error {
+    /// Wraps an error returned by a user's hook, naming the hook (once: an error that
+    /// already names a hook keeps the innermost name).
+    pub fn in_hook(hook: &'static str, e: impl Into<Error>) -> Self {
+        match e.into() {
+            e @ Error::Hook { .. } => e,
+            e => Error::Hook { hook, source: Box::new(e) },
+        }
+    }
+
+    /// An error with a message of the user's own.
+    pub fn msg(msg: impl std::fmt::Display) -> Self {
+        Error::User(msg.to_string().into())
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    pub(crate) fn bad_file(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::BadFile { path: path.into(), reason: reason.into() }
+    }
+
+    pub(crate) fn config(flag: &'static str, reason: impl Into<String>) -> Self {
+        Error::Config { flag, reason: reason.into() }
+    }
+}
+
+impl From<Box<dyn std::error::Error + Send + Sync + 'static>> for Error {
+    fn from(e: Box<dyn std::error::Error + Send + Sync + 'static>) -> Self {
+        Error::User(e)
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::User(Box::new(e))
+    }
+}
+
+impl From<std::fmt::Error> for Error {
+    fn from(e: std::fmt::Error) -> Self {
+        Error::User(Box::new(e))
+    }
+}
+
+/// `Result` with the runtime's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

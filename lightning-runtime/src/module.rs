@@ -1,0 +1,150 @@
+//! The `LightningModule` trait, generated from the hook catalogue.
+
+use candle_nn::VarMap;
+
+use crate::{CallbackList, Loader, Optimizers, TransferBatch};
+
+/// Access to a module's parameters; `#[lightning_module]` on the struct implements it
+/// from the struct's `VarMap` field (or the field marked `#[params]`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not marked as a LightningModule",
+    label = "its struct lacks `#[lightning_module]`",
+    note = "add `#[lightning_module]` to the struct `{Self}` as well as to its impl"
+)]
+pub trait HasParameters {
+    /// The variables the optimizers train and checkpoints save.
+    fn parameters(&self) -> &VarMap;
+}
+
+/// A model the trainer can run: PyTorch Lightning's `LightningModule`.
+///
+/// Don't implement it by hand: write `#[lightning_module]` on the struct and on its
+/// inherent impl, and the hook methods there. Every method below is a hook with
+/// Lightning's default behaviour; a hook the module does not implement compiles to
+/// that default (usually nothing). Hook methods take any subset of the hook's
+/// arguments, by name.
+///
+/// ```
+/// use lightning::prelude::*;
+/// use candle_core::{Tensor, DType, Device};
+/// use candle_nn::{VarMap, VarBuilder, Linear, Module};
+///
+/// #[lightning_module]
+/// struct Regressor { vars: VarMap, layer: Linear }
+///
+/// #[lightning_module]
+/// impl Regressor {
+///     fn training_step(&mut self, batch: &(Tensor, Tensor)) -> candle_core::Result<Tensor> {
+///         let (x, y) = batch;
+///         self.layer.forward(x)?.sub(y)?.sqr()?.mean_all()
+///     }
+///     fn configure_optimizers(&mut self) -> lightning::Result<Sgd> {
+///         Sgd::new(self.vars.all_vars(), 0.1)
+///     }
+/// }
+///
+/// # fn main() -> lightning::Result<()> {
+/// let vars = VarMap::new();
+/// let layer = candle_nn::linear(2, 1, VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu))?;
+/// let mut model = Regressor { vars, layer };
+/// let x = Tensor::randn(0f32, 1., (64, 2), &Device::Cpu)?;
+/// let y = x.sum_keepdim(1)?;
+/// let data = DataLoader::new(x, y, 16)?;
+/// let mut trainer = Trainer::builder().max_epochs(2).enable_checkpointing(false).build()?;
+/// let out = trainer.fit_with(&mut model, data, None::<DataLoader>)?;
+/// assert_eq!(out.global_step, 8);
+/// # Ok(()) }
+/// ```
+pub trait LightningModule: HasParameters + Sized {
+    /// The type's name, for messages.
+    const NAME: &'static str;
+    /// What a data loader yields and the steps take.
+    type Batch: TransferBatch;
+    /// What `configure_optimizers` returns.
+    type Optim: Optimizers;
+    /// What `predict_step` returns.
+    type Prediction;
+    /// What the `*_dataloader` hooks return.
+    type Loader: Loader<Batch = Self::Batch>;
+    /// What `configure_callbacks` returns.
+    type Callbacks: CallbackList<Self>;
+
+    lightning_macros::__module_items!();
+}
+
+/// Compile-time requirements of the trainer's entry points: `#[lightning_module]`
+/// implements each marker when the module has the hook.
+pub mod requirements {
+    /// Implemented when the module has `training_step`.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` has no `training_step` hook, which `Trainer::fit` needs",
+        label = "`training_step` missing",
+        note = "add `fn training_step(..)` to the `#[lightning_module]` impl of `{Self}`"
+    )]
+    pub trait HasTrainingStep {}
+
+    /// Implemented when the module has `configure_optimizers`.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` has no `configure_optimizers` hook, which `Trainer::fit` needs",
+        label = "`configure_optimizers` missing",
+        note = "add `fn configure_optimizers(..)` to the `#[lightning_module]` impl of `{Self}`"
+    )]
+    pub trait HasConfigureOptimizers {}
+
+    /// Implemented when the module has `validation_step`.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` has no `validation_step` hook, which `Trainer::validate` needs",
+        label = "`validation_step` missing",
+        note = "add `fn validation_step(..)` to the `#[lightning_module]` impl of `{Self}`"
+    )]
+    pub trait HasValidationStep {}
+
+    /// Implemented when the module has `test_step`.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` has no `test_step` hook, which `Trainer::test` needs",
+        label = "`test_step` missing",
+        note = "add `fn test_step(..)` to the `#[lightning_module]` impl of `{Self}`"
+    )]
+    pub trait HasTestStep {}
+
+    /// Implemented when the module has `predict_step`.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` has no `predict_step` hook, which `Trainer::predict` needs",
+        label = "`predict_step` missing",
+        note = "add `fn predict_step(..)` to the `#[lightning_module]` impl of `{Self}`"
+    )]
+    pub trait HasPredictStep {}
+
+    /// Implemented when the module has `train_dataloader`.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` has no `train_dataloader` hook, which `Trainer::fit` needs when no loader is given (or use `fit_with`)",
+        label = "`train_dataloader` missing",
+        note = "add `fn train_dataloader(..)` to the `#[lightning_module]` impl of `{Self}`"
+    )]
+    pub trait HasTrainDataloader {}
+
+    /// Implemented when the module has `val_dataloader`.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` has no `val_dataloader` hook, which `Trainer::validate` needs when no loader is given (or use `validate_with`)",
+        label = "`val_dataloader` missing",
+        note = "add `fn val_dataloader(..)` to the `#[lightning_module]` impl of `{Self}`"
+    )]
+    pub trait HasValDataloader {}
+
+    /// Implemented when the module has `test_dataloader`.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` has no `test_dataloader` hook, which `Trainer::test` needs when no loader is given (or use `test_with`)",
+        label = "`test_dataloader` missing",
+        note = "add `fn test_dataloader(..)` to the `#[lightning_module]` impl of `{Self}`"
+    )]
+    pub trait HasTestDataloader {}
+
+    /// Implemented when the module has `predict_dataloader`.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` has no `predict_dataloader` hook, which `Trainer::predict` needs when no loader is given (or use `predict_with`)",
+        label = "`predict_dataloader` missing",
+        note = "add `fn predict_dataloader(..)` to the `#[lightning_module]` impl of `{Self}`"
+    )]
+    pub trait HasPredictDataloader {}
+
+}

@@ -1,0 +1,208 @@
+//! What hooks see of the trainer: counters, flags, metrics and requests.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use candle_core::{Device, Tensor};
+
+use crate::Result;
+
+/// The entry point being run; `setup` and `teardown` receive it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stage {
+    Fit,
+    Validate,
+    Test,
+    Predict,
+}
+
+impl Stage {
+    /// Lightning's name for the stage: `"fit"`, `"validate"`, `"test"` or `"predict"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Fit => "fit",
+            Stage::Validate => "validate",
+            Stage::Test => "test",
+            Stage::Predict => "predict",
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the module's `on_train_batch_start` tells the loop.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Flow {
+    /// Train this batch.
+    #[default]
+    Continue,
+    /// Skip the rest of this epoch and its validation (Lightning's `-1`).
+    SkipEpoch,
+}
+
+impl From<()> for Flow {
+    fn from(_: ()) -> Self {
+        Flow::Continue
+    }
+}
+
+/// A value `TrainerState::log` accepts.
+pub trait LogValue {
+    fn to_f64(&self) -> Result<f64>;
+}
+
+impl LogValue for f64 {
+    fn to_f64(&self) -> Result<f64> {
+        Ok(*self)
+    }
+}
+impl LogValue for f32 {
+    fn to_f64(&self) -> Result<f64> {
+        Ok(f64::from(*self))
+    }
+}
+impl LogValue for usize {
+    fn to_f64(&self) -> Result<f64> {
+        Ok(*self as f64)
+    }
+}
+impl LogValue for Tensor {
+    fn to_f64(&self) -> Result<f64> {
+        Ok(self.to_dtype(candle_core::DType::F64)?.flatten_all()?.mean(0)?.to_scalar::<f64>()?)
+    }
+}
+impl<T: LogValue + ?Sized> LogValue for &T {
+    fn to_f64(&self) -> Result<f64> {
+        (**self).to_f64()
+    }
+}
+
+/// The trainer's state, passed to hooks that take `trainer`.
+///
+/// Counters follow Lightning: `global_step` counts optimizer steps, `current_epoch`
+/// the epochs completed before the running one.
+#[derive(Debug)]
+pub struct TrainerState {
+    /// The entry point being run.
+    pub stage: Stage,
+    /// The epoch being run (0-based).
+    pub current_epoch: usize,
+    /// Optimizer steps taken.
+    pub global_step: usize,
+    /// Set to stop training after the current batch.
+    pub should_stop: bool,
+    /// `false` while validating, testing or predicting (candle layers like dropout take it).
+    pub training: bool,
+    /// `true` during the sanity-check validation batches.
+    pub sanity_checking: bool,
+    /// The device batches and parameters live on.
+    pub device: Device,
+    /// Training batches per epoch after `limit_train_batches`.
+    pub num_training_batches: usize,
+    /// Validation batches per run after `limit_val_batches` (0: no validation).
+    pub num_val_batches: usize,
+    /// The `check_val_every_n_epoch` flag.
+    pub check_val_every_n_epoch: Option<usize>,
+    /// Whether validation runs once per epoch, at its end (`val_check_interval` = 1.0).
+    pub val_check_once_per_epoch: bool,
+    /// The `accumulate_grad_batches` flag.
+    pub accumulate_grad_batches: usize,
+    /// Where checkpoints and logs go.
+    pub default_root_dir: PathBuf,
+    /// Latest value of every logged metric (epoch means for validation and test).
+    pub callback_metrics: BTreeMap<String, f64>,
+    epoch_sums: BTreeMap<String, (f64, f64)>,
+    pub(crate) save_requests: Vec<SaveRequest>,
+    pub(crate) last_saved: Option<PathBuf>,
+    /// Training batches done in the current epoch (for mid-epoch resume).
+    pub(crate) batches_done: usize,
+    /// Inside `on_train_epoch_end`: a checkpoint saved now resumes at the next epoch.
+    pub(crate) at_epoch_end: bool,
+}
+
+/// A checkpoint save asked for during a hook, carried out when the hook pass returns.
+#[derive(Debug, Clone)]
+pub(crate) struct SaveRequest {
+    pub path: PathBuf,
+    /// A file this one replaces, deleted only once the new one is safely written.
+    pub replaces: Option<PathBuf>,
+}
+
+impl TrainerState {
+    pub(crate) fn new(stage: Stage, device: Device, default_root_dir: PathBuf) -> Self {
+        TrainerState {
+            stage,
+            current_epoch: 0,
+            global_step: 0,
+            should_stop: false,
+            training: stage == Stage::Fit,
+            sanity_checking: false,
+            device,
+            num_training_batches: 0,
+            num_val_batches: 0,
+            check_val_every_n_epoch: Some(1),
+            val_check_once_per_epoch: true,
+            accumulate_grad_batches: 1,
+            default_root_dir,
+            callback_metrics: BTreeMap::new(),
+            epoch_sums: BTreeMap::new(),
+            save_requests: Vec::new(),
+            last_saved: None,
+            batches_done: 0,
+            at_epoch_end: false,
+        }
+    }
+
+    /// Records a metric. While training the latest value is kept; in validation and
+    /// test the value reported is the mean over the epoch's batches.
+    pub fn log(&mut self, name: &str, value: impl LogValue) -> Result<()> {
+        let v = value.to_f64()?;
+        if self.training {
+            match self.callback_metrics.get_mut(name) {
+                Some(slot) => *slot = v,
+                None => {
+                    self.callback_metrics.insert(name.to_owned(), v);
+                }
+            }
+        } else {
+            let e = self.epoch_sums.entry(name.to_owned()).or_insert((0.0, 0.0));
+            e.0 += v;
+            e.1 += 1.0;
+        }
+        Ok(())
+    }
+
+    /// Asks for a checkpoint at `path`; it is written when the current hook pass returns,
+    /// atomically (a crash leaves the old file or the new one, never half of one).
+    pub fn save_checkpoint(&mut self, path: impl Into<PathBuf>) {
+        self.save_requests.push(SaveRequest { path: path.into(), replaces: None });
+    }
+
+    /// The last checkpoint written in this run.
+    pub fn last_checkpoint(&self) -> Option<&std::path::Path> {
+        self.last_saved.as_deref()
+    }
+
+    pub(crate) fn request_save(&mut self, path: PathBuf, replaces: Option<PathBuf>) {
+        self.save_requests.push(SaveRequest { path, replaces });
+    }
+
+    pub(crate) fn begin_eval_epoch(&mut self) {
+        self.epoch_sums.clear();
+    }
+
+    /// Turns the epoch's sums into means; sanity-check values are dropped as in Lightning.
+    pub(crate) fn end_eval_epoch(&mut self) {
+        let sums = std::mem::take(&mut self.epoch_sums);
+        if self.sanity_checking {
+            return;
+        }
+        for (k, (s, n)) in sums {
+            self.callback_metrics.insert(k, s / n);
+        }
+    }
+}

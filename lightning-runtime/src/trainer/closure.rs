@@ -1,0 +1,106 @@
+//! The optimizer closure: what `optimizer_step` runs to get gradients, as in Lightning.
+
+use candle_core::Tensor;
+
+use crate::{CallbackList, Error, GradientClipAlgorithm, Gradients, LightningModule, Optimizer, Optimizers, Result, StepOutput, TrainerState};
+
+type Opt<M> = <<M as LightningModule>::Optim as Optimizers>::Optimizer;
+
+/// What `optimizer_step` receives as `optimizer_closure`.
+///
+/// `step(self, optimizer)` is Lightning's `optimizer.step(closure=optimizer_closure)`:
+/// it runs `training_step`, zero-grad (first batch of a window), backward and their hooks,
+/// then `on_before_optimizer_step`, `configure_gradient_clipping` and the update.
+/// An override of `optimizer_step` must call `step` or `call`.
+pub trait OptimizerClosure<M: LightningModule> {
+    /// Runs the closure: `training_step`, zero-grad, backward. Returns the loss (already
+    /// divided by `accumulate_grad_batches`), or `None` when the step returned none.
+    fn call(&mut self, module: &mut M, optimizer: &mut Opt<M>) -> Result<Option<Tensor>>;
+    /// Runs the closure if not yet run, then clips and applies the gradients.
+    fn step(&mut self, module: &mut M, optimizer: &mut Opt<M>) -> Result<()>;
+    /// The trainer's state.
+    fn trainer(&mut self) -> &mut TrainerState;
+}
+
+pub(crate) struct Closure<'a, M: LightningModule, C> {
+    pub state: &'a mut TrainerState,
+    pub callbacks: &'a mut C,
+    pub batch: &'a M::Batch,
+    pub batch_idx: usize,
+    pub grads: &'a mut Gradients,
+    /// First batch of an accumulation window: zero the gradients.
+    pub zero_grad: bool,
+    pub clip: (Option<f64>, GradientClipAlgorithm),
+    pub output: Option<StepOutput>,
+    pub stepped: bool,
+}
+
+impl<M: LightningModule, C: CallbackList<M>> Closure<'_, M, C> {
+    pub fn was_called(&self) -> bool {
+        self.output.is_some()
+    }
+}
+
+impl<M: LightningModule, C: CallbackList<M>> OptimizerClosure<M> for Closure<'_, M, C> {
+    fn call(&mut self, module: &mut M, optimizer: &mut Opt<M>) -> Result<Option<Tensor>> {
+        let state = &mut *self.state;
+        let cbs = &mut *self.callbacks;
+        let mut out = module.training_step(state, self.batch, self.batch_idx)?;
+        let k = state.accumulate_grad_batches;
+        if k > 1 {
+            if let Some(loss) = out.loss.take() {
+                out.loss = Some((loss / k as f64)?);
+            }
+        }
+        if self.zero_grad {
+            if C::IMPL_ON_BEFORE_ZERO_GRAD {
+                cbs.on_before_zero_grad(state, module, optimizer)?;
+            }
+            module.on_before_zero_grad(state, optimizer)?;
+            let epoch = state.current_epoch;
+            module.optimizer_zero_grad(state, epoch, self.batch_idx, optimizer, self.grads)?;
+        }
+        if let Some(loss) = &out.loss {
+            if C::IMPL_ON_BEFORE_BACKWARD {
+                cbs.on_before_backward(state, module, loss)?;
+            }
+            module.on_before_backward(state, loss)?;
+            let store = module.backward(state, loss)?;
+            self.grads.accumulate(store)?;
+            if C::IMPL_ON_AFTER_BACKWARD {
+                cbs.on_after_backward(state, module, self.grads)?;
+            }
+            module.on_after_backward(state, self.grads)?;
+        }
+        let loss = out.loss.clone();
+        self.output = Some(out);
+        Ok(loss)
+    }
+
+    fn step(&mut self, module: &mut M, optimizer: &mut Opt<M>) -> Result<()> {
+        if !self.was_called() {
+            self.call(module, optimizer)?;
+        }
+        let state = &mut *self.state;
+        if C::IMPL_ON_BEFORE_OPTIMIZER_STEP {
+            self.callbacks.on_before_optimizer_step(state, module, optimizer, self.grads)?;
+        }
+        module.on_before_optimizer_step(state, optimizer, self.grads)?;
+        module.configure_gradient_clipping(state, optimizer, self.clip.0, self.clip.1, self.grads)?;
+        optimizer.step(self.grads)?;
+        self.stepped = true;
+        Ok(())
+    }
+
+    fn trainer(&mut self) -> &mut TrainerState {
+        self.state
+    }
+}
+
+pub(crate) fn ensure_called<M: LightningModule, C: CallbackList<M>>(c: &Closure<'_, M, C>) -> Result<()> {
+    if c.was_called() {
+        Ok(())
+    } else {
+        Err(Error::ClosureNotCalled)
+    }
+}

@@ -1,0 +1,162 @@
+//! Trainer flags (Lightning's `Trainer(...)` arguments) and their checks.
+
+use std::path::PathBuf;
+
+use crate::{Accelerator, Error, GradientClipAlgorithm, Result};
+
+/// A batch limit: Lightning's `limit_*_batches` and `val_check_interval`, where a float
+/// is a fraction of the loader and an integer a number of batches.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Limit {
+    Fraction(f64),
+    Batches(usize),
+    #[doc(hidden)]
+    Negative(i64),
+}
+
+impl From<f64> for Limit {
+    fn from(f: f64) -> Self {
+        Limit::Fraction(f)
+    }
+}
+impl From<f32> for Limit {
+    fn from(f: f32) -> Self {
+        Limit::Fraction(f64::from(f))
+    }
+}
+impl From<usize> for Limit {
+    fn from(n: usize) -> Self {
+        Limit::Batches(n)
+    }
+}
+impl From<u32> for Limit {
+    fn from(n: u32) -> Self {
+        Limit::Batches(n as usize)
+    }
+}
+impl From<i32> for Limit {
+    fn from(n: i32) -> Self {
+        if n < 0 {
+            Limit::Negative(i64::from(n))
+        } else {
+            Limit::Batches(n as usize)
+        }
+    }
+}
+
+impl Limit {
+    pub(crate) fn check(self, flag: &'static str) -> Result<()> {
+        match self {
+            Limit::Fraction(f) if !(0.0..=1.0).contains(&f) => Err(Error::config(flag, format!("a fraction must be in [0, 1], got {f}"))),
+            Limit::Negative(n) => Err(Error::config(flag, format!("must be a fraction in [0, 1] or a batch count >= 0, got {n}"))),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn is_zero(self) -> bool {
+        matches!(self, Limit::Batches(0)) || matches!(self, Limit::Fraction(f) if f == 0.0)
+    }
+
+    /// Batches to run out of `available`, as Lightning computes it (`int(n * fraction)`).
+    pub(crate) fn apply(self, available: usize, flag: &'static str) -> Result<usize> {
+        match self {
+            Limit::Batches(n) => Ok(n.min(available)),
+            Limit::Fraction(f) => {
+                let n = (available as f64 * f) as usize;
+                if n == 0 && f > 0.0 && available > 0 {
+                    return Err(Error::config(
+                        flag,
+                        format!("{f} of {available} batches is less than one batch: raise it or use a batch count"),
+                    ));
+                }
+                Ok(n)
+            }
+            Limit::Negative(_) => Ok(0),
+        }
+    }
+}
+
+/// All trainer flags, with Lightning's defaults.
+#[derive(Clone, Debug)]
+pub struct TrainerConfig {
+    /// `None`: 1000 when `max_steps` is unset too, else unlimited.
+    pub max_epochs: Option<usize>,
+    pub max_steps: Option<usize>,
+    pub limit_train_batches: Limit,
+    pub limit_val_batches: Limit,
+    pub limit_test_batches: Limit,
+    pub limit_predict_batches: Limit,
+    /// `usize::MAX` runs them all (Lightning's -1).
+    pub num_sanity_val_steps: usize,
+    pub val_check_interval: Limit,
+    /// `None` counts `val_check_interval` batches across epochs.
+    pub check_val_every_n_epoch: Option<usize>,
+    pub accumulate_grad_batches: usize,
+    pub gradient_clip_val: Option<f64>,
+    pub gradient_clip_algorithm: GradientClipAlgorithm,
+    pub seed: Option<u64>,
+    pub accelerator: Accelerator,
+    pub enable_checkpointing: bool,
+    pub default_root_dir: PathBuf,
+}
+
+impl Default for TrainerConfig {
+    fn default() -> Self {
+        TrainerConfig {
+            max_epochs: None,
+            max_steps: None,
+            limit_train_batches: Limit::Fraction(1.0),
+            limit_val_batches: Limit::Fraction(1.0),
+            limit_test_batches: Limit::Fraction(1.0),
+            limit_predict_batches: Limit::Fraction(1.0),
+            num_sanity_val_steps: 2,
+            val_check_interval: Limit::Fraction(1.0),
+            check_val_every_n_epoch: Some(1),
+            accumulate_grad_batches: 1,
+            gradient_clip_val: None,
+            gradient_clip_algorithm: GradientClipAlgorithm::Norm,
+            seed: None,
+            accelerator: Accelerator::Auto,
+            enable_checkpointing: true,
+            default_root_dir: PathBuf::from("."),
+        }
+    }
+}
+
+impl TrainerConfig {
+    /// Checks every flag; the first problem found is returned.
+    pub fn validate(&self) -> Result<()> {
+        self.limit_train_batches.check("limit_train_batches")?;
+        self.limit_val_batches.check("limit_val_batches")?;
+        self.limit_test_batches.check("limit_test_batches")?;
+        self.limit_predict_batches.check("limit_predict_batches")?;
+        self.val_check_interval.check("val_check_interval")?;
+        if self.val_check_interval.is_zero() {
+            return Err(Error::config("val_check_interval", "must be more than 0"));
+        }
+        if self.accumulate_grad_batches == 0 {
+            return Err(Error::config("accumulate_grad_batches", "must be at least 1"));
+        }
+        if self.check_val_every_n_epoch == Some(0) {
+            return Err(Error::config("check_val_every_n_epoch", "must be at least 1, or None to count batches across epochs"));
+        }
+        if self.check_val_every_n_epoch.is_none() && !matches!(self.val_check_interval, Limit::Batches(_)) {
+            return Err(Error::config("val_check_interval", "must be a batch count when check_val_every_n_epoch is None"));
+        }
+        if let Some(v) = self.gradient_clip_val {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::config("gradient_clip_val", format!("must be finite and >= 0, got {v}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The epoch limit in force (`None`: unlimited).
+    pub fn effective_max_epochs(&self) -> Option<usize> {
+        match (self.max_epochs, self.max_steps) {
+            (Some(e), _) => Some(e),
+            (None, None) => Some(1000),
+            (None, Some(_)) => None,
+        }
+    }
+}

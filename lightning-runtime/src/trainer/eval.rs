@@ -1,0 +1,163 @@
+//! The validation, test and predict loops (reference §2.3 rows 12–31, §2.4).
+
+use super::source::{self, Which};
+use super::{hooks, save, TrainerConfig};
+use crate::{CallbackList, LightningModule, Loader, Result, Stage, TrainerState};
+
+/// Validation and test share one shape; this generates both from their hook names.
+macro_rules! eval_loop {
+    ($fn:ident, $eval:ident, $train:ident, $impl_train:ident, $start:ident, $epoch_start:ident, $batch_start:ident, $step:ident,
+     $batch_end:ident, $epoch_end:ident, $end:ident,
+     [$i_start:ident, $i_epoch_start:ident, $i_batch_start:ident, $i_batch_end:ident, $i_epoch_end:ident, $i_end:ident]) => {
+        /// One run of the loop over `n` batches of `loader`.
+        pub(crate) fn $fn<M: LightningModule, L: CallbackList<M>, D: Loader<Batch = M::Batch>>(
+            state: &mut TrainerState,
+            model: &mut M,
+            cbs: &mut L,
+            loader: &mut D,
+            n: usize,
+        ) -> Result<()> {
+            let was_training = state.training;
+            state.training = false;
+            model.$eval(state)?;
+            if L::$i_start {
+                cbs.$start(state, model)?;
+            }
+            model.$start(state)?;
+            state.begin_eval_epoch();
+            if L::$i_epoch_start {
+                cbs.$epoch_start(state, model)?;
+            }
+            model.$epoch_start(state)?;
+            let device = state.device.clone();
+            for (i, batch) in loader.batches(0).take(n).enumerate() {
+                let batch = hooks::transfer(state, model, batch?, &device, 0)?;
+                if L::$i_batch_start {
+                    cbs.$batch_start(state, model, &batch, i, 0)?;
+                }
+                model.$batch_start(state, &batch, i, 0)?;
+                let out = model.$step(state, &batch, i, 0)?;
+                if L::$i_batch_end {
+                    cbs.$batch_end(state, model, &out, &batch, i, 0)?;
+                }
+                model.$batch_end(state, &out, &batch, i, 0)?;
+            }
+            if L::$i_epoch_end {
+                cbs.$epoch_end(state, model)?;
+            }
+            model.$epoch_end(state)?;
+            state.end_eval_epoch();
+            if L::$i_end {
+                cbs.$end(state, model)?;
+            }
+            // Checkpoint callbacks run last, so a save they ask for lands before the module's hook.
+            save::flush(state, model, cbs)?;
+            model.$end(state)?;
+            // Lightning calls the `*_model_train` hook only when it is overridden.
+            if M::$impl_train {
+                model.$train(state)?;
+            }
+            state.training = was_training;
+            Ok(())
+        }
+    };
+}
+
+eval_loop!(
+    validation, on_validation_model_eval, on_validation_model_train, IMPL_ON_VALIDATION_MODEL_TRAIN,
+    on_validation_start, on_validation_epoch_start, on_validation_batch_start, validation_step,
+    on_validation_batch_end, on_validation_epoch_end, on_validation_end,
+    [IMPL_ON_VALIDATION_START, IMPL_ON_VALIDATION_EPOCH_START, IMPL_ON_VALIDATION_BATCH_START,
+     IMPL_ON_VALIDATION_BATCH_END, IMPL_ON_VALIDATION_EPOCH_END, IMPL_ON_VALIDATION_END]
+);
+
+eval_loop!(
+    test, on_test_model_eval, on_test_model_train, IMPL_ON_TEST_MODEL_TRAIN,
+    on_test_start, on_test_epoch_start, on_test_batch_start, test_step,
+    on_test_batch_end, on_test_epoch_end, on_test_end,
+    [IMPL_ON_TEST_START, IMPL_ON_TEST_EPOCH_START, IMPL_ON_TEST_BATCH_START,
+     IMPL_ON_TEST_BATCH_END, IMPL_ON_TEST_EPOCH_END, IMPL_ON_TEST_END]
+);
+
+pub(crate) fn run_validate<M, L, D>(cfg: &TrainerConfig, state: &mut TrainerState, model: &mut M, cbs: &mut L, mut given: Option<D>) -> Result<()>
+where
+    M: LightningModule,
+    L: CallbackList<M>,
+    D: Loader<Batch = M::Batch>,
+{
+    hooks::setup(Stage::Validate, state, model, cbs)?;
+    if !cfg.limit_val_batches.is_zero() {
+        if let Some(mut loader) = source::get(&mut given, state, model, Which::Val)? {
+            let n = cfg.limit_val_batches.apply(loader.len(), "limit_val_batches")?;
+            state.num_val_batches = n;
+            validation(state, model, cbs, &mut loader, n)?;
+        }
+    }
+    hooks::teardown(Stage::Validate, state, model, cbs)
+}
+
+pub(crate) fn run_test<M, L, D>(cfg: &TrainerConfig, state: &mut TrainerState, model: &mut M, cbs: &mut L, mut given: Option<D>) -> Result<()>
+where
+    M: LightningModule,
+    L: CallbackList<M>,
+    D: Loader<Batch = M::Batch>,
+{
+    hooks::setup(Stage::Test, state, model, cbs)?;
+    if !cfg.limit_test_batches.is_zero() {
+        if let Some(mut loader) = source::get(&mut given, state, model, Which::Test)? {
+            let n = cfg.limit_test_batches.apply(loader.len(), "limit_test_batches")?;
+            test(state, model, cbs, &mut loader, n)?;
+        }
+    }
+    hooks::teardown(Stage::Test, state, model, cbs)
+}
+
+pub(crate) fn run_predict<M, L, D>(cfg: &TrainerConfig, state: &mut TrainerState, model: &mut M, cbs: &mut L, mut given: Option<D>) -> Result<Vec<M::Prediction>>
+where
+    M: LightningModule,
+    L: CallbackList<M>,
+    D: Loader<Batch = M::Batch>,
+{
+    hooks::setup(Stage::Predict, state, model, cbs)?;
+    let mut predictions = Vec::new();
+    if !cfg.limit_predict_batches.is_zero() {
+        if let Some(mut loader) = source::get(&mut given, state, model, Which::Predict)? {
+            let n = cfg.limit_predict_batches.apply(loader.len(), "limit_predict_batches")?;
+            predictions.reserve(n);
+            state.training = false;
+            model.on_predict_model_eval(state)?;
+            if L::IMPL_ON_PREDICT_START {
+                cbs.on_predict_start(state, model)?;
+            }
+            model.on_predict_start(state)?;
+            if L::IMPL_ON_PREDICT_EPOCH_START {
+                cbs.on_predict_epoch_start(state, model)?;
+            }
+            model.on_predict_epoch_start(state)?;
+            let device = state.device.clone();
+            for (i, batch) in loader.batches(0).take(n).enumerate() {
+                let batch = hooks::transfer(state, model, batch?, &device, 0)?;
+                if L::IMPL_ON_PREDICT_BATCH_START {
+                    cbs.on_predict_batch_start(state, model, &batch, i, 0)?;
+                }
+                model.on_predict_batch_start(state, &batch, i, 0)?;
+                let p = model.predict_step(state, &batch, i, 0)?;
+                if L::IMPL_ON_PREDICT_BATCH_END {
+                    cbs.on_predict_batch_end(state, model, &p, &batch, i, 0)?;
+                }
+                model.on_predict_batch_end(state, &p, &batch, i, 0)?;
+                predictions.push(p);
+            }
+            if L::IMPL_ON_PREDICT_EPOCH_END {
+                cbs.on_predict_epoch_end(state, model)?;
+            }
+            model.on_predict_epoch_end(state)?;
+            if L::IMPL_ON_PREDICT_END {
+                cbs.on_predict_end(state, model)?;
+            }
+            model.on_predict_end(state)?;
+        }
+    }
+    hooks::teardown(Stage::Predict, state, model, cbs)?;
+    Ok(predictions)
+}

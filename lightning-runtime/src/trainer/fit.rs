@@ -1,0 +1,232 @@
+//! The fit loop, in the order of Lightning's hook-order test (reference §2.3, §2.7).
+
+use std::path::Path;
+
+use candle_core::Var;
+
+use super::closure::{ensure_called, Closure};
+use super::source::{self, Which};
+use super::{eval, hooks, save, TrainerConfig};
+use crate::{
+    CallbackList, Checkpoint, Error, Flow, Gradients, Interval, LightningModule, Loader, LrScheduler, Optimizer, Optimizers, Result,
+    Stage, TrainerState,
+};
+
+/// Where training starts: an epoch, and batches already done in it.
+struct Start {
+    epoch: usize,
+    skip_batches: usize,
+    resumed: bool,
+}
+
+fn restore<M: LightningModule, L: CallbackList<M>>(path: &Path, state: &mut TrainerState, model: &mut M, cbs: &mut L) -> Result<Start> {
+    let mut ck = Checkpoint::load(path)?;
+    // Lightning: the module's hook first (it may edit the dict), then the weights, then callbacks.
+    model.on_load_checkpoint(state, &mut ck)?;
+    ck.load_into(model.parameters(), path)?;
+    if L::IMPL_ON_LOAD_CHECKPOINT {
+        cbs.on_load_checkpoint(state, model, &mut ck)?;
+    }
+    cbs.restore_state(state, model, &ck.callbacks)?;
+    state.global_step = ck.global_step;
+    Ok(if ck.epoch_complete {
+        Start { epoch: ck.epoch + 1, skip_batches: 0, resumed: true }
+    } else {
+        Start { epoch: ck.epoch, skip_batches: ck.batches_done, resumed: true }
+    })
+}
+
+/// The trainable variables, sorted by name (a `VarMap`'s own order is not stable).
+fn sorted_vars<M: LightningModule>(model: &M) -> Vec<Var> {
+    let data = model.parameters().data().lock().unwrap_or_else(|p| p.into_inner());
+    let mut named: Vec<(&String, &Var)> = data.iter().collect();
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    named.into_iter().map(|(_, v)| v.clone()).collect()
+}
+
+/// Steps the scheduler if it runs on this `interval` and `count` hits its frequency.
+fn step_scheduler<M: LightningModule>(state: &mut TrainerState, model: &mut M, optim: &mut M::Optim, base_lr: f64, interval: Interval, count: usize) -> Result<()> {
+    let (opt, sched) = optim.parts();
+    let Some((sched, cfg)) = sched else { return Ok(()) };
+    if cfg.interval != interval || count % cfg.frequency.max(1) != 0 {
+        return Ok(());
+    }
+    let metric = match &cfg.monitor {
+        None => None,
+        Some(key) => Some(*state.callback_metrics.get(key).ok_or_else(|| {
+            let logged: Vec<&String> = state.callback_metrics.keys().collect();
+            Error::config("monitor", format!("the LR scheduler monitors `{key}`, which was not logged; logged: {logged:?}"))
+        })?),
+    };
+    model.lr_scheduler_step(state, sched, metric)?;
+    opt.set_learning_rate(sched.learning_rate(base_lr));
+    Ok(())
+}
+
+pub(crate) fn run<M, L, T, V>(cfg: &TrainerConfig, state: &mut TrainerState, model: &mut M, cbs: &mut L, mut train: Option<T>, mut val: Option<V>, resume: Option<&Path>) -> Result<()>
+where
+    M: LightningModule,
+    L: CallbackList<M>,
+    T: Loader<Batch = M::Batch>,
+    V: Loader<Batch = M::Batch>,
+{
+    hooks::setup(Stage::Fit, state, model, cbs)?;
+    let start = match resume {
+        Some(path) => restore(path, state, model, cbs)?,
+        None => Start { epoch: 0, skip_batches: 0, resumed: false },
+    };
+    let mut optim = model.configure_optimizers(state)?;
+    let base_lr = optim.parts().0.learning_rate();
+    let mut grads = Gradients::new(sorted_vars(model));
+    if L::IMPL_ON_FIT_START {
+        cbs.on_fit_start(state, model)?;
+    }
+    model.on_fit_start(state)?;
+
+    let val_enabled = M::IMPL_VALIDATION_STEP && !cfg.limit_val_batches.is_zero();
+    let sanity = val_enabled && !start.resumed && cfg.num_sanity_val_steps > 0;
+    let mut val_loader = None;
+    if sanity {
+        if L::IMPL_ON_SANITY_CHECK_START {
+            cbs.on_sanity_check_start(state, model)?;
+        }
+        val_loader = source::get(&mut val, state, model, Which::Val)?;
+        if let Some(vl) = &mut val_loader {
+            let n = cfg.limit_val_batches.apply(vl.len(), "limit_val_batches")?.min(cfg.num_sanity_val_steps);
+            if n > 0 {
+                state.sanity_checking = true;
+                eval::validation(state, model, cbs, vl, n)?;
+                state.sanity_checking = false;
+            }
+        }
+        if L::IMPL_ON_SANITY_CHECK_END {
+            cbs.on_sanity_check_end(state, model)?;
+        }
+    }
+    let mut train_loader = source::get(&mut train, state, model, Which::Train)?.ok_or(Error::MissingHook { module: M::NAME, hook: "train_dataloader" })?;
+    if val_enabled && !sanity {
+        val_loader = source::get(&mut val, state, model, Which::Val)?;
+    }
+    let num_train = cfg.limit_train_batches.apply(train_loader.len(), "limit_train_batches")?;
+    let num_val = match &val_loader {
+        Some(v) if val_enabled => cfg.limit_val_batches.apply(v.len(), "limit_val_batches")?,
+        _ => 0,
+    };
+    state.num_training_batches = num_train;
+    state.num_val_batches = num_val;
+    let val_check_batch = match cfg.val_check_interval {
+        super::Limit::Batches(n) => n.max(1),
+        other => other.apply(num_train, "val_check_interval")?.max(1),
+    };
+
+    if num_train > 0 {
+        if L::IMPL_ON_TRAIN_START {
+            cbs.on_train_start(state, model)?;
+        }
+        model.on_train_start(state)?;
+        let device = state.device.clone();
+        let clip = (cfg.gradient_clip_val, cfg.gradient_clip_algorithm);
+        let k = cfg.accumulate_grad_batches;
+        let max_epochs = cfg.effective_max_epochs();
+        let steps_done = |s: &TrainerState| cfg.max_steps.is_some_and(|m| s.global_step >= m);
+        let mut total_batch_idx = 0usize;
+        state.current_epoch = start.epoch;
+        let mut skip = start.skip_batches;
+        while !(max_epochs.is_some_and(|m| state.current_epoch >= m) || steps_done(state) || state.should_stop) {
+            let epoch = state.current_epoch;
+            state.batches_done = skip;
+            if skip == 0 {
+                if L::IMPL_ON_TRAIN_EPOCH_START {
+                    cbs.on_train_epoch_start(state, model)?;
+                }
+                model.on_train_epoch_start(state)?;
+            }
+            let val_this_epoch = num_val > 0 && cfg.check_val_every_n_epoch.is_none_or(|n| (epoch + 1) % n == 0);
+            let mut epoch_scheduler_due = true;
+            for (i, batch) in train_loader.batches(epoch).take(num_train).enumerate().skip(skip) {
+                let batch = hooks::transfer(state, model, batch?, &device, 0)?;
+                if L::IMPL_ON_TRAIN_BATCH_START {
+                    cbs.on_train_batch_start(state, model, &batch, i)?;
+                }
+                if model.on_train_batch_start(state, &batch, i)? == Flow::SkipEpoch {
+                    break;
+                }
+                let batch = if L::IMPL_ON_BATCH_BEGIN { cbs.on_batch_begin(state, model, batch, i)? } else { batch };
+                let batch = model.on_batch_begin(state, batch, i)?;
+                let last = i + 1 == num_train;
+                let window_end = (i + 1) % k == 0 || last;
+                let (optimizer, _) = optim.parts();
+                let mut closure = Closure::<M, L> {
+                    state: &mut *state,
+                    callbacks: &mut *cbs,
+                    batch: &batch,
+                    batch_idx: i,
+                    grads: &mut grads,
+                    zero_grad: i % k == 0 || i == skip,
+                    clip,
+                    output: None,
+                    stepped: false,
+                };
+                if window_end {
+                    model.optimizer_step(epoch, i, optimizer, &mut closure)?;
+                    ensure_called(&closure)?;
+                } else {
+                    crate::OptimizerClosure::call(&mut closure, model, optimizer)?;
+                }
+                let stepped = closure.stepped;
+                let outputs = closure.output.take().unwrap_or_default();
+                if stepped {
+                    state.global_step += 1;
+                    step_scheduler(state, model, &mut optim, base_lr, Interval::Step, i + 1)?;
+                }
+                if last {
+                    epoch_scheduler_due = false;
+                    step_scheduler(state, model, &mut optim, base_lr, Interval::Epoch, epoch + 1)?;
+                }
+                state.batches_done = i + 1;
+                total_batch_idx += 1;
+                if L::IMPL_ON_TRAIN_BATCH_END {
+                    cbs.on_train_batch_end(state, model, &outputs, &batch, i)?;
+                }
+                save::flush(state, model, cbs)?;
+                model.on_train_batch_end(state, &outputs, &batch, i)?;
+                let counter = if cfg.check_val_every_n_epoch.is_none() { total_batch_idx } else { i + 1 };
+                if val_this_epoch && (counter % val_check_batch == 0 || state.should_stop) {
+                    if let Some(vl) = &mut val_loader {
+                        model.on_validation_model_zero_grad(state)?;
+                        eval::validation(state, model, cbs, vl, num_val)?;
+                    }
+                }
+                if steps_done(state) || state.should_stop {
+                    epoch_scheduler_due = false;
+                    break;
+                }
+            }
+            // Skipped epochs (Flow::SkipEpoch) still step epoch schedulers (Lightning PR #21307).
+            if epoch_scheduler_due && state.batches_done < num_train {
+                step_scheduler(state, model, &mut optim, base_lr, Interval::Epoch, epoch + 1)?;
+            }
+            skip = 0;
+            state.at_epoch_end = true;
+            if L::IMPL_ON_TRAIN_EPOCH_END {
+                cbs.on_train_epoch_end(state, model, false)?;
+            }
+            model.on_train_epoch_end(state)?;
+            if L::IMPL_ON_TRAIN_EPOCH_END {
+                cbs.on_train_epoch_end(state, model, true)?;
+            }
+            save::flush(state, model, cbs)?;
+            state.at_epoch_end = false;
+            state.current_epoch += 1;
+        }
+        if L::IMPL_ON_TRAIN_END {
+            cbs.on_train_end(state, model)?;
+        }
+        model.on_train_end(state)?;
+    }
+    if L::IMPL_ON_FIT_END {
+        cbs.on_fit_end(state, model)?;
+    }
+    model.on_fit_end(state)?;
+    hooks::teardown(Stage::Fit, state, model, cbs)
+}

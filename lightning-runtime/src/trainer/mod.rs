@@ -1,0 +1,330 @@
+//! The trainer: a builder of Lightning's flags, and `fit`, `validate`, `test`, `predict`.
+//!
+//! The trainer is generic over the module and the callback tuple, so every hook call
+//! is a static call the compiler can inline; hooks nothing implements vanish.
+
+mod closure;
+mod config;
+mod eval;
+mod fit;
+mod hooks;
+mod save;
+mod source;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use candle_core::Device;
+
+pub use closure::OptimizerClosure;
+pub use config::{Limit, TrainerConfig};
+pub use source::EitherLoader;
+
+use crate::module::requirements::*;
+use crate::{Accelerator, CallbackList, Chain, Error, GradientClipAlgorithm, LightningModule, Loader, ModelCheckpoint, Result, Stage, TrainerState};
+
+/// Metrics by name, as `callback_metrics` holds them at the end of a run.
+pub type Metrics = BTreeMap<String, f64>;
+
+/// What `fit` returns.
+#[derive(Debug, Clone)]
+pub struct FitOutcome {
+    /// `callback_metrics` at the end.
+    pub metrics: Metrics,
+    /// Optimizer steps taken in total.
+    pub global_step: usize,
+    /// Epochs completed.
+    pub current_epoch: usize,
+    /// The last checkpoint written, if any.
+    pub last_checkpoint: Option<PathBuf>,
+}
+
+/// Builds a [`Trainer`]; every method is a Lightning `Trainer(...)` flag.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct TrainerBuilder<C = ()> {
+    config: TrainerConfig,
+    callbacks: C,
+}
+
+macro_rules! flags {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty => |$c:ident, $v:ident| $set:expr;)*) => {$(
+        $(#[$doc])*
+        pub fn $name(mut self, $v: $ty) -> Self {
+            let $c = &mut self.config;
+            $set;
+            self
+        }
+    )*};
+}
+
+impl<C> TrainerBuilder<C> {
+    flags! {
+        /// Stop after this many epochs (default 1000 when `max_steps` is unset too).
+        max_epochs: usize => |c, v| c.max_epochs = Some(v);
+        /// Stop after this many optimizer steps.
+        max_steps: usize => |c, v| c.max_steps = Some(v);
+        /// Training batches per epoch: a fraction (`0.25`) or a count (`10`).
+        limit_train_batches: impl Into<Limit> => |c, v| c.limit_train_batches = v.into();
+        /// Validation batches per run; 0 disables validation.
+        limit_val_batches: impl Into<Limit> => |c, v| c.limit_val_batches = v.into();
+        /// Test batches.
+        limit_test_batches: impl Into<Limit> => |c, v| c.limit_test_batches = v.into();
+        /// Predict batches.
+        limit_predict_batches: impl Into<Limit> => |c, v| c.limit_predict_batches = v.into();
+        /// Validation batches run before training (default 2; `usize::MAX`: all; 0: off).
+        num_sanity_val_steps: usize => |c, v| c.num_sanity_val_steps = v;
+        /// Validate every fraction of an epoch (`0.5`) or every N training batches (`100`).
+        val_check_interval: impl Into<Limit> => |c, v| c.val_check_interval = v.into();
+        /// Validate every N epochs; `None` counts `val_check_interval` batches across epochs.
+        check_val_every_n_epoch: Option<usize> => |c, v| c.check_val_every_n_epoch = v;
+        /// Step the optimizer every k batches, with the loss divided by k.
+        accumulate_grad_batches: usize => |c, v| c.accumulate_grad_batches = v;
+        /// Clip gradients to this value (by norm unless `gradient_clip_algorithm` says otherwise).
+        gradient_clip_val: f64 => |c, v| c.gradient_clip_val = Some(v);
+        /// `Norm` (default) or `Value`.
+        gradient_clip_algorithm: GradientClipAlgorithm => |c, v| c.gradient_clip_algorithm = v;
+        /// Seeds the device's generator where candle can (CUDA, Metal); seed CPU
+        /// initialisation with `lightning::seeded_var_builder` and loaders with `shuffle(seed)`.
+        seed: u64 => |c, v| c.seed = Some(v);
+        /// The device: `Auto` (default), `Cpu`, `Cuda(i)`, `Metal(i)`.
+        accelerator: Accelerator => |c, v| c.accelerator = v;
+        /// Adds a `ModelCheckpoint` that keeps the latest checkpoint (default on).
+        enable_checkpointing: bool => |c, v| c.enable_checkpointing = v;
+        /// Where checkpoints go (default: the current directory).
+        default_root_dir: impl Into<PathBuf> => |c, v| c.default_root_dir = v.into();
+    }
+
+    /// The callbacks, as a tuple, called in tuple order: `.callbacks((A, B))`.
+    pub fn callbacks<C2>(self, callbacks: C2) -> TrainerBuilder<C2> {
+        TrainerBuilder { config: self.config, callbacks }
+    }
+
+    /// Checks the flags and opens the device.
+    pub fn build(self) -> Result<Trainer<C>> {
+        self.config.validate()?;
+        let device = self.config.accelerator.device()?;
+        if let Some(seed) = self.config.seed {
+            // candle cannot seed its CPU generator; the other backends can.
+            if !device.is_cpu() {
+                device.set_seed(seed)?;
+            }
+        }
+        Ok(Trainer { config: self.config, callbacks: self.callbacks, device, resume: None })
+    }
+}
+
+/// PyTorch Lightning's `Trainer`, specialised at compile time to its callbacks `C`.
+///
+/// See [`LightningModule`] for a complete example.
+#[derive(Debug)]
+pub struct Trainer<C = ()> {
+    config: TrainerConfig,
+    callbacks: C,
+    device: Device,
+    resume: Option<PathBuf>,
+}
+
+impl Trainer<()> {
+    /// A builder with Lightning's defaults and no callbacks.
+    pub fn builder() -> TrainerBuilder<()> {
+        TrainerBuilder { config: TrainerConfig::default(), callbacks: () }
+    }
+}
+
+type RunCallbacks<'a, C, M> = Chain<'a, C, Chain<'a, Option<<M as LightningModule>::Callbacks>, Option<(ModelCheckpoint,)>>>;
+
+impl<C> Trainer<C> {
+    /// The flags.
+    pub fn config(&self) -> &TrainerConfig {
+        &self.config
+    }
+
+    /// The device batches and parameters go to; build the module's variables on it.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The callbacks.
+    pub fn callbacks(&mut self) -> &mut C {
+        &mut self.callbacks
+    }
+
+    /// Resumes the next `fit` from this checkpoint (Lightning's `ckpt_path`).
+    pub fn resume_from(&mut self, path: impl Into<PathBuf>) -> &mut Self {
+        self.resume = Some(path.into());
+        self
+    }
+
+    /// Runs one entry point: builds the callback list (the trainer's, the module's
+    /// `configure_callbacks`, the default checkpoint), runs `body`, and on error calls
+    /// `on_exception` and returns the error. No end or teardown hook runs after an error.
+    fn run<M, R>(
+        &mut self,
+        stage: Stage,
+        model: &mut M,
+        body: impl FnOnce(&TrainerConfig, &mut TrainerState, &mut M, &mut RunCallbacks<'_, C, M>) -> Result<R>,
+    ) -> Result<(R, TrainerState)>
+    where
+        M: LightningModule,
+        C: CallbackList<M>,
+    {
+        let mut state = TrainerState::new(stage, self.device.clone(), self.config.default_root_dir.clone());
+        state.accumulate_grad_batches = self.config.accumulate_grad_batches;
+        state.check_val_every_n_epoch = self.config.check_val_every_n_epoch;
+        state.val_check_once_per_epoch = self.config.val_check_interval == Limit::Fraction(1.0);
+        let mut checkpoint = (stage == Stage::Fit && self.config.enable_checkpointing)
+            .then(|| (ModelCheckpoint::new().dirpath(self.config.default_root_dir.join("checkpoints")),));
+        let mut extra: Option<M::Callbacks> = None;
+        let config = &self.config;
+        let result = (|| {
+            if M::IMPL_CONFIGURE_CALLBACKS {
+                extra = model.configure_callbacks(&mut state)?;
+            }
+            let mut keys = Vec::new();
+            <RunCallbacks<'_, C, M>>::state_keys(&mut keys);
+            keys.sort_unstable();
+            if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
+                return Err(Error::DuplicateStateKey(w[0]));
+            }
+            let mut inner = Chain(&mut extra, &mut checkpoint);
+            let mut cbs = Chain(&mut self.callbacks, &mut inner);
+            body(config, &mut state, model, &mut cbs)
+        })();
+        match result {
+            Ok(r) => Ok((r, state)),
+            Err(e) => {
+                let mut inner = Chain(&mut extra, &mut checkpoint);
+                let mut cbs = Chain(&mut self.callbacks, &mut inner);
+                // The run's error is what the caller needs; a failing on_exception cannot replace it.
+                let _ = cbs.on_exception(&mut state, model, &e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Trains with the module's `train_dataloader` and `val_dataloader` (Lightning's `fit`).
+    pub fn fit<M>(&mut self, model: &mut M) -> Result<FitOutcome>
+    where
+        M: LightningModule + HasTrainingStep + HasConfigureOptimizers + HasTrainDataloader,
+        C: CallbackList<M>,
+    {
+        self.fit_inner(model, None::<M::Loader>, None::<M::Loader>)
+    }
+
+    /// Trains on the loaders given; a `None` validation loader falls back to the module's
+    /// `val_dataloader` hook, as in Lightning.
+    pub fn fit_with<M, T, V>(&mut self, model: &mut M, train: T, val: Option<V>) -> Result<FitOutcome>
+    where
+        M: LightningModule + HasTrainingStep + HasConfigureOptimizers,
+        C: CallbackList<M>,
+        T: Loader<Batch = M::Batch>,
+        V: Loader<Batch = M::Batch>,
+    {
+        self.fit_inner(model, Some(train), val)
+    }
+
+    fn fit_inner<M, T, V>(&mut self, model: &mut M, train: Option<T>, val: Option<V>) -> Result<FitOutcome>
+    where
+        M: LightningModule,
+        C: CallbackList<M>,
+        T: Loader<Batch = M::Batch>,
+        V: Loader<Batch = M::Batch>,
+    {
+        let resume = self.resume.take();
+        let ((), state) = self.run(Stage::Fit, model, |cfg, state, model, cbs| fit::run(cfg, state, model, cbs, train, val, resume.as_deref()))?;
+        Ok(FitOutcome {
+            metrics: state.callback_metrics.clone(),
+            global_step: state.global_step,
+            current_epoch: state.current_epoch,
+            last_checkpoint: state.last_saved.clone(),
+        })
+    }
+
+    /// Runs the validation loop with the module's `val_dataloader`.
+    pub fn validate<M>(&mut self, model: &mut M) -> Result<Metrics>
+    where
+        M: LightningModule + HasValidationStep + HasValDataloader,
+        C: CallbackList<M>,
+    {
+        self.validate_inner(model, None::<M::Loader>)
+    }
+
+    /// Runs the validation loop on a loader .
+    pub fn validate_with<M, L>(&mut self, model: &mut M, loader: L) -> Result<Metrics>
+    where
+        M: LightningModule + HasValidationStep,
+        C: CallbackList<M>,
+        L: Loader<Batch = M::Batch>,
+    {
+        self.validate_inner(model, Some(loader))
+    }
+
+    fn validate_inner<M, L>(&mut self, model: &mut M, loader: Option<L>) -> Result<Metrics>
+    where
+        M: LightningModule,
+        C: CallbackList<M>,
+        L: Loader<Batch = M::Batch>,
+    {
+        let ((), state) = self.run(Stage::Validate, model, |cfg, state, model, cbs| eval::run_validate(cfg, state, model, cbs, loader))?;
+        Ok(state.callback_metrics)
+    }
+
+    /// Runs the test loop with the module's `test_dataloader`.
+    pub fn test<M>(&mut self, model: &mut M) -> Result<Metrics>
+    where
+        M: LightningModule + HasTestStep + HasTestDataloader,
+        C: CallbackList<M>,
+    {
+        self.test_inner(model, None::<M::Loader>)
+    }
+
+    /// Runs the test loop on a loader .
+    pub fn test_with<M, L>(&mut self, model: &mut M, loader: L) -> Result<Metrics>
+    where
+        M: LightningModule + HasTestStep,
+        C: CallbackList<M>,
+        L: Loader<Batch = M::Batch>,
+    {
+        self.test_inner(model, Some(loader))
+    }
+
+    fn test_inner<M, L>(&mut self, model: &mut M, loader: Option<L>) -> Result<Metrics>
+    where
+        M: LightningModule,
+        C: CallbackList<M>,
+        L: Loader<Batch = M::Batch>,
+    {
+        let ((), state) = self.run(Stage::Test, model, |cfg, state, model, cbs| eval::run_test(cfg, state, model, cbs, loader))?;
+        Ok(state.callback_metrics)
+    }
+
+    /// Runs `predict_step` over the module's `predict_dataloader` and returns the results.
+    pub fn predict<M>(&mut self, model: &mut M) -> Result<Vec<M::Prediction>>
+    where
+        M: LightningModule + HasPredictStep + HasPredictDataloader,
+        C: CallbackList<M>,
+    {
+        self.predict_inner(model, None::<M::Loader>)
+    }
+
+    /// Runs `predict_step` over a loader .
+    pub fn predict_with<M, L>(&mut self, model: &mut M, loader: L) -> Result<Vec<M::Prediction>>
+    where
+        M: LightningModule + HasPredictStep,
+        C: CallbackList<M>,
+        L: Loader<Batch = M::Batch>,
+    {
+        self.predict_inner(model, Some(loader))
+    }
+
+    fn predict_inner<M, L>(&mut self, model: &mut M, loader: Option<L>) -> Result<Vec<M::Prediction>>
+    where
+        M: LightningModule,
+        C: CallbackList<M>,
+        L: Loader<Batch = M::Batch>,
+    {
+        let (preds, _) = self.run(Stage::Predict, model, |cfg, state, model, cbs| eval::run_predict(cfg, state, model, cbs, loader))?;
+        Ok(preds)
+    }
+}

@@ -1,0 +1,47 @@
+//! Carrying out checkpoint saves that hooks asked for.
+
+use crate::checkpoint::module_state;
+use crate::{CallbackList, Checkpoint, Error, LightningModule, Result, TrainerState};
+
+/// Builds a checkpoint in Lightning's order: the trainer's counters and the weights,
+/// every callback's `state_dict`, then `on_save_checkpoint` of the callbacks, then the module.
+pub(crate) fn build<M: LightningModule, L: CallbackList<M>>(state: &mut TrainerState, model: &mut M, cbs: &mut L) -> Result<Checkpoint> {
+    let mut ck = Checkpoint {
+        epoch: state.current_epoch,
+        global_step: state.global_step,
+        batches_done: state.batches_done,
+        epoch_complete: state.at_epoch_end,
+        state_dict: module_state(model.parameters()),
+        ..Checkpoint::default()
+    };
+    let mut states = Vec::new();
+    cbs.collect_state(state, model, &mut states)?;
+    for (key, value) in states {
+        if !value.is_null() {
+            ck.callbacks.insert(key.to_owned(), value);
+        }
+    }
+    if L::IMPL_ON_SAVE_CHECKPOINT {
+        cbs.on_save_checkpoint(state, model, &mut ck)?;
+    }
+    model.on_save_checkpoint(state, &mut ck)?;
+    Ok(ck)
+}
+
+/// Writes every requested checkpoint. A replaced file is removed only after its
+/// successor is safely on disk.
+#[inline]
+pub(crate) fn flush<M: LightningModule, L: CallbackList<M>>(state: &mut TrainerState, model: &mut M, cbs: &mut L) -> Result<()> {
+    if state.save_requests.is_empty() {
+        return Ok(());
+    }
+    for req in std::mem::take(&mut state.save_requests) {
+        let ck = build(state, model, cbs)?;
+        ck.save(&req.path)?;
+        if let Some(old) = req.replaces.filter(|old| *old != req.path) {
+            std::fs::remove_file(&old).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(Error::io(&old, e)) })?;
+        }
+        state.last_saved = Some(req.path);
+    }
+    Ok(())
+}
