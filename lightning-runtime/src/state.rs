@@ -120,7 +120,7 @@ pub struct TrainerState {
     pub(crate) last_saved: Option<PathBuf>,
     /// Training batches done in the current epoch (for mid-epoch resume).
     pub(crate) batches_done: usize,
-    /// Inside `on_train_epoch_end`: a checkpoint saved now resumes at the next epoch.
+    /// Inside `on_train_epoch_end` of a finished epoch: a checkpoint saved now resumes at the next epoch.
     pub(crate) at_epoch_end: bool,
 }
 

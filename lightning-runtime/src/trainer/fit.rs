@@ -143,12 +143,14 @@ where
             }
             let val_this_epoch = num_val > 0 && cfg.check_val_every_n_epoch.is_none_or(|n| (epoch + 1) % n == 0);
             let mut epoch_scheduler_due = true;
+            let mut skipped = false;
             for (i, batch) in train_loader.batches(epoch).take(num_train).enumerate().skip(skip) {
                 let batch = hooks::transfer(state, model, batch?, &device, 0)?;
                 if L::IMPL_ON_TRAIN_BATCH_START {
                     cbs.on_train_batch_start(state, model, &batch, i)?;
                 }
                 if model.on_train_batch_start(state, &batch, i)? == Flow::SkipEpoch {
+                    skipped = true;
                     break;
                 }
                 let batch = if L::IMPL_ON_BATCH_BEGIN { cbs.on_batch_begin(state, model, batch, i)? } else { batch };
@@ -207,7 +209,9 @@ where
                 step_scheduler(state, model, &mut optim, base_lr, Interval::Epoch, epoch + 1)?;
             }
             skip = 0;
-            state.at_epoch_end = true;
+            // A checkpoint saved now resumes at the next epoch only if this one is done;
+            // after `max_steps` or `should_stop` mid-epoch it resumes at the next batch.
+            state.at_epoch_end = skipped || state.batches_done >= num_train;
             if L::IMPL_ON_TRAIN_EPOCH_END {
                 cbs.on_train_epoch_end(state, model, false)?;
             }
