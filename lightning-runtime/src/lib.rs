@@ -21,7 +21,7 @@ mod trainer;
 pub use batch::TransferBatch;
 pub use callback::{Callback, CallbackList, Chain};
 pub use callbacks::ModelCheckpoint;
-pub use checkpoint::Checkpoint;
+pub use checkpoint::{module_state as checkpoint_state, Checkpoint};
 pub use data::{accuracy, DataLoader, Loader, NoLoader};
 pub use device::Accelerator;
 pub use error::{Error, Result};
