@@ -48,7 +48,7 @@ fn call_user(b: &BoundHook, self_ty: &Type) -> TokenStream {
     let hook = b.hook.name;
     let call = quote!(<#self_ty>::#method(self, #(#args),*));
     let ret_span = b.ret.map(|t| t.span()).unwrap_or_else(|| b.method.span());
-    let into = quote_spanned!(ret_span=> ::core::result::Result::Ok(::core::convert::Into::into(__value)));
+    let into = quote_spanned!(ret_span=> ::core::result::Result::Ok(::lightning::__private::HookReturn::into_hook_return(__value)));
     match b.ret {
         Some(t) if types::result_ok(t).is_some() => quote! {
             let __value = #call.map_err(|e| ::lightning::Error::in_hook(#hook, e))?;

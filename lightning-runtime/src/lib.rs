@@ -12,6 +12,7 @@ pub mod data;
 mod device;
 mod error;
 mod grads;
+mod hook_return;
 mod module;
 pub mod optim;
 mod state;
@@ -40,5 +41,6 @@ pub use serde_json;
 
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::hook_return::HookReturn;
     pub use crate::module::requirements::*;
 }

@@ -1,0 +1,8 @@
+use lightning::prelude::*;
+
+#[lightning_module]
+struct NoParams {
+    hidden: usize,
+}
+
+fn main() {}
