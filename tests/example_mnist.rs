@@ -1,0 +1,29 @@
+//! Runs the MNIST example itself (its `run`, with its default arguments) on the embedded
+//! sample, and checks the promise: at least 90% test accuracy.
+
+#[path = "../examples/mnist.rs"]
+mod mnist;
+
+use clap::Parser;
+
+#[test]
+fn example_reaches_ninety_percent_on_the_embedded_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let args = mnist::Args::parse_from(["mnist", "--accelerator", "cpu", "--root-dir", root]);
+    let report = mnist::run(&args).unwrap();
+    assert!(report.test_accuracy >= 0.90, "test accuracy {}", report.test_accuracy);
+    assert_eq!(report.epoch_lines.len(), args.epochs);
+    let ckpt = report.checkpoint.unwrap();
+    assert!(ckpt.starts_with(dir.path()) && ckpt.is_file());
+    assert!(ckpt.ends_with(format!("epoch={}-step=570.ckpt", args.epochs - 1)));
+}
+
+#[test]
+fn bad_data_directories_are_reported_not_panicked() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("train-images-idx3-ubyte"), b"\x00\x00\x08\x03junk").unwrap();
+    let args = mnist::Args::parse_from(["mnist", "--data-dir", dir.path().to_str().unwrap()]);
+    let err = mnist::run(&args).err().expect("missing files are an error").to_string();
+    assert!(err.contains("train-labels-idx1-ubyte"), "{err}");
+}
