@@ -120,7 +120,8 @@ impl Mlp {
     }
 
     fn configure_optimizers(&mut self) -> lightning::Result<(AdamW, StepLr)> {
-        let adamw = AdamW::new(self.vars.all_vars(), AdamWConfig { lr: self.lr, weight_decay: 1e-4, ..Default::default() })?;
+        let adamw =
+            AdamW::new(self.vars.all_vars(), AdamWConfig { lr: self.lr, weight_decay: 1e-4, ..Default::default() })?;
         Ok((adamw, StepLr::new(4, 0.5)))
     }
 }
@@ -191,13 +192,16 @@ pub fn run(args: &Args) -> lightning::Result<Report> {
         "cpu" => Accelerator::Cpu,
         "cuda" => Accelerator::Cuda(0),
         "metal" => Accelerator::Metal(0),
-        other => return Err(lightning::Error::msg(format!("unknown accelerator `{other}`: use auto, cpu, cuda or metal"))),
+        other => {
+            return Err(lightning::Error::msg(format!("unknown accelerator `{other}`: use auto, cpu, cuda or metal")))
+        }
     };
     // Hold out the last tenth of the training split for validation.
     let n = data.train.images.dim(0)?;
     let n_val = n / 10;
     let (x, y) = (&data.train.images, &data.train.labels);
-    let train = DataLoader::new(x.narrow(0, 0, n - n_val)?, y.narrow(0, 0, n - n_val)?, args.batch_size)?.shuffle(args.seed);
+    let train =
+        DataLoader::new(x.narrow(0, 0, n - n_val)?, y.narrow(0, 0, n - n_val)?, args.batch_size)?.shuffle(args.seed);
     let val = DataLoader::new(x.narrow(0, n - n_val, n_val)?, y.narrow(0, n - n_val, n_val)?, 500)?;
     let test = DataLoader::new(data.test.images.clone(), data.test.labels.clone(), 500)?;
 
@@ -217,8 +221,13 @@ pub fn run(args: &Args) -> lightning::Result<Report> {
     let mut model = Mlp::new(args.hidden, args.lr, args.seed, trainer.device())?;
     let fit = trainer.fit_with(&mut model, train, Some(val))?;
     let metrics = trainer.test_with(&mut model, test)?;
-    let test_accuracy = metrics.get("test_acc").copied().ok_or_else(|| lightning::Error::msg("test_acc was not logged"))?;
-    Ok(Report { test_accuracy, checkpoint: fit.last_checkpoint, epoch_lines: std::mem::take(&mut trainer.callbacks().0.lines) })
+    let test_accuracy =
+        metrics.get("test_acc").copied().ok_or_else(|| lightning::Error::msg("test_acc was not logged"))?;
+    Ok(Report {
+        test_accuracy,
+        checkpoint: fit.last_checkpoint,
+        epoch_lines: std::mem::take(&mut trainer.callbacks().0.lines),
+    })
 }
 
 #[allow(dead_code)] // the tests include this file as a module and call `run`

@@ -46,8 +46,8 @@ pub use lightning_runtime::*;
 pub mod prelude {
     pub use lightning_macros::{callback, hook, lightning_module, not_hook};
     pub use lightning_runtime::{
-        Accelerator, AdamW, AdamWConfig, Callback, Checkpoint, DataLoader, Flow, GradientClipAlgorithm, Gradients, Interval,
-        LightningModule, Loader, LrScheduler, ModelCheckpoint, Optimizer, OptimizerClosure, Optimizers, SchedulerConfig, Sgd,
-        SgdConfig, Stage, StepLr, StepOutput, Trainer, TrainerState, TransferBatch,
+        Accelerator, AdamW, AdamWConfig, Callback, Checkpoint, DataLoader, Flow, GradientClipAlgorithm, Gradients,
+        Interval, LightningModule, Loader, LrScheduler, ModelCheckpoint, Optimizer, OptimizerClosure, Optimizers,
+        SchedulerConfig, Sgd, SgdConfig, Stage, StepLr, StepOutput, Trainer, TrainerState, TransferBatch,
     };
 }

@@ -113,7 +113,8 @@ fn write_gz(path: &Path, a: &idx::IdxArray) {
 #[test]
 fn mnist_directories_load_and_mismatches_are_named() {
     let dir = tempfile::tempdir().unwrap();
-    let images = |n: usize| idx::IdxArray { dims: vec![n, 2, 2], data: (0..n * 4).map(|i| (i * 10 % 256) as u8).collect() };
+    let images =
+        |n: usize| idx::IdxArray { dims: vec![n, 2, 2], data: (0..n * 4).map(|i| (i * 10 % 256) as u8).collect() };
     let labels = |n: usize| idx::IdxArray { dims: vec![n], data: (0..n).map(|i| (i % 10) as u8).collect() };
     write_gz(&dir.path().join("train-images-idx3-ubyte.gz"), &images(5));
     write_gz(&dir.path().join("train-labels-idx1-ubyte.gz"), &labels(5));

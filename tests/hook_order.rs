@@ -46,7 +46,8 @@ fn eval_batch(kind: &str, step: &str) -> Vec<String> {
 
 /// One validation or test run of `n` batches (§2.3 rows 12–31, §2.4).
 fn eval_run(kind: &str, step: &str, n: usize) -> Vec<String> {
-    let mut v = seq(&[&format!("M on_{kind}_model_eval"), &format!("C on_{kind}_start"), &format!("M on_{kind}_start")]);
+    let mut v =
+        seq(&[&format!("M on_{kind}_model_eval"), &format!("C on_{kind}_start"), &format!("M on_{kind}_start")]);
     v.extend(seq(&[&format!("C on_{kind}_epoch_start"), &format!("M on_{kind}_epoch_start")]));
     for _ in 0..n {
         v.extend(eval_batch(kind, step));
@@ -151,10 +152,13 @@ fn fit_matches_lightning_entry_order() {
 #[test]
 fn validate_test_and_predict_with_two_batches() {
     let dir = tempfile::tempdir().unwrap();
-    for (kind, step, loader) in [("validation", "validation_step", "val_dataloader"), ("test", "test_step", "test_dataloader")] {
+    for (kind, step, loader) in
+        [("validation", "validation_step", "val_dataloader"), ("test", "test_step", "test_dataloader")]
+    {
         let log = Log::default();
         let (mut trainer, mut model) = new_run(&log, builder(&dir).limit_val_batches(2).limit_test_batches(2));
-        let metrics = if kind == "validation" { trainer.validate(&mut model) } else { trainer.test(&mut model) }.unwrap();
+        let metrics =
+            if kind == "validation" { trainer.validate(&mut model) } else { trainer.test(&mut model) }.unwrap();
         let mut want = setup();
         want.push(m(loader));
         want.extend(eval_run(kind, step, 2));
@@ -297,7 +301,12 @@ fn max_steps_one_stops_mid_epoch() {
 fn two_epochs_validating_every_second() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::default();
-    let b = builder(&dir).max_epochs(2).limit_train_batches(1).limit_val_batches(1).num_sanity_val_steps(0).check_val_every_n_epoch(Some(2));
+    let b = builder(&dir)
+        .max_epochs(2)
+        .limit_train_batches(1)
+        .limit_val_batches(1)
+        .num_sanity_val_steps(0)
+        .check_val_every_n_epoch(Some(2));
     let (mut trainer, mut model) = new_run(&log, b);
     let out = run_fit(&mut trainer, &mut model).unwrap();
 

@@ -28,7 +28,9 @@ fn check(name: &str, options: &Value, make: impl Fn(Vec<Var>, &Value) -> Box<dyn
     let mut grads = Gradients::new(vec![w.clone()]);
     for step in 1..=100 {
         let diff = (w.as_tensor() - &target).unwrap();
-        let loss = ((&a * diff.sqr().unwrap()).unwrap().sum_all().unwrap() + (w.as_tensor().powf(4.0).unwrap() * 0.1).unwrap().sum_all().unwrap()).unwrap();
+        let loss = ((&a * diff.sqr().unwrap()).unwrap().sum_all().unwrap()
+            + (w.as_tensor().powf(4.0).unwrap() * 0.1).unwrap().sum_all().unwrap())
+        .unwrap();
         grads.clear();
         grads.accumulate(loss.backward().unwrap()).unwrap();
         opt.step(&grads).unwrap();
@@ -72,7 +74,11 @@ fn sgd_and_adamw_match_torch_in_f64() {
                 name,
                 o,
                 |vars, _| {
-                    let c = AdamWConfig { lr: num("lr", 1e-3), weight_decay: num("weight_decay", 1e-2), ..AdamWConfig::default() };
+                    let c = AdamWConfig {
+                        lr: num("lr", 1e-3),
+                        weight_decay: num("weight_decay", 1e-2),
+                        ..AdamWConfig::default()
+                    };
                     Box::new(AdamW::new(vars, c).unwrap())
                 },
                 &case["w_after_step"],

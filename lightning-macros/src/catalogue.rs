@@ -85,7 +85,8 @@ const fn required(name: &'static str, args: &'static [Arg], ret: &'static str, d
         args,
         module_ret: ret,
         callback_ret: UNIT,
-        module_default: "::core::result::Result::Err(::lightning::Error::MissingHook { module: Self::NAME, hook: \"$hook\" })",
+        module_default:
+            "::core::result::Result::Err(::lightning::Error::MissingHook { module: Self::NAME, hook: \"$hook\" })",
         callback_default: OK,
         trainer: true,
         monitoring_split: false,
@@ -94,7 +95,13 @@ const fn required(name: &'static str, args: &'static [Arg], ret: &'static str, d
 }
 
 /// A hook that receives the batch by value and returns the batch later hooks see.
-const fn batch_map(name: &'static str, side: Side, args: &'static [Arg], default: &'static str, doc: &'static str) -> Hook {
+const fn batch_map(
+    name: &'static str,
+    side: Side,
+    args: &'static [Arg],
+    default: &'static str,
+    doc: &'static str,
+) -> Hook {
     Hook {
         name,
         side,
@@ -404,8 +411,16 @@ pub const REMOVED: &[(&str, &str, &str)] = &[
     ("training_step_end", "on_train_batch_end", "was removed in Lightning 2.0"),
     ("validation_step_end", "on_validation_batch_end", "was removed in Lightning 2.0"),
     ("test_step_end", "on_test_batch_end", "was removed in Lightning 2.0"),
-    ("on_epoch_start", "on_train_epoch_start", "was removed in Lightning 1.8 (or use `on_validation_epoch_start` / `on_test_epoch_start`)"),
-    ("on_epoch_end", "on_train_epoch_end", "was removed in Lightning 1.8 (or use `on_validation_epoch_end` / `on_test_epoch_end`)"),
+    (
+        "on_epoch_start",
+        "on_train_epoch_start",
+        "was removed in Lightning 1.8 (or use `on_validation_epoch_start` / `on_test_epoch_start`)",
+    ),
+    (
+        "on_epoch_end",
+        "on_train_epoch_end",
+        "was removed in Lightning 1.8 (or use `on_validation_epoch_end` / `on_test_epoch_end`)",
+    ),
     ("on_batch_start", "on_train_batch_start", "was removed in Lightning 1.8"),
     ("on_batch_end", "on_train_batch_end", "was removed in Lightning 1.8"),
     ("on_pretrain_routine_start", "on_fit_start", "was removed in Lightning 1.8"),
@@ -439,6 +454,14 @@ pub fn suggest(name: &str, on_module: bool) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn catalogue_size() {
+        // Lightning 2.x: 37 callback hooks + state_dict/load_state_dict, the module's hooks;
+        // 65 distinct names, plus our on_batch_begin.
+        assert_eq!(HOOKS.len(), 66);
+        assert_eq!(HOOKS.iter().filter(|h| h.side.callback()).count(), 37 + 2 + 1);
+    }
 
     #[test]
     fn names_are_unique() {

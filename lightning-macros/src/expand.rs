@@ -151,7 +151,10 @@ pub fn module_struct(mut item: ItemStruct, errors: &mut Errors) -> TokenStream {
             None
         }
         (0, _) => {
-            errors.push(name.span(), "several `VarMap` fields: mark the one holding the trained parameters with `#[params]`");
+            errors.push(
+                name.span(),
+                "several `VarMap` fields: mark the one holding the trained parameters with `#[params]`",
+            );
             None
         }
         _ => {
@@ -186,7 +189,13 @@ pub fn module_impl(item: &ItemImpl, bound: &[BoundHook], args: &ModuleArgs, erro
     };
     let optim = ret_of(bound, "configure_optimizers").map_or_else(|| quote!(::lightning::NoOptimizer), |t| quote!(#t));
     let prediction = ret_of(bound, "predict_step")
-        .or_else(|| first_usable(params_named(bound, "outputs").filter(|(h, _)| h.name == "on_predict_batch_end").map(|(_, t)| types::strip_ref(t))))
+        .or_else(|| {
+            first_usable(
+                params_named(bound, "outputs")
+                    .filter(|(h, _)| h.name == "on_predict_batch_end")
+                    .map(|(_, t)| types::strip_ref(t)),
+            )
+        })
         .map_or_else(|| quote!(()), |t| quote!(#t));
     let loader = ["train_dataloader", "val_dataloader", "test_dataloader", "predict_dataloader"]
         .iter()
@@ -195,9 +204,15 @@ pub fn module_impl(item: &ItemImpl, bound: &[BoundHook], args: &ModuleArgs, erro
     let callbacks = ret_of(bound, "configure_callbacks")
         .map(|t| types::option_inner(t).unwrap_or(t))
         .map_or_else(|| quote!(()), |t| quote!(#t));
-    for (name, t) in [("configure_optimizers", ret_of(bound, "configure_optimizers")), ("predict_step", ret_of(bound, "predict_step"))] {
+    for (name, t) in [
+        ("configure_optimizers", ret_of(bound, "configure_optimizers")),
+        ("predict_step", ret_of(bound, "predict_step")),
+    ] {
         if let Some(t) = t.filter(|t| types::mentions_self_or_impl(t)) {
-            errors.push(t.span(), format!("`{name}` must return a named type that does not mention `Self`: the trainer stores it"));
+            errors.push(
+                t.span(),
+                format!("`{name}` must return a named type that does not mention `Self`: the trainer stores it"),
+            );
         }
     }
     let name = type_name(self_ty);
@@ -234,7 +249,10 @@ pub fn module_impl(item: &ItemImpl, bound: &[BoundHook], args: &ModuleArgs, erro
 
 pub fn callback_impl(item: &ItemImpl, bound: &[BoundHook], args: &CallbackArgs, errors: &mut Errors) -> TokenStream {
     if let Some((_, path, _)) = &item.trait_ {
-        errors.push(path.span(), "`#[callback]` goes on the callback's inherent impl (`impl MyCallback { ... }`), not on a trait impl");
+        errors.push(
+            path.span(),
+            "`#[callback]` goes on the callback's inherent impl (`impl MyCallback { ... }`), not on a trait impl",
+        );
         return quote!();
     }
     let self_ty = &item.self_ty;
@@ -248,7 +266,9 @@ pub fn callback_impl(item: &ItemImpl, bound: &[BoundHook], args: &CallbackArgs, 
             if let Some(b) = infer_batch(bound) {
                 assoc.push(quote!(Batch = #b));
             }
-            let pred = params_named(bound, "outputs").filter(|(h, _)| h.name == "on_predict_batch_end").map(|(_, t)| types::strip_ref(t));
+            let pred = params_named(bound, "outputs")
+                .filter(|(h, _)| h.name == "on_predict_batch_end")
+                .map(|(_, t)| types::strip_ref(t));
             if let Some(p) = first_usable(pred) {
                 assoc.push(quote!(Prediction = #p));
             }

@@ -30,7 +30,10 @@ pub fn lightning_module(attr: TokenStream, item: TokenStream) -> TokenStream {
     let out = match parse_macro_input!(item as Item) {
         Item::Struct(s) => {
             if !attr.is_empty() {
-                errors.push(proc_macro2::TokenStream::from(attr).span(), "`#[lightning_module]` on a struct takes no options; put `batch = ...` on the impl");
+                errors.push(
+                    proc_macro2::TokenStream::from(attr).span(),
+                    "`#[lightning_module]` on a struct takes no options; put `batch = ...` on the impl",
+                );
             }
             expand::module_struct(s, &mut errors)
         }

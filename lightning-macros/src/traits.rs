@@ -111,11 +111,20 @@ fn dispatch(h: &Hook, members: &[Member]) -> TokenStream {
     let calls = members.iter().map(|m| {
         let (expr, ty) = (&m.expr, &m.ty);
         let (path, cond, extra) = if m.single {
-            let monitor = h.monitoring_split.then(|| quote!(&& <#ty as ::lightning::Callback<M>>::MONITORING == __monitoring));
-            (quote!(<#ty as ::lightning::Callback<M>>), quote!(<#ty as ::lightning::Callback<M>>::#flag #monitor), quote!())
+            let monitor =
+                h.monitoring_split.then(|| quote!(&& <#ty as ::lightning::Callback<M>>::MONITORING == __monitoring));
+            (
+                quote!(<#ty as ::lightning::Callback<M>>),
+                quote!(<#ty as ::lightning::Callback<M>>::#flag #monitor),
+                quote!(),
+            )
         } else {
             let extra = h.monitoring_split.then(|| quote!(, __monitoring));
-            (quote!(<#ty as ::lightning::CallbackList<M>>), quote!(<#ty as ::lightning::CallbackList<M>>::#flag), quote!(#extra))
+            (
+                quote!(<#ty as ::lightning::CallbackList<M>>),
+                quote!(<#ty as ::lightning::CallbackList<M>>::#flag),
+                quote!(#extra),
+            )
         };
         if returns_batch {
             quote! { let batch = if #cond { #path::#name(#expr, #(#args),* #extra)? } else { batch }; }
@@ -123,7 +132,8 @@ fn dispatch(h: &Hook, members: &[Member]) -> TokenStream {
             quote! { if #cond { #path::#name(#expr, #(#args),* #extra)?; } }
         }
     });
-    let tail = if returns_batch { quote!(::core::result::Result::Ok(batch)) } else { quote!(::core::result::Result::Ok(())) };
+    let tail =
+        if returns_batch { quote!(::core::result::Result::Ok(batch)) } else { quote!(::core::result::Result::Ok(())) };
     let sig = signature(h, &Place::Callback("M"), false, true);
     quote! {
         #[inline(always)]
@@ -258,7 +268,11 @@ pub fn list_impls() -> TokenStream {
             args.push(quote!(__monitoring));
         }
         let sig = signature(h, &Place::Callback("M"), false, true);
-        let none = if h.callback_ret == "$Batch" { quote!(::core::result::Result::Ok(batch)) } else { quote!(::core::result::Result::Ok(())) };
+        let none = if h.callback_ret == "$Batch" {
+            quote!(::core::result::Result::Ok(batch))
+        } else {
+            quote!(::core::result::Result::Ok(()))
+        };
         quote! {
             #[inline(always)]
             #sig {

@@ -99,7 +99,10 @@ fn resolve_name(name: &str, span: Span, kind: Kind, errors: &mut Errors) -> Opti
         } else if let Some(s) = catalogue::suggest(name, on_module) {
             errors.push(span, format!("unknown hook `{name}`: did you mean `{s}`?"));
         } else {
-            errors.push(span, format!("unknown hook `{name}`; the hooks are listed in the `LightningModule` and `Callback` docs"));
+            errors.push(
+                span,
+                format!("unknown hook `{name}`; the hooks are listed in the `LightningModule` and `Callback` docs"),
+            );
         }
         return None;
     };
@@ -116,7 +119,12 @@ fn resolve_name(name: &str, span: Span, kind: Kind, errors: &mut Errors) -> Opti
     }
 }
 
-fn check_signature<'a>(f: &'a ImplItemFn, hook: &'static Hook, kind: Kind, errors: &mut Errors) -> Option<BoundHook<'a>> {
+fn check_signature<'a>(
+    f: &'a ImplItemFn,
+    hook: &'static Hook,
+    kind: Kind,
+    errors: &mut Errors,
+) -> Option<BoundHook<'a>> {
     let sig = &f.sig;
     let mut ok = true;
     let mut bad = |span: Span, msg: String| {
@@ -149,12 +157,22 @@ fn check_signature<'a>(f: &'a ImplItemFn, hook: &'static Hook, kind: Kind, error
             FnArg::Receiver(r) => {
                 receiver = true;
                 if r.reference.is_none() {
-                    bad(r.span(), format!("hook `{}` must take `&mut self` or `&self`, not `self` by value", hook.name));
+                    bad(
+                        r.span(),
+                        format!("hook `{}` must take `&mut self` or `&self`, not `self` by value", hook.name),
+                    );
                 }
             }
             FnArg::Typed(pt) => {
                 let Pat::Ident(pi) = &*pt.pat else {
-                    bad(pt.pat.span(), format!("hook parameters are matched by name: write `name: Type` (available for `{}`: {})", hook.name, list(&avail)));
+                    bad(
+                        pt.pat.span(),
+                        format!(
+                            "hook parameters are matched by name: write `name: Type` (available for `{}`: {})",
+                            hook.name,
+                            list(&avail)
+                        ),
+                    );
                     continue;
                 };
                 let given = pi.ident.to_string();

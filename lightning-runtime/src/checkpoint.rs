@@ -103,17 +103,20 @@ impl Checkpoint {
     /// Parses bytes written by `to_bytes`; `origin` names the source in errors.
     pub fn from_bytes(bytes: &[u8], origin: &Path) -> Result<Self> {
         let bad = |r: String| Error::bad_file(origin, r);
-        let (_, header) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("not a checkpoint (safetensors: {e})")))?;
-        let json = header
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get(META_KEY))
-            .ok_or_else(|| bad(format!("a safetensors file without `{META_KEY}` metadata is not a candle-lightning checkpoint")))?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
+            .map_err(|e| bad(format!("not a checkpoint (safetensors: {e})")))?;
+        let json = header.metadata().as_ref().and_then(|m| m.get(META_KEY)).ok_or_else(|| {
+            bad(format!("a safetensors file without `{META_KEY}` metadata is not a candle-lightning checkpoint"))
+        })?;
         let meta: Meta = serde_json::from_str(json).map_err(|e| bad(format!("checkpoint metadata: {e}")))?;
         if meta.format != FORMAT {
-            return Err(bad(format!("checkpoint format {} is not supported (this build reads format {FORMAT})", meta.format)));
+            return Err(bad(format!(
+                "checkpoint format {} is not supported (this build reads format {FORMAT})",
+                meta.format
+            )));
         }
-        let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu).map_err(|e| bad(format!("checkpoint tensors: {e}")))?;
+        let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
+            .map_err(|e| bad(format!("checkpoint tensors: {e}")))?;
         Ok(Checkpoint {
             epoch: meta.epoch,
             global_step: meta.global_step,
@@ -137,7 +140,11 @@ impl Checkpoint {
         for (name, var) in data.iter() {
             let t = &self.state_dict[name];
             if t.dims() != var.dims() {
-                return Err(mismatch(format!("`{name}` has shape {:?} in the checkpoint, {:?} in the module", t.dims(), var.dims())));
+                return Err(mismatch(format!(
+                    "`{name}` has shape {:?} in the checkpoint, {:?} in the module",
+                    t.dims(),
+                    var.dims()
+                )));
             }
             var.set(&t.to_device(var.device())?.to_dtype(var.dtype())?)?;
         }

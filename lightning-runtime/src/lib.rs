@@ -29,7 +29,8 @@ pub use error::{Error, Result};
 pub use grads::{GradientClipAlgorithm, Gradients};
 pub use module::{requirements, HasParameters, LightningModule};
 pub use optim::{
-    AdamW, AdamWConfig, Interval, LrScheduler, NoOptimizer, NoScheduler, Optimizer, Optimizers, SchedulerConfig, Sgd, SgdConfig, StepLr,
+    AdamW, AdamWConfig, Interval, LrScheduler, NoOptimizer, NoScheduler, Optimizer, Optimizers, SchedulerConfig, Sgd,
+    SgdConfig, StepLr,
 };
 pub use state::{Flow, LogValue, Stage, TrainerState};
 pub use step::StepOutput;

@@ -146,5 +146,4 @@ pub mod requirements {
         note = "add `fn predict_dataloader(..)` to the `#[lightning_module]` impl of `{Self}`"
     )]
     pub trait HasPredictDataloader {}
-
 }

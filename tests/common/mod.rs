@@ -142,7 +142,11 @@ impl Recorder {
         self.rec("on_before_batch_transfer");
         batch
     }
-    fn transfer_batch_to_device(&mut self, batch: (Tensor, Tensor), device: &Device) -> lightning::Result<(Tensor, Tensor)> {
+    fn transfer_batch_to_device(
+        &mut self,
+        batch: (Tensor, Tensor),
+        device: &Device,
+    ) -> lightning::Result<(Tensor, Tensor)> {
         self.rec("transfer_batch_to_device");
         TransferBatch::to_device(batch, device)
     }
@@ -213,7 +217,11 @@ impl Recorder {
         self.rec("predict_step");
         self.layer.forward(&batch.0)
     }
-    fn optimizer_step(&mut self, optimizer: &mut Sgd, optimizer_closure: &mut impl OptimizerClosure<Self>) -> lightning::Result<()> {
+    fn optimizer_step(
+        &mut self,
+        optimizer: &mut Sgd,
+        optimizer_closure: &mut impl OptimizerClosure<Self>,
+    ) -> lightning::Result<()> {
         self.rec("optimizer_step");
         optimizer_closure.step(self, optimizer)
     }

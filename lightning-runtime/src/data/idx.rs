@@ -42,7 +42,10 @@ pub fn parse_idx(bytes: &[u8], origin: &Path) -> Result<IdxArray> {
         return Err(Error::bad_file(origin, "not an IDX file (the first two bytes must be zero)"));
     }
     if bytes[2] != 0x08 {
-        return Err(Error::bad_file(origin, format!("IDX element type 0x{:02x} is not supported (only 0x08, unsigned bytes)", bytes[2])));
+        return Err(Error::bad_file(
+            origin,
+            format!("IDX element type 0x{:02x} is not supported (only 0x08, unsigned bytes)", bytes[2]),
+        ));
     }
     let ndims = bytes[3] as usize;
     if ndims == 0 {
@@ -50,12 +53,13 @@ pub fn parse_idx(bytes: &[u8], origin: &Path) -> Result<IdxArray> {
     }
     let header = 4 + 4 * ndims;
     if bytes.len() < header {
-        return Err(Error::bad_file(origin, format!("truncated IDX header: {ndims} dimensions need {header} bytes, file has {}", bytes.len())));
+        return Err(Error::bad_file(
+            origin,
+            format!("truncated IDX header: {ndims} dimensions need {header} bytes, file has {}", bytes.len()),
+        ));
     }
-    let dims: Vec<usize> = bytes[4..header]
-        .chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
-        .collect();
+    let dims: Vec<usize> =
+        bytes[4..header].chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect();
     let expected = dims
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
@@ -64,7 +68,10 @@ pub fn parse_idx(bytes: &[u8], origin: &Path) -> Result<IdxArray> {
     let found = bytes.len() - header;
     if found != expected {
         let what = if found < expected { "truncated" } else { "trailing bytes" };
-        return Err(Error::bad_file(origin, format!("{what}: dimensions {dims:?} need {expected} data bytes, file has {found}")));
+        return Err(Error::bad_file(
+            origin,
+            format!("{what}: dimensions {dims:?} need {expected} data bytes, file has {found}"),
+        ));
     }
     Ok(IdxArray { dims, data: bytes[header..].to_vec() })
 }
@@ -109,7 +116,10 @@ mod tests {
             ([good.clone(), vec![9]].concat(), "trailing bytes"),
             (good[..9].to_vec(), "truncated IDX header"),
             (vec![0x1f, 0x8b, 1, 2, 3], "gzip"),
-            (vec![0, 0, 8, 4, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255], "implausibly large"),
+            (
+                vec![0, 0, 8, 4, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255],
+                "implausibly large",
+            ),
         ];
         for (bytes, want) in cases {
             let e = parse_idx(&bytes, p()).unwrap_err();

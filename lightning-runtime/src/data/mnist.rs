@@ -24,7 +24,8 @@ pub struct Mnist {
 }
 
 /// The four standard file stems.
-pub const FILES: [&str; 4] = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
+pub const FILES: [&str; 4] =
+    ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
 
 fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
     for name in [stem.to_string(), format!("{stem}.gz")] {
@@ -33,13 +34,24 @@ fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
             return Ok(p);
         }
     }
-    Err(Error::io(dir.join(stem), std::io::Error::new(std::io::ErrorKind::NotFound, format!("missing `{stem}` or `{stem}.gz`"))))
+    Err(Error::io(
+        dir.join(stem),
+        std::io::Error::new(std::io::ErrorKind::NotFound, format!("missing `{stem}` or `{stem}.gz`")),
+    ))
 }
 
 /// Builds a split from an image array and a label array, checking that they agree.
-pub fn split_from_arrays(images: IdxArray, image_origin: &Path, labels: IdxArray, label_origin: &Path) -> Result<MnistSplit> {
+pub fn split_from_arrays(
+    images: IdxArray,
+    image_origin: &Path,
+    labels: IdxArray,
+    label_origin: &Path,
+) -> Result<MnistSplit> {
     if images.dims.len() != 3 {
-        return Err(Error::bad_file(image_origin, format!("expected 3 dimensions (images, rows, cols), found {:?}", images.dims)));
+        return Err(Error::bad_file(
+            image_origin,
+            format!("expected 3 dimensions (images, rows, cols), found {:?}", images.dims),
+        ));
     }
     if labels.dims.len() != 1 {
         return Err(Error::bad_file(label_origin, format!("expected 1 dimension (labels), found {:?}", labels.dims)));
@@ -53,7 +65,8 @@ pub fn split_from_arrays(images: IdxArray, image_origin: &Path, labels: IdxArray
     }
     let pixels: Vec<f32> = images.data.iter().map(|&b| f32::from(b) / 255.0).collect();
     let images = Tensor::from_vec(pixels, (n, r * c), &Device::Cpu)?;
-    let labels = Tensor::from_vec(labels.data.iter().map(|&l| u32::from(l)).collect::<Vec<_>>(), n, &Device::Cpu)?.to_dtype(DType::U32)?;
+    let labels = Tensor::from_vec(labels.data.iter().map(|&l| u32::from(l)).collect::<Vec<_>>(), n, &Device::Cpu)?
+        .to_dtype(DType::U32)?;
     Ok(MnistSplit { images, labels })
 }
 

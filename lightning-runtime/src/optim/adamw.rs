@@ -59,10 +59,9 @@ impl Optimizer for AdamW {
             let p = if c.weight_decay != 0.0 { (p * (1.0 - c.lr * c.weight_decay))? } else { p.clone() };
             let (m, v) = match slot.take() {
                 None => ((g * (1.0 - c.beta1))?, (g.sqr()? * (1.0 - c.beta2))?),
-                Some(Moments { m, v }) => (
-                    ((m * c.beta1)? + (g * (1.0 - c.beta1))?)?,
-                    ((v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?,
-                ),
+                Some(Moments { m, v }) => {
+                    (((m * c.beta1)? + (g * (1.0 - c.beta1))?)?, ((v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?)
+                }
             };
             let bc1 = 1.0 - c.beta1.powi(*t as i32);
             let bc2 = 1.0 - c.beta2.powi(*t as i32);

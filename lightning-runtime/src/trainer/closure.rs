@@ -2,7 +2,10 @@
 
 use candle_core::Tensor;
 
-use crate::{CallbackList, Error, GradientClipAlgorithm, Gradients, LightningModule, Optimizer, Optimizers, Result, StepOutput, TrainerState};
+use crate::{
+    CallbackList, Error, GradientClipAlgorithm, Gradients, LightningModule, Optimizer, Optimizers, Result, StepOutput,
+    TrainerState,
+};
 
 type Opt<M> = <<M as LightningModule>::Optim as Optimizers>::Optimizer;
 

@@ -47,8 +47,12 @@ impl From<i32> for Limit {
 impl Limit {
     pub(crate) fn check(self, flag: &'static str) -> Result<()> {
         match self {
-            Limit::Fraction(f) if !(0.0..=1.0).contains(&f) => Err(Error::config(flag, format!("a fraction must be in [0, 1], got {f}"))),
-            Limit::Negative(n) => Err(Error::config(flag, format!("must be a fraction in [0, 1] or a batch count >= 0, got {n}"))),
+            Limit::Fraction(f) if !(0.0..=1.0).contains(&f) => {
+                Err(Error::config(flag, format!("a fraction must be in [0, 1], got {f}")))
+            }
+            Limit::Negative(n) => {
+                Err(Error::config(flag, format!("must be a fraction in [0, 1] or a batch count >= 0, got {n}")))
+            }
             _ => Ok(()),
         }
     }
@@ -138,10 +142,16 @@ impl TrainerConfig {
             return Err(Error::config("accumulate_grad_batches", "must be at least 1"));
         }
         if self.check_val_every_n_epoch == Some(0) {
-            return Err(Error::config("check_val_every_n_epoch", "must be at least 1, or None to count batches across epochs"));
+            return Err(Error::config(
+                "check_val_every_n_epoch",
+                "must be at least 1, or None to count batches across epochs",
+            ));
         }
         if self.check_val_every_n_epoch.is_none() && !matches!(self.val_check_interval, Limit::Batches(_)) {
-            return Err(Error::config("val_check_interval", "must be a batch count when check_val_every_n_epoch is None"));
+            return Err(Error::config(
+                "val_check_interval",
+                "must be a batch count when check_val_every_n_epoch is None",
+            ));
         }
         if let Some(v) = self.gradient_clip_val {
             if !(v.is_finite() && v >= 0.0) {

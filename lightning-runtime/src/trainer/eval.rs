@@ -64,22 +64,56 @@ macro_rules! eval_loop {
 }
 
 eval_loop!(
-    validation, on_validation_model_eval, on_validation_model_train, IMPL_ON_VALIDATION_MODEL_TRAIN,
-    on_validation_start, on_validation_epoch_start, on_validation_batch_start, validation_step,
-    on_validation_batch_end, on_validation_epoch_end, on_validation_end,
-    [IMPL_ON_VALIDATION_START, IMPL_ON_VALIDATION_EPOCH_START, IMPL_ON_VALIDATION_BATCH_START,
-     IMPL_ON_VALIDATION_BATCH_END, IMPL_ON_VALIDATION_EPOCH_END, IMPL_ON_VALIDATION_END]
+    validation,
+    on_validation_model_eval,
+    on_validation_model_train,
+    IMPL_ON_VALIDATION_MODEL_TRAIN,
+    on_validation_start,
+    on_validation_epoch_start,
+    on_validation_batch_start,
+    validation_step,
+    on_validation_batch_end,
+    on_validation_epoch_end,
+    on_validation_end,
+    [
+        IMPL_ON_VALIDATION_START,
+        IMPL_ON_VALIDATION_EPOCH_START,
+        IMPL_ON_VALIDATION_BATCH_START,
+        IMPL_ON_VALIDATION_BATCH_END,
+        IMPL_ON_VALIDATION_EPOCH_END,
+        IMPL_ON_VALIDATION_END
+    ]
 );
 
 eval_loop!(
-    test, on_test_model_eval, on_test_model_train, IMPL_ON_TEST_MODEL_TRAIN,
-    on_test_start, on_test_epoch_start, on_test_batch_start, test_step,
-    on_test_batch_end, on_test_epoch_end, on_test_end,
-    [IMPL_ON_TEST_START, IMPL_ON_TEST_EPOCH_START, IMPL_ON_TEST_BATCH_START,
-     IMPL_ON_TEST_BATCH_END, IMPL_ON_TEST_EPOCH_END, IMPL_ON_TEST_END]
+    test,
+    on_test_model_eval,
+    on_test_model_train,
+    IMPL_ON_TEST_MODEL_TRAIN,
+    on_test_start,
+    on_test_epoch_start,
+    on_test_batch_start,
+    test_step,
+    on_test_batch_end,
+    on_test_epoch_end,
+    on_test_end,
+    [
+        IMPL_ON_TEST_START,
+        IMPL_ON_TEST_EPOCH_START,
+        IMPL_ON_TEST_BATCH_START,
+        IMPL_ON_TEST_BATCH_END,
+        IMPL_ON_TEST_EPOCH_END,
+        IMPL_ON_TEST_END
+    ]
 );
 
-pub(crate) fn run_validate<M, L, D>(cfg: &TrainerConfig, state: &mut TrainerState, model: &mut M, cbs: &mut L, mut given: Option<D>) -> Result<()>
+pub(crate) fn run_validate<M, L, D>(
+    cfg: &TrainerConfig,
+    state: &mut TrainerState,
+    model: &mut M,
+    cbs: &mut L,
+    mut given: Option<D>,
+) -> Result<()>
 where
     M: LightningModule,
     L: CallbackList<M>,
@@ -96,7 +130,13 @@ where
     hooks::teardown(Stage::Validate, state, model, cbs)
 }
 
-pub(crate) fn run_test<M, L, D>(cfg: &TrainerConfig, state: &mut TrainerState, model: &mut M, cbs: &mut L, mut given: Option<D>) -> Result<()>
+pub(crate) fn run_test<M, L, D>(
+    cfg: &TrainerConfig,
+    state: &mut TrainerState,
+    model: &mut M,
+    cbs: &mut L,
+    mut given: Option<D>,
+) -> Result<()>
 where
     M: LightningModule,
     L: CallbackList<M>,
@@ -112,7 +152,13 @@ where
     hooks::teardown(Stage::Test, state, model, cbs)
 }
 
-pub(crate) fn run_predict<M, L, D>(cfg: &TrainerConfig, state: &mut TrainerState, model: &mut M, cbs: &mut L, mut given: Option<D>) -> Result<Vec<M::Prediction>>
+pub(crate) fn run_predict<M, L, D>(
+    cfg: &TrainerConfig,
+    state: &mut TrainerState,
+    model: &mut M,
+    cbs: &mut L,
+    mut given: Option<D>,
+) -> Result<Vec<M::Prediction>>
 where
     M: LightningModule,
     L: CallbackList<M>,

@@ -8,8 +8,8 @@ use super::closure::{ensure_called, Closure};
 use super::source::{self, Which};
 use super::{eval, hooks, save, TrainerConfig};
 use crate::{
-    CallbackList, Checkpoint, Error, Flow, Gradients, Interval, LightningModule, Loader, LrScheduler, Optimizer, Optimizers, Result,
-    Stage, TrainerState,
+    CallbackList, Checkpoint, Error, Flow, Gradients, Interval, LightningModule, Loader, LrScheduler, Optimizer,
+    Optimizers, Result, Stage, TrainerState,
 };
 
 /// Where training starts: an epoch, and batches already done in it.
@@ -19,7 +19,12 @@ struct Start {
     resumed: bool,
 }
 
-fn restore<M: LightningModule, L: CallbackList<M>>(path: &Path, state: &mut TrainerState, model: &mut M, cbs: &mut L) -> Result<Start> {
+fn restore<M: LightningModule, L: CallbackList<M>>(
+    path: &Path,
+    state: &mut TrainerState,
+    model: &mut M,
+    cbs: &mut L,
+) -> Result<Start> {
     let mut ck = Checkpoint::load(path)?;
     // Lightning: the module's hook first (it may edit the dict), then the weights, then callbacks.
     model.on_load_checkpoint(state, &mut ck)?;
@@ -45,7 +50,14 @@ fn sorted_vars<M: LightningModule>(model: &M) -> Vec<Var> {
 }
 
 /// Steps the scheduler if it runs on this `interval` and `count` hits its frequency.
-fn step_scheduler<M: LightningModule>(state: &mut TrainerState, model: &mut M, optim: &mut M::Optim, base_lr: f64, interval: Interval, count: usize) -> Result<()> {
+fn step_scheduler<M: LightningModule>(
+    state: &mut TrainerState,
+    model: &mut M,
+    optim: &mut M::Optim,
+    base_lr: f64,
+    interval: Interval,
+    count: usize,
+) -> Result<()> {
     let (opt, sched) = optim.parts();
     let Some((sched, cfg)) = sched else { return Ok(()) };
     if cfg.interval != interval || count % cfg.frequency.max(1) != 0 {
@@ -55,7 +67,10 @@ fn step_scheduler<M: LightningModule>(state: &mut TrainerState, model: &mut M, o
         None => None,
         Some(key) => Some(*state.callback_metrics.get(key).ok_or_else(|| {
             let logged: Vec<&String> = state.callback_metrics.keys().collect();
-            Error::config("monitor", format!("the LR scheduler monitors `{key}`, which was not logged; logged: {logged:?}"))
+            Error::config(
+                "monitor",
+                format!("the LR scheduler monitors `{key}`, which was not logged; logged: {logged:?}"),
+            )
         })?),
     };
     model.lr_scheduler_step(state, sched, metric)?;
@@ -63,7 +78,15 @@ fn step_scheduler<M: LightningModule>(state: &mut TrainerState, model: &mut M, o
     Ok(())
 }
 
-pub(crate) fn run<M, L, T, V>(cfg: &TrainerConfig, state: &mut TrainerState, model: &mut M, cbs: &mut L, mut train: Option<T>, mut val: Option<V>, resume: Option<&Path>) -> Result<()>
+pub(crate) fn run<M, L, T, V>(
+    cfg: &TrainerConfig,
+    state: &mut TrainerState,
+    model: &mut M,
+    cbs: &mut L,
+    mut train: Option<T>,
+    mut val: Option<V>,
+    resume: Option<&Path>,
+) -> Result<()>
 where
     M: LightningModule,
     L: CallbackList<M>,
@@ -103,7 +126,8 @@ where
             cbs.on_sanity_check_end(state, model)?;
         }
     }
-    let mut train_loader = source::get(&mut train, state, model, Which::Train)?.ok_or(Error::MissingHook { module: M::NAME, hook: "train_dataloader" })?;
+    let mut train_loader = source::get(&mut train, state, model, Which::Train)?
+        .ok_or(Error::MissingHook { module: M::NAME, hook: "train_dataloader" })?;
     if val_enabled && !sanity {
         val_loader = source::get(&mut val, state, model, Which::Val)?;
     }

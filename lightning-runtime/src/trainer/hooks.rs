@@ -5,7 +5,12 @@ use candle_core::Device;
 use crate::{CallbackList, LightningModule, Result, Stage, TrainerState};
 
 /// `prepare_data`, `setup` (callbacks, then module), `configure_model`.
-pub(crate) fn setup<M: LightningModule, L: CallbackList<M>>(stage: Stage, state: &mut TrainerState, model: &mut M, cbs: &mut L) -> Result<()> {
+pub(crate) fn setup<M: LightningModule, L: CallbackList<M>>(
+    stage: Stage,
+    state: &mut TrainerState,
+    model: &mut M,
+    cbs: &mut L,
+) -> Result<()> {
     model.prepare_data(state)?;
     if L::IMPL_SETUP {
         cbs.setup(state, model, stage)?;
@@ -15,7 +20,12 @@ pub(crate) fn setup<M: LightningModule, L: CallbackList<M>>(stage: Stage, state:
 }
 
 /// `teardown`: callbacks, then module. Not reached when the run failed.
-pub(crate) fn teardown<M: LightningModule, L: CallbackList<M>>(stage: Stage, state: &mut TrainerState, model: &mut M, cbs: &mut L) -> Result<()> {
+pub(crate) fn teardown<M: LightningModule, L: CallbackList<M>>(
+    stage: Stage,
+    state: &mut TrainerState,
+    model: &mut M,
+    cbs: &mut L,
+) -> Result<()> {
     if L::IMPL_TEARDOWN {
         cbs.teardown(state, model, stage)?;
     }
@@ -24,7 +34,13 @@ pub(crate) fn teardown<M: LightningModule, L: CallbackList<M>>(stage: Stage, sta
 
 /// `on_before_batch_transfer` → `transfer_batch_to_device` → `on_after_batch_transfer`.
 #[inline(always)]
-pub(crate) fn transfer<M: LightningModule>(state: &mut TrainerState, model: &mut M, batch: M::Batch, device: &Device, dataloader_idx: usize) -> Result<M::Batch> {
+pub(crate) fn transfer<M: LightningModule>(
+    state: &mut TrainerState,
+    model: &mut M,
+    batch: M::Batch,
+    device: &Device,
+    dataloader_idx: usize,
+) -> Result<M::Batch> {
     let batch = model.on_before_batch_transfer(state, batch, dataloader_idx)?;
     let batch = model.transfer_batch_to_device(state, batch, device, dataloader_idx)?;
     model.on_after_batch_transfer(state, batch, dataloader_idx)

@@ -21,7 +21,10 @@ pub use config::{Limit, TrainerConfig};
 pub use source::EitherLoader;
 
 use crate::module::requirements::*;
-use crate::{Accelerator, CallbackList, Chain, Error, GradientClipAlgorithm, LightningModule, Loader, ModelCheckpoint, Result, Stage, TrainerState};
+use crate::{
+    Accelerator, CallbackList, Chain, Error, GradientClipAlgorithm, LightningModule, Loader, ModelCheckpoint, Result,
+    Stage, TrainerState,
+};
 
 /// Metrics by name, as `callback_metrics` holds them at the end of a run.
 pub type Metrics = BTreeMap<String, f64>;
@@ -132,7 +135,8 @@ impl Trainer<()> {
     }
 }
 
-type RunCallbacks<'a, C, M> = Chain<'a, C, Chain<'a, Option<<M as LightningModule>::Callbacks>, Option<(ModelCheckpoint,)>>>;
+type RunCallbacks<'a, C, M> =
+    Chain<'a, C, Chain<'a, Option<<M as LightningModule>::Callbacks>, Option<(ModelCheckpoint,)>>>;
 
 impl<C> Trainer<C> {
     /// The flags.
@@ -232,7 +236,9 @@ impl<C> Trainer<C> {
         V: Loader<Batch = M::Batch>,
     {
         let resume = self.resume.take();
-        let ((), state) = self.run(Stage::Fit, model, |cfg, state, model, cbs| fit::run(cfg, state, model, cbs, train, val, resume.as_deref()))?;
+        let ((), state) = self.run(Stage::Fit, model, |cfg, state, model, cbs| {
+            fit::run(cfg, state, model, cbs, train, val, resume.as_deref())
+        })?;
         Ok(FitOutcome {
             metrics: state.callback_metrics.clone(),
             global_step: state.global_step,
@@ -266,7 +272,8 @@ impl<C> Trainer<C> {
         C: CallbackList<M>,
         L: Loader<Batch = M::Batch>,
     {
-        let ((), state) = self.run(Stage::Validate, model, |cfg, state, model, cbs| eval::run_validate(cfg, state, model, cbs, loader))?;
+        let ((), state) = self
+            .run(Stage::Validate, model, |cfg, state, model, cbs| eval::run_validate(cfg, state, model, cbs, loader))?;
         Ok(state.callback_metrics)
     }
 
@@ -295,7 +302,8 @@ impl<C> Trainer<C> {
         C: CallbackList<M>,
         L: Loader<Batch = M::Batch>,
     {
-        let ((), state) = self.run(Stage::Test, model, |cfg, state, model, cbs| eval::run_test(cfg, state, model, cbs, loader))?;
+        let ((), state) =
+            self.run(Stage::Test, model, |cfg, state, model, cbs| eval::run_test(cfg, state, model, cbs, loader))?;
         Ok(state.callback_metrics)
     }
 
@@ -324,7 +332,8 @@ impl<C> Trainer<C> {
         C: CallbackList<M>,
         L: Loader<Batch = M::Batch>,
     {
-        let (preds, _) = self.run(Stage::Predict, model, |cfg, state, model, cbs| eval::run_predict(cfg, state, model, cbs, loader))?;
+        let (preds, _) = self
+            .run(Stage::Predict, model, |cfg, state, model, cbs| eval::run_predict(cfg, state, model, cbs, loader))?;
         Ok(preds)
     }
 }

@@ -5,7 +5,11 @@ use crate::{CallbackList, Checkpoint, Error, LightningModule, Result, TrainerSta
 
 /// Builds a checkpoint in Lightning's order: the trainer's counters and the weights,
 /// every callback's `state_dict`, then `on_save_checkpoint` of the callbacks, then the module.
-pub(crate) fn build<M: LightningModule, L: CallbackList<M>>(state: &mut TrainerState, model: &mut M, cbs: &mut L) -> Result<Checkpoint> {
+pub(crate) fn build<M: LightningModule, L: CallbackList<M>>(
+    state: &mut TrainerState,
+    model: &mut M,
+    cbs: &mut L,
+) -> Result<Checkpoint> {
     let mut ck = Checkpoint {
         epoch: state.current_epoch,
         global_step: state.global_step,
@@ -31,7 +35,11 @@ pub(crate) fn build<M: LightningModule, L: CallbackList<M>>(state: &mut TrainerS
 /// Writes every requested checkpoint. A replaced file is removed only after its
 /// successor is safely on disk.
 #[inline]
-pub(crate) fn flush<M: LightningModule, L: CallbackList<M>>(state: &mut TrainerState, model: &mut M, cbs: &mut L) -> Result<()> {
+pub(crate) fn flush<M: LightningModule, L: CallbackList<M>>(
+    state: &mut TrainerState,
+    model: &mut M,
+    cbs: &mut L,
+) -> Result<()> {
     if state.save_requests.is_empty() {
         return Ok(());
     }
@@ -39,7 +47,13 @@ pub(crate) fn flush<M: LightningModule, L: CallbackList<M>>(state: &mut TrainerS
         let ck = build(state, model, cbs)?;
         ck.save(&req.path)?;
         if let Some(old) = req.replaces.filter(|old| *old != req.path) {
-            std::fs::remove_file(&old).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(Error::io(&old, e)) })?;
+            std::fs::remove_file(&old).or_else(|e| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(Error::io(&old, e))
+                }
+            })?;
         }
         state.last_saved = Some(req.path);
     }

@@ -1,7 +1,7 @@
 //! Where a loop's batches come from: a loader given to the entry point, else the
 //! module's `*_dataloader` hook (as Lightning falls back to the module's).
 
-use crate::{Loader, LightningModule, Result, TrainerState};
+use crate::{LightningModule, Loader, Result, TrainerState};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Which {
