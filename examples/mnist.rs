@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
-use candle_nn::{loss, Linear, Module, VarBuilder, VarMap};
+use candle_nn::{loss, Linear, Module, VarMap};
 use clap::Parser;
 use lightning::data::mnist;
 use lightning::prelude::*;
@@ -45,7 +45,7 @@ pub struct Args {
     /// auto, cpu, cuda or metal.
     #[arg(long, default_value = "auto")]
     pub accelerator: String,
-    /// Seeds the shuffling and the augmentation.
+    /// Seeds the initial weights, the shuffling and the augmentation.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Where checkpoints go.
@@ -65,7 +65,7 @@ pub struct Mlp {
 impl Mlp {
     pub fn new(hidden: usize, lr: f64, seed: u64, device: &candle_core::Device) -> lightning::Result<Self> {
         let vars = VarMap::new();
-        let vb = VarBuilder::from_varmap(&vars, DType::F32, device);
+        let vb = lightning::seeded_var_builder(&vars, seed, DType::F32, device);
         let fc1 = candle_nn::linear(784, hidden, vb.pp("fc1"))?;
         let fc2 = candle_nn::linear(hidden, 10, vb.pp("fc2"))?;
         Ok(Mlp { vars, fc1, fc2, lr, rng: rand::rngs::StdRng::seed_from_u64(seed) })

@@ -17,6 +17,12 @@ fn example_reaches_ninety_percent_on_the_embedded_sample() {
     let ckpt = report.checkpoint.unwrap();
     assert!(ckpt.starts_with(dir.path()) && ckpt.is_file());
     assert!(ckpt.ends_with(format!("epoch={}-step=570.ckpt", args.epochs - 1)));
+
+    // seeded weights, shuffling and augmentation: a second run repeats the first exactly
+    let again = mnist::run(&args).unwrap();
+    let strip = |lines: &[String]| lines.iter().map(|l| l.rsplit_once("  ").unwrap().0.to_string()).collect::<Vec<_>>();
+    assert_eq!(strip(&report.epoch_lines), strip(&again.epoch_lines));
+    assert_eq!(report.test_accuracy, again.test_accuracy);
 }
 
 #[test]

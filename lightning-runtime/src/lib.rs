@@ -13,6 +13,7 @@ mod device;
 mod error;
 mod grads;
 mod hook_return;
+mod init;
 mod module;
 pub mod optim;
 mod state;
@@ -27,6 +28,7 @@ pub use data::{accuracy, DataLoader, Loader, NoLoader};
 pub use device::Accelerator;
 pub use error::{Error, Result};
 pub use grads::{GradientClipAlgorithm, Gradients};
+pub use init::seeded_var_builder;
 pub use module::{requirements, HasParameters, LightningModule};
 pub use optim::{
     AdamW, AdamWConfig, Interval, LrScheduler, NoOptimizer, NoScheduler, Optimizer, Optimizers, SchedulerConfig, Sgd,

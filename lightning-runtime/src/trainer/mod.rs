@@ -87,8 +87,9 @@ impl<C> TrainerBuilder<C> {
         gradient_clip_val: f64 => |c, v| c.gradient_clip_val = Some(v);
         /// `Norm` (default) or `Value`.
         gradient_clip_algorithm: GradientClipAlgorithm => |c, v| c.gradient_clip_algorithm = v;
-        /// Seeds the device's generator where candle can (CUDA, Metal); seed CPU
-        /// initialisation with `lightning::seeded_var_builder` and loaders with `shuffle(seed)`.
+        /// Seeds the device's generator where candle can (CUDA, Metal). candle cannot seed
+        /// its CPU generator: build layers with `lightning::seeded_var_builder` and shuffle
+        /// loaders with `shuffle(seed)` for runs that repeat exactly.
         seed: u64 => |c, v| c.seed = Some(v);
         /// The device: `Auto` (default), `Cpu`, `Cuda(i)`, `Metal(i)`.
         accelerator: Accelerator => |c, v| c.accelerator = v;
