@@ -32,12 +32,14 @@ fn doc(hook: &Hook) -> String {
     d
 }
 
-/// Items of `trait LightningModule`.
-pub fn module_items() -> TokenStream {
-    let items = HOOKS.iter().filter(|h| h.side.module()).map(|h| {
+/// Items of `trait LightningModule` (`module_side`) or `trait Callback<M>`: a flag and a
+/// method with Lightning's default for every hook of that side.
+fn side_items(module_side: bool) -> TokenStream {
+    let place = if module_side { Place::Module } else { Place::Callback("M") };
+    let items = HOOKS.iter().filter(|h| if module_side { h.side.module() } else { h.side.callback() }).map(|h| {
         let flag = impl_const(h);
-        let sig = signature(h, &Place::Module, true, false);
-        let body = default_body(h, true);
+        let sig = signature(h, &place, module_side, false);
+        let body = default_body(h, module_side);
         let doc = doc(h);
         quote! {
             #[doc(hidden)]
@@ -51,23 +53,12 @@ pub fn module_items() -> TokenStream {
     quote!(#(#items)*)
 }
 
-/// Items of `trait Callback<M>`.
+pub fn module_items() -> TokenStream {
+    side_items(true)
+}
+
 pub fn callback_items() -> TokenStream {
-    let items = HOOKS.iter().filter(|h| h.side.callback()).map(|h| {
-        let flag = impl_const(h);
-        let sig = signature(h, &Place::Callback("M"), false, false);
-        let body = default_body(h, false);
-        let doc = doc(h);
-        quote! {
-            #[doc(hidden)]
-            const #flag: bool = false;
-            #[doc = #doc]
-            #[allow(unused_variables)]
-            #[inline]
-            #sig { #body }
-        }
-    });
-    quote!(#(#items)*)
+    side_items(false)
 }
 
 /// Items of `trait CallbackList<M>`.

@@ -1,7 +1,7 @@
 //! The validation, test and predict loops (reference §2.3 rows 12–31, §2.4).
 
-use super::source::{self, Which};
-use super::{hooks, save, TrainerConfig};
+use super::source::{self, EitherLoader, Which};
+use super::{hooks, save, Limit, TrainerConfig};
 use crate::{CallbackList, LightningModule, Loader, Result, Stage, TrainerState};
 
 /// Validation and test share one shape; this generates both from their hook names.
@@ -107,27 +107,52 @@ eval_loop!(
     ]
 );
 
-pub(crate) fn run_validate<M, L, D>(
-    cfg: &TrainerConfig,
+/// `validate` / `test`: set-up, one run of the loop unless its limit is 0, teardown.
+/// With a zero limit the loader is not even requested (Lightning §2.4).
+#[allow(clippy::too_many_arguments)]
+fn run_eval<M, L, D>(
+    stage: Stage,
+    which: Which,
+    limit: Limit,
+    flag: &'static str,
     state: &mut TrainerState,
     model: &mut M,
     cbs: &mut L,
     mut given: Option<D>,
+    run: fn(&mut TrainerState, &mut M, &mut L, &mut EitherLoader<D, M::Loader>, usize) -> Result<()>,
 ) -> Result<()>
 where
     M: LightningModule,
     L: CallbackList<M>,
     D: Loader<Batch = M::Batch>,
 {
-    hooks::setup(Stage::Validate, state, model, cbs)?;
-    if !cfg.limit_val_batches.is_zero() {
-        if let Some(mut loader) = source::get(&mut given, state, model, Which::Val)? {
-            let n = cfg.limit_val_batches.apply(loader.len(), "limit_val_batches")?;
-            state.num_val_batches = n;
-            validation(state, model, cbs, &mut loader, n)?;
+    hooks::setup(stage, state, model, cbs)?;
+    if !limit.is_zero() {
+        if let Some(mut loader) = source::get(&mut given, state, model, which)? {
+            let n = limit.apply(loader.len(), flag)?;
+            if which == Which::Val {
+                state.num_val_batches = n;
+            }
+            run(state, model, cbs, &mut loader, n)?;
         }
     }
-    hooks::teardown(Stage::Validate, state, model, cbs)
+    hooks::teardown(stage, state, model, cbs)
+}
+
+pub(crate) fn run_validate<M, L, D>(
+    cfg: &TrainerConfig,
+    state: &mut TrainerState,
+    model: &mut M,
+    cbs: &mut L,
+    given: Option<D>,
+) -> Result<()>
+where
+    M: LightningModule,
+    L: CallbackList<M>,
+    D: Loader<Batch = M::Batch>,
+{
+    let limit = cfg.limit_val_batches;
+    run_eval(Stage::Validate, Which::Val, limit, "limit_val_batches", state, model, cbs, given, validation)
 }
 
 pub(crate) fn run_test<M, L, D>(
@@ -135,21 +160,15 @@ pub(crate) fn run_test<M, L, D>(
     state: &mut TrainerState,
     model: &mut M,
     cbs: &mut L,
-    mut given: Option<D>,
+    given: Option<D>,
 ) -> Result<()>
 where
     M: LightningModule,
     L: CallbackList<M>,
     D: Loader<Batch = M::Batch>,
 {
-    hooks::setup(Stage::Test, state, model, cbs)?;
-    if !cfg.limit_test_batches.is_zero() {
-        if let Some(mut loader) = source::get(&mut given, state, model, Which::Test)? {
-            let n = cfg.limit_test_batches.apply(loader.len(), "limit_test_batches")?;
-            test(state, model, cbs, &mut loader, n)?;
-        }
-    }
-    hooks::teardown(Stage::Test, state, model, cbs)
+    let limit = cfg.limit_test_batches;
+    run_eval(Stage::Test, Which::Test, limit, "limit_test_batches", state, model, cbs, given, test)
 }
 
 pub(crate) fn run_predict<M, L, D>(
