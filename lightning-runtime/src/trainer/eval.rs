@@ -107,6 +107,9 @@ eval_loop!(
     ]
 );
 
+/// One run of an evaluation loop over `n` batches.
+type LoopFn<M, L, D> = fn(&mut TrainerState, &mut M, &mut L, &mut D, usize) -> Result<()>;
+
 /// `validate` / `test`: set-up, one run of the loop unless its limit is 0, teardown.
 /// With a zero limit the loader is not even requested (Lightning §2.4).
 #[allow(clippy::too_many_arguments)]
@@ -119,7 +122,7 @@ fn run_eval<M, L, D>(
     model: &mut M,
     cbs: &mut L,
     mut given: Option<D>,
-    run: fn(&mut TrainerState, &mut M, &mut L, &mut EitherLoader<D, M::Loader>, usize) -> Result<()>,
+    run: LoopFn<M, L, EitherLoader<D, <M as LightningModule>::Loader>>,
 ) -> Result<()>
 where
     M: LightningModule,
