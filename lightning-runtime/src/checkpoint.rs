@@ -10,10 +10,11 @@ use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::optim::{OptimizerMeta, OptimizerState};
 use crate::{Error, Result};
 
 const META_KEY: &str = "candle_lightning";
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// A checkpoint, as the `on_save_checkpoint` / `on_load_checkpoint` hooks see it.
 #[derive(Debug, Clone, Default)]
@@ -32,6 +33,10 @@ pub struct Checkpoint {
     pub callbacks: BTreeMap<String, Value>,
     /// Anything the hooks add.
     pub extra: serde_json::Map<String, Value>,
+    /// The optimizer's state (parameter-keyed buffers, steps, learning rates).
+    pub optimizer: Option<OptimizerState>,
+    /// The learning-rate scheduler's state.
+    pub scheduler: Option<Value>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -43,7 +48,15 @@ struct Meta {
     epoch_complete: bool,
     callbacks: BTreeMap<String, Value>,
     extra: serde_json::Map<String, Value>,
+    #[serde(default)]
+    optimizer: Option<OptimizerMeta>,
+    #[serde(default)]
+    scheduler: Option<Value>,
 }
+
+/// Tensor-name prefixes in the file: the module's weights and the optimizer's buffers.
+const WEIGHTS: &str = "state_dict/";
+const OPTIMIZER: &str = "optimizer/";
 
 /// The variables of a `VarMap`, by name.
 pub fn module_state(params: &VarMap) -> BTreeMap<String, Tensor> {
@@ -62,10 +75,14 @@ impl Checkpoint {
             epoch_complete: self.epoch_complete,
             callbacks: self.callbacks.clone(),
             extra: self.extra.clone(),
+            optimizer: self.optimizer.as_ref().map(|o| o.meta.clone()),
+            scheduler: self.scheduler.clone(),
         };
         let json = serde_json::to_string(&meta).map_err(|e| Error::msg(format!("checkpoint metadata: {e}")))?;
         let info = HashMap::from([(META_KEY.to_string(), json)]);
-        safetensors::serialize(self.state_dict.iter().map(|(k, t)| (k.as_str(), t)), Some(info))
+        let weights = self.state_dict.iter().map(|(k, t)| (format!("{WEIGHTS}{k}"), t));
+        let buffers = self.optimizer.iter().flat_map(|o| o.tensors.iter().map(|(k, t)| (format!("{OPTIMIZER}{k}"), t)));
+        safetensors::serialize(weights.chain(buffers), Some(info))
             .map_err(|e| Error::msg(format!("cannot serialize checkpoint: {e}")))
     }
 
@@ -117,14 +134,26 @@ impl Checkpoint {
         }
         let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
             .map_err(|e| bad(format!("checkpoint tensors: {e}")))?;
+        let (mut state_dict, mut buffers) = (BTreeMap::new(), BTreeMap::new());
+        for (name, t) in tensors {
+            if let Some(k) = name.strip_prefix(WEIGHTS) {
+                state_dict.insert(k.to_owned(), t);
+            } else if let Some(k) = name.strip_prefix(OPTIMIZER) {
+                buffers.insert(k.to_owned(), t);
+            } else {
+                return Err(bad(format!("unexpected tensor `{name}` (neither weights nor optimizer state)")));
+            }
+        }
         Ok(Checkpoint {
             epoch: meta.epoch,
             global_step: meta.global_step,
             batches_done: meta.batches_done,
             epoch_complete: meta.epoch_complete,
-            state_dict: tensors.into_iter().collect(),
+            state_dict,
             callbacks: meta.callbacks,
             extra: meta.extra,
+            optimizer: meta.optimizer.map(|meta| OptimizerState { tensors: buffers, meta }),
+            scheduler: meta.scheduler,
         })
     }
 

@@ -1,29 +1,43 @@
-//! Optimizers and learning-rate schedulers, and what `configure_optimizers` may return.
+//! Optimizers and learning-rate schedulers equal to torch's, and what
+//! `configure_optimizers` may return.
 
-mod adamw;
+mod engine;
+mod params;
+mod rules;
 mod scheduler;
-mod sgd;
 
-pub use adamw::{AdamW, AdamWConfig};
-pub use scheduler::{Interval, LrScheduler, NoScheduler, SchedulerConfig, StepLr};
-pub use sgd::{Sgd, SgdConfig};
+pub use engine::{Optim, OptimizerMeta, OptimizerState, Rule};
+pub use params::{ParamGroup, Params};
+pub use rules::{Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, RmsProp, RmsPropConfig, Sgd, SgdConfig};
+pub use scheduler::{
+    Anneal, CosineAnnealingLr, CosineAnnealingWarmRestarts, ExponentialLr, Interval, LinearLr, LrScheduler, Mode,
+    MultiStepLr, NoScheduler, OneCycleLr, ReduceLrOnPlateau, SchedulerConfig, SequentialLr, StepLr,
+};
 
-use crate::{Gradients, Result};
+use crate::{Error, Gradients, Result};
 
-/// An optimizer: updates variables from their gradients.
+/// An optimizer: updates variables from their gradients, in parameter groups.
 pub trait Optimizer {
     /// One update from the accumulated gradients; variables without a gradient are left alone.
     fn step(&mut self, grads: &Gradients) -> Result<()>;
-    /// The current learning rate.
-    fn learning_rate(&self) -> f64;
-    /// Sets the learning rate (schedulers do this after each `lr_scheduler_step`).
-    fn set_learning_rate(&mut self, lr: f64);
+    /// Parameter groups.
+    fn num_groups(&self) -> usize;
+    /// A group's current learning rate.
+    fn learning_rate(&self, group: usize) -> f64;
+    /// A group's learning rate before any scheduling.
+    fn initial_learning_rate(&self, group: usize) -> f64;
+    /// Sets a group's learning rate (schedulers do this after each step).
+    fn set_learning_rate(&mut self, group: usize, lr: f64);
+    /// The state to checkpoint, keyed by parameter name.
+    fn state_dict(&self) -> OptimizerState;
+    /// Restores a saved state; names, groups and shapes must match.
+    fn load_state_dict(&mut self, state: &OptimizerState) -> Result<()>;
 }
 
 /// What `configure_optimizers` returns: an optimizer, optionally with a scheduler.
 ///
 /// Implemented for every [`Optimizer`], for `(optimizer, scheduler)` (stepped every
-/// epoch, like Lightning's default) and for `(optimizer, SchedulerConfig)`.
+/// epoch, like Lightning's default) and for `(optimizer, scheduler, SchedulerConfig)`.
 pub trait Optimizers {
     type Optimizer: Optimizer;
     type Scheduler: LrScheduler;
@@ -65,16 +79,28 @@ impl Optimizer for NoOptimizer {
     fn step(&mut self, _: &Gradients) -> Result<()> {
         Ok(())
     }
-    fn learning_rate(&self) -> f64 {
+    fn num_groups(&self) -> usize {
+        0
+    }
+    fn learning_rate(&self, _: usize) -> f64 {
         0.0
     }
-    fn set_learning_rate(&mut self, _: f64) {}
+    fn initial_learning_rate(&self, _: usize) -> f64 {
+        0.0
+    }
+    fn set_learning_rate(&mut self, _: usize, _: f64) {}
+    fn state_dict(&self) -> OptimizerState {
+        OptimizerState::default()
+    }
+    fn load_state_dict(&mut self, _: &OptimizerState) -> Result<()> {
+        Ok(())
+    }
 }
 
 pub(crate) fn check_lr(lr: f64) -> Result<()> {
-    if lr.is_finite() && lr >= 0.0 {
+    if lr.is_finite() && lr > 0.0 {
         Ok(())
     } else {
-        Err(crate::Error::config("lr", format!("the learning rate must be finite and >= 0, got {lr}")))
+        Err(Error::config("lr", format!("the learning rate must be finite and > 0, got {lr}")))
     }
 }

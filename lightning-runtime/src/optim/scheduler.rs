@@ -1,4 +1,14 @@
-//! Learning-rate schedulers and Lightning's scheduler configuration.
+//! Learning-rate schedulers, as `torch.optim.lr_scheduler`, and Lightning's scheduler config.
+//!
+//! Each scheduler gives the learning rate as a function of its step count and the
+//! group's initial rate (torch's closed forms), so parameter groups keep their ratios.
+//! Their state (the counters) is saved in checkpoints.
+
+use std::f64::consts::PI;
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::{Error, Result};
 
 /// When a scheduler is stepped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -9,13 +19,13 @@ pub enum Interval {
     Step,
 }
 
-/// Lightning's `lr_scheduler_config`: when and how often to step.
+/// Lightning's `lr_scheduler_config`: when and how often to step, and what to monitor.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SchedulerConfig {
     pub interval: Interval,
     /// Step every `frequency` intervals.
     pub frequency: usize,
-    /// The logged metric passed to the scheduler (for plateau schedulers).
+    /// The logged metric passed to the scheduler (required by `ReduceLrOnPlateau`).
     pub monitor: Option<String>,
 }
 
@@ -29,6 +39,18 @@ impl SchedulerConfig {
     pub const fn every_step() -> Self {
         SchedulerConfig { interval: Interval::Step, frequency: 1, monitor: None }
     }
+
+    /// Monitors a logged metric.
+    pub fn monitor(mut self, key: impl Into<String>) -> Self {
+        self.monitor = Some(key.into());
+        self
+    }
+
+    /// Steps every `n` intervals.
+    pub fn frequency(mut self, n: usize) -> Self {
+        self.frequency = n;
+        self
+    }
 }
 
 impl Default for SchedulerConfig {
@@ -37,17 +59,29 @@ impl Default for SchedulerConfig {
     }
 }
 
-/// A learning-rate schedule. After each `step` the trainer sets the optimizer's learning
-/// rate to `learning_rate(base_lr)`, where `base_lr` is the optimizer's initial rate.
-pub trait LrScheduler {
+/// A learning-rate schedule. After each `step` the trainer sets every parameter group's
+/// rate to `learning_rate(initial rate of the group)`.
+pub trait LrScheduler: Serialize + DeserializeOwned {
+    /// Whether `step` needs the monitored metric (plateau schedulers). Lightning steps such
+    /// schedulers after the epoch's validation and `on_train_epoch_end`.
+    const NEEDS_METRIC: bool = false;
     /// Advances the schedule; `metric` is the monitored value, if configured.
     fn step(&mut self, metric: Option<f64>);
     /// The learning rate now, given the initial one.
     fn learning_rate(&self, base_lr: f64) -> f64;
+    /// The state saved in checkpoints.
+    fn state(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+    /// Restores a state saved by `state`.
+    fn load_state(&mut self, state: &serde_json::Value) -> Result<()> {
+        *self = serde_json::from_value(state.clone()).map_err(|e| Error::config("scheduler state", e.to_string()))?;
+        Ok(())
+    }
 }
 
 /// No scheduler.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct NoScheduler;
 
 impl LrScheduler for NoScheduler {
@@ -57,25 +91,333 @@ impl LrScheduler for NoScheduler {
     }
 }
 
-/// `torch.optim.lr_scheduler.StepLR`: multiplies the rate by `gamma` every `step_size` steps.
-#[derive(Debug, Clone)]
+/// `StepLR`: × `gamma` every `step_size` steps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepLr {
     pub step_size: usize,
     pub gamma: f64,
-    steps: usize,
+    last_epoch: usize,
 }
 
 impl StepLr {
     pub fn new(step_size: usize, gamma: f64) -> Self {
-        StepLr { step_size: step_size.max(1), gamma, steps: 0 }
+        StepLr { step_size: step_size.max(1), gamma, last_epoch: 0 }
     }
 }
 
 impl LrScheduler for StepLr {
     fn step(&mut self, _: Option<f64>) {
-        self.steps += 1;
+        self.last_epoch += 1;
     }
-    fn learning_rate(&self, base_lr: f64) -> f64 {
-        base_lr * self.gamma.powi((self.steps / self.step_size) as i32)
+    fn learning_rate(&self, base: f64) -> f64 {
+        base * self.gamma.powi((self.last_epoch / self.step_size) as i32)
+    }
+}
+
+/// `MultiStepLR`: × `gamma` at each milestone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MultiStepLr {
+    pub milestones: Vec<usize>,
+    pub gamma: f64,
+    last_epoch: usize,
+}
+
+impl MultiStepLr {
+    pub fn new(milestones: impl Into<Vec<usize>>, gamma: f64) -> Self {
+        MultiStepLr { milestones: milestones.into(), gamma, last_epoch: 0 }
+    }
+}
+
+impl LrScheduler for MultiStepLr {
+    fn step(&mut self, _: Option<f64>) {
+        self.last_epoch += 1;
+    }
+    fn learning_rate(&self, base: f64) -> f64 {
+        let passed = self.milestones.iter().filter(|&&m| m <= self.last_epoch).count();
+        base * self.gamma.powi(passed as i32)
+    }
+}
+
+/// `ExponentialLR`: × `gamma` every step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExponentialLr {
+    pub gamma: f64,
+    last_epoch: usize,
+}
+
+impl ExponentialLr {
+    pub fn new(gamma: f64) -> Self {
+        ExponentialLr { gamma, last_epoch: 0 }
+    }
+}
+
+impl LrScheduler for ExponentialLr {
+    fn step(&mut self, _: Option<f64>) {
+        self.last_epoch += 1;
+    }
+    fn learning_rate(&self, base: f64) -> f64 {
+        base * self.gamma.powi(self.last_epoch as i32)
+    }
+}
+
+fn cosine(eta_min: f64, base: f64, t: f64, period: f64) -> f64 {
+    eta_min + (base - eta_min) * (1.0 + (PI * t / period).cos()) / 2.0
+}
+
+/// `CosineAnnealingLR`: half a cosine from the initial rate to `eta_min` over `t_max` steps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CosineAnnealingLr {
+    pub t_max: usize,
+    pub eta_min: f64,
+    last_epoch: usize,
+}
+
+impl CosineAnnealingLr {
+    pub fn new(t_max: usize, eta_min: f64) -> Self {
+        CosineAnnealingLr { t_max: t_max.max(1), eta_min, last_epoch: 0 }
+    }
+}
+
+impl LrScheduler for CosineAnnealingLr {
+    fn step(&mut self, _: Option<f64>) {
+        self.last_epoch += 1;
+    }
+    fn learning_rate(&self, base: f64) -> f64 {
+        cosine(self.eta_min, base, self.last_epoch as f64, self.t_max as f64)
+    }
+}
+
+/// `CosineAnnealingWarmRestarts` (SGDR): cosine cycles of `t_0`, `t_0·t_mult`, … steps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CosineAnnealingWarmRestarts {
+    pub t_0: usize,
+    pub t_mult: usize,
+    pub eta_min: f64,
+    t_i: usize,
+    t_cur: usize,
+}
+
+impl CosineAnnealingWarmRestarts {
+    pub fn new(t_0: usize, t_mult: usize, eta_min: f64) -> Self {
+        let t_0 = t_0.max(1);
+        CosineAnnealingWarmRestarts { t_0, t_mult: t_mult.max(1), eta_min, t_i: t_0, t_cur: 0 }
+    }
+}
+
+impl LrScheduler for CosineAnnealingWarmRestarts {
+    fn step(&mut self, _: Option<f64>) {
+        self.t_cur += 1;
+        if self.t_cur >= self.t_i {
+            self.t_cur -= self.t_i;
+            self.t_i *= self.t_mult;
+        }
+    }
+    fn learning_rate(&self, base: f64) -> f64 {
+        cosine(self.eta_min, base, self.t_cur as f64, self.t_i as f64)
+    }
+}
+
+/// How `OneCycleLr` moves between rates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Anneal {
+    Cos,
+    Linear,
+}
+
+/// `OneCycleLR`: up from `max_lr / div_factor` to `max_lr`, then down to
+/// `max_lr / div_factor / final_div_factor`, over `total_steps`. It ignores the optimizer's
+/// own rate, as torch does. Momentum is not cycled; stepping past `total_steps` holds the
+/// last rate (torch raises an error).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OneCycleLr {
+    pub max_lr: f64,
+    pub total_steps: usize,
+    pub pct_start: f64,
+    pub div_factor: f64,
+    pub final_div_factor: f64,
+    pub three_phase: bool,
+    pub anneal: Anneal,
+    step_num: usize,
+}
+
+impl OneCycleLr {
+    /// torch's defaults: `pct_start` 0.3, cosine, `div_factor` 25, `final_div_factor` 1e4.
+    pub fn new(max_lr: f64, total_steps: usize) -> Self {
+        OneCycleLr {
+            max_lr,
+            total_steps: total_steps.max(2),
+            pct_start: 0.3,
+            div_factor: 25.0,
+            final_div_factor: 1e4,
+            three_phase: false,
+            anneal: Anneal::Cos,
+            step_num: 0,
+        }
+    }
+}
+
+impl LrScheduler for OneCycleLr {
+    fn step(&mut self, _: Option<f64>) {
+        self.step_num = (self.step_num + 1).min(self.total_steps - 1);
+    }
+    fn learning_rate(&self, _: f64) -> f64 {
+        let initial = self.max_lr / self.div_factor;
+        let min = initial / self.final_div_factor;
+        let total = self.total_steps as f64;
+        let up_end = self.pct_start * total - 1.0;
+        let phases: Vec<(f64, f64, f64)> = if self.three_phase {
+            vec![(up_end, initial, self.max_lr), (2.0 * self.pct_start * total - 2.0, self.max_lr, initial), (total - 1.0, initial, min)]
+        } else {
+            vec![(up_end, initial, self.max_lr), (total - 1.0, self.max_lr, min)]
+        };
+        let t = self.step_num as f64;
+        let mut start_step = 0.0;
+        for (i, &(end_step, from, to)) in phases.iter().enumerate() {
+            if t <= end_step || i == phases.len() - 1 {
+                let pct = (t - start_step) / (end_step - start_step);
+                return match self.anneal {
+                    Anneal::Cos => to + (from - to) / 2.0 * ((PI * pct).cos() + 1.0),
+                    Anneal::Linear => (to - from) * pct + from,
+                };
+            }
+            start_step = end_step;
+        }
+        min
+    }
+}
+
+/// `LinearLR`: the factor goes linearly from `start_factor` to `end_factor` over
+/// `total_iters` steps (a warm-up).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LinearLr {
+    pub start_factor: f64,
+    pub end_factor: f64,
+    pub total_iters: usize,
+    last_epoch: usize,
+}
+
+impl LinearLr {
+    pub fn new(start_factor: f64, end_factor: f64, total_iters: usize) -> Self {
+        LinearLr { start_factor, end_factor, total_iters: total_iters.max(1), last_epoch: 0 }
+    }
+}
+
+impl LrScheduler for LinearLr {
+    fn step(&mut self, _: Option<f64>) {
+        self.last_epoch += 1;
+    }
+    fn learning_rate(&self, base: f64) -> f64 {
+        let t = self.last_epoch.min(self.total_iters) as f64;
+        base * (self.start_factor + (self.end_factor - self.start_factor) * t / self.total_iters as f64)
+    }
+}
+
+/// `SequentialLR`: `first` until `milestone` steps, then `second` from its start. Nest it
+/// for more than two.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SequentialLr<A, B> {
+    pub first: A,
+    pub second: B,
+    pub milestone: usize,
+    last_epoch: usize,
+}
+
+impl<A: LrScheduler, B: LrScheduler> SequentialLr<A, B> {
+    pub fn new(first: A, second: B, milestone: usize) -> Self {
+        SequentialLr { first, second, milestone, last_epoch: 0 }
+    }
+}
+
+impl<A: LrScheduler, B: LrScheduler> LrScheduler for SequentialLr<A, B> {
+    fn step(&mut self, metric: Option<f64>) {
+        self.last_epoch += 1;
+        // the second scheduler starts fresh at the milestone (torch calls its step(0))
+        if self.last_epoch < self.milestone {
+            self.first.step(metric);
+        } else if self.last_epoch > self.milestone {
+            self.second.step(metric);
+        }
+    }
+    fn learning_rate(&self, base: f64) -> f64 {
+        if self.last_epoch < self.milestone {
+            self.first.learning_rate(base)
+        } else {
+            self.second.learning_rate(base)
+        }
+    }
+}
+
+/// Whether a lower or a higher metric is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mode {
+    Min,
+    Max,
+}
+
+/// `ReduceLROnPlateau`: × `factor` when the monitored metric has not improved (by a
+/// relative `threshold`) for more than `patience` steps; then waits `cooldown` steps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReduceLrOnPlateau {
+    pub mode: Mode,
+    pub factor: f64,
+    pub patience: usize,
+    pub threshold: f64,
+    pub cooldown: usize,
+    pub min_lr: f64,
+    best: Option<f64>,
+    num_bad: usize,
+    cooldown_counter: usize,
+    reductions: i32,
+}
+
+impl ReduceLrOnPlateau {
+    /// torch's defaults: `Min`, `threshold` 1e-4 (relative), no cooldown, `min_lr` 0.
+    pub fn new(factor: f64, patience: usize) -> Self {
+        ReduceLrOnPlateau {
+            mode: Mode::Min,
+            factor,
+            patience,
+            threshold: 1e-4,
+            cooldown: 0,
+            min_lr: 0.0,
+            best: None,
+            num_bad: 0,
+            cooldown_counter: 0,
+            reductions: 0,
+        }
+    }
+
+    fn better(&self, a: f64, best: f64) -> bool {
+        match self.mode {
+            Mode::Min => a < best * (1.0 - self.threshold),
+            Mode::Max => a > best * (1.0 + self.threshold),
+        }
+    }
+}
+
+impl LrScheduler for ReduceLrOnPlateau {
+    const NEEDS_METRIC: bool = true;
+
+    fn step(&mut self, metric: Option<f64>) {
+        let Some(current) = metric else { return };
+        if self.best.is_none_or(|b| self.better(current, b)) {
+            self.best = Some(current);
+            self.num_bad = 0;
+        } else {
+            self.num_bad += 1;
+        }
+        if self.cooldown_counter > 0 {
+            self.cooldown_counter -= 1;
+            self.num_bad = 0;
+        }
+        if self.num_bad > self.patience {
+            self.reductions += 1;
+            self.cooldown_counter = self.cooldown;
+            self.num_bad = 0;
+        }
+    }
+
+    fn learning_rate(&self, base: f64) -> f64 {
+        (base * self.factor.powi(self.reductions)).max(self.min_lr)
     }
 }

@@ -16,6 +16,7 @@ macro_rules! eval_loop {
             cbs: &mut L,
             loader: &mut D,
             n: usize,
+            optim: Option<&mut M::Optim>,
         ) -> Result<()> {
             let was_training = state.training;
             state.training = false;
@@ -51,7 +52,7 @@ macro_rules! eval_loop {
                 cbs.$end(state, model)?;
             }
             // Checkpoint callbacks run last, so a save they ask for lands before the module's hook.
-            save::flush(state, model, cbs)?;
+            save::flush(state, model, cbs, optim)?;
             model.$end(state)?;
             // Lightning calls the `*_model_train` hook only when it is overridden.
             if M::$impl_train {
@@ -108,7 +109,8 @@ eval_loop!(
 );
 
 /// One run of an evaluation loop over `n` batches.
-type LoopFn<M, L, D> = fn(&mut TrainerState, &mut M, &mut L, &mut D, usize) -> Result<()>;
+type LoopFn<M, L, D> =
+    fn(&mut TrainerState, &mut M, &mut L, &mut D, usize, Option<&mut <M as LightningModule>::Optim>) -> Result<()>;
 
 /// `validate` / `test`: set-up, one run of the loop unless its limit is 0, teardown.
 /// With a zero limit the loader is not even requested (Lightning §2.4).
@@ -136,7 +138,7 @@ where
             if which == Which::Val {
                 state.num_val_batches = n;
             }
-            run(state, model, cbs, &mut loader, n)?;
+            run(state, model, cbs, &mut loader, n, None)?;
         }
     }
     hooks::teardown(stage, state, model, cbs)

@@ -16,7 +16,8 @@ use crate::{
 struct Start {
     epoch: usize,
     skip_batches: usize,
-    resumed: bool,
+    /// The checkpoint resumed from; its optimizer state is loaded after `configure_optimizers`.
+    checkpoint: Option<Checkpoint>,
 }
 
 fn restore<M: LightningModule, L: CallbackList<M>>(
@@ -34,11 +35,8 @@ fn restore<M: LightningModule, L: CallbackList<M>>(
     }
     cbs.restore_state(state, model, &ck.callbacks)?;
     state.global_step = ck.global_step;
-    Ok(if ck.epoch_complete {
-        Start { epoch: ck.epoch + 1, skip_batches: 0, resumed: true }
-    } else {
-        Start { epoch: ck.epoch, skip_batches: ck.batches_done, resumed: true }
-    })
+    let (epoch, skip_batches) = if ck.epoch_complete { (ck.epoch + 1, 0) } else { (ck.epoch, ck.batches_done) };
+    Ok(Start { epoch, skip_batches, checkpoint: Some(ck) })
 }
 
 /// The trainable variables, sorted by name (a `VarMap`'s own order is not stable).
@@ -49,12 +47,12 @@ fn sorted_vars<M: LightningModule>(model: &M) -> Vec<Var> {
     named.into_iter().map(|(_, v)| v.clone()).collect()
 }
 
-/// Steps the scheduler if it runs on this `interval` and `count` hits its frequency.
+/// Steps the scheduler if it runs on this `interval` and `count` hits its frequency, then
+/// sets every parameter group's rate from its initial one.
 fn step_scheduler<M: LightningModule>(
     state: &mut TrainerState,
     model: &mut M,
     optim: &mut M::Optim,
-    base_lr: f64,
     interval: Interval,
     count: usize,
 ) -> Result<()> {
@@ -67,15 +65,26 @@ fn step_scheduler<M: LightningModule>(
         None => None,
         Some(key) => Some(*state.callback_metrics.get(key).ok_or_else(|| {
             let logged: Vec<&String> = state.callback_metrics.keys().collect();
-            Error::config(
-                "monitor",
-                format!("the LR scheduler monitors `{key}`, which was not logged; logged: {logged:?}"),
-            )
+            Error::config("monitor", format!("the LR scheduler monitors `{key}`, which was not logged; logged: {logged:?}"))
         })?),
     };
     model.lr_scheduler_step(state, sched, metric)?;
-    opt.set_learning_rate(sched.learning_rate(base_lr));
+    for g in 0..opt.num_groups() {
+        let lr = sched.learning_rate(opt.initial_learning_rate(g));
+        opt.set_learning_rate(g, lr);
+    }
     Ok(())
+}
+
+/// Plateau schedulers need a metric; Lightning requires `monitor` for them.
+fn check_scheduler<M: LightningModule>(optim: &mut M::Optim) -> Result<bool> {
+    let needs = <<M::Optim as Optimizers>::Scheduler as LrScheduler>::NEEDS_METRIC;
+    if let (_, Some((_, cfg))) = optim.parts() {
+        if needs && cfg.monitor.is_none() {
+            return Err(Error::config("monitor", "this LR scheduler needs a metric: return it with `SchedulerConfig::every_epoch().monitor(\"val_loss\")`"));
+        }
+    }
+    Ok(needs)
 }
 
 pub(crate) fn run<M, L, T, V>(
@@ -94,12 +103,22 @@ where
     V: Loader<Batch = M::Batch>,
 {
     hooks::setup(Stage::Fit, state, model, cbs)?;
-    let start = match resume {
+    let mut start = match resume {
         Some(path) => restore(path, state, model, cbs)?,
-        None => Start { epoch: 0, skip_batches: 0, resumed: false },
+        None => Start { epoch: 0, skip_batches: 0, checkpoint: None },
     };
+    let resumed = start.checkpoint.is_some();
     let mut optim = model.configure_optimizers(state)?;
-    let base_lr = optim.parts().0.learning_rate();
+    let plateau = check_scheduler::<M>(&mut optim)?;
+    if let Some(ck) = start.checkpoint.take() {
+        let (opt, sched) = optim.parts();
+        if let Some(s) = &ck.optimizer {
+            opt.load_state_dict(s)?;
+        }
+        if let (Some((sched, _)), Some(s)) = (sched, &ck.scheduler) {
+            sched.load_state(s)?;
+        }
+    }
     let mut grads = Gradients::new(sorted_vars(model));
     if L::IMPL_ON_FIT_START {
         cbs.on_fit_start(state, model)?;
@@ -107,7 +126,7 @@ where
     model.on_fit_start(state)?;
 
     let val_enabled = M::IMPL_VALIDATION_STEP && !cfg.limit_val_batches.is_zero();
-    let sanity = val_enabled && !start.resumed && cfg.num_sanity_val_steps > 0;
+    let sanity = val_enabled && !resumed && cfg.num_sanity_val_steps > 0;
     let mut val_loader = None;
     if sanity {
         if L::IMPL_ON_SANITY_CHECK_START {
@@ -118,7 +137,7 @@ where
             let n = cfg.limit_val_batches.apply(vl.len(), "limit_val_batches")?.min(cfg.num_sanity_val_steps);
             if n > 0 {
                 state.sanity_checking = true;
-                eval::validation(state, model, cbs, vl, n)?;
+                eval::validation(state, model, cbs, vl, n, None)?;
                 state.sanity_checking = false;
             }
         }
@@ -203,24 +222,26 @@ where
                 let outputs = closure.output.take().unwrap_or_default();
                 if stepped {
                     state.global_step += 1;
-                    step_scheduler(state, model, &mut optim, base_lr, Interval::Step, i + 1)?;
+                    if !plateau {
+                        step_scheduler(state, model, &mut optim, Interval::Step, i + 1)?;
+                    }
                 }
-                if last {
+                if last && !plateau {
                     epoch_scheduler_due = false;
-                    step_scheduler(state, model, &mut optim, base_lr, Interval::Epoch, epoch + 1)?;
+                    step_scheduler(state, model, &mut optim, Interval::Epoch, epoch + 1)?;
                 }
                 state.batches_done = i + 1;
                 total_batch_idx += 1;
                 if L::IMPL_ON_TRAIN_BATCH_END {
                     cbs.on_train_batch_end(state, model, &outputs, &batch, i)?;
                 }
-                save::flush(state, model, cbs)?;
+                save::flush(state, model, cbs, Some(&mut optim))?;
                 model.on_train_batch_end(state, &outputs, &batch, i)?;
                 let counter = if cfg.check_val_every_n_epoch.is_none() { total_batch_idx } else { i + 1 };
                 if val_this_epoch && (counter % val_check_batch == 0 || state.should_stop) {
                     if let Some(vl) = &mut val_loader {
                         model.on_validation_model_zero_grad(state)?;
-                        eval::validation(state, model, cbs, vl, num_val)?;
+                        eval::validation(state, model, cbs, vl, num_val, Some(&mut optim))?;
                     }
                 }
                 if steps_done(state) || state.should_stop {
@@ -229,8 +250,8 @@ where
                 }
             }
             // Skipped epochs (Flow::SkipEpoch) still step epoch schedulers (Lightning PR #21307).
-            if epoch_scheduler_due && state.batches_done < num_train {
-                step_scheduler(state, model, &mut optim, base_lr, Interval::Epoch, epoch + 1)?;
+            if epoch_scheduler_due && !plateau && state.batches_done < num_train {
+                step_scheduler(state, model, &mut optim, Interval::Epoch, epoch + 1)?;
             }
             skip = 0;
             // A checkpoint saved now resumes at the next epoch only if this one is done;
@@ -243,8 +264,13 @@ where
             if L::IMPL_ON_TRAIN_EPOCH_END {
                 cbs.on_train_epoch_end(state, model, true)?;
             }
-            save::flush(state, model, cbs)?;
+            save::flush(state, model, cbs, Some(&mut optim))?;
             state.at_epoch_end = false;
+            // Plateau schedulers step after validation and the epoch-end hooks (Lightning's
+            // `update_plateau_schedulers`), with the metric they monitor.
+            if plateau && state.batches_done >= num_train {
+                step_scheduler(state, model, &mut optim, Interval::Epoch, epoch + 1)?;
+            }
             state.current_epoch += 1;
         }
         if L::IMPL_ON_TRAIN_END {

@@ -1,7 +1,7 @@
 //! Carrying out checkpoint saves that hooks asked for.
 
 use crate::checkpoint::module_state;
-use crate::{CallbackList, Checkpoint, Error, LightningModule, Result, TrainerState};
+use crate::{CallbackList, Checkpoint, Error, LightningModule, LrScheduler, Optimizer, Optimizers, Result, TrainerState};
 
 /// Builds a checkpoint in Lightning's order: the trainer's counters and the weights,
 /// every callback's `state_dict`, then `on_save_checkpoint` of the callbacks, then the module.
@@ -9,6 +9,7 @@ pub(crate) fn build<M: LightningModule, L: CallbackList<M>>(
     state: &mut TrainerState,
     model: &mut M,
     cbs: &mut L,
+    optim: Option<&mut M::Optim>,
 ) -> Result<Checkpoint> {
     let mut ck = Checkpoint {
         epoch: state.current_epoch,
@@ -18,6 +19,11 @@ pub(crate) fn build<M: LightningModule, L: CallbackList<M>>(
         state_dict: module_state(model.parameters()),
         ..Checkpoint::default()
     };
+    if let Some(optim) = optim {
+        let (opt, sched) = optim.parts();
+        ck.optimizer = Some(opt.state_dict());
+        ck.scheduler = sched.map(|(s, _)| s.state());
+    }
     let mut states = Vec::new();
     cbs.collect_state(state, model, &mut states)?;
     for (key, value) in states {
@@ -39,12 +45,13 @@ pub(crate) fn flush<M: LightningModule, L: CallbackList<M>>(
     state: &mut TrainerState,
     model: &mut M,
     cbs: &mut L,
+    mut optim: Option<&mut M::Optim>,
 ) -> Result<()> {
     if state.save_requests.is_empty() {
         return Ok(());
     }
     for req in std::mem::take(&mut state.save_requests) {
-        let ck = build(state, model, cbs)?;
+        let ck = build(state, model, cbs, optim.as_deref_mut())?;
         ck.save(&req.path)?;
         if let Some(old) = req.replaces.filter(|old| *old != req.path) {
             std::fs::remove_file(&old).or_else(|e| {

@@ -1,0 +1,179 @@
+//! The machinery every optimizer shares: groups, per-parameter state, and saving it.
+
+use std::collections::BTreeMap;
+
+use candle_core::{Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+use super::{Optimizer, Params};
+use crate::{Error, Gradients, Result};
+
+/// An update rule: torch's per-parameter step, with its settings.
+pub trait Rule {
+    /// Names of the per-parameter state tensors (torch's state keys).
+    const BUFFERS: &'static [&'static str];
+    /// The learning rate the settings hold.
+    fn lr(&self) -> f64;
+    /// Rejects settings torch would reject.
+    fn validate(&self) -> Result<()>;
+    /// One step for one parameter: returns the new value. `step` counts from 1.
+    fn update(&self, lr: f64, step: u64, p: &Tensor, g: &Tensor, state: &mut [Option<Tensor>]) -> Result<Tensor>;
+}
+
+#[derive(Debug)]
+struct Slot {
+    name: String,
+    var: Var,
+    step: u64,
+    state: Vec<Option<Tensor>>,
+}
+
+#[derive(Debug)]
+struct Group {
+    lr: f64,
+    initial_lr: f64,
+    slots: Vec<Slot>,
+}
+
+/// An optimizer made of a [`Rule`] and its parameters; `Sgd`, `Adam`, `AdamW`, `RmsProp` and
+/// `Adagrad` are this type with their rules.
+#[derive(Debug)]
+pub struct Optim<R> {
+    rule: R,
+    groups: Vec<Group>,
+}
+
+/// An optimizer's state: tensors by `"{param}.{buffer}"`, and counters and rates.
+#[derive(Debug, Clone, Default)]
+pub struct OptimizerState {
+    pub tensors: BTreeMap<String, Tensor>,
+    pub meta: OptimizerMeta,
+}
+
+/// The non-tensor part of [`OptimizerState`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct OptimizerMeta {
+    /// Steps taken per parameter.
+    pub steps: BTreeMap<String, u64>,
+    /// Learning rate per group, now and at the start.
+    pub lr: Vec<f64>,
+    pub initial_lr: Vec<f64>,
+}
+
+impl<R: Rule> Optim<R> {
+    /// An optimizer over `params` with these settings.
+    pub fn with_rule(params: impl Into<Params>, rule: R) -> Result<Self> {
+        rule.validate()?;
+        let params = params.into();
+        params.check()?;
+        let groups = params
+            .groups
+            .into_iter()
+            .map(|g| {
+                let lr = g.lr.unwrap_or(rule.lr());
+                super::check_lr(lr)?;
+                let slots = g
+                    .params
+                    .into_iter()
+                    .map(|(name, var)| Slot { name, var, step: 0, state: vec![None; R::BUFFERS.len()] })
+                    .collect();
+                Ok(Group { lr, initial_lr: lr, slots })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Optim { rule, groups })
+    }
+
+    /// The settings.
+    pub fn rule(&self) -> &R {
+        &self.rule
+    }
+}
+
+impl<R: Rule> Optimizer for Optim<R> {
+    fn step(&mut self, grads: &Gradients) -> Result<()> {
+        for group in &mut self.groups {
+            for slot in &mut group.slots {
+                let Some(g) = grads.get(slot.var.as_tensor()) else { continue };
+                slot.step += 1;
+                let new = self.rule.update(group.lr, slot.step, slot.var.as_tensor(), g, &mut slot.state)?;
+                slot.var.set(&new)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn num_groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    fn learning_rate(&self, group: usize) -> f64 {
+        self.groups.get(group).map_or(0.0, |g| g.lr)
+    }
+
+    fn initial_learning_rate(&self, group: usize) -> f64 {
+        self.groups.get(group).map_or(0.0, |g| g.initial_lr)
+    }
+
+    fn set_learning_rate(&mut self, group: usize, lr: f64) {
+        if let Some(g) = self.groups.get_mut(group) {
+            g.lr = lr;
+        }
+    }
+
+    fn state_dict(&self) -> OptimizerState {
+        let mut s = OptimizerState::default();
+        for group in &self.groups {
+            s.meta.lr.push(group.lr);
+            s.meta.initial_lr.push(group.initial_lr);
+            for slot in &group.slots {
+                s.meta.steps.insert(slot.name.clone(), slot.step);
+                for (buf, t) in R::BUFFERS.iter().zip(&slot.state) {
+                    if let Some(t) = t {
+                        s.tensors.insert(format!("{}.{buf}", slot.name), t.clone());
+                    }
+                }
+            }
+        }
+        s
+    }
+
+    fn load_state_dict(&mut self, state: &OptimizerState) -> Result<()> {
+        let bad = |r: String| Error::config("optimizer state", r);
+        if state.meta.lr.len() != self.groups.len() || state.meta.initial_lr.len() != self.groups.len() {
+            return Err(bad(format!("it has {} parameter groups, the optimizer {}", state.meta.lr.len(), self.groups.len())));
+        }
+        let known: usize = self.groups.iter().map(|g| g.slots.len()).sum();
+        if state.meta.steps.len() != known {
+            return Err(bad(format!("it has {} parameters, the optimizer {known}", state.meta.steps.len())));
+        }
+        // check everything before changing anything
+        for group in &self.groups {
+            for slot in &group.slots {
+                if !state.meta.steps.contains_key(&slot.name) {
+                    return Err(bad(format!("it has no parameter `{}`", slot.name)));
+                }
+                for buf in R::BUFFERS {
+                    if let Some(t) = state.tensors.get(&format!("{}.{buf}", slot.name)) {
+                        if t.dims() != slot.var.dims() {
+                            return Err(bad(format!("`{}.{buf}` has shape {:?}, the parameter {:?}", slot.name, t.dims(), slot.var.dims())));
+                        }
+                    }
+                }
+            }
+        }
+        for (i, group) in self.groups.iter_mut().enumerate() {
+            group.lr = state.meta.lr[i];
+            group.initial_lr = state.meta.initial_lr[i];
+            for slot in &mut group.slots {
+                slot.step = state.meta.steps[&slot.name];
+                for (buf, dst) in R::BUFFERS.iter().zip(slot.state.iter_mut()) {
+                    *dst = match state.tensors.get(&format!("{}.{buf}", slot.name)) {
+                        Some(t) => Some(t.to_device(slot.var.device())?.to_dtype(slot.var.dtype())?),
+                        None => None,
+                    };
+                }
+            }
+        }
+        Ok(())
+    }
+}
