@@ -45,9 +45,14 @@ pub use lightning_runtime::*;
 /// Everything a training script needs: `use lightning::prelude::*;`.
 pub mod prelude {
     pub use lightning_macros::{callback, hook, lightning_module, not_hook};
+    pub use lightning_runtime::optim::{
+        Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, CosineAnnealingLr, CosineAnnealingWarmRestarts,
+        ExponentialLr, Interval, LinearLr, LrScheduler, MultiStepLr, OneCycleLr, Optimizer, Optimizers, Params,
+        ReduceLrOnPlateau, RmsProp, RmsPropConfig, SchedulerConfig, SequentialLr, Sgd, SgdConfig, StepLr,
+    };
     pub use lightning_runtime::{
-        Accelerator, AdamW, AdamWConfig, Callback, Checkpoint, DataLoader, Flow, GradientClipAlgorithm, Gradients,
-        Interval, LightningModule, Loader, LrScheduler, ModelCheckpoint, Optimizer, OptimizerClosure, Optimizers,
-        SchedulerConfig, Sgd, SgdConfig, Stage, StepLr, StepOutput, Trainer, TrainerState, TransferBatch,
+        seeded_var_builder, Accelerator, Callback, Checkpoint, DataLoader, Flow, GradientClipAlgorithm, Gradients,
+        LightningModule, Loader, ModelCheckpoint, OptimizerClosure, Stage, StepOutput, Trainer, TrainerState,
+        TransferBatch,
     };
 }

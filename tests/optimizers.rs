@@ -39,21 +39,44 @@ fn make(case: &Value, params: Params) -> Box<dyn Optimizer> {
             .unwrap(),
         ),
         "Adam" => Box::new(
-            Adam::new(params, AdamConfig { lr: num("lr", 1e-3), weight_decay: num("weight_decay", 0.0), amsgrad: flag("amsgrad"), ..Default::default() })
-                .unwrap(),
+            Adam::new(
+                params,
+                AdamConfig {
+                    lr: num("lr", 1e-3),
+                    weight_decay: num("weight_decay", 0.0),
+                    amsgrad: flag("amsgrad"),
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
         ),
         "AdamW" => Box::new(
-            AdamW::new(params, AdamWConfig { lr: num("lr", 1e-3), weight_decay: num("weight_decay", 1e-2), amsgrad: flag("amsgrad"), ..Default::default() })
-                .unwrap(),
+            AdamW::new(
+                params,
+                AdamWConfig {
+                    lr: num("lr", 1e-3),
+                    weight_decay: num("weight_decay", 1e-2),
+                    amsgrad: flag("amsgrad"),
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
         ),
         "RMSprop" => Box::new(
             RmsProp::new(
                 params,
-                RmsPropConfig { lr: num("lr", 1e-2), momentum: num("momentum", 0.0), centered: flag("centered"), ..Default::default() },
+                RmsPropConfig {
+                    lr: num("lr", 1e-2),
+                    momentum: num("momentum", 0.0),
+                    centered: flag("centered"),
+                    ..Default::default()
+                },
             )
             .unwrap(),
         ),
-        "Adagrad" => Box::new(Adagrad::new(params, AdagradConfig { lr: num("lr", 1e-2), ..Default::default() }).unwrap()),
+        "Adagrad" => {
+            Box::new(Adagrad::new(params, AdagradConfig { lr: num("lr", 1e-2), ..Default::default() }).unwrap())
+        }
         other => panic!("unknown optimizer {other}"),
     }
 }
@@ -105,7 +128,13 @@ fn check_case(case: &Value, dtype: DType, rel: f64, abs: f64) {
         pb.grads(&mut grads);
         opt.step(&grads).unwrap();
         if let Some(expected) = want.get(step.to_string()) {
-            compare(&format!("{} {} {dtype:?} step {step}", case["optimizer"], case["options"]), &pb.value(), expected, rel, abs);
+            compare(
+                &format!("{} {} {dtype:?} step {step}", case["optimizer"], case["options"]),
+                &pb.value(),
+                expected,
+                rel,
+                abs,
+            );
             compared += 1;
         }
     }
@@ -166,7 +195,9 @@ fn state_is_keyed_by_name_and_checked() {
     let params: Params = vec![("a".to_string(), a.clone()), ("b".to_string(), b.clone())].into();
     let mut opt = Adam::new(params, AdamConfig::default()).unwrap();
     let mut grads = Gradients::new(vec![a.clone(), b.clone()]);
-    grads.accumulate((a.as_tensor().sum_all().unwrap() + b.as_tensor().sum_all().unwrap()).unwrap().backward().unwrap()).unwrap();
+    grads
+        .accumulate((a.as_tensor().sum_all().unwrap() + b.as_tensor().sum_all().unwrap()).unwrap().backward().unwrap())
+        .unwrap();
     opt.step(&grads).unwrap();
     let s = opt.state_dict();
     assert_eq!(s.tensors.keys().collect::<Vec<_>>(), ["a.exp_avg", "a.exp_avg_sq", "b.exp_avg", "b.exp_avg_sq"]);
@@ -208,8 +239,14 @@ fn bad_settings_are_typed_errors_naming_the_option() {
     assert_eq!(flag(Sgd::new(v(), -1.0).map(drop)), "lr");
     assert_eq!(flag(Adam::new(v(), AdamConfig { beta1: 1.0, ..Default::default() }).map(drop)), "beta1");
     assert_eq!(flag(AdamW::new(v(), AdamWConfig { beta2: -0.1, ..Default::default() }).map(drop)), "beta2");
-    assert_eq!(flag(Sgd::with_config(v(), SgdConfig { lr: 0.1, weight_decay: -1.0, ..Default::default() }).map(drop)), "weight_decay");
-    assert_eq!(flag(RmsProp::new(v(), RmsPropConfig { weight_decay: -0.5, ..Default::default() }).map(drop)), "weight_decay");
+    assert_eq!(
+        flag(Sgd::with_config(v(), SgdConfig { lr: 0.1, weight_decay: -1.0, ..Default::default() }).map(drop)),
+        "weight_decay"
+    );
+    assert_eq!(
+        flag(RmsProp::new(v(), RmsPropConfig { weight_decay: -0.5, ..Default::default() }).map(drop)),
+        "weight_decay"
+    );
     assert_eq!(flag(Sgd::new(Vec::<Var>::new(), 0.1).map(drop)), "params");
     let x = Var::ones(1, DType::F32, &Device::Cpu).unwrap();
     let twice: Params = vec![("x".to_string(), x.clone()), ("x".to_string(), x)].into();

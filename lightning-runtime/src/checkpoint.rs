@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Tensor, Var};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -166,6 +166,7 @@ impl Checkpoint {
         if !missing.is_empty() || !unexpected.is_empty() {
             return Err(mismatch(format!("missing keys {missing:?}, unexpected keys {unexpected:?}")));
         }
+        // check every shape before writing any, so a mismatch leaves the module untouched
         for (name, var) in data.iter() {
             let t = &self.state_dict[name];
             if t.dims() != var.dims() {
@@ -175,7 +176,13 @@ impl Checkpoint {
                     var.dims()
                 )));
             }
-            var.set(&t.to_device(var.device())?.to_dtype(var.dtype())?)?;
+        }
+        let converted: Vec<(&Var, Tensor)> = data
+            .iter()
+            .map(|(name, var)| Ok((var, self.state_dict[name].to_device(var.device())?.to_dtype(var.dtype())?)))
+            .collect::<Result<_>>()?;
+        for (var, t) in converted {
+            var.set(&t)?;
         }
         Ok(())
     }

@@ -31,9 +31,10 @@ pub use grads::{GradientClipAlgorithm, Gradients};
 pub use init::seeded_var_builder;
 pub use module::{requirements, HasParameters, LightningModule};
 pub use optim::{
-    Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, CosineAnnealingLr, CosineAnnealingWarmRestarts, ExponentialLr,
-    Interval, LinearLr, LrScheduler, MultiStepLr, NoOptimizer, NoScheduler, OneCycleLr, Optimizer, OptimizerState, Optimizers,
-    Params, ReduceLrOnPlateau, RmsProp, RmsPropConfig, SchedulerConfig, SequentialLr, Sgd, SgdConfig, StepLr,
+    Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, CosineAnnealingLr, CosineAnnealingWarmRestarts,
+    ExponentialLr, Interval, LinearLr, LrScheduler, MultiStepLr, NoOptimizer, NoScheduler, OneCycleLr, Optimizer,
+    OptimizerState, Optimizers, Params, ReduceLrOnPlateau, RmsProp, RmsPropConfig, SchedulerConfig, SequentialLr, Sgd,
+    SgdConfig, StepLr,
 };
 pub use state::{Flow, LogValue, Stage, TrainerState};
 pub use step::StepOutput;

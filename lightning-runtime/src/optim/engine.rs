@@ -140,7 +140,11 @@ impl<R: Rule> Optimizer for Optim<R> {
     fn load_state_dict(&mut self, state: &OptimizerState) -> Result<()> {
         let bad = |r: String| Error::config("optimizer state", r);
         if state.meta.lr.len() != self.groups.len() || state.meta.initial_lr.len() != self.groups.len() {
-            return Err(bad(format!("it has {} parameter groups, the optimizer {}", state.meta.lr.len(), self.groups.len())));
+            return Err(bad(format!(
+                "it has {} parameter groups, the optimizer {}",
+                state.meta.lr.len(),
+                self.groups.len()
+            )));
         }
         let known: usize = self.groups.iter().map(|g| g.slots.len()).sum();
         if state.meta.steps.len() != known {
@@ -155,7 +159,12 @@ impl<R: Rule> Optimizer for Optim<R> {
                 for buf in R::BUFFERS {
                     if let Some(t) = state.tensors.get(&format!("{}.{buf}", slot.name)) {
                         if t.dims() != slot.var.dims() {
-                            return Err(bad(format!("`{}.{buf}` has shape {:?}, the parameter {:?}", slot.name, t.dims(), slot.var.dims())));
+                            return Err(bad(format!(
+                                "`{}.{buf}` has shape {:?}, the parameter {:?}",
+                                slot.name,
+                                t.dims(),
+                                slot.var.dims()
+                            )));
                         }
                     }
                 }

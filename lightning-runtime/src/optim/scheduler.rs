@@ -266,7 +266,11 @@ impl LrScheduler for OneCycleLr {
         let total = self.total_steps as f64;
         let up_end = self.pct_start * total - 1.0;
         let phases: Vec<(f64, f64, f64)> = if self.three_phase {
-            vec![(up_end, initial, self.max_lr), (2.0 * self.pct_start * total - 2.0, self.max_lr, initial), (total - 1.0, initial, min)]
+            vec![
+                (up_end, initial, self.max_lr),
+                (2.0 * self.pct_start * total - 2.0, self.max_lr, initial),
+                (total - 1.0, initial, min),
+            ]
         } else {
             vec![(up_end, initial, self.max_lr), (total - 1.0, self.max_lr, min)]
         };

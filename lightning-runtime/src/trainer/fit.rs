@@ -65,7 +65,10 @@ fn step_scheduler<M: LightningModule>(
         None => None,
         Some(key) => Some(*state.callback_metrics.get(key).ok_or_else(|| {
             let logged: Vec<&String> = state.callback_metrics.keys().collect();
-            Error::config("monitor", format!("the LR scheduler monitors `{key}`, which was not logged; logged: {logged:?}"))
+            Error::config(
+                "monitor",
+                format!("the LR scheduler monitors `{key}`, which was not logged; logged: {logged:?}"),
+            )
         })?),
     };
     model.lr_scheduler_step(state, sched, metric)?;

@@ -1,7 +1,9 @@
 //! Carrying out checkpoint saves that hooks asked for.
 
 use crate::checkpoint::module_state;
-use crate::{CallbackList, Checkpoint, Error, LightningModule, LrScheduler, Optimizer, Optimizers, Result, TrainerState};
+use crate::{
+    CallbackList, Checkpoint, Error, LightningModule, LrScheduler, Optimizer, Optimizers, Result, TrainerState,
+};
 
 /// Builds a checkpoint in Lightning's order: the trainer's counters and the weights,
 /// every callback's `state_dict`, then `on_save_checkpoint` of the callbacks, then the module.

@@ -1,0 +1,91 @@
+//! Resuming from a checkpoint continues exactly: weights, optimizer state, scheduler.
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{Linear, Module, VarMap};
+use lightning::prelude::*;
+
+#[lightning_module]
+struct Net {
+    vars: VarMap,
+    l1: Linear,
+    l2: Linear,
+}
+
+#[lightning_module]
+impl Net {
+    fn training_step(&mut self, batch: &(Tensor, Tensor)) -> candle_core::Result<Tensor> {
+        self.l2.forward(&self.l1.forward(&batch.0)?.tanh()?)?.sub(&batch.1)?.sqr()?.mean_all()
+    }
+    fn configure_optimizers(&mut self) -> lightning::Result<(Adam, CosineAnnealingLr, SchedulerConfig)> {
+        let adam = Adam::new(&self.vars, AdamConfig { lr: 0.05, amsgrad: true, ..Default::default() })?;
+        Ok((adam, CosineAnnealingLr::new(6, 0.001), SchedulerConfig::every_step()))
+    }
+}
+
+fn net() -> Net {
+    let vars = VarMap::new();
+    let vb = lightning::seeded_var_builder(&vars, 5, DType::F32, &Device::Cpu);
+    Net { l1: candle_nn::linear(3, 8, vb.pp("l1")).unwrap(), l2: candle_nn::linear(8, 1, vb.pp("l2")).unwrap(), vars }
+}
+
+fn data() -> DataLoader {
+    let x = Tensor::arange(0f32, 36., &Device::Cpu).unwrap().reshape((12, 3)).unwrap();
+    let x = (x / 36.0).unwrap();
+    let y = x.sum_keepdim(1).unwrap().sin().unwrap();
+    DataLoader::new(x, y, 4).unwrap().shuffle(9)
+}
+
+fn weights(n: &Net) -> Vec<f32> {
+    let mut named: Vec<_> = n.vars.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named.iter().flat_map(|(_, v)| v.flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect()
+}
+
+fn trainer(dir: &std::path::Path, epochs: usize) -> Trainer {
+    Trainer::builder().accelerator(Accelerator::Cpu).default_root_dir(dir).max_epochs(epochs).build().unwrap()
+}
+
+#[test]
+fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut straight = net();
+    trainer(&dir.path().join("a"), 3).fit_with(&mut straight, data(), None::<DataLoader>).unwrap();
+
+    let mut first = net();
+    let ckpt = trainer(&dir.path().join("b"), 1)
+        .fit_with(&mut first, data(), None::<DataLoader>)
+        .unwrap()
+        .last_checkpoint
+        .unwrap();
+    let ck = Checkpoint::load(&ckpt).unwrap();
+    assert!(ck.optimizer.as_ref().is_some_and(|o| o.tensors.contains_key("l1.weight.max_exp_avg_sq")));
+    assert!(ck.scheduler.is_some());
+
+    let mut resumed = net();
+    let mut t = trainer(&dir.path().join("b"), 3);
+    t.resume_from(&ckpt);
+    let out = t.fit_with(&mut resumed, data(), None::<DataLoader>).unwrap();
+    assert_eq!(out.global_step, 9);
+    assert_eq!(weights(&resumed), weights(&straight), "bit-identical after resume");
+}
+
+#[test]
+fn a_checkpoint_of_another_model_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = net();
+    let ckpt =
+        trainer(dir.path(), 1).fit_with(&mut first, data(), None::<DataLoader>).unwrap().last_checkpoint.unwrap();
+    let vars = VarMap::new();
+    let vb = lightning::seeded_var_builder(&vars, 5, DType::F32, &Device::Cpu);
+    let mut other = Net {
+        l1: candle_nn::linear(3, 4, vb.pp("l1")).unwrap(),
+        l2: candle_nn::linear(4, 1, vb.pp("l2")).unwrap(),
+        vars,
+    };
+    let before = weights(&other);
+    let mut t = trainer(dir.path(), 2);
+    t.resume_from(&ckpt);
+    let e = t.fit_with(&mut other, data(), None::<DataLoader>).unwrap_err();
+    assert!(matches!(e, lightning::Error::CheckpointMismatch { .. }), "{e}");
+    assert_eq!(weights(&other), before, "nothing was half-loaded");
+}
