@@ -260,9 +260,10 @@ pub const HOOKS: &[Hook] = &[
     // ---- steps (§4.5) ----
     required(
         "training_step",
-        args!(batch: "&$Batch", batch_idx: "usize"),
+        args!(batch: "&$Batch", batch_idx: "usize", manual: "&mut impl ::lightning::ManualOptimization<Self>"),
         "::lightning::StepOutput",
-        "Computes the loss of one batch: return a `Tensor`, a `StepOutput`, or `None` to skip backward.",
+        "Computes the loss of one batch: return a `Tensor`, a `StepOutput`, or `None` to skip backward. \
+         With `#[lightning_module(manual_optimization)]` it drives the optimizers itself through `manual`.",
     ),
     required(
         "validation_step",

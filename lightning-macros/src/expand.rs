@@ -80,6 +80,8 @@ fn methods(bound: &[BoundHook], self_ty: &Type, place: &Place, module_side: bool
 #[derive(Default)]
 pub struct ModuleArgs {
     pub batch: Option<Type>,
+    /// `manual_optimization`: Lightning's `automatic_optimization = False`.
+    pub manual: bool,
 }
 
 /// Options of `#[callback(...)]`.
@@ -216,6 +218,7 @@ pub fn module_impl(item: &ItemImpl, bound: &[BoundHook], args: &ModuleArgs, erro
         }
     }
     let name = type_name(self_ty);
+    let automatic = !args.manual;
     let methods = methods(bound, self_ty, &Place::Module, true);
     let markers = bound.iter().filter_map(|b| {
         let marker = match b.hook.name {
@@ -236,6 +239,7 @@ pub fn module_impl(item: &ItemImpl, bound: &[BoundHook], args: &ModuleArgs, erro
     quote! {
         impl #ig ::lightning::LightningModule for #self_ty #wc {
             const NAME: &'static str = #name;
+            const AUTOMATIC_OPTIMIZATION: bool = #automatic;
             type Batch = #batch;
             type Optim = #optim;
             type Prediction = #prediction;

@@ -23,7 +23,8 @@ use errors::Errors;
 /// Marks a model: on its struct (finds the `VarMap` field, or the one marked `#[params]`)
 /// and on its inherent impl (implements `LightningModule` from the hook methods in it).
 ///
-/// On the impl, `#[lightning_module(batch = MyBatch)]` names the batch type when no hook does.
+/// On the impl, `#[lightning_module(batch = MyBatch)]` names the batch type when no hook does,
+/// and `#[lightning_module(manual_optimization)]` hands the optimizers to `training_step`.
 #[proc_macro_attribute]
 pub fn lightning_module(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
@@ -43,8 +44,13 @@ pub fn lightning_module(attr: TokenStream, item: TokenStream) -> TokenStream {
                 if meta.path.is_ident("batch") {
                     args.batch = Some(meta.value()?.parse()?);
                     Ok(())
+                } else if meta.path.is_ident("manual_optimization") {
+                    args.manual = true;
+                    Ok(())
                 } else {
-                    Err(meta.error("unknown option; `#[lightning_module]` on an impl takes `batch = Type`"))
+                    Err(meta.error(
+                        "unknown option; `#[lightning_module]` on an impl takes `batch = Type` and `manual_optimization`",
+                    ))
                 }
             });
             if let Err(e) = syn::parse::Parser::parse(parser, attr) {

@@ -33,8 +33,8 @@ pub struct Checkpoint {
     pub callbacks: BTreeMap<String, Value>,
     /// Anything the hooks add.
     pub extra: serde_json::Map<String, Value>,
-    /// The optimizer's state (parameter-keyed buffers, steps, learning rates).
-    pub optimizer: Option<OptimizerState>,
+    /// Each optimizer's state (parameter-keyed buffers, steps, learning rates).
+    pub optimizers: Vec<OptimizerState>,
     /// The learning-rate scheduler's state.
     pub scheduler: Option<Value>,
 }
@@ -49,7 +49,7 @@ struct Meta {
     callbacks: BTreeMap<String, Value>,
     extra: serde_json::Map<String, Value>,
     #[serde(default)]
-    optimizer: Option<OptimizerMeta>,
+    optimizers: Vec<OptimizerMeta>,
     #[serde(default)]
     scheduler: Option<Value>,
 }
@@ -75,13 +75,17 @@ impl Checkpoint {
             epoch_complete: self.epoch_complete,
             callbacks: self.callbacks.clone(),
             extra: self.extra.clone(),
-            optimizer: self.optimizer.as_ref().map(|o| o.meta.clone()),
+            optimizers: self.optimizers.iter().map(|o| o.meta.clone()).collect(),
             scheduler: self.scheduler.clone(),
         };
         let json = serde_json::to_string(&meta).map_err(|e| Error::msg(format!("checkpoint metadata: {e}")))?;
         let info = HashMap::from([(META_KEY.to_string(), json)]);
         let weights = self.state_dict.iter().map(|(k, t)| (format!("{WEIGHTS}{k}"), t));
-        let buffers = self.optimizer.iter().flat_map(|o| o.tensors.iter().map(|(k, t)| (format!("{OPTIMIZER}{k}"), t)));
+        let buffers = self
+            .optimizers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, o)| o.tensors.iter().map(move |(k, t)| (format!("{OPTIMIZER}{i}/{k}"), t)));
         safetensors::serialize(weights.chain(buffers), Some(info))
             .map_err(|e| Error::msg(format!("cannot serialize checkpoint: {e}")))
     }
@@ -134,12 +138,17 @@ impl Checkpoint {
         }
         let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
             .map_err(|e| bad(format!("checkpoint tensors: {e}")))?;
-        let (mut state_dict, mut buffers) = (BTreeMap::new(), BTreeMap::new());
+        let mut state_dict = BTreeMap::new();
+        let mut optimizers: Vec<OptimizerState> =
+            meta.optimizers.into_iter().map(|meta| OptimizerState { tensors: BTreeMap::new(), meta }).collect();
         for (name, t) in tensors {
             if let Some(k) = name.strip_prefix(WEIGHTS) {
                 state_dict.insert(k.to_owned(), t);
-            } else if let Some(k) = name.strip_prefix(OPTIMIZER) {
-                buffers.insert(k.to_owned(), t);
+            } else if let Some((i, k)) = name.strip_prefix(OPTIMIZER).and_then(|r| r.split_once('/')) {
+                let slot = i.parse::<usize>().ok().and_then(|i| optimizers.get_mut(i));
+                let slot =
+                    slot.ok_or_else(|| bad(format!("optimizer tensor `{name}` has no optimizer to belong to")))?;
+                slot.tensors.insert(k.to_owned(), t);
             } else {
                 return Err(bad(format!("unexpected tensor `{name}` (neither weights nor optimizer state)")));
             }
@@ -152,7 +161,7 @@ impl Checkpoint {
             state_dict,
             callbacks: meta.callbacks,
             extra: meta.extra,
-            optimizer: meta.optimizer.map(|meta| OptimizerState { tensors: buffers, meta }),
+            optimizers,
             scheduler: meta.scheduler,
         })
     }

@@ -38,7 +38,10 @@ pub use optim::{
 };
 pub use state::{Flow, LogValue, Stage, TrainerState};
 pub use step::StepOutput;
-pub use trainer::{EitherLoader, FitOutcome, Limit, Metrics, OptimizerClosure, Trainer, TrainerBuilder, TrainerConfig};
+pub use trainer::{
+    EitherLoader, FitOutcome, Limit, ManualOptimization, Metrics, OptimizerClosure, Trainer, TrainerBuilder,
+    TrainerConfig,
+};
 
 pub use candle_core as candle;
 pub use candle_nn;

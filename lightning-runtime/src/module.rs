@@ -58,6 +58,9 @@ pub trait HasParameters {
 pub trait LightningModule: HasParameters + Sized {
     /// The type's name, for messages.
     const NAME: &'static str;
+    /// `false` under `#[lightning_module(manual_optimization)]`: `training_step` then steps
+    /// the optimizers itself (Lightning's `automatic_optimization`).
+    const AUTOMATIC_OPTIMIZATION: bool = true;
     /// What a data loader yields and the steps take.
     type Batch: TransferBatch;
     /// What `configure_optimizers` returns.

@@ -41,9 +41,38 @@ pub trait Optimizer {
 pub trait Optimizers {
     type Optimizer: Optimizer;
     type Scheduler: LrScheduler;
-    /// The optimizer and, if any, the scheduler with its configuration.
+    /// The (first) optimizer and, if any, the scheduler with its configuration.
     fn parts(&mut self) -> (&mut Self::Optimizer, Option<(&mut Self::Scheduler, &SchedulerConfig)>);
+    /// How many optimizers; more than one needs manual optimization, as in Lightning.
+    fn len(&self) -> usize {
+        1
+    }
+    /// Optimizer `i`.
+    fn get(&mut self, i: usize) -> Option<&mut Self::Optimizer> {
+        (i == 0).then(|| self.parts().0)
+    }
 }
+
+macro_rules! several {
+    ($($n:literal)*) => {$(
+        /// Several optimizers of one type, for manual optimization (e.g. a GAN's two).
+        impl<O: Optimizer> Optimizers for [O; $n] {
+            type Optimizer = O;
+            type Scheduler = NoScheduler;
+            fn parts(&mut self) -> (&mut O, Option<(&mut NoScheduler, &SchedulerConfig)>) {
+                (&mut self[0], None)
+            }
+            fn len(&self) -> usize {
+                $n
+            }
+            fn get(&mut self, i: usize) -> Option<&mut O> {
+                self.get_mut(i)
+            }
+        }
+    )*};
+}
+
+several!(2 3 4 5 6 7 8);
 
 static EPOCH_CONFIG: SchedulerConfig = SchedulerConfig::every_epoch();
 

@@ -48,7 +48,7 @@ impl<M: LightningModule, C: CallbackList<M>> OptimizerClosure<M> for Closure<'_,
     fn call(&mut self, module: &mut M, optimizer: &mut Opt<M>) -> Result<Option<Tensor>> {
         let state = &mut *self.state;
         let cbs = &mut *self.callbacks;
-        let mut out = module.training_step(state, self.batch, self.batch_idx)?;
+        let mut out = module.training_step(state, self.batch, self.batch_idx, &mut super::manual::Automatic)?;
         let k = state.accumulate_grad_batches;
         if k > 1 {
             if let Some(loss) = out.loss.take() {

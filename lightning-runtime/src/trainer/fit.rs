@@ -5,6 +5,7 @@ use std::path::Path;
 use candle_core::Var;
 
 use super::closure::{ensure_called, Closure};
+use super::manual::Manual;
 use super::source::{self, Which};
 use super::{eval, hooks, save, TrainerConfig};
 use crate::{
@@ -90,6 +91,33 @@ fn check_scheduler<M: LightningModule>(optim: &mut M::Optim) -> Result<bool> {
     Ok(needs)
 }
 
+/// Lightning's rules: several optimizers need manual optimization, and manual
+/// optimization takes no clipping or accumulation flags.
+fn check_optimization<M: LightningModule>(cfg: &TrainerConfig, optim: &M::Optim) -> Result<()> {
+    if M::AUTOMATIC_OPTIMIZATION {
+        if optim.len() > 1 {
+            return Err(Error::config(
+                "configure_optimizers",
+                format!(
+                    "{} optimizers need manual optimization: write `#[lightning_module(manual_optimization)]`",
+                    optim.len()
+                ),
+            ));
+        }
+    } else {
+        if cfg.accumulate_grad_batches != 1 {
+            return Err(Error::config(
+                "accumulate_grad_batches",
+                "not with manual optimization: accumulate in training_step",
+            ));
+        }
+        if cfg.gradient_clip_val.is_some() {
+            return Err(Error::config("gradient_clip_val", "not with manual optimization: clip in training_step"));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn run<M, L, T, V>(
     cfg: &TrainerConfig,
     state: &mut TrainerState,
@@ -113,12 +141,21 @@ where
     let resumed = start.checkpoint.is_some();
     let mut optim = model.configure_optimizers(state)?;
     let plateau = check_scheduler::<M>(&mut optim)?;
+    check_optimization::<M>(cfg, &optim)?;
     if let Some(ck) = start.checkpoint.take() {
-        let (opt, sched) = optim.parts();
-        if let Some(s) = &ck.optimizer {
-            opt.load_state_dict(s)?;
+        if !ck.optimizers.is_empty() && ck.optimizers.len() != optim.len() {
+            let n = optim.len();
+            return Err(Error::config(
+                "optimizer state",
+                format!("the checkpoint has {} optimizers, configure_optimizers {n}", ck.optimizers.len()),
+            ));
         }
-        if let (Some((sched, _)), Some(s)) = (sched, &ck.scheduler) {
+        for (i, s) in ck.optimizers.iter().enumerate() {
+            if let Some(o) = optim.get(i) {
+                o.load_state_dict(s)?;
+            }
+        }
+        if let (Some((sched, _)), Some(s)) = (optim.parts().1, &ck.scheduler) {
             sched.load_state(s)?;
         }
     }
@@ -202,34 +239,44 @@ where
                 let batch = if L::IMPL_ON_BATCH_BEGIN { cbs.on_batch_begin(state, model, batch, i)? } else { batch };
                 let batch = model.on_batch_begin(state, batch, i)?;
                 let last = i + 1 == num_train;
-                let window_end = (i + 1) % k == 0 || last;
-                let (optimizer, _) = optim.parts();
-                let mut closure = Closure::<M, L> {
-                    state: &mut *state,
-                    callbacks: &mut *cbs,
-                    batch: &batch,
-                    batch_idx: i,
-                    grads: &mut grads,
-                    zero_grad: i % k == 0 || i == skip,
-                    clip,
-                    output: None,
-                    stepped: false,
-                };
-                if window_end {
-                    model.optimizer_step(epoch, i, optimizer, &mut closure)?;
-                    ensure_called(&closure)?;
-                } else {
-                    crate::OptimizerClosure::call(&mut closure, model, optimizer)?;
-                }
-                let stepped = closure.stepped;
-                let outputs = closure.output.take().unwrap_or_default();
-                if stepped {
-                    state.global_step += 1;
-                    if !plateau {
-                        step_scheduler(state, model, &mut optim, Interval::Step, i + 1)?;
+                let outputs = if M::AUTOMATIC_OPTIMIZATION {
+                    let window_end = (i + 1) % k == 0 || last;
+                    let (optimizer, _) = optim.parts();
+                    let mut closure = Closure::<M, L> {
+                        state: &mut *state,
+                        callbacks: &mut *cbs,
+                        batch: &batch,
+                        batch_idx: i,
+                        grads: &mut grads,
+                        zero_grad: i % k == 0 || i == skip,
+                        clip,
+                        output: None,
+                        stepped: false,
+                    };
+                    if window_end {
+                        model.optimizer_step(epoch, i, optimizer, &mut closure)?;
+                        ensure_called(&closure)?;
+                    } else {
+                        crate::OptimizerClosure::call(&mut closure, model, optimizer)?;
                     }
-                }
-                if last && !plateau {
+                    let stepped = closure.stepped;
+                    let outputs = closure.output.take().unwrap_or_default();
+                    if stepped {
+                        state.global_step += 1;
+                        if !plateau {
+                            step_scheduler(state, model, &mut optim, Interval::Step, i + 1)?;
+                        }
+                    }
+                    outputs
+                } else {
+                    // the module steps its optimizers; every step counts, as in Lightning
+                    let mut manual =
+                        Manual::<M, L> { callbacks: &mut *cbs, optim: &mut optim, grads: &mut grads, steps: 0 };
+                    let outputs = model.training_step(state, &batch, i, &mut manual)?;
+                    state.global_step += manual.steps;
+                    outputs
+                };
+                if last && !plateau && M::AUTOMATIC_OPTIMIZATION {
                     epoch_scheduler_due = false;
                     step_scheduler(state, model, &mut optim, Interval::Epoch, epoch + 1)?;
                 }
@@ -253,7 +300,7 @@ where
                 }
             }
             // Skipped epochs (Flow::SkipEpoch) still step epoch schedulers (Lightning PR #21307).
-            if epoch_scheduler_due && !plateau && state.batches_done < num_train {
+            if epoch_scheduler_due && !plateau && M::AUTOMATIC_OPTIMIZATION && state.batches_done < num_train {
                 step_scheduler(state, model, &mut optim, Interval::Epoch, epoch + 1)?;
             }
             skip = 0;
@@ -271,7 +318,7 @@ where
             state.at_epoch_end = false;
             // Plateau schedulers step after validation and the epoch-end hooks (Lightning's
             // `update_plateau_schedulers`), with the metric they monitor.
-            if plateau && state.batches_done >= num_train {
+            if plateau && M::AUTOMATIC_OPTIMIZATION && state.batches_done >= num_train {
                 step_scheduler(state, model, &mut optim, Interval::Epoch, epoch + 1)?;
             }
             state.current_epoch += 1;

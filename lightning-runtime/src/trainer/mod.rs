@@ -8,6 +8,7 @@ mod config;
 mod eval;
 mod fit;
 mod hooks;
+mod manual;
 mod save;
 mod source;
 
@@ -18,6 +19,7 @@ use candle_core::Device;
 
 pub use closure::OptimizerClosure;
 pub use config::{Limit, TrainerConfig};
+pub use manual::ManualOptimization;
 pub use source::EitherLoader;
 
 use crate::module::requirements::*;

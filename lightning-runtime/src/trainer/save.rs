@@ -22,9 +22,8 @@ pub(crate) fn build<M: LightningModule, L: CallbackList<M>>(
         ..Checkpoint::default()
     };
     if let Some(optim) = optim {
-        let (opt, sched) = optim.parts();
-        ck.optimizer = Some(opt.state_dict());
-        ck.scheduler = sched.map(|(s, _)| s.state());
+        ck.optimizers = (0..optim.len()).filter_map(|i| optim.get(i).map(|o| o.state_dict())).collect();
+        ck.scheduler = optim.parts().1.map(|(s, _)| s.state());
     }
     let mut states = Vec::new();
     cbs.collect_state(state, model, &mut states)?;

@@ -1,0 +1,97 @@
+//! Manual optimization: the module drives its optimizers from `training_step`
+//! (Lightning's `automatic_optimization = False`).
+
+use candle_core::Tensor;
+
+use crate::{CallbackList, Error, Gradients, LightningModule, Optimizer, Optimizers, Result, TrainerState};
+
+type Opt<M> = <<M as LightningModule>::Optim as Optimizers>::Optimizer;
+
+/// What `training_step` receives as `manual` under `#[lightning_module(manual_optimization)]`:
+/// Lightning's `self.manual_backward(loss)`, `opt.step()` and `opt.zero_grad()`, with their hooks.
+pub trait ManualOptimization<M: LightningModule> {
+    /// `manual_backward`: `on_before_backward` [C,M], `backward` [M], `on_after_backward` [C,M].
+    /// Gradients add up until `zero_grad`.
+    fn backward(&mut self, module: &mut M, trainer: &mut TrainerState, loss: &Tensor) -> Result<()>;
+    /// `opt.step()` for optimizer `index`: `on_before_optimizer_step` [C,M], then the update of
+    /// that optimizer's parameters. Counts one global step.
+    fn step(&mut self, module: &mut M, trainer: &mut TrainerState, index: usize) -> Result<()>;
+    /// `opt.zero_grad()`: forgets all gradients.
+    fn zero_grad(&mut self) -> Result<()>;
+    /// Optimizer `index`, e.g. to read or set its learning rate.
+    fn optimizer(&mut self, index: usize) -> Result<&mut Opt<M>>;
+}
+
+/// What an automatically optimized `training_step` gets: every call is an error that says
+/// how to turn manual optimization on.
+pub(crate) struct Automatic;
+
+fn off() -> Error {
+    Error::config(
+        "manual_optimization",
+        "this module is optimized automatically: write `#[lightning_module(manual_optimization)]` on its impl to drive the optimizers from training_step",
+    )
+}
+
+impl<M: LightningModule> ManualOptimization<M> for Automatic {
+    fn backward(&mut self, _: &mut M, _: &mut TrainerState, _: &Tensor) -> Result<()> {
+        Err(off())
+    }
+    fn step(&mut self, _: &mut M, _: &mut TrainerState, _: usize) -> Result<()> {
+        Err(off())
+    }
+    fn zero_grad(&mut self) -> Result<()> {
+        Err(off())
+    }
+    fn optimizer(&mut self, _: usize) -> Result<&mut Opt<M>> {
+        Err(off())
+    }
+}
+
+pub(crate) struct Manual<'a, M: LightningModule, C> {
+    pub callbacks: &'a mut C,
+    pub optim: &'a mut M::Optim,
+    pub grads: &'a mut Gradients,
+    pub steps: usize,
+}
+
+fn no_optimizer(index: usize, count: usize) -> Error {
+    Error::config("optimizer", format!("optimizer {index} does not exist: configure_optimizers returned {count}"))
+}
+
+impl<M: LightningModule, C: CallbackList<M>> ManualOptimization<M> for Manual<'_, M, C> {
+    fn backward(&mut self, module: &mut M, trainer: &mut TrainerState, loss: &Tensor) -> Result<()> {
+        if C::IMPL_ON_BEFORE_BACKWARD {
+            self.callbacks.on_before_backward(trainer, module, loss)?;
+        }
+        module.on_before_backward(trainer, loss)?;
+        let store = module.backward(trainer, loss)?;
+        self.grads.accumulate(store)?;
+        if C::IMPL_ON_AFTER_BACKWARD {
+            self.callbacks.on_after_backward(trainer, module, self.grads)?;
+        }
+        module.on_after_backward(trainer, self.grads)
+    }
+
+    fn step(&mut self, module: &mut M, trainer: &mut TrainerState, index: usize) -> Result<()> {
+        let count = self.optim.len();
+        let opt = self.optim.get(index).ok_or_else(|| no_optimizer(index, count))?;
+        if C::IMPL_ON_BEFORE_OPTIMIZER_STEP {
+            self.callbacks.on_before_optimizer_step(trainer, module, opt, self.grads)?;
+        }
+        module.on_before_optimizer_step(trainer, opt, self.grads)?;
+        opt.step(self.grads)?;
+        self.steps += 1;
+        Ok(())
+    }
+
+    fn zero_grad(&mut self) -> Result<()> {
+        self.grads.clear();
+        Ok(())
+    }
+
+    fn optimizer(&mut self, index: usize) -> Result<&mut Opt<M>> {
+        let count = self.optim.len();
+        self.optim.get(index).ok_or_else(|| no_optimizer(index, count))
+    }
+}
