@@ -44,7 +44,7 @@ pub trait Optimizers {
     /// The (first) optimizer and, if any, the scheduler with its configuration.
     fn parts(&mut self) -> (&mut Self::Optimizer, Option<(&mut Self::Scheduler, &SchedulerConfig)>);
     /// How many optimizers; more than one needs manual optimization, as in Lightning.
-    fn len(&self) -> usize {
+    fn count(&self) -> usize {
         1
     }
     /// Optimizer `i`.
@@ -62,7 +62,7 @@ macro_rules! several {
             fn parts(&mut self) -> (&mut O, Option<(&mut NoScheduler, &SchedulerConfig)>) {
                 (&mut self[0], None)
             }
-            fn len(&self) -> usize {
+            fn count(&self) -> usize {
                 $n
             }
             fn get(&mut self, i: usize) -> Option<&mut O> {

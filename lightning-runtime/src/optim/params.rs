@@ -51,6 +51,14 @@ impl Params {
         self
     }
 
+    /// The variables of `vars` whose names start with `prefix` (e.g. `"generator."`),
+    /// sorted by name: one optimizer per part of a model.
+    pub fn with_prefix(vars: &VarMap, prefix: &str) -> Self {
+        let mut p = Params::from(vars);
+        p.groups.iter_mut().for_each(|g| g.params.retain(|(n, _)| n.starts_with(prefix)));
+        p
+    }
+
     /// Checks the names are unique and there is something to train.
     pub(crate) fn check(&self) -> Result<()> {
         let mut names: Vec<&str> = self.groups.iter().flat_map(|g| g.params.iter().map(|(n, _)| n.as_str())).collect();

@@ -95,12 +95,12 @@ fn check_scheduler<M: LightningModule>(optim: &mut M::Optim) -> Result<bool> {
 /// optimization takes no clipping or accumulation flags.
 fn check_optimization<M: LightningModule>(cfg: &TrainerConfig, optim: &M::Optim) -> Result<()> {
     if M::AUTOMATIC_OPTIMIZATION {
-        if optim.len() > 1 {
+        if optim.count() > 1 {
             return Err(Error::config(
                 "configure_optimizers",
                 format!(
                     "{} optimizers need manual optimization: write `#[lightning_module(manual_optimization)]`",
-                    optim.len()
+                    optim.count()
                 ),
             ));
         }
@@ -143,8 +143,8 @@ where
     let plateau = check_scheduler::<M>(&mut optim)?;
     check_optimization::<M>(cfg, &optim)?;
     if let Some(ck) = start.checkpoint.take() {
-        if !ck.optimizers.is_empty() && ck.optimizers.len() != optim.len() {
-            let n = optim.len();
+        if !ck.optimizers.is_empty() && ck.optimizers.len() != optim.count() {
+            let n = optim.count();
             return Err(Error::config(
                 "optimizer state",
                 format!("the checkpoint has {} optimizers, configure_optimizers {n}", ck.optimizers.len()),

@@ -74,7 +74,7 @@ impl<M: LightningModule, C: CallbackList<M>> ManualOptimization<M> for Manual<'_
     }
 
     fn step(&mut self, module: &mut M, trainer: &mut TrainerState, index: usize) -> Result<()> {
-        let count = self.optim.len();
+        let count = self.optim.count();
         let opt = self.optim.get(index).ok_or_else(|| no_optimizer(index, count))?;
         if C::IMPL_ON_BEFORE_OPTIMIZER_STEP {
             self.callbacks.on_before_optimizer_step(trainer, module, opt, self.grads)?;
@@ -91,7 +91,7 @@ impl<M: LightningModule, C: CallbackList<M>> ManualOptimization<M> for Manual<'_
     }
 
     fn optimizer(&mut self, index: usize) -> Result<&mut Opt<M>> {
-        let count = self.optim.len();
+        let count = self.optim.count();
         self.optim.get(index).ok_or_else(|| no_optimizer(index, count))
     }
 }

@@ -22,7 +22,7 @@ pub(crate) fn build<M: LightningModule, L: CallbackList<M>>(
         ..Checkpoint::default()
     };
     if let Some(optim) = optim {
-        ck.optimizers = (0..optim.len()).filter_map(|i| optim.get(i).map(|o| o.state_dict())).collect();
+        ck.optimizers = (0..optim.count()).filter_map(|i| optim.get(i).map(|o| o.state_dict())).collect();
         ck.scheduler = optim.parts().1.map(|(s, _)| s.state());
     }
     let mut states = Vec::new();
