@@ -40,7 +40,7 @@ pub use state::{Flow, LogValue, Stage, TrainerState};
 pub use step::StepOutput;
 pub use trainer::{
     EitherLoader, FitOutcome, Limit, ManualOptimization, Metrics, OptimizerClosure, Trainer, TrainerBuilder,
-    TrainerConfig,
+    TrainerConfig, SMALL_MODEL_PARAMS,
 };
 
 pub use candle_core as candle;

@@ -102,6 +102,8 @@ pub struct TrainerConfig {
     pub accelerator: Accelerator,
     pub enable_checkpointing: bool,
     pub default_root_dir: PathBuf,
+    /// CPU threads; `None` chooses by model size.
+    pub threads: Option<usize>,
 }
 
 impl Default for TrainerConfig {
@@ -123,6 +125,7 @@ impl Default for TrainerConfig {
             accelerator: Accelerator::Auto,
             enable_checkpointing: true,
             default_root_dir: PathBuf::from("."),
+            threads: None,
         }
     }
 }

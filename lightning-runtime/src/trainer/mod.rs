@@ -11,6 +11,7 @@ mod hooks;
 mod manual;
 mod save;
 mod source;
+mod threads;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ pub use closure::OptimizerClosure;
 pub use config::{Limit, TrainerConfig};
 pub use manual::ManualOptimization;
 pub use source::EitherLoader;
+pub use threads::SMALL_MODEL_PARAMS;
 
 use crate::module::requirements::*;
 use crate::{
@@ -95,6 +97,9 @@ impl<C> TrainerBuilder<C> {
         seed: u64 => |c, v| c.seed = Some(v);
         /// The device: `Auto` (default), `Cpu`, `Cuda(i)`, `Metal(i)`.
         accelerator: Accelerator => |c, v| c.accelerator = v;
+        /// CPU threads for candle's kernels, for the whole process. Default: one thread for
+        /// models of up to `SMALL_MODEL_PARAMS` parameters (measured fastest), else every core.
+        threads: usize => |c, v| c.threads = Some(v);
         /// Adds a `ModelCheckpoint` that keeps the latest checkpoint (default on).
         enable_checkpointing: bool => |c, v| c.enable_checkpointing = v;
         /// Where checkpoints go (default: the current directory).
@@ -180,6 +185,7 @@ impl<C> Trainer<C> {
         state.accumulate_grad_batches = self.config.accumulate_grad_batches;
         state.check_val_every_n_epoch = self.config.check_val_every_n_epoch;
         state.val_check_once_per_epoch = self.config.val_check_interval == Limit::Fraction(1.0);
+        threads::apply(threads::choose(self.config.threads, &self.device, model.parameters()));
         let mut checkpoint = (stage == Stage::Fit && self.config.enable_checkpointing)
             .then(|| (ModelCheckpoint::new().dirpath(self.config.default_root_dir.join("checkpoints")),));
         let mut extra: Option<M::Callbacks> = None;
