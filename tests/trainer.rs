@@ -311,3 +311,80 @@ fn a_hook_may_take_its_arguments_in_any_order_and_the_trainer() {
     trainer.fit_with(&mut model, line(3), None::<DataLoader>).unwrap();
     assert_eq!(model.ends, [(0, true, 1), (1, true, 2), (2, true, 3)]);
 }
+
+/// A two-layer f64 network for exact comparisons.
+#[lightning_module]
+struct Deep {
+    vars: VarMap,
+    l1: Linear,
+    l2: Linear,
+}
+
+#[lightning_module]
+impl Deep {
+    fn training_step(&mut self, batch: &(Tensor, Tensor)) -> candle_core::Result<Tensor> {
+        self.l2.forward(&self.l1.forward(&batch.0)?.tanh()?)?.sub(&batch.1)?.sqr()?.mean_all()
+    }
+    fn configure_optimizers(&mut self) -> lightning::Result<Sgd> {
+        Sgd::with_config(&self.vars, SgdConfig { lr: 0.1, momentum: 0.9, ..Default::default() })
+    }
+}
+
+fn deep() -> Deep {
+    let vars = VarMap::new();
+    let vb = lightning::seeded_var_builder(&vars, 11, DType::F64, &Device::Cpu);
+    Deep { l1: candle_nn::linear(3, 5, vb.pp("l1")).unwrap(), l2: candle_nn::linear(5, 1, vb.pp("l2")).unwrap(), vars }
+}
+
+fn weights(d: &Deep) -> Vec<f64> {
+    let mut named: Vec<_> = d.vars.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named.iter().flat_map(|(_, v)| v.flatten_all().unwrap().to_vec1::<f64>().unwrap()).collect()
+}
+
+#[test]
+fn accumulating_k_batches_equals_one_k_times_larger_batch() {
+    let x = Tensor::arange(0f64, 48., &Device::Cpu).unwrap().reshape((16, 3)).unwrap();
+    let x = (x / 48.0).unwrap();
+    let y = x.sum_keepdim(1).unwrap().cos().unwrap();
+    let run = |k: usize, batch: usize| {
+        let mut m = deep();
+        let mut t = cpu().max_epochs(3).accumulate_grad_batches(k).build().unwrap();
+        let out =
+            t.fit_with(&mut m, DataLoader::new(x.clone(), y.clone(), batch).unwrap(), None::<DataLoader>).unwrap();
+        (out.global_step, weights(&m))
+    };
+    let (steps_a, acc) = run(4, 2);
+    let (steps_b, big) = run(1, 8);
+    assert_eq!((steps_a, steps_b), (6, 6));
+    for (a, b) in acc.iter().zip(&big) {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+}
+
+#[test]
+fn clipping_matches_torch_worked_numbers() {
+    // grads (3, 4) and (12,): total L2 norm 13; torch clip_grad_norm_(max 6.5) scales by
+    // 6.5 / (13 + 1e-6); clip_grad_value_(2) clamps each element to [-2, 2].
+    let a = Var::zeros(2, DType::F64, &Device::Cpu).unwrap();
+    let b = Var::zeros(1, DType::F64, &Device::Cpu).unwrap();
+    let fresh = || {
+        let mut g = Gradients::new(vec![a.clone(), b.clone()]);
+        g.set(a.as_tensor(), Tensor::new(&[3f64, 4.], &Device::Cpu).unwrap());
+        g.set(b.as_tensor(), Tensor::new(&[12f64], &Device::Cpu).unwrap());
+        g
+    };
+    let mut g = fresh();
+    assert_eq!(g.norm().unwrap(), 13.0);
+    g.clip(Some(6.5), GradientClipAlgorithm::Norm).unwrap();
+    let coef = 6.5 / (13.0 + 1e-6);
+    assert_eq!(g.get(a.as_tensor()).unwrap().to_vec1::<f64>().unwrap(), [3.0 * coef, 4.0 * coef]);
+    assert_eq!(g.get(b.as_tensor()).unwrap().to_vec1::<f64>().unwrap(), [12.0 * coef]);
+    let mut g = fresh();
+    g.clip(Some(20.0), GradientClipAlgorithm::Norm).unwrap();
+    assert_eq!(g.get(b.as_tensor()).unwrap().to_vec1::<f64>().unwrap(), [12.0], "under the limit: untouched");
+    let mut g = fresh();
+    g.clip(Some(2.0), GradientClipAlgorithm::Value).unwrap();
+    assert_eq!(g.get(a.as_tensor()).unwrap().to_vec1::<f64>().unwrap(), [2.0, 2.0]);
+    assert_eq!(g.get(b.as_tensor()).unwrap().to_vec1::<f64>().unwrap(), [2.0]);
+}

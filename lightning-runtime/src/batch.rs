@@ -1,6 +1,6 @@
 //! Moving batches to a device.
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use crate::Result;
 
@@ -11,6 +11,12 @@ use crate::Result;
 pub trait TransferBatch: Sized {
     /// Moves every tensor in the batch to `device` (free when it is already there).
     fn to_device(self, device: &Device) -> Result<Self>;
+    /// Casts every floating-point tensor to `dtype`, leaving integer ones (labels) alone:
+    /// what the `precision` flag does to inputs. The default leaves the batch as it is.
+    fn cast_floats(self, dtype: DType) -> Result<Self> {
+        let _ = dtype;
+        Ok(self)
+    }
 }
 
 impl TransferBatch for Tensor {
@@ -20,6 +26,14 @@ impl TransferBatch for Tensor {
             Ok(self)
         } else {
             Ok(Tensor::to_device(&self, device)?)
+        }
+    }
+    #[inline]
+    fn cast_floats(self, dtype: DType) -> Result<Self> {
+        if self.dtype().is_float() && self.dtype() != dtype {
+            Ok(self.to_dtype(dtype)?)
+        } else {
+            Ok(self)
         }
     }
 }
@@ -34,17 +48,27 @@ impl<T: TransferBatch> TransferBatch for Vec<T> {
     fn to_device(self, device: &Device) -> Result<Self> {
         self.into_iter().map(|t| t.to_device(device)).collect()
     }
+    fn cast_floats(self, dtype: DType) -> Result<Self> {
+        self.into_iter().map(|t| t.cast_floats(dtype)).collect()
+    }
 }
 
 impl<T: TransferBatch> TransferBatch for Option<T> {
     fn to_device(self, device: &Device) -> Result<Self> {
         self.map(|t| t.to_device(device)).transpose()
     }
+    fn cast_floats(self, dtype: DType) -> Result<Self> {
+        self.map(|t| t.cast_floats(dtype)).transpose()
+    }
 }
 
 impl<T: TransferBatch, const N: usize> TransferBatch for [T; N] {
     fn to_device(self, device: &Device) -> Result<Self> {
         let v: Vec<T> = self.into_iter().map(|t| t.to_device(device)).collect::<Result<_>>()?;
+        Ok(v.try_into().unwrap_or_else(|_| unreachable!("same length")))
+    }
+    fn cast_floats(self, dtype: DType) -> Result<Self> {
+        let v: Vec<T> = self.into_iter().map(|t| t.cast_floats(dtype)).collect::<Result<_>>()?;
         Ok(v.try_into().unwrap_or_else(|_| unreachable!("same length")))
     }
 }
@@ -55,6 +79,10 @@ macro_rules! tuples {
             #[inline]
             fn to_device(self, device: &Device) -> Result<Self> {
                 Ok(($(self.$i.to_device(device)?,)+))
+            }
+            #[inline]
+            fn cast_floats(self, dtype: DType) -> Result<Self> {
+                Ok(($(self.$i.cast_floats(dtype)?,)+))
             }
         }
     )*};

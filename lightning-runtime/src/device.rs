@@ -55,6 +55,26 @@ impl Accelerator {
     }
 }
 
+/// Every parameter must live on the trainer's device. candle fixes a variable's device when
+/// it is created (its storage cannot move while layers hold it), so the trainer cannot move
+/// them as torch's `.to(device)` does: build the module on `trainer.device()` instead.
+pub(crate) fn check_parameters(device: &Device, params: &candle_nn::VarMap) -> Result<()> {
+    let data = params.data().lock().unwrap_or_else(|p| p.into_inner());
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for name in names {
+        let at = data[name].device();
+        if !at.same_device(device) {
+            return Err(Error::Device(format!(
+                "parameter `{name}` is on {:?} but the trainer runs on {:?}: build the module's variables on `trainer.device()` (candle cannot move a variable once created)",
+                at.location(),
+                device.location()
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ mod hook_return;
 mod init;
 mod module;
 pub mod optim;
+mod precision;
 mod state;
 mod step;
 mod trainer;
@@ -36,6 +37,7 @@ pub use optim::{
     OptimizerState, Optimizers, Params, ReduceLrOnPlateau, RmsProp, RmsPropConfig, SchedulerConfig, SequentialLr, Sgd,
     SgdConfig, StepLr,
 };
+pub use precision::Precision;
 pub use state::{Flow, LogValue, Stage, TrainerState};
 pub use step::StepOutput;
 pub use trainer::{

@@ -113,6 +113,8 @@ pub struct TrainerState {
     pub accumulate_grad_batches: usize,
     /// Where checkpoints and logs go.
     pub default_root_dir: PathBuf,
+    /// The `precision` flag, if set: batches' floating-point tensors are cast to its dtype.
+    pub precision: Option<crate::Precision>,
     /// Latest value of every logged metric (epoch means for validation and test).
     pub callback_metrics: BTreeMap<String, f64>,
     epoch_sums: BTreeMap<String, (f64, f64)>,
@@ -148,6 +150,7 @@ impl TrainerState {
             val_check_once_per_epoch: true,
             accumulate_grad_batches: 1,
             default_root_dir,
+            precision: None,
             callback_metrics: BTreeMap::new(),
             epoch_sums: BTreeMap::new(),
             save_requests: Vec::new(),

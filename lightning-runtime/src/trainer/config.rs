@@ -104,6 +104,8 @@ pub struct TrainerConfig {
     pub default_root_dir: PathBuf,
     /// CPU threads; `None` chooses by model size.
     pub threads: Option<usize>,
+    /// `None`: train in whatever dtype the module was built with.
+    pub precision: Option<crate::Precision>,
 }
 
 impl Default for TrainerConfig {
@@ -126,6 +128,7 @@ impl Default for TrainerConfig {
             enable_checkpointing: true,
             default_root_dir: PathBuf::from("."),
             threads: None,
+            precision: None,
         }
     }
 }

@@ -43,5 +43,10 @@ pub(crate) fn transfer<M: LightningModule>(
 ) -> Result<M::Batch> {
     let batch = model.on_before_batch_transfer(state, batch, dataloader_idx)?;
     let batch = model.transfer_batch_to_device(state, batch, device, dataloader_idx)?;
-    model.on_after_batch_transfer(state, batch, dataloader_idx)
+    let batch = model.on_after_batch_transfer(state, batch, dataloader_idx)?;
+    // the precision flag's input conversion (Lightning's `convert_input`)
+    match state.precision {
+        None | Some(crate::Precision::Bf16Mixed) => Ok(batch),
+        Some(p) => crate::TransferBatch::cast_floats(batch, p.dtype()),
+    }
 }

@@ -100,6 +100,11 @@ impl<C> TrainerBuilder<C> {
         /// CPU threads for candle's kernels, for the whole process. Default: one thread for
         /// models of up to `SMALL_MODEL_PARAMS` parameters (measured fastest), else every core.
         threads: usize => |c, v| c.threads = Some(v);
+        /// `F64True`, `F32True`, `F16True`, `Bf16True`: parameters must have that dtype and
+        /// inputs are cast to it; `Bf16Mixed` is refused (candle has no autocast). Unset, the
+        /// module trains in the dtype it was built with. Lightning's strings parse:
+        /// `"16-true".parse()`.
+        precision: crate::Precision => |c, v| c.precision = Some(v);
         /// Adds a `ModelCheckpoint` that keeps the latest checkpoint (default on).
         enable_checkpointing: bool => |c, v| c.enable_checkpointing = v;
         /// Where checkpoints go (default: the current directory).
@@ -183,6 +188,7 @@ impl<C> Trainer<C> {
     {
         let mut state = TrainerState::new(stage, self.device.clone(), self.config.default_root_dir.clone());
         state.accumulate_grad_batches = self.config.accumulate_grad_batches;
+        state.precision = self.config.precision;
         state.check_val_every_n_epoch = self.config.check_val_every_n_epoch;
         state.val_check_once_per_epoch = self.config.val_check_interval == Limit::Fraction(1.0);
         threads::apply(threads::choose(self.config.threads, &self.device, model.parameters()));
@@ -191,6 +197,10 @@ impl<C> Trainer<C> {
         let mut extra: Option<M::Callbacks> = None;
         let config = &self.config;
         let result = (|| {
+            crate::device::check_parameters(&state.device, model.parameters())?;
+            if let Some(p) = config.precision {
+                p.check(&state.device, model.parameters())?;
+            }
             if M::IMPL_CONFIGURE_CALLBACKS {
                 extra = model.configure_callbacks(&mut state)?;
             }
