@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use candle_core::{DType, Device};
+use candle_core::DType;
 use candle_nn::VarMap;
 
 use crate::{Error, Result};
@@ -12,9 +12,12 @@ use crate::{Error, Result};
 ///
 /// `*-true` trains parameters and inputs in that type: build the module's variables with
 /// that dtype (e.g. `seeded_var_builder(&vars, seed, DType::F16, device)`); the trainer
-/// casts the floating-point tensors of each batch to it. candle has no autocast, so
-/// `bf16-mixed` (f32 master weights, bf16 compute) is refused at `fit` rather than run
-/// wrongly, and candle's CPU matmul has no bf16, so bf16 needs a GPU.
+/// casts the floating-point tensors of each batch to it.
+///
+/// `bf16-mixed` computes forward and backward in bf16 and applies the updates to f32
+/// master weights kept by the optimizer, writing the rounded values back (Apex's "O2"):
+/// candle has no autocast, so the module is built in bf16 as for `bf16-true`, and small
+/// updates that bf16 would round away still add up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Precision {
     /// `"64-true"`
@@ -25,35 +28,28 @@ pub enum Precision {
     F16True,
     /// `"bf16-true"`
     Bf16True,
-    /// `"bf16-mixed"`
+    /// `"bf16-mixed"`: bf16 compute, f32 master weights in the optimizer.
     Bf16Mixed,
 }
 
 impl Precision {
-    /// The dtype of parameters and inputs.
+    /// The dtype of the optimizer's master weights, for mixed precisions.
+    pub fn master_dtype(self) -> Option<DType> {
+        (self == Precision::Bf16Mixed).then_some(DType::F32)
+    }
+
+    /// The dtype the module is built in and computes in.
     pub fn dtype(self) -> DType {
         match self {
             Precision::F64True => DType::F64,
-            Precision::F32True | Precision::Bf16Mixed => DType::F32,
+            Precision::F32True => DType::F32,
             Precision::F16True => DType::F16,
-            Precision::Bf16True => DType::BF16,
+            Precision::Bf16True | Precision::Bf16Mixed => DType::BF16,
         }
     }
 
-    /// Refuses what candle cannot do on `device`, and parameters of another dtype.
-    pub(crate) fn check(self, device: &Device, params: &VarMap) -> Result<()> {
-        if self == Precision::Bf16Mixed {
-            return Err(Error::config(
-                "precision",
-                "\"bf16-mixed\" needs autocast (f32 master weights, bf16 compute), which candle does not have: use \"bf16-true\" on a GPU, or \"32-true\"",
-            ));
-        }
-        if self == Precision::Bf16True && device.is_cpu() {
-            return Err(Error::config(
-                "precision",
-                "candle's CPU matmul has no bf16: use \"32-true\" or \"16-true\" on the CPU, \"bf16-true\" on a GPU",
-            ));
-        }
+    /// Refuses parameters of another dtype.
+    pub(crate) fn check(self, params: &VarMap) -> Result<()> {
         let want = self.dtype();
         let data = params.data().lock().unwrap_or_else(|p| p.into_inner());
         let mut names: Vec<&String> = data.keys().collect();
@@ -63,7 +59,7 @@ impl Precision {
             if have != want {
                 return Err(Error::config(
                     "precision",
-                    format!("parameter `{name}` is {have:?}, but precision \"{self}\" trains {want:?}: build the module's variables with DType::{want:?}"),
+                    format!("parameter `{name}` is {have:?}, but precision \"{self}\" computes in {want:?}: build the module's variables with DType::{want:?}"),
                 ));
             }
         }

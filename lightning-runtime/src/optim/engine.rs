@@ -24,6 +24,8 @@ pub trait Rule {
 struct Slot {
     name: String,
     var: Var,
+    /// Higher-precision copy the updates apply to (mixed precision), if any.
+    master: Option<Var>,
     step: u64,
     state: Vec<Option<Tensor>>,
 }
@@ -60,6 +62,9 @@ pub struct OptimizerMeta {
     pub initial_lr: Vec<f64>,
 }
 
+/// The state key of a parameter's master copy.
+const MASTER: &str = "master";
+
 impl<R: Rule> Optim<R> {
     /// An optimizer over `params` with these settings.
     pub fn with_rule(params: impl Into<Params>, rule: R) -> Result<Self> {
@@ -75,7 +80,7 @@ impl<R: Rule> Optim<R> {
                 let slots = g
                     .params
                     .into_iter()
-                    .map(|(name, var)| Slot { name, var, step: 0, state: vec![None; R::BUFFERS.len()] })
+                    .map(|(name, var)| Slot { name, var, master: None, step: 0, state: vec![None; R::BUFFERS.len()] })
                     .collect();
                 Ok(Group { lr, initial_lr: lr, slots })
             })
@@ -87,6 +92,11 @@ impl<R: Rule> Optim<R> {
     pub fn rule(&self) -> &R {
         &self.rule
     }
+
+    /// The master copy of a parameter, under mixed precision.
+    pub fn master_weight(&self, name: &str) -> Option<&Var> {
+        self.groups.iter().flat_map(|g| &g.slots).find(|s| s.name == name).and_then(|s| s.master.as_ref())
+    }
 }
 
 impl<R: Rule> Optimizer for Optim<R> {
@@ -95,8 +105,18 @@ impl<R: Rule> Optimizer for Optim<R> {
             for slot in &mut group.slots {
                 let Some(g) = grads.get(slot.var.as_tensor()) else { continue };
                 slot.step += 1;
-                let new = self.rule.update(group.lr, slot.step, slot.var.as_tensor(), g, &mut slot.state)?;
-                slot.var.set(&new)?;
+                match &slot.master {
+                    None => {
+                        let new = self.rule.update(group.lr, slot.step, slot.var.as_tensor(), g, &mut slot.state)?;
+                        slot.var.set(&new)?;
+                    }
+                    Some(master) => {
+                        let g = g.to_dtype(master.dtype())?;
+                        let new = self.rule.update(group.lr, slot.step, master.as_tensor(), &g, &mut slot.state)?;
+                        master.set(&new)?;
+                        slot.var.set(&new.to_dtype(slot.var.dtype())?)?;
+                    }
+                }
             }
         }
         Ok(())
@@ -127,6 +147,9 @@ impl<R: Rule> Optimizer for Optim<R> {
             s.meta.initial_lr.push(group.initial_lr);
             for slot in &group.slots {
                 s.meta.steps.insert(slot.name.clone(), slot.step);
+                if let Some(m) = &slot.master {
+                    s.tensors.insert(format!("{}.{MASTER}", slot.name), m.as_tensor().clone());
+                }
                 for (buf, t) in R::BUFFERS.iter().zip(&slot.state) {
                     if let Some(t) = t {
                         s.tensors.insert(format!("{}.{buf}", slot.name), t.clone());
@@ -135,6 +158,15 @@ impl<R: Rule> Optimizer for Optim<R> {
             }
         }
         s
+    }
+
+    fn use_master_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
+        for slot in self.groups.iter_mut().flat_map(|g| g.slots.iter_mut()) {
+            if slot.master.is_none() && slot.var.dtype() != dtype {
+                slot.master = Some(Var::from_tensor(&slot.var.as_tensor().to_dtype(dtype)?)?);
+            }
+        }
+        Ok(())
     }
 
     fn load_state_dict(&mut self, state: &OptimizerState) -> Result<()> {
@@ -175,9 +207,13 @@ impl<R: Rule> Optimizer for Optim<R> {
             group.initial_lr = state.meta.initial_lr[i];
             for slot in &mut group.slots {
                 slot.step = state.meta.steps[&slot.name];
+                if let (Some(m), Some(t)) = (&slot.master, state.tensors.get(&format!("{}.{MASTER}", slot.name))) {
+                    m.set(&t.to_device(m.device())?.to_dtype(m.dtype())?)?;
+                }
+                let dtype = slot.master.as_ref().map_or(slot.var.dtype(), |m| m.dtype());
                 for (buf, dst) in R::BUFFERS.iter().zip(slot.state.iter_mut()) {
                     *dst = match state.tensors.get(&format!("{}.{buf}", slot.name)) {
-                        Some(t) => Some(t.to_device(slot.var.device())?.to_dtype(slot.var.dtype())?),
+                        Some(t) => Some(t.to_device(slot.var.device())?.to_dtype(dtype)?),
                         None => None,
                     };
                 }

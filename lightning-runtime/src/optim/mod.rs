@@ -32,6 +32,12 @@ pub trait Optimizer {
     fn state_dict(&self) -> OptimizerState;
     /// Restores a saved state; names, groups and shapes must match.
     fn load_state_dict(&mut self, state: &OptimizerState) -> Result<()>;
+    /// Keeps `dtype` copies of the parameters and applies updates to them, writing the
+    /// rounded result back (mixed precision's master weights).
+    fn use_master_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
+        let _ = dtype;
+        Err(Error::config("precision", "this optimizer cannot keep master weights, which mixed precision needs"))
+    }
 }
 
 /// What `configure_optimizers` returns: an optimizer, optionally with a scheduler.

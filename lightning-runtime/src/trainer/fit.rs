@@ -142,6 +142,13 @@ where
     let mut optim = model.configure_optimizers(state)?;
     let plateau = check_scheduler::<M>(&mut optim)?;
     check_optimization::<M>(cfg, &optim)?;
+    if let Some(dtype) = cfg.precision.and_then(|p| p.master_dtype()) {
+        for i in 0..optim.count() {
+            if let Some(o) = optim.get(i) {
+                o.use_master_weights(dtype)?;
+            }
+        }
+    }
     if let Some(ck) = start.checkpoint.take() {
         if !ck.optimizers.is_empty() && ck.optimizers.len() != optim.count() {
             let n = optim.count();

@@ -46,7 +46,7 @@ pub(crate) fn transfer<M: LightningModule>(
     let batch = model.on_after_batch_transfer(state, batch, dataloader_idx)?;
     // the precision flag's input conversion (Lightning's `convert_input`)
     match state.precision {
-        None | Some(crate::Precision::Bf16Mixed) => Ok(batch),
+        None => Ok(batch),
         Some(p) => crate::TransferBatch::cast_floats(batch, p.dtype()),
     }
 }

@@ -101,9 +101,9 @@ impl<C> TrainerBuilder<C> {
         /// models of up to `SMALL_MODEL_PARAMS` parameters (measured fastest), else every core.
         threads: usize => |c, v| c.threads = Some(v);
         /// `F64True`, `F32True`, `F16True`, `Bf16True`: parameters must have that dtype and
-        /// inputs are cast to it; `Bf16Mixed` is refused (candle has no autocast). Unset, the
-        /// module trains in the dtype it was built with. Lightning's strings parse:
-        /// `"16-true".parse()`.
+        /// inputs are cast to it; `Bf16Mixed`: bf16 module, f32 master weights in the
+        /// optimizer. Unset, the module trains in the dtype it was built with. Lightning's
+        /// strings parse: `"bf16-mixed".parse()`.
         precision: crate::Precision => |c, v| c.precision = Some(v);
         /// Adds a `ModelCheckpoint` that keeps the latest checkpoint (default on).
         enable_checkpointing: bool => |c, v| c.enable_checkpointing = v;
@@ -199,7 +199,7 @@ impl<C> Trainer<C> {
         let result = (|| {
             crate::device::check_parameters(&state.device, model.parameters())?;
             if let Some(p) = config.precision {
-                p.check(&state.device, model.parameters())?;
+                p.check(model.parameters())?;
             }
             if M::IMPL_CONFIGURE_CALLBACKS {
                 extra = model.configure_callbacks(&mut state)?;
