@@ -124,6 +124,7 @@ fn infer_batch<'a>(bound: &'a [BoundHook]) -> Option<&'a Type> {
 pub fn module_struct(mut item: ItemStruct, errors: &mut Errors) -> TokenStream {
     let mut marked = Vec::new();
     let mut by_type = Vec::new();
+    let mut all = Vec::new();
     for (i, f) in item.fields.iter_mut().enumerate() {
         let before = f.attrs.len();
         f.attrs.retain(|a| !a.path().is_ident("params"));
@@ -134,6 +135,7 @@ pub fn module_struct(mut item: ItemStruct, errors: &mut Errors) -> TokenStream {
                 quote!(#idx)
             }
         };
+        all.push(access.clone());
         if f.attrs.len() != before {
             marked.push((access, f.ty.span()));
         } else if type_name(&f.ty) == "VarMap" {
@@ -167,10 +169,17 @@ pub fn module_struct(mut item: ItemStruct, errors: &mut Errors) -> TokenStream {
     let (ig, tg, wc) = item.generics.split_for_impl();
     let params_impl = field.map(|(access, span)| {
         let body = quote_spanned!(span=> &self.#access);
+        let others = all.iter().filter(|a| a.to_string() != access.to_string());
         quote! {
             impl #ig ::lightning::HasParameters for #name #tg #wc {
                 #[inline]
                 fn parameters(&self) -> &::lightning::candle_nn::VarMap { #body }
+                fn relocate_fields(&mut self, to: &::lightning::Relocation) -> ::lightning::Result<()> {
+                    #[allow(unused_imports)]
+                    use ::lightning::__private::{ViaNothing as _, ViaRelocate as _};
+                    #((&mut ::lightning::__private::Field(&mut self.#others)).relocate_field(to)?;)*
+                    ::core::result::Result::Ok(())
+                }
             }
         }
     });

@@ -17,6 +17,7 @@ mod init;
 mod module;
 pub mod optim;
 mod precision;
+mod relocate;
 mod state;
 mod step;
 mod trainer;
@@ -38,6 +39,7 @@ pub use optim::{
     SgdConfig, StepLr,
 };
 pub use precision::Precision;
+pub use relocate::{Relocate, Relocation};
 pub use state::{Flow, LogValue, Stage, TrainerState};
 pub use step::StepOutput;
 pub use trainer::{
@@ -53,4 +55,5 @@ pub use serde_json;
 pub mod __private {
     pub use crate::hook_return::HookReturn;
     pub use crate::module::requirements::*;
+    pub use crate::relocate::{Field, ViaNothing, ViaRelocate};
 }

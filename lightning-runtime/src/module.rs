@@ -14,6 +14,8 @@ use crate::{CallbackList, Loader, Optimizers, TransferBatch};
 pub trait HasParameters {
     /// The variables the optimizers train and checkpoints save.
     fn parameters(&self) -> &VarMap;
+    /// Rebinds the fields that hold moved variables (generated; see [`crate::Relocate`]).
+    fn relocate_fields(&mut self, to: &crate::Relocation) -> crate::Result<()>;
 }
 
 /// A model the trainer can run: PyTorch Lightning's `LightningModule`.

@@ -4,19 +4,18 @@ use std::fmt;
 use std::str::FromStr;
 
 use candle_core::DType;
-use candle_nn::VarMap;
 
 use crate::{Error, Result};
 
 /// Numeric precision of training, as Lightning names it.
 ///
-/// `*-true` trains parameters and inputs in that type: build the module's variables with
-/// that dtype (e.g. `seeded_var_builder(&vars, seed, DType::F16, device)`); the trainer
-/// casts the floating-point tensors of each batch to it.
+/// `*-true` trains parameters and inputs in that type: the trainer converts the module's
+/// floating-point parameters at set-up (see [`crate::Relocate`]) and casts the
+/// floating-point tensors of each batch.
 ///
 /// `bf16-mixed` computes forward and backward in bf16 and applies the updates to f32
 /// master weights kept by the optimizer, writing the rounded values back (Apex's "O2"):
-/// candle has no autocast, so the module is built in bf16 as for `bf16-true`, and small
+/// candle has no autocast, so the module is converted to bf16 as for `bf16-true`, and small
 /// updates that bf16 would round away still add up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Precision {
@@ -46,24 +45,6 @@ impl Precision {
             Precision::F16True => DType::F16,
             Precision::Bf16True | Precision::Bf16Mixed => DType::BF16,
         }
-    }
-
-    /// Refuses parameters of another dtype.
-    pub(crate) fn check(self, params: &VarMap) -> Result<()> {
-        let want = self.dtype();
-        let data = params.data().lock().unwrap_or_else(|p| p.into_inner());
-        let mut names: Vec<&String> = data.keys().collect();
-        names.sort();
-        for name in names {
-            let have = data[name].dtype();
-            if have != want {
-                return Err(Error::config(
-                    "precision",
-                    format!("parameter `{name}` is {have:?}, but precision \"{self}\" computes in {want:?}: build the module's variables with DType::{want:?}"),
-                ));
-            }
-        }
-        Ok(())
     }
 }
 

@@ -122,6 +122,8 @@ pub struct TrainerState {
     pub(crate) last_saved: Option<PathBuf>,
     /// Training batches done in the current epoch (for mid-epoch resume).
     pub(crate) batches_done: usize,
+    /// The module's parameters were moved or converted at set-up.
+    pub(crate) relocated: bool,
     /// Inside `on_train_epoch_end` of a finished epoch: a checkpoint saved now resumes at the next epoch.
     pub(crate) at_epoch_end: bool,
 }
@@ -156,6 +158,7 @@ impl TrainerState {
             save_requests: Vec::new(),
             last_saved: None,
             batches_done: 0,
+            relocated: false,
             at_epoch_end: false,
         }
     }

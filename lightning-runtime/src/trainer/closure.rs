@@ -70,6 +70,13 @@ impl<M: LightningModule, C: CallbackList<M>> OptimizerClosure<M> for Closure<'_,
             module.on_before_backward(state, loss)?;
             let store = module.backward(state, loss)?;
             self.grads.accumulate(store)?;
+            if state.relocated && self.grads.is_empty() {
+                return Err(Error::Device(format!(
+                    "the loss depends on none of the parameters moved to {:?}: a field of `{}` still holds the old tensors; implement `lightning::Relocate` for its type, or build the module on `trainer.device()` in its final dtype",
+                    state.device.location(),
+                    M::NAME
+                )));
+            }
             if C::IMPL_ON_AFTER_BACKWARD {
                 cbs.on_after_backward(state, module, self.grads)?;
             }

@@ -16,7 +16,14 @@ pub(crate) fn setup<M: LightningModule, L: CallbackList<M>>(
         cbs.setup(state, model, stage)?;
     }
     model.setup(state, stage)?;
-    model.configure_model(state)
+    model.configure_model(state)?;
+    // Lightning's strategy moves the module here: after configure_model, before the optimizers
+    let dtype = state.precision.map(|p| p.dtype());
+    if let Some(r) = crate::relocate::plan(model.parameters(), &state.device, dtype)? {
+        model.relocate_fields(&r)?;
+        state.relocated = true;
+    }
+    crate::device::check_parameters(&state.device, model.parameters())
 }
 
 /// `teardown`: callbacks, then module. Not reached when the run failed.

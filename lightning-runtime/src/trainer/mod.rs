@@ -197,10 +197,6 @@ impl<C> Trainer<C> {
         let mut extra: Option<M::Callbacks> = None;
         let config = &self.config;
         let result = (|| {
-            crate::device::check_parameters(&state.device, model.parameters())?;
-            if let Some(p) = config.precision {
-                p.check(model.parameters())?;
-            }
             if M::IMPL_CONFIGURE_CALLBACKS {
                 extra = model.configure_callbacks(&mut state)?;
             }
