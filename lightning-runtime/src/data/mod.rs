@@ -1,5 +1,6 @@
 //! Data loaders: the `Loader` trait the loops read from, and an in-memory `DataLoader`.
 
+mod dataset;
 pub mod idx;
 pub mod mnist;
 
@@ -9,6 +10,8 @@ use candle_core::{Tensor, D};
 use rand::{seq::SliceRandom, SeedableRng};
 
 use crate::{Error, Result};
+
+pub use dataset::{Collate, Dataset, MapLoader};
 
 /// A source of batches, re-read every epoch.
 pub trait Loader {
