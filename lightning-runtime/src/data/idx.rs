@@ -23,18 +23,52 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
 }
 
 /// Parses IDX bytes (gzipped or not); `origin` names the source in errors.
+///
+/// A gzipped file is inflated only as far as its header says it holds, plus one byte to
+/// notice trailing data, so a corrupt header or a gzip bomb cannot make it allocate more
+/// than the declared array (itself capped at 4 GiB).
 pub fn parse_idx(bytes: &[u8], origin: &Path) -> Result<IdxArray> {
-    let raw;
-    let bytes = if bytes.starts_with(&GZIP_MAGIC) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(bytes)
-            .read_to_end(&mut out)
-            .map_err(|e| Error::bad_file(origin, format!("not a valid gzip stream: {e}")))?;
-        raw = out;
-        &raw[..]
-    } else {
-        bytes
-    };
+    if bytes.starts_with(&GZIP_MAGIC) {
+        let mut gz = flate2::read::GzDecoder::new(bytes);
+        let gz_err = |e: std::io::Error| Error::bad_file(origin, format!("not a valid gzip stream: {e}"));
+        let mut head = [0u8; 4];
+        let got = read_up_to(&mut gz, &mut head).map_err(gz_err)?;
+        let ndims = if got == 4 { head[3] as usize } else { 0 };
+        let mut header = head[..got].to_vec();
+        let mut dims = vec![0u8; 4 * ndims];
+        let got = read_up_to(&mut gz, &mut dims).map_err(gz_err)?;
+        header.extend_from_slice(&dims[..got]);
+        let body = match check_header(&header, origin)? {
+            Header::Complete { expected, .. } => {
+                let mut body = Vec::new();
+                (&mut gz).take(expected as u64 + 1).read_to_end(&mut body).map_err(gz_err)?;
+                body
+            }
+            Header::Short => Vec::new(),
+        };
+        header.extend_from_slice(&body);
+        return parse_plain(&header, origin);
+    }
+    parse_plain(bytes, origin)
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+enum Header {
+    Complete { dims: Vec<usize>, expected: usize },
+    Short,
+}
+
+fn check_header(bytes: &[u8], origin: &Path) -> Result<Header> {
     if bytes.len() < 4 {
         return Err(Error::bad_file(origin, format!("too short for an IDX header ({} bytes)", bytes.len())));
     }
@@ -53,10 +87,7 @@ pub fn parse_idx(bytes: &[u8], origin: &Path) -> Result<IdxArray> {
     }
     let header = 4 + 4 * ndims;
     if bytes.len() < header {
-        return Err(Error::bad_file(
-            origin,
-            format!("truncated IDX header: {ndims} dimensions need {header} bytes, file has {}", bytes.len()),
-        ));
+        return Ok(Header::Short);
     }
     let dims: Vec<usize> =
         bytes[4..header].chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize).collect();
@@ -65,6 +96,22 @@ pub fn parse_idx(bytes: &[u8], origin: &Path) -> Result<IdxArray> {
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .filter(|&n| n <= MAX_BYTES)
         .ok_or_else(|| Error::bad_file(origin, format!("IDX dimensions {dims:?} are implausibly large")))?;
+    Ok(Header::Complete { dims, expected })
+}
+
+fn parse_plain(bytes: &[u8], origin: &Path) -> Result<IdxArray> {
+    let (dims, expected) = match check_header(bytes, origin)? {
+        Header::Complete { dims, expected } => (dims, expected),
+        Header::Short => {
+            let ndims = bytes[3] as usize;
+            let need = 4 + 4 * ndims;
+            return Err(Error::bad_file(
+                origin,
+                format!("truncated IDX header: {ndims} dimensions need {need} bytes, file has {}", bytes.len()),
+            ));
+        }
+    };
+    let header = 4 + 4 * dims.len();
     let found = bytes.len() - header;
     if found != expected {
         let what = if found < expected { "truncated" } else { "trailing bytes" };
@@ -104,6 +151,21 @@ mod tests {
         assert_eq!(parse_idx(&gz.finish().unwrap(), p()).unwrap(), a);
     }
 
+    fn gzip(b: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, b).unwrap();
+        gz.finish().unwrap()
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_not_inflated_past_its_header() {
+        // 64 MiB of zeros compresses to ~64 KiB; the header declares 4 bytes
+        let mut raw = vec![0, 0, 8, 1, 0, 0, 0, 4];
+        raw.resize(64 << 20, 0);
+        let e = parse_idx(&gzip(&raw), p()).unwrap_err().to_string();
+        assert!(e.contains("trailing bytes") && e.contains("need 4 data bytes, file has 5"), "{e}");
+    }
+
     #[test]
     fn malformed_files_are_typed_errors() {
         let a = IdxArray { dims: vec![2, 3], data: vec![0; 6] };
@@ -116,6 +178,9 @@ mod tests {
             ([good.clone(), vec![9]].concat(), "trailing bytes"),
             (good[..9].to_vec(), "truncated IDX header"),
             (vec![0x1f, 0x8b, 1, 2, 3], "gzip"),
+            (gzip(&[0, 0, 8, 1, 0, 0, 0, 2, 7]), "truncated"),
+            (gzip(&[0, 0, 8, 1, 0, 0, 0, 1, 7, 7]), "trailing bytes"),
+            (gzip(&[0, 0, 8, 2, 0, 0]), "truncated IDX header"),
             (
                 vec![0, 0, 8, 4, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255],
                 "implausibly large",
@@ -126,6 +191,59 @@ mod tests {
             assert!(matches!(e, Error::BadFile { .. }), "{e}");
             let msg = e.to_string();
             assert!(msg.contains(want) && msg.starts_with("x.idx"), "{msg} should mention {want}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    //! Property tests of the parser, bounded so CI runs them every time: any input is `Ok`
+    //! or a typed error, never a panic; valid files round-trip, plain and gzipped.
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn origin() -> &'static Path {
+        Path::new("fuzz.idx")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = parse_idx(&bytes, origin());
+        }
+
+        #[test]
+        fn headers_with_any_dimensions_never_panic(ndims in 0u8..6, dims in proptest::collection::vec(any::<u32>(), 0..6), tail in proptest::collection::vec(any::<u8>(), 0..32)) {
+            let mut bytes = vec![0, 0, 8, ndims];
+            for d in dims { bytes.extend_from_slice(&d.to_be_bytes()); }
+            bytes.extend_from_slice(&tail);
+            let _ = parse_idx(&bytes, origin());
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut gz, &bytes).unwrap();
+            let _ = parse_idx(&gz.finish().unwrap(), origin());
+        }
+
+        #[test]
+        fn corrupted_gzip_never_panics(flip in 0usize..200, bit in 0u8..8) {
+            let a = IdxArray { dims: vec![3, 4], data: (0..12).collect() };
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut gz, &encode_idx(&a)).unwrap();
+            let mut bytes = gz.finish().unwrap();
+            let i = flip % bytes.len();
+            bytes[i] ^= 1 << bit;
+            if let Ok(b) = parse_idx(&bytes, origin()) {
+                prop_assert_eq!(b.data.len(), b.dims.iter().product::<usize>());
+            }
+        }
+
+        #[test]
+        fn valid_arrays_round_trip(dims in proptest::collection::vec(1usize..5, 1..4), seed in any::<u8>()) {
+            let n: usize = dims.iter().product();
+            let a = IdxArray { dims, data: (0..n).map(|i| (i as u8).wrapping_add(seed)).collect() };
+            prop_assert_eq!(parse_idx(&encode_idx(&a), origin()).unwrap(), a);
         }
     }
 }
