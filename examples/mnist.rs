@@ -1,8 +1,9 @@
-//! MNIST with candle-lightning: an MLP `#[lightning_module]`, a light augmentation in
+//! MNIST with candle-lightning: an MLP or a CNN in one generic `#[lightning_module]`, a light augmentation in
 //! `#[hook(on_batch_begin)]`, and a `#[callback]` that prints one line per epoch.
 //!
 //! ```text
 //! cargo run --release --example mnist                       # embedded 5,000-digit sample, CPU
+//! cargo run --release --example mnist -- --model cnn
 //! cargo run --release --example mnist -- --data-dir /usr/share/datasets/fashion-mnist
 //! cargo run --release --example mnist --features cuda       # on a GPU
 //! ```
@@ -14,7 +15,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
-use candle_nn::{loss, Linear, Module, VarMap};
+use candle_nn::{loss, Conv2d, Conv2dConfig, Linear, Module, VarBuilder, VarMap};
 use clap::Parser;
 use lightning::data::mnist;
 use lightning::prelude::*;
@@ -51,34 +52,103 @@ pub struct Args {
     /// Where checkpoints go.
     #[arg(long, default_value = "target/mnist-example")]
     pub root_dir: PathBuf,
+    /// mlp or cnn.
+    #[arg(long, default_value = "mlp")]
+    pub model: String,
 }
 
-#[lightning_module]
-pub struct Mlp {
-    vars: VarMap,
+/// The network a [`Classifier`] trains: it maps (N, 784) pixels to (N, 10) logits.
+/// `Relocate` lets the trainer move it to another device or dtype.
+pub trait Net: Relocate + 'static {
+    fn new(vb: VarBuilder, hidden: usize) -> candle_core::Result<Self>
+    where
+        Self: Sized;
+    fn logits(&self, x: &Tensor) -> candle_core::Result<Tensor>;
+}
+
+/// 784 → hidden → 10, ReLU.
+pub struct MlpNet {
     fc1: Linear,
     fc2: Linear,
+}
+
+impl Net for MlpNet {
+    fn new(vb: VarBuilder, hidden: usize) -> candle_core::Result<Self> {
+        Ok(MlpNet {
+            fc1: candle_nn::linear(784, hidden, vb.pp("fc1"))?,
+            fc2: candle_nn::linear(hidden, 10, vb.pp("fc2"))?,
+        })
+    }
+    fn logits(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.fc2.forward(&self.fc1.forward(x)?.relu()?)
+    }
+}
+
+impl Relocate for MlpNet {
+    fn relocate(&mut self, to: &Relocation) -> lightning::Result<()> {
+        self.fc1.relocate(to)?;
+        self.fc2.relocate(to)
+    }
+}
+
+/// Two conv/pool blocks (1→32→64 channels, 3×3, max-pool 2), then 1600 → hidden → 10.
+pub struct CnnNet {
+    c1: Conv2d,
+    c2: Conv2d,
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl Net for CnnNet {
+    fn new(vb: VarBuilder, hidden: usize) -> candle_core::Result<Self> {
+        let cfg = Conv2dConfig::default();
+        Ok(CnnNet {
+            c1: candle_nn::conv2d(1, 32, 3, cfg, vb.pp("c1"))?,
+            c2: candle_nn::conv2d(32, 64, 3, cfg, vb.pp("c2"))?,
+            fc1: candle_nn::linear(64 * 5 * 5, hidden, vb.pp("fc1"))?,
+            fc2: candle_nn::linear(hidden, 10, vb.pp("fc2"))?,
+        })
+    }
+    fn logits(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let x = x.reshape((x.dim(0)?, 1, 28, 28))?;
+        let x = self.c1.forward(&x)?.relu()?.max_pool2d(2)?;
+        let x = self.c2.forward(&x)?.relu()?.max_pool2d(2)?.flatten_from(1)?;
+        self.fc2.forward(&self.fc1.forward(&x)?.relu()?)
+    }
+}
+
+impl Relocate for CnnNet {
+    fn relocate(&mut self, to: &Relocation) -> lightning::Result<()> {
+        self.c1.relocate(to)?;
+        self.c2.relocate(to)?;
+        self.fc1.relocate(to)?;
+        self.fc2.relocate(to)
+    }
+}
+
+/// An image classifier: any [`Net`], trained with cross-entropy.
+#[lightning_module]
+pub struct Classifier<N: Net> {
+    vars: VarMap,
+    net: N,
     lr: f64,
     rng: rand::rngs::StdRng,
 }
 
-impl Mlp {
+impl<N: Net> Classifier<N> {
     pub fn new(hidden: usize, lr: f64, seed: u64, device: &candle_core::Device) -> lightning::Result<Self> {
         let vars = VarMap::new();
-        let vb = lightning::seeded_var_builder(&vars, seed, DType::F32, device);
-        let fc1 = candle_nn::linear(784, hidden, vb.pp("fc1"))?;
-        let fc2 = candle_nn::linear(hidden, 10, vb.pp("fc2"))?;
-        Ok(Mlp { vars, fc1, fc2, lr, rng: rand::rngs::StdRng::seed_from_u64(seed) })
+        let net = N::new(lightning::seeded_var_builder(&vars, seed, DType::F32, device), hidden)?;
+        Ok(Classifier { vars, net, lr, rng: rand::rngs::StdRng::seed_from_u64(seed) })
     }
 }
 
 #[lightning_module]
-impl Mlp {
+impl<N: Net> Classifier<N> {
     #[not_hook]
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         // MNIST's pixel mean and standard deviation
-        let x = ((x - 0.1307)? / 0.3081)?;
-        self.fc2.forward(&self.fc1.forward(&x)?.relu()?)
+        self.net.logits(&((x - 0.1307)? / 0.3081)?)
     }
 
     /// Training batches only: shift every image of the batch by up to one pixel.
@@ -120,8 +190,7 @@ impl Mlp {
     }
 
     fn configure_optimizers(&mut self) -> lightning::Result<(AdamW, StepLr)> {
-        let adamw =
-            AdamW::new(self.vars.all_vars(), AdamWConfig { lr: self.lr, weight_decay: 1e-4, ..Default::default() })?;
+        let adamw = AdamW::new(&self.vars, AdamWConfig { lr: self.lr, weight_decay: 1e-4, ..Default::default() })?;
         Ok((adamw, StepLr::new(4, 0.5)))
     }
 }
@@ -182,6 +251,18 @@ pub struct Report {
     pub epoch_lines: Vec<String>,
 }
 
+fn train_model<N: Net>(
+    trainer: &mut Trainer<(EpochSummary,)>,
+    mut model: Classifier<N>,
+    train: DataLoader,
+    val: DataLoader,
+    test: DataLoader,
+) -> lightning::Result<(lightning::FitOutcome, lightning::Metrics)> {
+    let fit = trainer.fit_with(&mut model, train, Some(val))?;
+    let metrics = trainer.test_with(&mut model, test)?;
+    Ok((fit, metrics))
+}
+
 pub fn run(args: &Args) -> lightning::Result<Report> {
     let data = match &args.data_dir {
         Some(dir) => mnist::load_dir(dir)?,
@@ -200,7 +281,7 @@ pub fn run(args: &Args) -> lightning::Result<Report> {
     let n = data.train.images.dim(0)?;
     let n_val = n / 10;
     let (x, y) = (&data.train.images, &data.train.labels);
-    let train =
+    let train_data =
         DataLoader::new(x.narrow(0, 0, n - n_val)?, y.narrow(0, 0, n - n_val)?, args.batch_size)?.shuffle(args.seed);
     let val = DataLoader::new(x.narrow(0, n - n_val, n_val)?, y.narrow(0, n - n_val, n_val)?, 500)?;
     let test = DataLoader::new(data.test.images.clone(), data.test.labels.clone(), 500)?;
@@ -212,15 +293,31 @@ pub fn run(args: &Args) -> lightning::Result<Report> {
         .callbacks((EpochSummary::default(),))
         .build()?;
     println!(
-        "MNIST-format data: {} training, {} validation, {} test images; device {:?}",
+        "MNIST-format data: {} training, {} validation, {} test images; model {}; device {:?}",
         n - n_val,
         n_val,
         data.test.images.dim(0)?,
+        args.model,
         trainer.device()
     );
-    let mut model = Mlp::new(args.hidden, args.lr, args.seed, trainer.device())?;
-    let fit = trainer.fit_with(&mut model, train, Some(val))?;
-    let metrics = trainer.test_with(&mut model, test)?;
+    let device = trainer.device().clone();
+    let (fit, metrics) = match args.model.as_str() {
+        "mlp" => train_model(
+            &mut trainer,
+            Classifier::<MlpNet>::new(args.hidden, args.lr, args.seed, &device)?,
+            train_data,
+            val,
+            test,
+        )?,
+        "cnn" => train_model(
+            &mut trainer,
+            Classifier::<CnnNet>::new(args.hidden, args.lr, args.seed, &device)?,
+            train_data,
+            val,
+            test,
+        )?,
+        other => return Err(lightning::Error::msg(format!("unknown model `{other}`: use mlp or cnn"))),
+    };
     let test_accuracy =
         metrics.get("test_acc").copied().ok_or_else(|| lightning::Error::msg("test_acc was not logged"))?;
     Ok(Report {

@@ -52,7 +52,7 @@ pub mod prelude {
     };
     pub use lightning_runtime::{
         seeded_var_builder, Accelerator, Callback, Checkpoint, DataLoader, Flow, GradientClipAlgorithm, Gradients,
-        LightningModule, Loader, ManualOptimization, ModelCheckpoint, OptimizerClosure, Precision, Stage, StepOutput,
-        Trainer, TrainerState, TransferBatch,
+        LightningModule, Loader, ManualOptimization, ModelCheckpoint, OptimizerClosure, Precision, Relocate,
+        Relocation, Stage, StepOutput, Trainer, TrainerState, TransferBatch,
     };
 }
