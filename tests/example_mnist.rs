@@ -37,7 +37,15 @@ fn bad_data_directories_are_reported_not_panicked() {
 #[test]
 fn the_cnn_learns_in_one_epoch() {
     let dir = tempfile::tempdir().unwrap();
-    let args = mnist::Args::parse_from(["mnist", "--model", "cnn", "--epochs", "1", "--root-dir", dir.path().to_str().unwrap()]);
+    let args = mnist::Args::parse_from([
+        "mnist",
+        "--model",
+        "cnn",
+        "--epochs",
+        "1",
+        "--root-dir",
+        dir.path().to_str().unwrap(),
+    ]);
     let report = mnist::run(&args).unwrap();
     assert!(report.test_accuracy >= 0.85, "CNN test accuracy after one epoch: {}", report.test_accuracy);
 }

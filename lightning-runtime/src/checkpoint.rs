@@ -37,6 +37,8 @@ pub struct Checkpoint {
     pub optimizers: Vec<OptimizerState>,
     /// The learning-rate scheduler's state.
     pub scheduler: Option<Value>,
+    /// The datamodule's `state_dict`, if it keeps one.
+    pub datamodule: Option<Value>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -52,6 +54,8 @@ struct Meta {
     optimizers: Vec<OptimizerMeta>,
     #[serde(default)]
     scheduler: Option<Value>,
+    #[serde(default)]
+    datamodule: Option<Value>,
 }
 
 /// Tensor-name prefixes in the file: the module's weights and the optimizer's buffers.
@@ -77,6 +81,7 @@ impl Checkpoint {
             extra: self.extra.clone(),
             optimizers: self.optimizers.iter().map(|o| o.meta.clone()).collect(),
             scheduler: self.scheduler.clone(),
+            datamodule: self.datamodule.clone(),
         };
         let json = serde_json::to_string(&meta).map_err(|e| Error::msg(format!("checkpoint metadata: {e}")))?;
         let info = HashMap::from([(META_KEY.to_string(), json)]);
@@ -163,6 +168,7 @@ impl Checkpoint {
             extra: meta.extra,
             optimizers,
             scheduler: meta.scheduler,
+            datamodule: meta.datamodule,
         })
     }
 

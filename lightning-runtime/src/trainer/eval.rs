@@ -1,8 +1,8 @@
 //! The validation, test and predict loops (reference §2.3 rows 12–31, §2.4).
 
-use super::source::{self, EitherLoader, Which};
+use super::source::{self, RunLoader, Which};
 use super::{hooks, save, Limit, TrainerConfig};
-use crate::{CallbackList, LightningModule, Loader, Result, Stage, TrainerState};
+use crate::{CallbackList, DataModule, LightningModule, Loader, Result, Stage, TrainerState};
 
 /// Validation and test share one shape; this generates both from their hook names.
 macro_rules! eval_loop {
@@ -10,10 +10,17 @@ macro_rules! eval_loop {
      $batch_end:ident, $epoch_end:ident, $end:ident,
      [$i_start:ident, $i_epoch_start:ident, $i_batch_start:ident, $i_batch_end:ident, $i_epoch_end:ident, $i_end:ident]) => {
         /// One run of the loop over `n` batches of `loader`.
-        pub(crate) fn $fn<M: LightningModule, L: CallbackList<M>, D: Loader<Batch = M::Batch>>(
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) fn $fn<
+            M: LightningModule,
+            L: CallbackList<M>,
+            DM: DataModule<Batch = M::Batch>,
+            D: Loader<Batch = M::Batch>,
+        >(
             state: &mut TrainerState,
             model: &mut M,
             cbs: &mut L,
+            dm: &mut DM,
             loader: &mut D,
             n: usize,
             optim: Option<&mut M::Optim>,
@@ -32,7 +39,7 @@ macro_rules! eval_loop {
             model.$epoch_start(state)?;
             let device = state.device.clone();
             for (i, batch) in loader.batches(0).take(n).enumerate() {
-                let batch = hooks::transfer(state, model, batch?, &device, 0)?;
+                let batch = hooks::transfer(state, model, dm, batch?, &device, 0)?;
                 if L::$i_batch_start {
                     cbs.$batch_start(state, model, &batch, i, 0)?;
                 }
@@ -52,7 +59,7 @@ macro_rules! eval_loop {
                 cbs.$end(state, model)?;
             }
             // Checkpoint callbacks run last, so a save they ask for lands before the module's hook.
-            save::flush(state, model, cbs, optim)?;
+            save::flush(state, model, cbs, dm, optim)?;
             model.$end(state)?;
             // Lightning calls the `*_model_train` hook only when it is overridden.
             if M::$impl_train {
@@ -109,13 +116,20 @@ eval_loop!(
 );
 
 /// One run of an evaluation loop over `n` batches.
-type LoopFn<M, L, D> =
-    fn(&mut TrainerState, &mut M, &mut L, &mut D, usize, Option<&mut <M as LightningModule>::Optim>) -> Result<()>;
+type LoopFn<M, L, DM, D> = fn(
+    &mut TrainerState,
+    &mut M,
+    &mut L,
+    &mut DM,
+    &mut D,
+    usize,
+    Option<&mut <M as LightningModule>::Optim>,
+) -> Result<()>;
 
 /// `validate` / `test`: set-up, one run of the loop unless its limit is 0, teardown.
 /// With a zero limit the loader is not even requested (Lightning §2.4).
 #[allow(clippy::too_many_arguments)]
-fn run_eval<M, L, D>(
+fn run_eval<M, L, DM, D>(
     stage: Stage,
     which: Which,
     limit: Limit,
@@ -123,75 +137,83 @@ fn run_eval<M, L, D>(
     state: &mut TrainerState,
     model: &mut M,
     cbs: &mut L,
+    dm: &mut DM,
     mut given: Option<D>,
-    run: LoopFn<M, L, EitherLoader<D, <M as LightningModule>::Loader>>,
+    run: LoopFn<M, L, DM, RunLoader<D, DM, M>>,
 ) -> Result<()>
 where
     M: LightningModule,
     L: CallbackList<M>,
+    DM: DataModule<Batch = M::Batch>,
     D: Loader<Batch = M::Batch>,
 {
-    hooks::setup(stage, state, model, cbs)?;
+    hooks::setup(stage, state, model, cbs, dm)?;
     if !limit.is_zero() {
-        if let Some(mut loader) = source::get(&mut given, state, model, which)? {
+        if let Some(mut loader) = source::get(&mut given, state, model, dm, which)? {
             let n = limit.apply(loader.len(), flag)?;
             if which == Which::Val {
                 state.num_val_batches = n;
             }
-            run(state, model, cbs, &mut loader, n, None)?;
+            run(state, model, cbs, dm, &mut loader, n, None)?;
         }
     }
-    hooks::teardown(stage, state, model, cbs)
+    hooks::teardown(stage, state, model, cbs, dm)
 }
 
-pub(crate) fn run_validate<M, L, D>(
+pub(crate) fn run_validate<M, L, DM, D>(
     cfg: &TrainerConfig,
     state: &mut TrainerState,
     model: &mut M,
     cbs: &mut L,
+    dm: &mut DM,
     given: Option<D>,
 ) -> Result<()>
 where
     M: LightningModule,
     L: CallbackList<M>,
+    DM: DataModule<Batch = M::Batch>,
     D: Loader<Batch = M::Batch>,
 {
     let limit = cfg.limit_val_batches;
-    run_eval(Stage::Validate, Which::Val, limit, "limit_val_batches", state, model, cbs, given, validation)
+    run_eval(Stage::Validate, Which::Val, limit, "limit_val_batches", state, model, cbs, dm, given, validation)
 }
 
-pub(crate) fn run_test<M, L, D>(
+pub(crate) fn run_test<M, L, DM, D>(
     cfg: &TrainerConfig,
     state: &mut TrainerState,
     model: &mut M,
     cbs: &mut L,
+    dm: &mut DM,
     given: Option<D>,
 ) -> Result<()>
 where
     M: LightningModule,
     L: CallbackList<M>,
+    DM: DataModule<Batch = M::Batch>,
     D: Loader<Batch = M::Batch>,
 {
     let limit = cfg.limit_test_batches;
-    run_eval(Stage::Test, Which::Test, limit, "limit_test_batches", state, model, cbs, given, test)
+    run_eval(Stage::Test, Which::Test, limit, "limit_test_batches", state, model, cbs, dm, given, test)
 }
 
-pub(crate) fn run_predict<M, L, D>(
+pub(crate) fn run_predict<M, L, DM, D>(
     cfg: &TrainerConfig,
     state: &mut TrainerState,
     model: &mut M,
     cbs: &mut L,
+    dm: &mut DM,
     mut given: Option<D>,
 ) -> Result<Vec<M::Prediction>>
 where
     M: LightningModule,
     L: CallbackList<M>,
+    DM: DataModule<Batch = M::Batch>,
     D: Loader<Batch = M::Batch>,
 {
-    hooks::setup(Stage::Predict, state, model, cbs)?;
+    hooks::setup(Stage::Predict, state, model, cbs, dm)?;
     let mut predictions = Vec::new();
     if !cfg.limit_predict_batches.is_zero() {
-        if let Some(mut loader) = source::get(&mut given, state, model, Which::Predict)? {
+        if let Some(mut loader) = source::get(&mut given, state, model, dm, Which::Predict)? {
             let n = cfg.limit_predict_batches.apply(loader.len(), "limit_predict_batches")?;
             predictions.reserve(n);
             state.training = false;
@@ -206,7 +228,7 @@ where
             model.on_predict_epoch_start(state)?;
             let device = state.device.clone();
             for (i, batch) in loader.batches(0).take(n).enumerate() {
-                let batch = hooks::transfer(state, model, batch?, &device, 0)?;
+                let batch = hooks::transfer(state, model, dm, batch?, &device, 0)?;
                 if L::IMPL_ON_PREDICT_BATCH_START {
                     cbs.on_predict_batch_start(state, model, &batch, i, 0)?;
                 }
@@ -228,6 +250,6 @@ where
             model.on_predict_end(state)?;
         }
     }
-    hooks::teardown(Stage::Predict, state, model, cbs)?;
+    hooks::teardown(Stage::Predict, state, model, cbs, dm)?;
     Ok(predictions)
 }

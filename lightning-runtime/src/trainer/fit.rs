@@ -9,8 +9,8 @@ use super::manual::Manual;
 use super::source::{self, Which};
 use super::{eval, hooks, save, TrainerConfig};
 use crate::{
-    CallbackList, Checkpoint, Error, Flow, Gradients, Interval, LightningModule, Loader, LrScheduler, Optimizer,
-    Optimizers, Result, Stage, TrainerState,
+    CallbackList, Checkpoint, DataModule, Error, Flow, Gradients, Interval, LightningModule, Loader, LrScheduler,
+    Optimizer, Optimizers, Result, Stage, TrainerState,
 };
 
 /// Where training starts: an epoch, and batches already done in it.
@@ -21,16 +21,21 @@ struct Start {
     checkpoint: Option<Checkpoint>,
 }
 
-fn restore<M: LightningModule, L: CallbackList<M>>(
+fn restore<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch = M::Batch>>(
     path: &Path,
     state: &mut TrainerState,
     model: &mut M,
     cbs: &mut L,
+    dm: &mut DM,
 ) -> Result<Start> {
     let mut ck = Checkpoint::load(path)?;
-    // Lightning: the module's hook first (it may edit the dict), then the weights, then callbacks.
+    // Lightning: the module's hook first (it may edit the dict), then the weights and the
+    // datamodule's state, then the callbacks.
     model.on_load_checkpoint(state, &mut ck)?;
     ck.load_into(model.parameters(), path)?;
+    if let Some(s) = &ck.datamodule {
+        dm.load_state_dict(s)?;
+    }
     if L::IMPL_ON_LOAD_CHECKPOINT {
         cbs.on_load_checkpoint(state, model, &mut ck)?;
     }
@@ -118,11 +123,13 @@ fn check_optimization<M: LightningModule>(cfg: &TrainerConfig, optim: &M::Optim)
     Ok(())
 }
 
-pub(crate) fn run<M, L, T, V>(
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run<M, L, DM, T, V>(
     cfg: &TrainerConfig,
     state: &mut TrainerState,
     model: &mut M,
     cbs: &mut L,
+    dm: &mut DM,
     mut train: Option<T>,
     mut val: Option<V>,
     resume: Option<&Path>,
@@ -130,12 +137,13 @@ pub(crate) fn run<M, L, T, V>(
 where
     M: LightningModule,
     L: CallbackList<M>,
+    DM: DataModule<Batch = M::Batch>,
     T: Loader<Batch = M::Batch>,
     V: Loader<Batch = M::Batch>,
 {
-    hooks::setup(Stage::Fit, state, model, cbs)?;
+    hooks::setup(Stage::Fit, state, model, cbs, dm)?;
     let mut start = match resume {
-        Some(path) => restore(path, state, model, cbs)?,
+        Some(path) => restore(path, state, model, cbs, dm)?,
         None => Start { epoch: 0, skip_batches: 0, checkpoint: None },
     };
     let resumed = start.checkpoint.is_some();
@@ -179,12 +187,12 @@ where
         if L::IMPL_ON_SANITY_CHECK_START {
             cbs.on_sanity_check_start(state, model)?;
         }
-        val_loader = source::get(&mut val, state, model, Which::Val)?;
+        val_loader = source::get(&mut val, state, model, dm, Which::Val)?;
         if let Some(vl) = &mut val_loader {
             let n = cfg.limit_val_batches.apply(vl.len(), "limit_val_batches")?.min(cfg.num_sanity_val_steps);
             if n > 0 {
                 state.sanity_checking = true;
-                eval::validation(state, model, cbs, vl, n, None)?;
+                eval::validation(state, model, cbs, dm, vl, n, None)?;
                 state.sanity_checking = false;
             }
         }
@@ -192,10 +200,10 @@ where
             cbs.on_sanity_check_end(state, model)?;
         }
     }
-    let mut train_loader = source::get(&mut train, state, model, Which::Train)?
+    let mut train_loader = source::get(&mut train, state, model, dm, Which::Train)?
         .ok_or(Error::MissingHook { module: M::NAME, hook: "train_dataloader" })?;
     if val_enabled && !sanity {
-        val_loader = source::get(&mut val, state, model, Which::Val)?;
+        val_loader = source::get(&mut val, state, model, dm, Which::Val)?;
     }
     let num_train = cfg.limit_train_batches.apply(train_loader.len(), "limit_train_batches")?;
     let num_val = match &val_loader {
@@ -235,7 +243,7 @@ where
             let mut epoch_scheduler_due = true;
             let mut skipped = false;
             for (i, batch) in train_loader.batches(epoch).take(num_train).enumerate().skip(skip) {
-                let batch = hooks::transfer(state, model, batch?, &device, 0)?;
+                let batch = hooks::transfer(state, model, dm, batch?, &device, 0)?;
                 if L::IMPL_ON_TRAIN_BATCH_START {
                     cbs.on_train_batch_start(state, model, &batch, i)?;
                 }
@@ -292,13 +300,13 @@ where
                 if L::IMPL_ON_TRAIN_BATCH_END {
                     cbs.on_train_batch_end(state, model, &outputs, &batch, i)?;
                 }
-                save::flush(state, model, cbs, Some(&mut optim))?;
+                save::flush(state, model, cbs, dm, Some(&mut optim))?;
                 model.on_train_batch_end(state, &outputs, &batch, i)?;
                 let counter = if cfg.check_val_every_n_epoch.is_none() { total_batch_idx } else { i + 1 };
                 if val_this_epoch && (counter % val_check_batch == 0 || state.should_stop) {
                     if let Some(vl) = &mut val_loader {
                         model.on_validation_model_zero_grad(state)?;
-                        eval::validation(state, model, cbs, vl, num_val, Some(&mut optim))?;
+                        eval::validation(state, model, cbs, dm, vl, num_val, Some(&mut optim))?;
                     }
                 }
                 if steps_done(state) || state.should_stop {
@@ -321,7 +329,7 @@ where
             if L::IMPL_ON_TRAIN_EPOCH_END {
                 cbs.on_train_epoch_end(state, model, true)?;
             }
-            save::flush(state, model, cbs, Some(&mut optim))?;
+            save::flush(state, model, cbs, dm, Some(&mut optim))?;
             state.at_epoch_end = false;
             // Plateau schedulers step after validation and the epoch-end hooks (Lightning's
             // `update_plateau_schedulers`), with the metric they monitor.
@@ -339,5 +347,5 @@ where
         cbs.on_fit_end(state, model)?;
     }
     model.on_fit_end(state)?;
-    hooks::teardown(Stage::Fit, state, model, cbs)
+    hooks::teardown(Stage::Fit, state, model, cbs, dm)
 }

@@ -2,16 +2,20 @@
 
 use candle_core::Device;
 
-use crate::{CallbackList, LightningModule, Result, Stage, TrainerState};
+use crate::{CallbackList, DataModule, LightningModule, Result, Stage, TrainerState};
 
-/// `prepare_data`, `setup` (callbacks, then module), `configure_model`.
-pub(crate) fn setup<M: LightningModule, L: CallbackList<M>>(
+/// `prepare_data` (datamodule, module), `setup` (datamodule, callbacks, module),
+/// `configure_model`, then the move of the parameters to the device and dtype.
+pub(crate) fn setup<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch = M::Batch>>(
     stage: Stage,
     state: &mut TrainerState,
     model: &mut M,
     cbs: &mut L,
+    dm: &mut DM,
 ) -> Result<()> {
+    dm.prepare_data()?;
     model.prepare_data(state)?;
+    dm.setup(stage)?;
     if L::IMPL_SETUP {
         cbs.setup(state, model, stage)?;
     }
@@ -26,31 +30,41 @@ pub(crate) fn setup<M: LightningModule, L: CallbackList<M>>(
     crate::device::check_parameters(&state.device, model.parameters())
 }
 
-/// `teardown`: callbacks, then module. Not reached when the run failed.
-pub(crate) fn teardown<M: LightningModule, L: CallbackList<M>>(
+/// `teardown`: datamodule, callbacks, module. Not reached when the run failed.
+pub(crate) fn teardown<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch = M::Batch>>(
     stage: Stage,
     state: &mut TrainerState,
     model: &mut M,
     cbs: &mut L,
+    dm: &mut DM,
 ) -> Result<()> {
+    dm.teardown(stage)?;
     if L::IMPL_TEARDOWN {
         cbs.teardown(state, model, stage)?;
     }
     model.teardown(state, stage)
 }
 
-/// `on_before_batch_transfer` → `transfer_batch_to_device` → `on_after_batch_transfer`.
+/// `on_before_batch_transfer` → `transfer_batch_to_device` → `on_after_batch_transfer`, the
+/// datamodule's when it transfers batches, else the module's.
 #[inline(always)]
-pub(crate) fn transfer<M: LightningModule>(
+pub(crate) fn transfer<M: LightningModule, DM: DataModule<Batch = M::Batch>>(
     state: &mut TrainerState,
     model: &mut M,
+    dm: &mut DM,
     batch: M::Batch,
     device: &Device,
     dataloader_idx: usize,
 ) -> Result<M::Batch> {
-    let batch = model.on_before_batch_transfer(state, batch, dataloader_idx)?;
-    let batch = model.transfer_batch_to_device(state, batch, device, dataloader_idx)?;
-    let batch = model.on_after_batch_transfer(state, batch, dataloader_idx)?;
+    let batch = if DM::TRANSFERS_BATCHES {
+        let batch = dm.on_before_batch_transfer(batch, dataloader_idx)?;
+        let batch = dm.transfer_batch_to_device(batch, device, dataloader_idx)?;
+        dm.on_after_batch_transfer(batch, dataloader_idx)?
+    } else {
+        let batch = model.on_before_batch_transfer(state, batch, dataloader_idx)?;
+        let batch = model.transfer_batch_to_device(state, batch, device, dataloader_idx)?;
+        model.on_after_batch_transfer(state, batch, dataloader_idx)?
+    };
     // the precision flag's input conversion (Lightning's `convert_input`)
     match state.precision {
         None => Ok(batch),

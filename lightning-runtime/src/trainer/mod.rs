@@ -26,8 +26,8 @@ pub use threads::SMALL_MODEL_PARAMS;
 
 use crate::module::requirements::*;
 use crate::{
-    Accelerator, CallbackList, Chain, Error, GradientClipAlgorithm, LightningModule, Loader, ModelCheckpoint, Result,
-    Stage, TrainerState,
+    Accelerator, CallbackList, Chain, DataModule, Error, GradientClipAlgorithm, LightningModule, Loader,
+    ModelCheckpoint, NoDataModule, Result, Stage, TrainerState,
 };
 
 /// Metrics by name, as `callback_metrics` holds them at the end of a run.
@@ -175,16 +175,19 @@ impl<C> Trainer<C> {
 
     /// Runs one entry point: builds the callback list (the trainer's, the module's
     /// `configure_callbacks`, the default checkpoint), runs `body`, and on error calls
-    /// `on_exception` and returns the error. No end or teardown hook runs after an error.
-    fn run<M, R>(
+    /// `on_exception` (callbacks, then the datamodule) and returns the error. No end or
+    /// teardown hook runs after an error.
+    fn run<M, DM, R>(
         &mut self,
         stage: Stage,
         model: &mut M,
-        body: impl FnOnce(&TrainerConfig, &mut TrainerState, &mut M, &mut RunCallbacks<'_, C, M>) -> Result<R>,
+        dm: &mut DM,
+        body: impl FnOnce(&TrainerConfig, &mut TrainerState, &mut M, &mut RunCallbacks<'_, C, M>, &mut DM) -> Result<R>,
     ) -> Result<(R, TrainerState)>
     where
         M: LightningModule,
         C: CallbackList<M>,
+        DM: DataModule<Batch = M::Batch>,
     {
         let mut state = TrainerState::new(stage, self.device.clone(), self.config.default_root_dir.clone());
         state.accumulate_grad_batches = self.config.accumulate_grad_batches;
@@ -208,7 +211,7 @@ impl<C> Trainer<C> {
             }
             let mut inner = Chain(&mut extra, &mut checkpoint);
             let mut cbs = Chain(&mut self.callbacks, &mut inner);
-            body(config, &mut state, model, &mut cbs)
+            body(config, &mut state, model, &mut cbs, &mut *dm)
         })();
         match result {
             Ok(r) => Ok((r, state)),
@@ -217,6 +220,7 @@ impl<C> Trainer<C> {
                 let mut cbs = Chain(&mut self.callbacks, &mut inner);
                 // The run's error is what the caller needs; a failing on_exception cannot replace it.
                 let _ = cbs.on_exception(&mut state, model, &e);
+                dm.on_exception(&e);
                 Err(e)
             }
         }
@@ -228,7 +232,7 @@ impl<C> Trainer<C> {
         M: LightningModule + HasTrainingStep + HasConfigureOptimizers + HasTrainDataloader,
         C: CallbackList<M>,
     {
-        self.fit_inner(model, None::<M::Loader>, None::<M::Loader>)
+        self.fit_inner(model, &mut NoDataModule::default(), None::<M::Loader>, None::<M::Loader>)
     }
 
     /// Trains on the loaders given; a `None` validation loader falls back to the module's
@@ -240,19 +244,36 @@ impl<C> Trainer<C> {
         T: Loader<Batch = M::Batch>,
         V: Loader<Batch = M::Batch>,
     {
-        self.fit_inner(model, Some(train), val)
+        self.fit_inner(model, &mut NoDataModule::default(), Some(train), val)
     }
 
-    fn fit_inner<M, T, V>(&mut self, model: &mut M, train: Option<T>, val: Option<V>) -> Result<FitOutcome>
+    /// Trains with a datamodule's loaders (Lightning's `fit(model, datamodule=dm)`).
+    pub fn fit_datamodule<M, DM>(&mut self, model: &mut M, datamodule: &mut DM) -> Result<FitOutcome>
+    where
+        M: LightningModule + HasTrainingStep + HasConfigureOptimizers,
+        C: CallbackList<M>,
+        DM: DataModule<Batch = M::Batch>,
+    {
+        self.fit_inner(model, datamodule, None::<M::Loader>, None::<M::Loader>)
+    }
+
+    fn fit_inner<M, DM, T, V>(
+        &mut self,
+        model: &mut M,
+        dm: &mut DM,
+        train: Option<T>,
+        val: Option<V>,
+    ) -> Result<FitOutcome>
     where
         M: LightningModule,
         C: CallbackList<M>,
+        DM: DataModule<Batch = M::Batch>,
         T: Loader<Batch = M::Batch>,
         V: Loader<Batch = M::Batch>,
     {
         let resume = self.resume.take();
-        let ((), state) = self.run(Stage::Fit, model, |cfg, state, model, cbs| {
-            fit::run(cfg, state, model, cbs, train, val, resume.as_deref())
+        let ((), state) = self.run(Stage::Fit, model, dm, |cfg, state, model, cbs, dm| {
+            fit::run(cfg, state, model, cbs, dm, train, val, resume.as_deref())
         })?;
         Ok(FitOutcome {
             metrics: state.callback_metrics.clone(),
@@ -268,27 +289,39 @@ impl<C> Trainer<C> {
         M: LightningModule + HasValidationStep + HasValDataloader,
         C: CallbackList<M>,
     {
-        self.validate_inner(model, None::<M::Loader>)
+        self.validate_inner(model, &mut NoDataModule::default(), None::<M::Loader>)
     }
 
-    /// Runs the validation loop on a loader .
+    /// Runs the validation loop on a loader.
     pub fn validate_with<M, L>(&mut self, model: &mut M, loader: L) -> Result<Metrics>
     where
         M: LightningModule + HasValidationStep,
         C: CallbackList<M>,
         L: Loader<Batch = M::Batch>,
     {
-        self.validate_inner(model, Some(loader))
+        self.validate_inner(model, &mut NoDataModule::default(), Some(loader))
     }
 
-    fn validate_inner<M, L>(&mut self, model: &mut M, loader: Option<L>) -> Result<Metrics>
+    /// Runs the validation loop with a datamodule.
+    pub fn validate_datamodule<M, DM>(&mut self, model: &mut M, datamodule: &mut DM) -> Result<Metrics>
+    where
+        M: LightningModule + HasValidationStep,
+        C: CallbackList<M>,
+        DM: DataModule<Batch = M::Batch>,
+    {
+        self.validate_inner(model, datamodule, None::<M::Loader>)
+    }
+
+    fn validate_inner<M, DM, L>(&mut self, model: &mut M, dm: &mut DM, loader: Option<L>) -> Result<Metrics>
     where
         M: LightningModule,
         C: CallbackList<M>,
+        DM: DataModule<Batch = M::Batch>,
         L: Loader<Batch = M::Batch>,
     {
-        let ((), state) = self
-            .run(Stage::Validate, model, |cfg, state, model, cbs| eval::run_validate(cfg, state, model, cbs, loader))?;
+        let ((), state) = self.run(Stage::Validate, model, dm, |cfg, state, model, cbs, dm| {
+            eval::run_validate(cfg, state, model, cbs, dm, loader)
+        })?;
         Ok(state.callback_metrics)
     }
 
@@ -298,27 +331,39 @@ impl<C> Trainer<C> {
         M: LightningModule + HasTestStep + HasTestDataloader,
         C: CallbackList<M>,
     {
-        self.test_inner(model, None::<M::Loader>)
+        self.test_inner(model, &mut NoDataModule::default(), None::<M::Loader>)
     }
 
-    /// Runs the test loop on a loader .
+    /// Runs the test loop on a loader.
     pub fn test_with<M, L>(&mut self, model: &mut M, loader: L) -> Result<Metrics>
     where
         M: LightningModule + HasTestStep,
         C: CallbackList<M>,
         L: Loader<Batch = M::Batch>,
     {
-        self.test_inner(model, Some(loader))
+        self.test_inner(model, &mut NoDataModule::default(), Some(loader))
     }
 
-    fn test_inner<M, L>(&mut self, model: &mut M, loader: Option<L>) -> Result<Metrics>
+    /// Runs the test loop with a datamodule.
+    pub fn test_datamodule<M, DM>(&mut self, model: &mut M, datamodule: &mut DM) -> Result<Metrics>
+    where
+        M: LightningModule + HasTestStep,
+        C: CallbackList<M>,
+        DM: DataModule<Batch = M::Batch>,
+    {
+        self.test_inner(model, datamodule, None::<M::Loader>)
+    }
+
+    fn test_inner<M, DM, L>(&mut self, model: &mut M, dm: &mut DM, loader: Option<L>) -> Result<Metrics>
     where
         M: LightningModule,
         C: CallbackList<M>,
+        DM: DataModule<Batch = M::Batch>,
         L: Loader<Batch = M::Batch>,
     {
-        let ((), state) =
-            self.run(Stage::Test, model, |cfg, state, model, cbs| eval::run_test(cfg, state, model, cbs, loader))?;
+        let ((), state) = self.run(Stage::Test, model, dm, |cfg, state, model, cbs, dm| {
+            eval::run_test(cfg, state, model, cbs, dm, loader)
+        })?;
         Ok(state.callback_metrics)
     }
 
@@ -328,27 +373,39 @@ impl<C> Trainer<C> {
         M: LightningModule + HasPredictStep + HasPredictDataloader,
         C: CallbackList<M>,
     {
-        self.predict_inner(model, None::<M::Loader>)
+        self.predict_inner(model, &mut NoDataModule::default(), None::<M::Loader>)
     }
 
-    /// Runs `predict_step` over a loader .
+    /// Runs `predict_step` over a loader.
     pub fn predict_with<M, L>(&mut self, model: &mut M, loader: L) -> Result<Vec<M::Prediction>>
     where
         M: LightningModule + HasPredictStep,
         C: CallbackList<M>,
         L: Loader<Batch = M::Batch>,
     {
-        self.predict_inner(model, Some(loader))
+        self.predict_inner(model, &mut NoDataModule::default(), Some(loader))
     }
 
-    fn predict_inner<M, L>(&mut self, model: &mut M, loader: Option<L>) -> Result<Vec<M::Prediction>>
+    /// Runs `predict_step` over a datamodule's `predict_dataloader`.
+    pub fn predict_datamodule<M, DM>(&mut self, model: &mut M, datamodule: &mut DM) -> Result<Vec<M::Prediction>>
+    where
+        M: LightningModule + HasPredictStep,
+        C: CallbackList<M>,
+        DM: DataModule<Batch = M::Batch>,
+    {
+        self.predict_inner(model, datamodule, None::<M::Loader>)
+    }
+
+    fn predict_inner<M, DM, L>(&mut self, model: &mut M, dm: &mut DM, loader: Option<L>) -> Result<Vec<M::Prediction>>
     where
         M: LightningModule,
         C: CallbackList<M>,
+        DM: DataModule<Batch = M::Batch>,
         L: Loader<Batch = M::Batch>,
     {
-        let (preds, _) = self
-            .run(Stage::Predict, model, |cfg, state, model, cbs| eval::run_predict(cfg, state, model, cbs, loader))?;
+        let (preds, _) = self.run(Stage::Predict, model, dm, |cfg, state, model, cbs, dm| {
+            eval::run_predict(cfg, state, model, cbs, dm, loader)
+        })?;
         Ok(preds)
     }
 }

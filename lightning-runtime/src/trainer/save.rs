@@ -2,15 +2,17 @@
 
 use crate::checkpoint::module_state;
 use crate::{
-    CallbackList, Checkpoint, Error, LightningModule, LrScheduler, Optimizer, Optimizers, Result, TrainerState,
+    CallbackList, Checkpoint, DataModule, Error, LightningModule, LrScheduler, Optimizer, Optimizers, Result,
+    TrainerState,
 };
 
 /// Builds a checkpoint in Lightning's order: the trainer's counters and the weights,
 /// every callback's `state_dict`, then `on_save_checkpoint` of the callbacks, then the module.
-pub(crate) fn build<M: LightningModule, L: CallbackList<M>>(
+pub(crate) fn build<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch = M::Batch>>(
     state: &mut TrainerState,
     model: &mut M,
     cbs: &mut L,
+    dm: &mut DM,
     optim: Option<&mut M::Optim>,
 ) -> Result<Checkpoint> {
     let mut ck = Checkpoint {
@@ -32,6 +34,10 @@ pub(crate) fn build<M: LightningModule, L: CallbackList<M>>(
             ck.callbacks.insert(key.to_owned(), value);
         }
     }
+    let dm_state = dm.state_dict()?;
+    if !dm_state.is_null() {
+        ck.datamodule = Some(dm_state);
+    }
     if L::IMPL_ON_SAVE_CHECKPOINT {
         cbs.on_save_checkpoint(state, model, &mut ck)?;
     }
@@ -42,17 +48,18 @@ pub(crate) fn build<M: LightningModule, L: CallbackList<M>>(
 /// Writes every requested checkpoint. A replaced file is removed only after its
 /// successor is safely on disk.
 #[inline]
-pub(crate) fn flush<M: LightningModule, L: CallbackList<M>>(
+pub(crate) fn flush<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch = M::Batch>>(
     state: &mut TrainerState,
     model: &mut M,
     cbs: &mut L,
+    dm: &mut DM,
     mut optim: Option<&mut M::Optim>,
 ) -> Result<()> {
     if state.save_requests.is_empty() {
         return Ok(());
     }
     for req in std::mem::take(&mut state.save_requests) {
-        let ck = build(state, model, cbs, optim.as_deref_mut())?;
+        let ck = build(state, model, cbs, dm, optim.as_deref_mut())?;
         ck.save(&req.path)?;
         if let Some(old) = req.replaces.filter(|old| *old != req.path) {
             std::fs::remove_file(&old).or_else(|e| {

@@ -1,7 +1,7 @@
 //! Where a loop's batches come from: a loader given to the entry point, else the
-//! module's `*_dataloader` hook (as Lightning falls back to the module's).
+//! datamodule's, else the module's `*_dataloader` hook (Lightning's order of precedence).
 
-use crate::{LightningModule, Loader, Result, TrainerState};
+use crate::{DataModule, LightningModule, Loader, Result, TrainerState};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Which {
@@ -11,39 +11,55 @@ pub(crate) enum Which {
     Predict,
 }
 
-/// A loader given by the caller, or the module's.
-pub enum EitherLoader<A, B> {
+/// A loader given by the caller, the datamodule's, or the module's.
+pub enum EitherLoader<A, B, C> {
     Given(A),
-    Module(B),
+    DataModule(B),
+    Module(C),
 }
 
-impl<T, A: Loader<Batch = T>, B: Loader<Batch = T>> Loader for EitherLoader<A, B> {
+impl<T, A: Loader<Batch = T>, B: Loader<Batch = T>, C: Loader<Batch = T>> Loader for EitherLoader<A, B, C> {
     type Batch = T;
     fn len(&self) -> usize {
         match self {
             EitherLoader::Given(a) => a.len(),
-            EitherLoader::Module(b) => b.len(),
+            EitherLoader::DataModule(b) => b.len(),
+            EitherLoader::Module(c) => c.len(),
         }
     }
     fn batches(&mut self, epoch: usize) -> impl Iterator<Item = Result<T>> + '_ {
-        let (mut a, mut b) = (None, None);
+        let (mut a, mut b, mut c) = (None, None, None);
         match self {
             EitherLoader::Given(x) => a = Some(x.batches(epoch)),
-            EitherLoader::Module(x) => b = Some(x.batches(epoch)),
+            EitherLoader::DataModule(x) => b = Some(x.batches(epoch)),
+            EitherLoader::Module(x) => c = Some(x.batches(epoch)),
         }
-        a.into_iter().flatten().chain(b.into_iter().flatten())
+        a.into_iter().flatten().chain(b.into_iter().flatten()).chain(c.into_iter().flatten())
     }
 }
 
+/// The loader a run reads: given, the datamodule's or the module's.
+pub(crate) type RunLoader<L, DM, M> = EitherLoader<L, <DM as DataModule>::Loader, <M as LightningModule>::Loader>;
+
 /// Gets a loop's loader; `None` when there is none.
-pub(crate) fn get<M: LightningModule, L: Loader<Batch = M::Batch>>(
+pub(crate) fn get<M: LightningModule, DM: DataModule<Batch = M::Batch>, L: Loader<Batch = M::Batch>>(
     given: &mut Option<L>,
     state: &mut TrainerState,
     model: &mut M,
+    dm: &mut DM,
     which: Which,
-) -> Result<Option<EitherLoader<L, M::Loader>>> {
+) -> Result<Option<RunLoader<L, DM, M>>> {
     if let Some(l) = given.take() {
         return Ok(Some(EitherLoader::Given(l)));
+    }
+    let from_dm = match which {
+        Which::Train => dm.train_dataloader()?,
+        Which::Val => dm.val_dataloader()?,
+        Which::Test => dm.test_dataloader()?,
+        Which::Predict => dm.predict_dataloader()?,
+    };
+    if let Some(l) = from_dm {
+        return Ok(Some(EitherLoader::DataModule(l)));
     }
     let l = match which {
         Which::Train if M::IMPL_TRAIN_DATALOADER => model.train_dataloader(state)?,
