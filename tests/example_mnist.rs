@@ -49,3 +49,26 @@ fn the_cnn_learns_in_one_epoch() {
     let report = mnist::run(&args).unwrap();
     assert!(report.test_accuracy >= 0.85, "CNN test accuracy after one epoch: {}", report.test_accuracy);
 }
+
+#[test]
+fn without_network_the_download_falls_back_to_the_embedded_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (cache, root) = (dir.path().join("cache"), dir.path().join("runs"));
+    let args = mnist::Args::parse_from([
+        "mnist",
+        "--download",
+        "mnist",
+        "--mirror",
+        &format!("http://{dead}/"),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--root-dir",
+        root.to_str().unwrap(),
+        "--epochs",
+        "1",
+    ]);
+    let report = mnist::run(&args).unwrap();
+    assert_eq!(report.data, "the embedded sample (download failed)");
+    assert!(report.test_accuracy > 0.8);
+}

@@ -58,6 +58,10 @@ pub enum Error {
     #[error("checkpoint {path} does not fit the module: {reason}")]
     CheckpointMismatch { path: PathBuf, reason: String },
 
+    /// No mirror could provide a file.
+    #[error("could not download {file}: {}. Without network, get the IDX files elsewhere and pass `--data-dir DIR` (any directory holding them, plain or gzipped)", attempts.join("; "))]
+    Download { file: String, attempts: Vec<String> },
+
     /// Data given to a loader or dataset is inconsistent.
     #[error("data: {0}")]
     Data(String),

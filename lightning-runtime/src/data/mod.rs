@@ -1,6 +1,7 @@
 //! Data loaders: the `Loader` trait the loops read from, and an in-memory `DataLoader`.
 
 mod dataset;
+pub mod download;
 pub mod idx;
 pub mod mnist;
 
