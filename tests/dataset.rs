@@ -151,3 +151,143 @@ fn the_trainer_reads_a_dataset_through_workers() {
     assert!(e.to_string().contains("sample 12"), "{e}");
     assert!(t.callbacks().0 .0, "on_exception ran");
 }
+
+/// Epochs, validations and the learning rate seen by the module, per epoch.
+#[lightning_module]
+struct Stream {
+    vars: VarMap,
+    w: Var,
+    seen: Vec<(usize, usize)>,
+    validations: usize,
+    lrs: Vec<f64>,
+}
+
+#[lightning_module]
+impl Stream {
+    fn training_step(
+        &mut self,
+        batch: &(Tensor, Tensor),
+        batch_idx: usize,
+        trainer: &TrainerState,
+    ) -> candle_core::Result<Tensor> {
+        self.seen.push((trainer.current_epoch, batch_idx));
+        let target = batch.1.to_dtype(DType::F32)?.unsqueeze(1)?;
+        batch.0.matmul(self.w.as_tensor())?.sub(&target)?.sqr()?.mean_all()
+    }
+    fn validation_step(&mut self) {}
+    fn on_validation_end(&mut self) {
+        self.validations += 1;
+    }
+    fn configure_optimizers(&mut self) -> lightning::Result<(Sgd, StepLr)> {
+        Ok((Sgd::new(vec![("w".to_string(), self.w.clone())], 0.1)?, StepLr::new(1, 0.5)))
+    }
+    fn on_before_optimizer_step(&mut self, optimizer: &mut Sgd) {
+        self.lrs.push(optimizer.learning_rate(0));
+    }
+}
+
+#[test]
+fn streams_of_unknown_length_train_validate_and_schedule_per_epoch() {
+    use lightning::data::StreamLoader;
+    let stream = || {
+        StreamLoader::new(|_epoch| (0..10u32).map(|i| Ok((Tensor::new(&[i as f32, 1.0], &Device::Cpu)?, i % 2))), 3)
+            .unwrap()
+    };
+    let mut m = Stream {
+        vars: VarMap::new(),
+        w: Var::zeros((2, 1), DType::F32, &Device::Cpu).unwrap(),
+        seen: vec![],
+        validations: 0,
+        lrs: vec![],
+    };
+    let mut t = Trainer::builder()
+        .accelerator(Accelerator::Cpu)
+        .enable_checkpointing(false)
+        .max_epochs(2)
+        .num_sanity_val_steps(0)
+        .build()
+        .unwrap();
+    let out = t.fit_with(&mut m, stream(), Some(stream())).unwrap();
+    assert_eq!(out.global_step, 8, "10 samples in batches of 3: 4 per epoch");
+    assert_eq!(m.seen, [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1), (1, 2), (1, 3)]);
+    assert_eq!(m.validations, 2, "validation at the end of each epoch, found one batch ahead");
+    assert_eq!(m.lrs, [0.1, 0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.05], "the epoch scheduler steps at the stream's end");
+}
+
+/// A batch that is a struct, not a tuple.
+struct Pair {
+    x: Tensor,
+    label: u32,
+}
+
+struct PairBatch {
+    x: Tensor,
+    labels: Tensor,
+}
+
+impl lightning::data::Collate for Pair {
+    type Batch = PairBatch;
+    fn collate(items: Vec<Pair>) -> lightning::Result<PairBatch> {
+        let (xs, ls): (Vec<Tensor>, Vec<u32>) = items.into_iter().map(|p| (p.x, p.label)).unzip();
+        let n = ls.len();
+        Ok(PairBatch { x: Tensor::stack(&xs, 0)?, labels: Tensor::from_vec(ls, n, &Device::Cpu)? })
+    }
+}
+
+impl TransferBatch for PairBatch {
+    fn to_device(self, device: &Device) -> lightning::Result<Self> {
+        Ok(PairBatch { x: self.x.to_device(device)?, labels: self.labels.to_device(device)? })
+    }
+}
+
+struct Pairs;
+
+impl Dataset for Pairs {
+    type Item = Pair;
+    fn len(&self) -> usize {
+        6
+    }
+    fn get(&self, i: usize) -> lightning::Result<Pair> {
+        Ok(Pair { x: Tensor::new(&[i as f32, 1.0], &Device::Cpu)?, label: (i % 2) as u32 })
+    }
+}
+
+#[lightning_module]
+struct OnPairs {
+    vars: VarMap,
+    w: Var,
+    labels: Vec<u32>,
+}
+
+#[lightning_module]
+impl OnPairs {
+    fn training_step(&mut self, batch: &PairBatch) -> lightning::Result<Tensor> {
+        self.labels.extend(batch.labels.to_vec1::<u32>()?);
+        let target = batch.labels.to_dtype(DType::F32)?.unsqueeze(1)?;
+        Ok(batch.x.matmul(self.w.as_tensor())?.sub(&target)?.sqr()?.mean_all()?)
+    }
+    fn configure_optimizers(&mut self) -> lightning::Result<Sgd> {
+        Sgd::new(vec![("w".to_string(), self.w.clone())], 0.01)
+    }
+}
+
+#[test]
+fn struct_batches_flow_through_workers_and_the_trainer() {
+    let mut m =
+        OnPairs { vars: VarMap::new(), w: Var::zeros((2, 1), DType::F32, &Device::Cpu).unwrap(), labels: vec![] };
+    let mut t =
+        Trainer::builder().accelerator(Accelerator::Cpu).enable_checkpointing(false).max_epochs(1).build().unwrap();
+    t.fit_with(&mut m, MapLoader::new(Pairs, 4).unwrap().num_workers(2), None::<MapLoader<Pairs>>).unwrap();
+    assert_eq!(m.labels, [0, 1, 0, 1, 0, 1]);
+}
+
+#[test]
+fn an_mnist_split_is_a_dataset() {
+    let images = Tensor::arange(0f32, 12., &Device::Cpu).unwrap().reshape((3, 4)).unwrap();
+    let labels = Tensor::new(&[7u32, 8, 9], &Device::Cpu).unwrap();
+    let split = lightning::data::mnist::MnistSplit { images, labels };
+    let mut l = MapLoader::new(split, 2).unwrap();
+    let batches: Vec<_> = l.batches(0).map(|b| b.unwrap()).collect();
+    assert_eq!(batches[0].0.dims(), [2, 4]);
+    assert_eq!(batches[1].1.to_vec1::<u32>().unwrap(), [9]);
+}

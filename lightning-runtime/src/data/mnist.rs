@@ -91,3 +91,14 @@ pub fn from_bytes(files: [&[u8]; 4], origin: &str) -> Result<Mnist> {
     let test = split_from_arrays(next(), &names[2], next(), &names[3])?;
     Ok(Mnist { train, test })
 }
+
+/// A split is a map-style [`super::Dataset`] of `(pixels, label)` samples, for `MapLoader`.
+impl super::Dataset for MnistSplit {
+    type Item = (Tensor, u32);
+    fn len(&self) -> usize {
+        self.images.dim(0).unwrap_or(0)
+    }
+    fn get(&self, index: usize) -> Result<(Tensor, u32)> {
+        Ok((self.images.get(index)?, self.labels.get(index)?.to_scalar::<u32>()?))
+    }
+}

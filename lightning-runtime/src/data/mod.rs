@@ -4,6 +4,7 @@ mod dataset;
 pub mod download;
 pub mod idx;
 pub mod mnist;
+mod stream;
 
 use std::marker::PhantomData;
 
@@ -13,6 +14,7 @@ use rand::{seq::SliceRandom, SeedableRng};
 use crate::{Error, Result};
 
 pub use dataset::{Collate, Dataset, MapLoader};
+pub use stream::StreamLoader;
 
 /// A source of batches, re-read every epoch.
 pub trait Loader {

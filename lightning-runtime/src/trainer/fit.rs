@@ -242,7 +242,11 @@ where
             let val_this_epoch = num_val > 0 && cfg.check_val_every_n_epoch.is_none_or(|n| (epoch + 1) % n == 0);
             let mut epoch_scheduler_due = true;
             let mut skipped = false;
-            for (i, batch) in train_loader.batches(epoch).take(num_train).enumerate().skip(skip) {
+            let mut epoch_finished = false;
+            // one batch of look-ahead, as Lightning's data fetcher: a stream's end is seen at its
+            // last batch, so epoch-end validation and schedulers work for unknown lengths too
+            let mut batches = train_loader.batches(epoch).take(num_train).enumerate().skip(skip).peekable();
+            while let Some((i, batch)) = batches.next() {
                 let batch = hooks::transfer(state, model, dm, batch?, &device, 0)?;
                 if L::IMPL_ON_TRAIN_BATCH_START {
                     cbs.on_train_batch_start(state, model, &batch, i)?;
@@ -253,7 +257,7 @@ where
                 }
                 let batch = if L::IMPL_ON_BATCH_BEGIN { cbs.on_batch_begin(state, model, batch, i)? } else { batch };
                 let batch = model.on_batch_begin(state, batch, i)?;
-                let last = i + 1 == num_train;
+                let last = i + 1 == num_train || batches.peek().is_none();
                 let outputs = if M::AUTOMATIC_OPTIMIZATION {
                     let window_end = (i + 1) % k == 0 || last;
                     let (optimizer, _) = optim.parts();
@@ -291,6 +295,9 @@ where
                     state.global_step += manual.steps;
                     outputs
                 };
+                if last {
+                    epoch_finished = true;
+                }
                 if last && !plateau && M::AUTOMATIC_OPTIMIZATION {
                     epoch_scheduler_due = false;
                     step_scheduler(state, model, &mut optim, Interval::Epoch, epoch + 1)?;
@@ -303,7 +310,10 @@ where
                 save::flush(state, model, cbs, dm, Some(&mut optim))?;
                 model.on_train_batch_end(state, &outputs, &batch, i)?;
                 let counter = if cfg.check_val_every_n_epoch.is_none() { total_batch_idx } else { i + 1 };
-                if val_this_epoch && (counter % val_check_batch == 0 || state.should_stop) {
+                let interval_is_epoch = cfg.val_check_interval == super::Limit::Fraction(1.0);
+                if val_this_epoch
+                    && (counter % val_check_batch == 0 || (last && interval_is_epoch) || state.should_stop)
+                {
                     if let Some(vl) = &mut val_loader {
                         model.on_validation_model_zero_grad(state)?;
                         eval::validation(state, model, cbs, dm, vl, num_val, Some(&mut optim))?;
@@ -315,13 +325,13 @@ where
                 }
             }
             // Skipped epochs (Flow::SkipEpoch) still step epoch schedulers (Lightning PR #21307).
-            if epoch_scheduler_due && !plateau && M::AUTOMATIC_OPTIMIZATION && state.batches_done < num_train {
+            if epoch_scheduler_due && !plateau && M::AUTOMATIC_OPTIMIZATION && skipped {
                 step_scheduler(state, model, &mut optim, Interval::Epoch, epoch + 1)?;
             }
             skip = 0;
             // A checkpoint saved now resumes at the next epoch only if this one is done;
             // after `max_steps` or `should_stop` mid-epoch it resumes at the next batch.
-            state.at_epoch_end = skipped || state.batches_done >= num_train;
+            state.at_epoch_end = skipped || epoch_finished;
             if L::IMPL_ON_TRAIN_EPOCH_END {
                 cbs.on_train_epoch_end(state, model, false)?;
             }
@@ -333,7 +343,7 @@ where
             state.at_epoch_end = false;
             // Plateau schedulers step after validation and the epoch-end hooks (Lightning's
             // `update_plateau_schedulers`), with the metric they monitor.
-            if plateau && M::AUTOMATIC_OPTIMIZATION && state.batches_done >= num_train {
+            if plateau && M::AUTOMATIC_OPTIMIZATION && epoch_finished {
                 step_scheduler(state, model, &mut optim, Interval::Epoch, epoch + 1)?;
             }
             state.current_epoch += 1;
