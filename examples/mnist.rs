@@ -65,6 +65,9 @@ pub struct Args {
     /// Mirror base URLs to download from instead of the data set's own (repeatable).
     #[arg(long)]
     pub mirror: Vec<String>,
+    /// Turns off the one-pixel shift augmentation of training batches.
+    #[arg(long)]
+    pub no_jitter: bool,
 }
 
 /// The network a [`Classifier`] trains: it maps (N, 784) pixels to (N, 10) logits.
@@ -143,13 +146,14 @@ pub struct Classifier<N: Net> {
     net: N,
     lr: f64,
     rng: rand::rngs::StdRng,
+    jitter: bool,
 }
 
 impl<N: Net> Classifier<N> {
     pub fn new(hidden: usize, lr: f64, seed: u64, device: &candle_core::Device) -> lightning::Result<Self> {
         let vars = VarMap::new();
         let net = N::new(lightning::seeded_var_builder(&vars, seed, DType::F32, device), hidden)?;
-        Ok(Classifier { vars, net, lr, rng: rand::rngs::StdRng::seed_from_u64(seed) })
+        Ok(Classifier { vars, net, lr, rng: rand::rngs::StdRng::seed_from_u64(seed), jitter: true })
     }
 }
 
@@ -165,6 +169,9 @@ impl<N: Net> Classifier<N> {
     #[hook(on_batch_begin)]
     fn jitter(&mut self, batch: (Tensor, Tensor)) -> candle_core::Result<(Tensor, Tensor)> {
         let (x, y) = batch;
+        if !self.jitter {
+            return Ok((x, y));
+        }
         let (dy, dx) = (self.rng.random_range(0..3usize), self.rng.random_range(0..3usize));
         let n = x.dim(0)?;
         let shifted = x
@@ -266,10 +273,12 @@ pub struct Report {
 fn train_model<N: Net>(
     trainer: &mut Trainer<(EpochSummary,)>,
     mut model: Classifier<N>,
+    jitter: bool,
     train: DataLoader,
     val: DataLoader,
     test: DataLoader,
 ) -> lightning::Result<(lightning::FitOutcome, lightning::Metrics)> {
+    model.jitter = jitter;
     let fit = trainer.fit_with(&mut model, train, Some(val))?;
     let metrics = trainer.test_with(&mut model, test)?;
     Ok((fit, metrics))
@@ -340,6 +349,7 @@ pub fn run(args: &Args) -> lightning::Result<Report> {
         "mlp" => train_model(
             &mut trainer,
             Classifier::<MlpNet>::new(args.hidden, args.lr, args.seed, &device)?,
+            !args.no_jitter,
             train_data,
             val,
             test,
@@ -347,6 +357,7 @@ pub fn run(args: &Args) -> lightning::Result<Report> {
         "cnn" => train_model(
             &mut trainer,
             Classifier::<CnnNet>::new(args.hidden, args.lr, args.seed, &device)?,
+            !args.no_jitter,
             train_data,
             val,
             test,
