@@ -20,7 +20,7 @@
 //!         self.layer.forward(x)?.sub(y)?.sqr()?.mean_all()
 //!     }
 //!     fn configure_optimizers(&mut self) -> lightning::Result<AdamW> {
-//!         AdamW::with_lr(self.vars.all_vars(), 1e-2)
+//!         AdamW::with_lr(&self.vars, 1e-2)
 //!     }
 //!     #[hook(on_batch_begin)]
 //!     fn scale(&mut self, batch: (Tensor, Tensor)) -> candle_core::Result<(Tensor, Tensor)> {

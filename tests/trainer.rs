@@ -297,7 +297,7 @@ fn a_hook_may_take_its_arguments_in_any_order_and_the_trainer() {
             self.layer.forward(&batch.0)?.sub(&batch.1)?.sqr()?.mean_all()
         }
         fn configure_optimizers(&mut self) -> lightning::Result<AdamW> {
-            AdamW::with_lr(self.vars.all_vars(), 0.01)
+            AdamW::with_lr(&self.vars, 0.01)
         }
         #[hook(on_train_batch_end)]
         fn remember(&mut self, batch_idx: usize, outputs: &StepOutput, trainer: &TrainerState) {

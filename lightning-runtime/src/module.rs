@@ -41,7 +41,7 @@ pub trait HasParameters {
 ///         self.layer.forward(x)?.sub(y)?.sqr()?.mean_all()
 ///     }
 ///     fn configure_optimizers(&mut self) -> lightning::Result<Sgd> {
-///         Sgd::new(self.vars.all_vars(), 0.1)
+///         Sgd::new(&self.vars, 0.1)
 ///     }
 /// }
 ///

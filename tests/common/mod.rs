@@ -63,7 +63,7 @@ impl Recorder {
     }
     fn configure_optimizers(&mut self) -> lightning::Result<(Sgd, StepLr)> {
         self.rec("configure_optimizers");
-        Ok((Sgd::new(self.vars.all_vars(), 0.01)?, StepLr::new(1, 0.5)))
+        Ok((Sgd::new(&self.vars, 0.01)?, StepLr::new(1, 0.5)))
     }
     fn train_dataloader(&mut self) -> DataLoader {
         self.rec("train_dataloader");

@@ -16,7 +16,9 @@ pub struct ParamGroup {
 /// What an optimizer trains: named variables in one or more groups (torch's param groups).
 ///
 /// Names key the optimizer's state, so it survives a reordered `VarMap` and can be saved.
-/// `&VarMap` gives its variables sorted by name; a `Vec<Var>` names them by position.
+/// `&VarMap` gives its variables sorted by name: prefer it. A `Vec<Var>` names them by
+/// position, which is only stable if you build the vector in a fixed order
+/// (`VarMap::all_vars()` is not: it follows a `HashMap`).
 ///
 /// ```
 /// use candle_nn::{VarMap, VarBuilder};
