@@ -1,0 +1,108 @@
+//! EarlyStopping: patience, non-finite values, strictness, and seeing what the module logs
+//! in `on_train_epoch_end` (it is a monitoring callback, so it runs after the module).
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarMap;
+use lightning::prelude::*;
+use lightning::EarlyStopping;
+
+/// Logs `values[epoch]` as `score`, from validation or from `on_train_epoch_end`.
+#[lightning_module]
+struct Scripted {
+    vars: VarMap,
+    w: Var,
+    values: Vec<f64>,
+    in_validation: bool,
+}
+
+#[lightning_module]
+impl Scripted {
+    fn training_step(&mut self, batch: &(Tensor, Tensor)) -> candle_core::Result<Tensor> {
+        batch.0.matmul(self.w.as_tensor())?.sum_all()
+    }
+    fn validation_step(&mut self, trainer: &mut TrainerState) -> lightning::Result<()> {
+        if self.in_validation {
+            trainer.log("score", self.values[trainer.current_epoch])?;
+        }
+        Ok(())
+    }
+    fn on_train_epoch_end(&mut self, trainer: &mut TrainerState) -> lightning::Result<()> {
+        if !self.in_validation {
+            trainer.log("score", self.values[trainer.current_epoch])?;
+        }
+        Ok(())
+    }
+    fn configure_optimizers(&mut self) -> lightning::Result<Sgd> {
+        Sgd::new(vec![("w".to_string(), self.w.clone())], 0.01)
+    }
+}
+
+fn run(
+    values: &[f64],
+    in_validation: bool,
+    es: EarlyStopping,
+) -> (lightning::Result<lightning::FitOutcome>, EarlyStopping) {
+    let mut m = Scripted {
+        vars: VarMap::new(),
+        w: Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap(),
+        values: values.to_vec(),
+        in_validation,
+    };
+    let x = Tensor::ones((2, 1), DType::F32, &Device::Cpu).unwrap();
+    let data = || DataLoader::new(x.clone(), x.clone(), 1).unwrap();
+    let mut t = Trainer::builder()
+        .accelerator(Accelerator::Cpu)
+        .enable_checkpointing(false)
+        .max_epochs(values.len())
+        .num_sanity_val_steps(0)
+        .limit_val_batches(if in_validation { 1 } else { 0 })
+        .callbacks((es,))
+        .build()
+        .unwrap();
+    let out = t.fit_with(&mut m, data(), Some(data()));
+    let es = t.callbacks().0.clone();
+    (out, es)
+}
+
+#[test]
+fn stops_after_patience_checks_without_improvement() {
+    let (out, es) = run(&[1.0, 0.9, 0.95, 0.96, 0.97, 0.5, 0.4], true, EarlyStopping::new("score").patience(3));
+    assert_eq!(out.unwrap().current_epoch, 5, "epochs 0–4 ran; 2, 3 and 4 did not improve on 0.9");
+    assert_eq!(es.stopped_epoch(), Some(4));
+    assert_eq!(es.best_score(), Some(0.9));
+    assert!(
+        es.stopping_reason().unwrap().contains("did not improve in the last 3 records"),
+        "{:?}",
+        es.stopping_reason()
+    );
+
+    // min_delta: 0.9 → 0.85 is not enough of an improvement with min_delta 0.1
+    let (out, _) = run(&[1.0, 0.85, 0.8, 0.75, 0.7], true, EarlyStopping::new("score").patience(2).min_delta(0.1));
+    assert_eq!(out.unwrap().current_epoch, 4);
+}
+
+#[test]
+fn sees_what_the_module_logs_in_on_train_epoch_end() {
+    let es = EarlyStopping::new("score").mode(lightning::callbacks::Mode::Max).patience(1);
+    let (out, es) = run(&[0.1, 0.2, 0.2, 0.3], false, es);
+    assert_eq!(out.unwrap().current_epoch, 3);
+    assert_eq!(es.best_score(), Some(0.2));
+}
+
+#[test]
+fn non_finite_values_stop_and_a_missing_metric_is_an_error() {
+    let (out, es) = run(&[1.0, f64::NAN, 0.5], true, EarlyStopping::new("score"));
+    assert_eq!(out.unwrap().current_epoch, 2);
+    let reason = es.stopping_reason().unwrap();
+    assert!(reason.contains("score = NaN is not finite (epoch 1"), "{reason}");
+
+    let (out, _) = run(&[1.0, 0.5], true, EarlyStopping::new("val_los"));
+    let e = out.unwrap_err().to_string();
+    assert!(e.contains("monitors `val_los`, which was not logged") && e.contains("score"), "{e}");
+    let (out, _) = run(&[1.0, 0.5], true, EarlyStopping::new("val_los").strict(false));
+    assert_eq!(out.unwrap().current_epoch, 2);
+
+    let (out, es) = run(&[1.0, 0.5, 0.1, 0.05], true, EarlyStopping::new("score").stopping_threshold(0.2));
+    assert_eq!(out.unwrap().current_epoch, 3);
+    assert!(es.stopping_reason().unwrap().starts_with("Stopping threshold reached"));
+}
