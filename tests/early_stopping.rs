@@ -42,6 +42,15 @@ fn run(
     in_validation: bool,
     es: EarlyStopping,
 ) -> (lightning::Result<lightning::FitOutcome>, EarlyStopping) {
+    run_min(values, in_validation, es, 0)
+}
+
+fn run_min(
+    values: &[f64],
+    in_validation: bool,
+    es: EarlyStopping,
+    min_epochs: usize,
+) -> (lightning::Result<lightning::FitOutcome>, EarlyStopping) {
     let mut m = Scripted {
         vars: VarMap::new(),
         w: Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap(),
@@ -56,6 +65,7 @@ fn run(
         .max_epochs(values.len())
         .num_sanity_val_steps(0)
         .limit_val_batches(if in_validation { 1 } else { 0 })
+        .min_epochs(min_epochs)
         .callbacks((es,))
         .build()
         .unwrap();
@@ -105,4 +115,14 @@ fn non_finite_values_stop_and_a_missing_metric_is_an_error() {
     let (out, es) = run(&[1.0, 0.5, 0.1, 0.05], true, EarlyStopping::new("score").stopping_threshold(0.2));
     assert_eq!(out.unwrap().current_epoch, 3);
     assert!(es.stopping_reason().unwrap().starts_with("Stopping threshold reached"));
+}
+
+#[test]
+fn min_epochs_defers_the_stop() {
+    // patience 1 asks to stop after epoch 1, min_epochs 4 keeps training to 4 epochs
+    let values = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+    let (out, _) = run_min(&values, true, EarlyStopping::new("score").patience(1), 4);
+    assert_eq!(out.unwrap().current_epoch, 4);
+    let (out, _) = run_min(&values, true, EarlyStopping::new("score").patience(1), 0);
+    assert_eq!(out.unwrap().current_epoch, 2);
 }

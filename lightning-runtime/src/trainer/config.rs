@@ -86,6 +86,10 @@ pub struct TrainerConfig {
     /// `None`: 1000 when `max_steps` is unset too, else unlimited.
     pub max_epochs: Option<usize>,
     pub max_steps: Option<usize>,
+    /// Stop requests (`should_stop`, early stopping) wait until this many epochs ran.
+    pub min_epochs: Option<usize>,
+    /// … and this many optimizer steps.
+    pub min_steps: Option<usize>,
     pub limit_train_batches: Limit,
     pub limit_val_batches: Limit,
     pub limit_test_batches: Limit,
@@ -113,6 +117,8 @@ impl Default for TrainerConfig {
         TrainerConfig {
             max_epochs: None,
             max_steps: None,
+            min_epochs: None,
+            min_steps: None,
             limit_train_batches: Limit::Fraction(1.0),
             limit_val_batches: Limit::Fraction(1.0),
             limit_test_batches: Limit::Fraction(1.0),

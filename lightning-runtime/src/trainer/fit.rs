@@ -230,7 +230,17 @@ where
         let mut total_batch_idx = 0usize;
         state.current_epoch = start.epoch;
         let mut skip = start.skip_batches;
-        while !(max_epochs.is_some_and(|m| state.current_epoch >= m) || steps_done(state) || state.should_stop) {
+        // Lightning defers a stop request until min_epochs and min_steps are met
+        let may_stop = |s: &TrainerState| {
+            cfg.min_epochs.is_none_or(|m| s.current_epoch >= m) && cfg.min_steps.is_none_or(|m| s.global_step >= m)
+        };
+        let stop_now = |s: &mut TrainerState| {
+            if s.should_stop && !may_stop(s) {
+                s.should_stop = false;
+            }
+            s.should_stop
+        };
+        while !(max_epochs.is_some_and(|m| state.current_epoch >= m) || steps_done(state) || stop_now(state)) {
             let epoch = state.current_epoch;
             state.batches_done = skip;
             if skip == 0 {
@@ -312,14 +322,16 @@ where
                 let counter = if cfg.check_val_every_n_epoch.is_none() { total_batch_idx } else { i + 1 };
                 let interval_is_epoch = cfg.val_check_interval == super::Limit::Fraction(1.0);
                 if val_this_epoch
-                    && (counter % val_check_batch == 0 || (last && interval_is_epoch) || state.should_stop)
+                    && (counter % val_check_batch == 0
+                        || (last && interval_is_epoch)
+                        || (state.should_stop && may_stop(state)))
                 {
                     if let Some(vl) = &mut val_loader {
                         model.on_validation_model_zero_grad(state)?;
                         eval::validation(state, model, cbs, dm, vl, num_val, Some(&mut optim))?;
                     }
                 }
-                if steps_done(state) || state.should_stop {
+                if steps_done(state) || (state.should_stop && may_stop(state)) {
                     epoch_scheduler_due = false;
                     break;
                 }

@@ -71,6 +71,10 @@ impl<C> TrainerBuilder<C> {
         max_epochs: usize => |c, v| c.max_epochs = Some(v);
         /// Stop after this many optimizer steps.
         max_steps: usize => |c, v| c.max_steps = Some(v);
+        /// Run at least this many epochs: earlier stop requests wait (Lightning's `min_epochs`).
+        min_epochs: usize => |c, v| c.min_epochs = Some(v);
+        /// Take at least this many optimizer steps before a stop request is honoured.
+        min_steps: usize => |c, v| c.min_steps = Some(v);
         /// Training batches per epoch: a fraction (`0.25`) or a count (`10`).
         limit_train_batches: impl Into<Limit> => |c, v| c.limit_train_batches = v.into();
         /// Validation batches per run; 0 disables validation.
