@@ -388,3 +388,20 @@ fn clipping_matches_torch_worked_numbers() {
     assert_eq!(g.get(a.as_tensor()).unwrap().to_vec1::<f64>().unwrap(), [2.0, 2.0]);
     assert_eq!(g.get(b.as_tensor()).unwrap().to_vec1::<f64>().unwrap(), [2.0]);
 }
+
+#[test]
+fn gradient_accumulation_scheduler_changes_the_factor_by_epoch() {
+    let log = Log::default();
+    let mut model = scalar(&log);
+    let sched = lightning::GradientAccumulationScheduler::new([(0, 4), (1, 2), (2, 1)]).unwrap();
+    assert_eq!((sched.factor(0), sched.factor(1), sched.factor(5)), (4, 2, 1));
+    let mut trainer = cpu().max_epochs(3).callbacks((sched,)).build().unwrap();
+    let out = trainer.fit_with(&mut model, line(4), None::<DataLoader>).unwrap();
+    assert_eq!(out.global_step, 1 + 2 + 4, "4 batches per epoch, in windows of 4, 2, then 1");
+
+    let both = lightning::GradientAccumulationScheduler::new([(0, 2)]).unwrap();
+    let mut trainer = cpu().max_epochs(1).accumulate_grad_batches(2).callbacks((both,)).build().unwrap();
+    let e = trainer.fit_with(&mut scalar(&log), line(4), None::<DataLoader>).unwrap_err();
+    assert!(matches!(e, Error::Hook { .. }) && e.to_string().contains("keep one of them"), "{e}");
+    assert!(lightning::GradientAccumulationScheduler::new([(0, 0)]).is_err());
+}

@@ -109,8 +109,11 @@ pub struct TrainerState {
     pub check_val_every_n_epoch: Option<usize>,
     /// Whether validation runs once per epoch, at its end (`val_check_interval` = 1.0).
     pub val_check_once_per_epoch: bool,
-    /// The `accumulate_grad_batches` flag.
+    /// Batches per optimizer step (the `accumulate_grad_batches` flag; a
+    /// `GradientAccumulationScheduler` changes it at epoch start).
     pub accumulate_grad_batches: usize,
+    /// `false` under manual optimization.
+    pub automatic_optimization: bool,
     /// Where checkpoints and logs go.
     pub default_root_dir: PathBuf,
     /// The `precision` flag, if set: batches' floating-point tensors are cast to its dtype.
@@ -151,6 +154,7 @@ impl TrainerState {
             check_val_every_n_epoch: Some(1),
             val_check_once_per_epoch: true,
             accumulate_grad_batches: 1,
+            automatic_optimization: true,
             default_root_dir,
             precision: None,
             callback_metrics: BTreeMap::new(),

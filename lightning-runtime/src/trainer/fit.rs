@@ -224,7 +224,6 @@ where
         model.on_train_start(state)?;
         let device = state.device.clone();
         let clip = (cfg.gradient_clip_val, cfg.gradient_clip_algorithm);
-        let k = cfg.accumulate_grad_batches;
         let max_epochs = cfg.effective_max_epochs();
         let steps_done = |s: &TrainerState| cfg.max_steps.is_some_and(|m| s.global_step >= m);
         let mut total_batch_idx = 0usize;
@@ -249,6 +248,8 @@ where
                 }
                 model.on_train_epoch_start(state)?;
             }
+            // read after on_train_epoch_start: GradientAccumulationScheduler sets it there
+            let k = state.accumulate_grad_batches.max(1);
             let val_this_epoch = num_val > 0 && cfg.check_val_every_n_epoch.is_none_or(|n| (epoch + 1) % n == 0);
             let mut epoch_scheduler_due = true;
             let mut skipped = false;

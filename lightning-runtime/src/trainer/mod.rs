@@ -196,6 +196,7 @@ impl<C> Trainer<C> {
         let mut state = TrainerState::new(stage, self.device.clone(), self.config.default_root_dir.clone());
         state.accumulate_grad_batches = self.config.accumulate_grad_batches;
         state.precision = self.config.precision;
+        state.automatic_optimization = M::AUTOMATIC_OPTIMIZATION;
         state.check_val_every_n_epoch = self.config.check_val_every_n_epoch;
         state.val_check_once_per_epoch = self.config.val_check_interval == Limit::Fraction(1.0);
         threads::apply(threads::choose(self.config.threads, &self.device, model.parameters()));
