@@ -101,6 +101,16 @@ fn checkpoints_round_trip_and_fail_cleanly() {
     candle_core::safetensors::save(&lightning::checkpoint_state(&vars).into_iter().collect(), &bad).unwrap();
     assert!(Checkpoint::load(&bad).unwrap_err().to_string().contains("not a candle-lightning checkpoint"));
     assert!(matches!(Checkpoint::load(Path::new("/nonexistent/x.ckpt")), Err(Error::Io { .. })));
+
+    // a checkpoint from a future format version
+    let t = Tensor::zeros(2, DType::F32, &Device::Cpu).unwrap();
+    let meta = std::collections::HashMap::from([(
+        "candle_lightning".to_string(),
+        r#"{"format": 99, "epoch": 0, "global_step": 0, "batches_done": 0, "epoch_complete": true, "callbacks": {}, "extra": {}}"#.to_string(),
+    )]);
+    std::fs::write(&bad, safetensors::serialize([("state_dict/w", &t)], Some(meta)).unwrap()).unwrap();
+    let e = Checkpoint::load(&bad).unwrap_err().to_string();
+    assert!(e.contains("format 99 is not supported"), "{e}");
 }
 
 fn write_gz(path: &Path, a: &idx::IdxArray) {
