@@ -89,3 +89,16 @@ fn a_checkpoint_of_another_model_is_refused() {
     assert!(matches!(e, lightning::Error::CheckpointMismatch { .. }), "{e}");
     assert_eq!(weights(&other), before, "nothing was half-loaded");
 }
+
+#[test]
+fn load_from_checkpoint_restores_a_trained_model_for_inference() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut trained = net();
+    let ckpt =
+        trainer(dir.path(), 2).fit_with(&mut trained, data(), None::<DataLoader>).unwrap().last_checkpoint.unwrap();
+    let mut fresh = net();
+    assert_ne!(weights(&fresh), weights(&trained));
+    let ck = lightning::load_from_checkpoint(&mut fresh, &ckpt).unwrap();
+    assert_eq!(ck.global_step, 6);
+    assert_eq!(weights(&fresh), weights(&trained));
+}

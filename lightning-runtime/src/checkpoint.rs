@@ -202,3 +202,22 @@ impl Checkpoint {
         Ok(())
     }
 }
+
+/// Lightning's `load_from_checkpoint`, for inference: reads a checkpoint, lets the module's
+/// `on_load_checkpoint` see (and edit) it, then loads the weights into the module's
+/// variables, on their device and in their dtype. Nothing is changed if it does not fit.
+///
+/// ```no_run
+/// # fn demo<M: lightning::LightningModule>(model: &mut M) -> lightning::Result<()> {
+/// let ckpt = lightning::load_from_checkpoint(model, "checkpoints/epoch=9-step=570.ckpt")?;
+/// println!("trained for {} steps", ckpt.global_step);
+/// # Ok(()) }
+/// ```
+pub fn load_from_checkpoint<M: crate::LightningModule>(model: &mut M, path: impl AsRef<Path>) -> Result<Checkpoint> {
+    let path = path.as_ref();
+    let mut ck = Checkpoint::load(path)?;
+    let mut state = crate::TrainerState::new(crate::Stage::Predict, Device::Cpu, PathBuf::from("."));
+    model.on_load_checkpoint(&mut state, &mut ck)?;
+    ck.load_into(model.parameters(), path)?;
+    Ok(ck)
+}

@@ -26,7 +26,7 @@ mod trainer;
 pub use batch::TransferBatch;
 pub use callback::{Callback, CallbackList, Chain};
 pub use callbacks::{EarlyStopping, GradientAccumulationScheduler, ModelCheckpoint};
-pub use checkpoint::{module_state as checkpoint_state, Checkpoint};
+pub use checkpoint::{load_from_checkpoint, module_state as checkpoint_state, Checkpoint};
 pub use data::{accuracy, DataLoader, Loader, NoLoader};
 pub use datamodule::{DataModule, NoDataModule};
 pub use device::Accelerator;
