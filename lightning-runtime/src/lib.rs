@@ -15,6 +15,7 @@ mod error;
 mod grads;
 mod hook_return;
 mod init;
+mod interrupt;
 mod module;
 pub mod optim;
 mod precision;
@@ -25,7 +26,7 @@ mod trainer;
 
 pub use batch::TransferBatch;
 pub use callback::{Callback, CallbackList, Chain};
-pub use callbacks::{EarlyStopping, GradientAccumulationScheduler, ModelCheckpoint};
+pub use callbacks::{EarlyStopping, GradientAccumulationScheduler, ModelCheckpoint, OnExceptionCheckpoint};
 pub use checkpoint::{load_from_checkpoint, module_state as checkpoint_state, Checkpoint};
 pub use data::{accuracy, DataLoader, Loader, NoLoader};
 pub use datamodule::{DataModule, NoDataModule};

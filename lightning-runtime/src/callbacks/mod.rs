@@ -3,7 +3,9 @@
 mod early_stopping;
 mod grad_accum;
 mod model_checkpoint;
+mod on_exception_checkpoint;
 
 pub use early_stopping::{EarlyStopping, Mode};
 pub use grad_accum::GradientAccumulationScheduler;
 pub use model_checkpoint::ModelCheckpoint;
+pub use on_exception_checkpoint::OnExceptionCheckpoint;

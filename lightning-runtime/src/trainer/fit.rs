@@ -141,6 +141,7 @@ where
     T: Loader<Batch = M::Batch>,
     V: Loader<Batch = M::Batch>,
 {
+    crate::interrupt::install();
     hooks::setup(Stage::Fit, state, model, cbs, dm)?;
     let mut start = match resume {
         Some(path) => restore(path, state, model, cbs, dm)?,
@@ -331,6 +332,9 @@ where
                         model.on_validation_model_zero_grad(state)?;
                         eval::validation(state, model, cbs, dm, vl, num_val, Some(&mut optim))?;
                     }
+                }
+                if crate::interrupt::take() {
+                    return Err(Error::Interrupted { epoch: state.current_epoch, step: state.global_step });
                 }
                 if steps_done(state) || (state.should_stop && may_stop(state)) {
                     epoch_scheduler_due = false;

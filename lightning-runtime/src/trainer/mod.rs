@@ -226,6 +226,9 @@ impl<C> Trainer<C> {
                 // The run's error is what the caller needs; a failing on_exception cannot replace it.
                 let _ = cbs.on_exception(&mut state, model, &e);
                 dm.on_exception(&e);
+                // checkpoints on_exception asked for (OnExceptionCheckpoint); the optimizer
+                // went down with the loop, so they hold weights, counters and callback states
+                let _ = save::flush(&mut state, model, &mut cbs, &mut *dm, None);
                 Err(e)
             }
         }
