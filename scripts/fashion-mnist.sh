@@ -11,9 +11,10 @@ if [ ! -f "$DIR/train-images-idx3-ubyte.gz" ]; then
 fi
 cargo build --release --example mnist
 run() {
-  local model=$1 epochs=$2 start end acc
+  local model=$1 epochs=$2 start end acc extra=()
+  [ "$model" = cnn ] && extra=(--lr 1e-3 --no-jitter)
   start=$(date +%s)
-  acc=$(./target/release/examples/mnist --data-dir "$DIR" --model "$model" --epochs "$epochs" --root-dir "target/fashion-$model" \
+  acc=$(./target/release/examples/mnist --data-dir "$DIR" --model "$model" --epochs "$epochs" "${extra[@]}" --root-dir "target/fashion-$model" \
         | tee "/tmp/fashion-$model.log" | awk '/^test accuracy/ {print $3}')
   end=$(date +%s)
   printf '| %s | %s | %s | %s s |\n' "$model" "$epochs" "$acc" "$((end - start))"
@@ -21,4 +22,4 @@ run() {
 echo "| model | epochs | test accuracy | wall time |"
 echo "| --- | --- | --- | --- |"
 run mlp "${1:-10}"
-run cnn "${2:-6}"
+run cnn "${2:-10}"
