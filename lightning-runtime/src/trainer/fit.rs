@@ -252,7 +252,6 @@ where
             // read after on_train_epoch_start: GradientAccumulationScheduler sets it there
             let k = state.accumulate_grad_batches.max(1);
             let val_this_epoch = num_val > 0 && cfg.check_val_every_n_epoch.is_none_or(|n| (epoch + 1) % n == 0);
-            let mut epoch_scheduler_due = true;
             let mut skipped = false;
             let mut epoch_finished = false;
             // one batch of look-ahead, as Lightning's data fetcher: a stream's end is seen at its
@@ -311,7 +310,6 @@ where
                     epoch_finished = true;
                 }
                 if last && !plateau && M::AUTOMATIC_OPTIMIZATION {
-                    epoch_scheduler_due = false;
                     step_scheduler(state, model, &mut optim, Interval::Epoch, epoch + 1)?;
                 }
                 state.batches_done = i + 1;
@@ -337,12 +335,11 @@ where
                     return Err(Error::Interrupted { epoch: state.current_epoch, step: state.global_step });
                 }
                 if steps_done(state) || (state.should_stop && may_stop(state)) {
-                    epoch_scheduler_due = false;
                     break;
                 }
             }
             // Skipped epochs (Flow::SkipEpoch) still step epoch schedulers (Lightning PR #21307).
-            if epoch_scheduler_due && !plateau && M::AUTOMATIC_OPTIMIZATION && skipped {
+            if skipped && !plateau && M::AUTOMATIC_OPTIMIZATION {
                 step_scheduler(state, model, &mut optim, Interval::Epoch, epoch + 1)?;
             }
             skip = 0;
