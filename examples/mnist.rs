@@ -76,7 +76,17 @@ pub trait Net: Relocate + 'static {
     fn new(vb: VarBuilder, hidden: usize) -> candle_core::Result<Self>
     where
         Self: Sized;
-    fn logits(&self, x: &Tensor) -> candle_core::Result<Tensor>;
+    /// `train` carries the RNG for dropout while training; `None` in evaluation.
+    fn logits(&self, x: &Tensor, train: Option<&mut rand::rngs::StdRng>) -> candle_core::Result<Tensor>;
+}
+
+/// Inverted dropout with a mask drawn from the module's seeded RNG, so runs repeat bit-for-bit
+/// (candle's own `dropout` draws from an unseeded generator).
+fn dropout(x: &Tensor, p: f32, rng: Option<&mut rand::rngs::StdRng>) -> candle_core::Result<Tensor> {
+    let Some(rng) = rng else { return Ok(x.clone()) };
+    let keep = 1.0 / (1.0 - p);
+    let mask: Vec<f32> = (0..x.elem_count()).map(|_| if rng.random::<f32>() < p { 0.0 } else { keep }).collect();
+    x * Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?
 }
 
 /// 784 → hidden → 10, ReLU.
@@ -92,7 +102,7 @@ impl Net for MlpNet {
             fc2: candle_nn::linear(hidden, 10, vb.pp("fc2"))?,
         })
     }
-    fn logits(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    fn logits(&self, x: &Tensor, _train: Option<&mut rand::rngs::StdRng>) -> candle_core::Result<Tensor> {
         self.fc2.forward(&self.fc1.forward(x)?.relu()?)
     }
 }
@@ -104,7 +114,8 @@ impl Relocate for MlpNet {
     }
 }
 
-/// Two conv/pool blocks (1→32→64 channels, 3×3, max-pool 2), then 1600 → hidden → 10.
+/// Two conv/pool blocks (1→32→64 channels, 3×3, max-pool 2), then 1600 → hidden → 10 with
+/// dropout 0.3 on the hidden layer while training.
 pub struct CnnNet {
     c1: Conv2d,
     c2: Conv2d,
@@ -122,11 +133,11 @@ impl Net for CnnNet {
             fc2: candle_nn::linear(hidden, 10, vb.pp("fc2"))?,
         })
     }
-    fn logits(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    fn logits(&self, x: &Tensor, train: Option<&mut rand::rngs::StdRng>) -> candle_core::Result<Tensor> {
         let x = x.reshape((x.dim(0)?, 1, 28, 28))?;
         let x = self.c1.forward(&x)?.relu()?.max_pool2d(2)?;
         let x = self.c2.forward(&x)?.relu()?.max_pool2d(2)?.flatten_from(1)?;
-        self.fc2.forward(&self.fc1.forward(&x)?.relu()?)
+        self.fc2.forward(&dropout(&self.fc1.forward(&x)?.relu()?, 0.3, train)?)
     }
 }
 
@@ -137,6 +148,11 @@ impl Relocate for CnnNet {
         self.fc1.relocate(to)?;
         self.fc2.relocate(to)
     }
+}
+
+/// Scales pixels by MNIST's mean and standard deviation.
+fn normalize(x: &Tensor) -> candle_core::Result<Tensor> {
+    (x - 0.1307)? / 0.3081
 }
 
 /// An image classifier: any [`Net`], trained with cross-entropy.
@@ -161,8 +177,7 @@ impl<N: Net> Classifier<N> {
 impl<N: Net> Classifier<N> {
     #[not_hook]
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        // MNIST's pixel mean and standard deviation
-        self.net.logits(&((x - 0.1307)? / 0.3081)?)
+        self.net.logits(&normalize(x)?, None)
     }
 
     /// Training batches only: shift every image of the batch by up to one pixel.
@@ -185,7 +200,8 @@ impl<N: Net> Classifier<N> {
     }
 
     fn training_step(&mut self, batch: &(Tensor, Tensor), trainer: &mut TrainerState) -> lightning::Result<Tensor> {
-        let loss = loss::cross_entropy(&self.forward(&batch.0)?, &batch.1)?;
+        let logits = self.net.logits(&normalize(&batch.0)?, Some(&mut self.rng))?;
+        let loss = loss::cross_entropy(&logits, &batch.1)?;
         if trainer.global_step % 50 == 0 {
             trainer.log("train_loss", &loss)?;
         }
@@ -247,13 +263,13 @@ impl EpochSummary {
             Some(s) => s.to_scalar::<f32>()? / self.batches as f32,
             None => f32::NAN,
         };
-        let m = &trainer.callback_metrics;
+        let get = |k| trainer.metric(k).map(|v| v.unwrap_or(f64::NAN));
         let secs = self.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
         let line = format!(
             "epoch {:>2}  train_loss {train:.4}  val_loss {:.4}  val_acc {:.2}%  {secs:.1}s",
             trainer.current_epoch,
-            m.get("val_loss").copied().unwrap_or(f64::NAN),
-            100.0 * m.get("val_acc").copied().unwrap_or(f64::NAN),
+            get("val_loss")?,
+            100.0 * get("val_acc")?,
         );
         println!("{line}");
         self.lines.push(line);

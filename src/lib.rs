@@ -51,8 +51,8 @@ pub mod prelude {
         ReduceLrOnPlateau, RmsProp, RmsPropConfig, SchedulerConfig, SequentialLr, Sgd, SgdConfig, StepLr,
     };
     pub use lightning_runtime::{
-        seeded_var_builder, Accelerator, Callback, Checkpoint, DataLoader, Flow, GradientClipAlgorithm, Gradients,
-        LightningModule, Loader, ManualOptimization, ModelCheckpoint, OptimizerClosure, Precision, Relocate,
-        Relocation, Stage, StepOutput, Trainer, TrainerState, TransferBatch,
+        seeded_var_builder, Accelerator, Callback, Checkpoint, CsvLogger, DataLoader, Flow, GradientClipAlgorithm,
+        Gradients, LightningModule, Loader, Log, ManualOptimization, ModelCheckpoint, OptimizerClosure, Precision,
+        Reduce, Relocate, Relocation, Stage, StepOutput, TensorBoardLogger, Trainer, TrainerState, TransferBatch,
     };
 }

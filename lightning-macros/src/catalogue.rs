@@ -452,9 +452,83 @@ pub fn suggest(name: &str, on_module: bool) -> Option<&'static str> {
         .map(|(n, _, _)| n)
 }
 
+/// Where a hook may call `trainer.log` (reference §4.10): the variant of the runtime's
+/// `LogScope` its wrapper sets before running the user's method.
+pub fn log_scope(hook: &str) -> &'static str {
+    match hook {
+        "training_step"
+        | "on_train_batch_start"
+        | "on_train_batch_end"
+        | "on_batch_begin"
+        | "on_before_zero_grad"
+        | "optimizer_zero_grad"
+        | "on_before_backward"
+        | "backward"
+        | "on_after_backward"
+        | "on_before_optimizer_step"
+        | "configure_gradient_clipping"
+        | "optimizer_step" => "TrainStep",
+        "validation_step"
+        | "test_step"
+        | "on_validation_batch_start"
+        | "on_validation_batch_end"
+        | "on_test_batch_start"
+        | "on_test_batch_end" => "EvalStep",
+        "on_train_start"
+        | "on_validation_start"
+        | "on_test_start"
+        | "on_train_epoch_start"
+        | "on_train_epoch_end"
+        | "on_validation_epoch_start"
+        | "on_validation_epoch_end"
+        | "on_test_epoch_start"
+        | "on_test_epoch_end" => "EpochOnly",
+        _ => "Forbidden",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_scoped_hook_is_in_the_catalogue() {
+        let scoped = [
+            "training_step",
+            "on_train_batch_start",
+            "on_train_batch_end",
+            "on_batch_begin",
+            "on_before_zero_grad",
+            "optimizer_zero_grad",
+            "on_before_backward",
+            "backward",
+            "on_after_backward",
+            "on_before_optimizer_step",
+            "configure_gradient_clipping",
+            "optimizer_step",
+            "validation_step",
+            "test_step",
+            "on_validation_batch_start",
+            "on_validation_batch_end",
+            "on_test_batch_start",
+            "on_test_batch_end",
+            "on_train_start",
+            "on_validation_start",
+            "on_test_start",
+            "on_train_epoch_start",
+            "on_train_epoch_end",
+            "on_validation_epoch_start",
+            "on_validation_epoch_end",
+            "on_test_epoch_start",
+            "on_test_epoch_end",
+        ];
+        for h in scoped {
+            assert!(HOOKS.iter().any(|k| k.name == h), "{h} is not a hook");
+            assert_ne!(log_scope(h), "Forbidden");
+        }
+        assert_eq!(log_scope("on_fit_start"), "Forbidden");
+        assert_eq!(log_scope("on_validation_end"), "Forbidden");
+    }
 
     #[test]
     fn catalogue_size() {

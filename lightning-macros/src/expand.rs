@@ -46,7 +46,12 @@ fn call_user(b: &BoundHook, self_ty: &Type) -> TokenStream {
         quote_spanned!(ty.span()=> #id)
     });
     let hook = b.hook.name;
-    let call = quote!(<#self_ty>::#method(self, #(#args),*));
+    // only a method that takes `trainer` can log, so only its wrapper records the hook
+    let enter = b.params.iter().any(|(n, _)| *n == "trainer").then(|| {
+        let scope = format_ident!("{}", crate::catalogue::log_scope(hook));
+        quote!(trainer.__enter_hook(#hook, ::lightning::__private::LogScope::#scope);)
+    });
+    let call = quote!({ #enter <#self_ty>::#method(self, #(#args),*) });
     let ret_span = b.ret.map(|t| t.span()).unwrap_or_else(|| b.method.span());
     let into = quote_spanned!(ret_span=> ::core::result::Result::Ok(::lightning::__private::HookReturn::into_hook_return(__value)));
     match b.ret {
@@ -125,7 +130,12 @@ pub fn module_struct(mut item: ItemStruct, errors: &mut Errors) -> TokenStream {
     let mut marked = Vec::new();
     let mut by_type = Vec::new();
     let mut all = Vec::new();
+    let mut hparams = Vec::new();
+    let mut fields = Vec::new();
     for (i, f) in item.fields.iter_mut().enumerate() {
+        let before_h = f.attrs.len();
+        f.attrs.retain(|a| !a.path().is_ident("hparams"));
+        let is_hparams = f.attrs.len() != before_h;
         let before = f.attrs.len();
         f.attrs.retain(|a| !a.path().is_ident("params"));
         let access = match &f.ident {
@@ -136,6 +146,11 @@ pub fn module_struct(mut item: ItemStruct, errors: &mut Errors) -> TokenStream {
             }
         };
         all.push(access.clone());
+        let ty = &f.ty;
+        fields.push((access.to_string(), quote!(#ty).to_string().replace(' ', "")));
+        if is_hparams {
+            hparams.push((access.clone(), f.ty.span()));
+        }
         if f.attrs.len() != before {
             marked.push((access, f.ty.span()));
         } else if type_name(&f.ty) == "VarMap" {
@@ -166,6 +181,20 @@ pub fn module_struct(mut item: ItemStruct, errors: &mut Errors) -> TokenStream {
             None
         }
     };
+    if let Some((_, span)) = hparams.get(1) {
+        errors.push(*span, "`#[hparams]` may mark only one field: gather the hyperparameters in one struct");
+    }
+    let hparams_fn = hparams.first().map(|(access, span)| {
+        let value = quote_spanned!(*span=> ::lightning::serde_json::to_value(&self.#access));
+        quote! {
+            fn hyperparameters(&self) -> ::lightning::Result<::core::option::Option<::lightning::serde_json::Value>> {
+                #value.map(::core::option::Option::Some).map_err(|e| ::lightning::Error::msg(
+                    ::std::format!("the `#[hparams]` field does not serialize to JSON: {e}")))
+            }
+        }
+    });
+    let field_names = fields.iter().map(|(n, _)| n);
+    let field_types = fields.iter().map(|(_, t)| t);
     let (ig, tg, wc) = item.generics.split_for_impl();
     let params_impl = field.map(|(access, span)| {
         let body = quote_spanned!(span=> &self.#access);
@@ -179,6 +208,10 @@ pub fn module_struct(mut item: ItemStruct, errors: &mut Errors) -> TokenStream {
                     use ::lightning::__private::{ViaNothing as _, ViaRelocate as _};
                     #((&mut ::lightning::__private::Field(&mut self.#others)).relocate_field(to)?;)*
                     ::core::result::Result::Ok(())
+                }
+                #hparams_fn
+                fn fields() -> &'static [(&'static str, &'static str)] {
+                    &[#((#field_names, #field_types)),*]
                 }
             }
         }

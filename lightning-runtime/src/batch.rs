@@ -17,9 +17,18 @@ pub trait TransferBatch: Sized {
         let _ = dtype;
         Ok(self)
     }
+    /// The number of samples, the default weight of values logged for this batch: the first
+    /// dimension of the first tensor, as Lightning infers it. `None` when there is no tensor.
+    fn batch_size(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl TransferBatch for Tensor {
+    #[inline]
+    fn batch_size(&self) -> Option<usize> {
+        self.dims().first().copied()
+    }
     #[inline]
     fn to_device(self, device: &Device) -> Result<Self> {
         if self.device().same_device(device) {
@@ -45,6 +54,9 @@ impl TransferBatch for () {
 }
 
 impl<T: TransferBatch> TransferBatch for Vec<T> {
+    fn batch_size(&self) -> Option<usize> {
+        self.iter().find_map(T::batch_size)
+    }
     fn to_device(self, device: &Device) -> Result<Self> {
         self.into_iter().map(|t| t.to_device(device)).collect()
     }
@@ -54,6 +66,9 @@ impl<T: TransferBatch> TransferBatch for Vec<T> {
 }
 
 impl<T: TransferBatch> TransferBatch for Option<T> {
+    fn batch_size(&self) -> Option<usize> {
+        self.as_ref().and_then(T::batch_size)
+    }
     fn to_device(self, device: &Device) -> Result<Self> {
         self.map(|t| t.to_device(device)).transpose()
     }
@@ -63,6 +78,9 @@ impl<T: TransferBatch> TransferBatch for Option<T> {
 }
 
 impl<T: TransferBatch, const N: usize> TransferBatch for [T; N] {
+    fn batch_size(&self) -> Option<usize> {
+        self.iter().find_map(T::batch_size)
+    }
     fn to_device(self, device: &Device) -> Result<Self> {
         let v: Vec<T> = self.into_iter().map(|t| t.to_device(device)).collect::<Result<_>>()?;
         Ok(v.try_into().unwrap_or_else(|_| unreachable!("same length")))
@@ -83,6 +101,10 @@ macro_rules! tuples {
             #[inline]
             fn cast_floats(self, dtype: DType) -> Result<Self> {
                 Ok(($(self.$i.cast_floats(dtype)?,)+))
+            }
+            #[inline]
+            fn batch_size(&self) -> Option<usize> {
+                None$(.or_else(|| self.$i.batch_size()))+
             }
         }
     )*};

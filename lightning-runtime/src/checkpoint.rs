@@ -2,7 +2,6 @@
 //! callbacks' state as JSON in its metadata. Written atomically.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor, Var};
@@ -98,26 +97,7 @@ impl Checkpoint {
     /// Writes the checkpoint atomically: a temporary file in the same directory, synced,
     /// then renamed over `path`. A crash leaves the old file or the new one.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let bytes = self.to_bytes()?;
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let name = path.file_name().ok_or_else(|| Error::bad_file(path, "a checkpoint path needs a file name"))?;
-        let tmp: PathBuf = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)?;
-            // make the rename itself durable
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-            Ok(())
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Error::io(path, e)
-        })
+        crate::atomic::write_atomic(path, &self.to_bytes()?)
     }
 
     /// Reads a checkpoint; tensors are loaded on the CPU.

@@ -30,6 +30,10 @@ pub enum Error {
     #[error("invalid trainer setting `{flag}`: {reason}")]
     Config { flag: &'static str, reason: String },
 
+    /// `log` was called from a hook where Lightning forbids logging (reference §4.10).
+    #[error("you can't log `{name}` inside `{hook}`: log from the steps, the batch hooks, or the loop and epoch start/end hooks")]
+    LogNotAllowed { hook: &'static str, name: String },
+
     /// The accelerator asked for was not compiled in or is not present.
     #[error("{0}")]
     Device(String),

@@ -4,6 +4,7 @@
 // The macros name this crate `::lightning`, as users see it through the facade.
 extern crate self as lightning;
 
+mod atomic;
 mod batch;
 mod callback;
 pub mod callbacks;
@@ -16,17 +17,21 @@ mod grads;
 mod hook_return;
 mod init;
 mod interrupt;
+pub mod logging;
 mod module;
 pub mod optim;
 mod precision;
 mod relocate;
 mod state;
 mod step;
+mod summary;
 mod trainer;
 
 pub use batch::TransferBatch;
 pub use callback::{Callback, CallbackList, Chain};
-pub use callbacks::{EarlyStopping, GradientAccumulationScheduler, ModelCheckpoint, OnExceptionCheckpoint};
+pub use callbacks::{
+    EarlyStopping, GradientAccumulationScheduler, ModelCheckpoint, OnExceptionCheckpoint, ProgressBar,
+};
 pub use checkpoint::{load_from_checkpoint, module_state as checkpoint_state, Checkpoint};
 pub use data::{accuracy, DataLoader, Loader, NoLoader};
 pub use datamodule::{DataModule, NoDataModule};
@@ -34,6 +39,7 @@ pub use device::Accelerator;
 pub use error::{Error, Result};
 pub use grads::{GradientClipAlgorithm, Gradients};
 pub use init::seeded_var_builder;
+pub use logging::{CsvLogger, Log, LogValue, Logger, Reduce, TensorBoardLogger};
 pub use module::{requirements, HasParameters, LightningModule};
 pub use optim::{
     Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, CosineAnnealingLr, CosineAnnealingWarmRestarts,
@@ -43,8 +49,9 @@ pub use optim::{
 };
 pub use precision::Precision;
 pub use relocate::{Relocate, Relocation};
-pub use state::{Flow, LogValue, Stage, TrainerState};
+pub use state::{Flow, Stage, TrainerState};
 pub use step::StepOutput;
+pub use summary::summarize;
 pub use trainer::{
     EitherLoader, FitOutcome, Limit, ManualOptimization, Metrics, OptimizerClosure, Trainer, TrainerBuilder,
     TrainerConfig, SMALL_MODEL_PARAMS,
@@ -57,6 +64,7 @@ pub use serde_json;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::hook_return::HookReturn;
+    pub use crate::logging::LogScope;
     pub use crate::module::requirements::*;
     pub use crate::relocate::{Field, ViaNothing, ViaRelocate};
 }

@@ -16,6 +16,18 @@ pub trait HasParameters {
     fn parameters(&self) -> &VarMap;
     /// Rebinds the fields that hold moved variables (generated; see [`crate::Relocate`]).
     fn relocate_fields(&mut self, to: &crate::Relocation) -> crate::Result<()>;
+    /// The field marked `#[hparams]`, as JSON (Lightning's `save_hyperparameters`): it goes
+    /// to the loggers at the start of a run and into every checkpoint.
+    fn hyperparameters(&self) -> crate::Result<Option<serde_json::Value>> {
+        Ok(None)
+    }
+    /// The struct's fields and their types, for the model summary.
+    fn fields() -> &'static [(&'static str, &'static str)]
+    where
+        Self: Sized,
+    {
+        &[]
+    }
 }
 
 /// A model the trainer can run: PyTorch Lightning's `LightningModule`.

@@ -3,8 +3,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 
+use crate::logging::store::LoopKind;
+use crate::logging::{Log, LogScope, LogValue, Logger, MetricStore};
 use crate::Result;
 
 /// The entry point being run; `setup` and `teardown` receive it.
@@ -50,37 +52,6 @@ impl From<()> for Flow {
     }
 }
 
-/// A value `TrainerState::log` accepts.
-pub trait LogValue {
-    fn to_f64(&self) -> Result<f64>;
-}
-
-impl LogValue for f64 {
-    fn to_f64(&self) -> Result<f64> {
-        Ok(*self)
-    }
-}
-impl LogValue for f32 {
-    fn to_f64(&self) -> Result<f64> {
-        Ok(f64::from(*self))
-    }
-}
-impl LogValue for usize {
-    fn to_f64(&self) -> Result<f64> {
-        Ok(*self as f64)
-    }
-}
-impl LogValue for Tensor {
-    fn to_f64(&self) -> Result<f64> {
-        Ok(self.to_dtype(candle_core::DType::F64)?.flatten_all()?.mean(0)?.to_scalar::<f64>()?)
-    }
-}
-impl<T: LogValue + ?Sized> LogValue for &T {
-    fn to_f64(&self) -> Result<f64> {
-        (**self).to_f64()
-    }
-}
-
 /// The trainer's state, passed to hooks that take `trainer`.
 ///
 /// Counters follow Lightning: `global_step` counts optimizer steps, `current_epoch`
@@ -105,6 +76,8 @@ pub struct TrainerState {
     pub num_training_batches: usize,
     /// Validation batches per run after `limit_val_batches` (0: no validation).
     pub num_val_batches: usize,
+    /// Batches of the validation or test run in progress.
+    pub num_eval_batches: usize,
     /// The `check_val_every_n_epoch` flag.
     pub check_val_every_n_epoch: Option<usize>,
     /// Whether validation runs once per epoch, at its end (`val_check_interval` = 1.0).
@@ -118,9 +91,17 @@ pub struct TrainerState {
     pub default_root_dir: PathBuf,
     /// The `precision` flag, if set: batches' floating-point tensors are cast to its dtype.
     pub precision: Option<crate::Precision>,
-    /// Latest value of every logged metric (epoch means for validation and test).
-    pub callback_metrics: BTreeMap<String, f64>,
-    epoch_sums: BTreeMap<String, (f64, f64)>,
+    /// Everything logged: read it through [`TrainerState::callback_metrics`] or [`TrainerState::metric`].
+    pub metrics: MetricStore,
+    /// Logging frequency in optimizer steps (the `log_every_n_steps` flag).
+    pub log_every_n_steps: usize,
+    pub(crate) loggers: Vec<Box<dyn Logger>>,
+    /// The hook running now and what it may log (set by the generated hook wrappers).
+    pub(crate) hook: &'static str,
+    pub(crate) scope: LogScope,
+    pub(crate) running: LoopKind,
+    /// The current batch's size, the default weight of its logged values.
+    pub(crate) batch_size: usize,
     pub(crate) save_requests: Vec<SaveRequest>,
     pub(crate) last_saved: Option<PathBuf>,
     /// Training batches done in the current epoch (for mid-epoch resume).
@@ -151,14 +132,20 @@ impl TrainerState {
             device,
             num_training_batches: 0,
             num_val_batches: 0,
+            num_eval_batches: 0,
             check_val_every_n_epoch: Some(1),
             val_check_once_per_epoch: true,
             accumulate_grad_batches: 1,
             automatic_optimization: true,
             default_root_dir,
             precision: None,
-            callback_metrics: BTreeMap::new(),
-            epoch_sums: BTreeMap::new(),
+            metrics: MetricStore::default(),
+            log_every_n_steps: 50,
+            loggers: Vec::new(),
+            hook: "",
+            scope: LogScope::Forbidden,
+            running: LoopKind::Train,
+            batch_size: 1,
             save_requests: Vec::new(),
             last_saved: None,
             batches_done: 0,
@@ -167,23 +154,36 @@ impl TrainerState {
         }
     }
 
-    /// Records a metric. While training the latest value is kept; in validation and
-    /// test the value reported is the mean over the epoch's batches.
+    /// Lightning's `self.log(name, value)` with the hook's defaults: per step in
+    /// `training_step` and the training batch and optimization hooks, per epoch (the mean
+    /// weighted by batch size) in validation and test and in every epoch hook. Logging from a
+    /// hook where Lightning forbids it is an error. A tensor stays on its device until read.
     pub fn log(&mut self, name: &str, value: impl LogValue) -> Result<()> {
-        let v = value.to_f64()?;
-        if self.training {
-            match self.callback_metrics.get_mut(name) {
-                Some(slot) => *slot = v,
-                None => {
-                    self.callback_metrics.insert(name.to_owned(), v);
-                }
-            }
-        } else {
-            let e = self.epoch_sums.entry(name.to_owned()).or_insert((0.0, 0.0));
-            e.0 += v;
-            e.1 += 1.0;
-        }
-        Ok(())
+        self.log_with(name, value, Log::default())
+    }
+
+    /// `log` with options: `trainer.log_with("loss", &loss, Log::new().prog_bar(true))`.
+    pub fn log_with(&mut self, name: &str, value: impl LogValue, opts: Log) -> Result<()> {
+        let v = value.into_metric()?;
+        self.metrics.log(name, v, opts, self.scope, self.hook, self.running, self.batch_size)
+    }
+
+    /// Lightning's `trainer.callback_metrics`: every logged metric's latest value (epoch
+    /// values once their epoch ended), read back from the device now.
+    pub fn callback_metrics(&self) -> Result<BTreeMap<String, f64>> {
+        self.metrics.callback_metrics()
+    }
+
+    /// One entry of `callback_metrics`, reading back only that value.
+    pub fn metric(&self, name: &str) -> Result<Option<f64>> {
+        self.metrics.get(name)
+    }
+
+    #[doc(hidden)]
+    #[inline]
+    pub fn __enter_hook(&mut self, hook: &'static str, scope: LogScope) {
+        self.hook = hook;
+        self.scope = scope;
     }
 
     /// Asks for a checkpoint at `path`; it is written when the current hook pass returns,
@@ -199,20 +199,5 @@ impl TrainerState {
 
     pub(crate) fn request_save(&mut self, path: PathBuf, replaces: Option<PathBuf>) {
         self.save_requests.push(SaveRequest { path, replaces });
-    }
-
-    pub(crate) fn begin_eval_epoch(&mut self) {
-        self.epoch_sums.clear();
-    }
-
-    /// Turns the epoch's sums into means; sanity-check values are dropped as in Lightning.
-    pub(crate) fn end_eval_epoch(&mut self) {
-        let sums = std::mem::take(&mut self.epoch_sums);
-        if self.sanity_checking {
-            return;
-        }
-        for (k, (s, n)) in sums {
-            self.callback_metrics.insert(k, s / n);
-        }
     }
 }

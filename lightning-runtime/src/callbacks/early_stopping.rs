@@ -119,9 +119,9 @@ impl EarlyStopping {
         if t.sanity_checking || t.stage != Stage::Fit {
             return Ok(());
         }
-        let Some(&current) = t.callback_metrics.get(&self.monitor) else {
+        let Some(current) = t.metric(&self.monitor)? else {
             if self.strict {
-                let logged: Vec<&String> = t.callback_metrics.keys().collect();
+                let logged: Vec<String> = t.callback_metrics()?.into_keys().collect();
                 return Err(Error::config(
                     "EarlyStopping.monitor",
                     format!("early stopping monitors `{}`, which was not logged; logged: {logged:?}", self.monitor),

@@ -4,8 +4,10 @@ mod early_stopping;
 mod grad_accum;
 mod model_checkpoint;
 mod on_exception_checkpoint;
+mod progress_bar;
 
 pub use early_stopping::{EarlyStopping, Mode};
 pub use grad_accum::GradientAccumulationScheduler;
 pub use model_checkpoint::ModelCheckpoint;
 pub use on_exception_checkpoint::OnExceptionCheckpoint;
+pub use progress_bar::ProgressBar;

@@ -106,6 +106,14 @@ pub struct TrainerConfig {
     pub accelerator: Accelerator,
     pub enable_checkpointing: bool,
     pub default_root_dir: PathBuf,
+    /// Logging frequency in optimizer steps.
+    pub log_every_n_steps: usize,
+    /// Adds a `CsvLogger` under `default_root_dir` when no logger was given.
+    pub enable_logger: bool,
+    /// Adds the progress bar.
+    pub enable_progress_bar: bool,
+    /// Prints the model summary at fit start.
+    pub enable_model_summary: bool,
     /// CPU threads; `None` chooses by model size.
     pub threads: Option<usize>,
     /// `None`: train in whatever dtype the module was built with.
@@ -133,6 +141,10 @@ impl Default for TrainerConfig {
             accelerator: Accelerator::Auto,
             enable_checkpointing: true,
             default_root_dir: PathBuf::from("."),
+            log_every_n_steps: 50,
+            enable_logger: true,
+            enable_progress_bar: true,
+            enable_model_summary: true,
             threads: None,
             precision: None,
         }

@@ -1,12 +1,13 @@
 //! The validation, test and predict loops (reference §2.3 rows 12–31, §2.4).
 
 use super::source::{self, RunLoader, Which};
-use super::{hooks, save, Limit, TrainerConfig};
-use crate::{CallbackList, DataModule, LightningModule, Loader, Result, Stage, TrainerState};
+use super::{hooks, logs, save, Limit, TrainerConfig};
+use crate::logging::store::LoopKind;
+use crate::{CallbackList, DataModule, LightningModule, Loader, Result, Stage, TrainerState, TransferBatch};
 
 /// Validation and test share one shape; this generates both from their hook names.
 macro_rules! eval_loop {
-    ($fn:ident, $eval:ident, $train:ident, $impl_train:ident, $start:ident, $epoch_start:ident, $batch_start:ident, $step:ident,
+    ($fn:ident, $kind:ident, $eval:ident, $train:ident, $impl_train:ident, $start:ident, $epoch_start:ident, $batch_start:ident, $step:ident,
      $batch_end:ident, $epoch_end:ident, $end:ident,
      [$i_start:ident, $i_epoch_start:ident, $i_batch_start:ident, $i_batch_end:ident, $i_epoch_end:ident, $i_end:ident]) => {
         /// One run of the loop over `n` batches of `loader`.
@@ -27,12 +28,15 @@ macro_rules! eval_loop {
         ) -> Result<()> {
             let was_training = state.training;
             state.training = false;
+            state.num_eval_batches = n;
             model.$eval(state)?;
             if L::$i_start {
                 cbs.$start(state, model)?;
             }
             model.$start(state)?;
-            state.begin_eval_epoch();
+            let outer = state.running;
+            state.running = LoopKind::$kind;
+            state.metrics.epoch_start(LoopKind::$kind);
             if L::$i_epoch_start {
                 cbs.$epoch_start(state, model)?;
             }
@@ -40,6 +44,7 @@ macro_rules! eval_loop {
             let device = state.device.clone();
             for (i, batch) in loader.batches(0).take(n).enumerate() {
                 let batch = hooks::transfer(state, model, dm, batch?, &device, 0)?;
+                state.batch_size = batch.batch_size().unwrap_or(1);
                 if L::$i_batch_start {
                     cbs.$batch_start(state, model, &batch, i, 0)?;
                 }
@@ -50,11 +55,18 @@ macro_rules! eval_loop {
                 }
                 model.$batch_end(state, &out, &batch, i, 0)?;
             }
+            // epoch values are ready for the epoch-end hooks, as in Lightning's `epoch_end_reached`
+            state.metrics.epoch_end(LoopKind::$kind)?;
             if L::$i_epoch_end {
                 cbs.$epoch_end(state, model)?;
             }
             model.$epoch_end(state)?;
-            state.end_eval_epoch();
+            if state.sanity_checking {
+                // Lightning drops what the sanity check logged
+                state.metrics.discard(LoopKind::$kind);
+            } else {
+                logs::after_epoch(state, LoopKind::$kind)?;
+            }
             if L::$i_end {
                 cbs.$end(state, model)?;
             }
@@ -66,6 +78,7 @@ macro_rules! eval_loop {
                 model.$train(state)?;
             }
             state.training = was_training;
+            state.running = outer;
             Ok(())
         }
     };
@@ -73,6 +86,7 @@ macro_rules! eval_loop {
 
 eval_loop!(
     validation,
+    Val,
     on_validation_model_eval,
     on_validation_model_train,
     IMPL_ON_VALIDATION_MODEL_TRAIN,
@@ -95,6 +109,7 @@ eval_loop!(
 
 eval_loop!(
     test,
+    Test,
     on_test_model_eval,
     on_test_model_train,
     IMPL_ON_TEST_MODEL_TRAIN,

@@ -7,10 +7,11 @@ use candle_core::Var;
 use super::closure::{ensure_called, Closure};
 use super::manual::Manual;
 use super::source::{self, Which};
-use super::{eval, hooks, save, TrainerConfig};
+use super::{eval, hooks, logs, save, TrainerConfig};
+use crate::logging::store::LoopKind;
 use crate::{
     CallbackList, Checkpoint, DataModule, Error, Flow, Gradients, Interval, LightningModule, Loader, LrScheduler,
-    Optimizer, Optimizers, Result, Stage, TrainerState,
+    Optimizer, Optimizers, Result, Stage, TrainerState, TransferBatch,
 };
 
 /// Where training starts: an epoch, and batches already done in it.
@@ -69,13 +70,16 @@ fn step_scheduler<M: LightningModule>(
     }
     let metric = match &cfg.monitor {
         None => None,
-        Some(key) => Some(*state.callback_metrics.get(key).ok_or_else(|| {
-            let logged: Vec<&String> = state.callback_metrics.keys().collect();
-            Error::config(
-                "monitor",
-                format!("the LR scheduler monitors `{key}`, which was not logged; logged: {logged:?}"),
-            )
-        })?),
+        Some(key) => match state.metric(key)? {
+            Some(v) => Some(v),
+            None => {
+                let logged: Vec<String> = state.callback_metrics()?.into_keys().collect();
+                return Err(Error::config(
+                    "monitor",
+                    format!("the LR scheduler monitors `{key}`, which was not logged; logged: {logged:?}"),
+                ));
+            }
+        },
     };
     model.lr_scheduler_step(state, sched, metric)?;
     for g in 0..opt.num_groups() {
@@ -176,6 +180,9 @@ where
         }
     }
     let mut grads = Gradients::new(sorted_vars(model));
+    if cfg.enable_model_summary {
+        print!("{}", crate::summarize(model));
+    }
     if L::IMPL_ON_FIT_START {
         cbs.on_fit_start(state, model)?;
     }
@@ -243,6 +250,7 @@ where
         while !(max_epochs.is_some_and(|m| state.current_epoch >= m) || steps_done(state) || stop_now(state)) {
             let epoch = state.current_epoch;
             state.batches_done = skip;
+            state.metrics.epoch_start(LoopKind::Train);
             if skip == 0 {
                 if L::IMPL_ON_TRAIN_EPOCH_START {
                     cbs.on_train_epoch_start(state, model)?;
@@ -259,6 +267,8 @@ where
             let mut batches = train_loader.batches(epoch).take(num_train).enumerate().skip(skip).peekable();
             while let Some((i, batch)) = batches.next() {
                 let batch = hooks::transfer(state, model, dm, batch?, &device, 0)?;
+                state.batch_size = batch.batch_size().unwrap_or(1);
+                state.metrics.batch_start(LoopKind::Train);
                 if L::IMPL_ON_TRAIN_BATCH_START {
                     cbs.on_train_batch_start(state, model, &batch, i)?;
                 }
@@ -269,6 +279,7 @@ where
                 let batch = if L::IMPL_ON_BATCH_BEGIN { cbs.on_batch_begin(state, model, batch, i)? } else { batch };
                 let batch = model.on_batch_begin(state, batch, i)?;
                 let last = i + 1 == num_train || batches.peek().is_none();
+                let stepped;
                 let outputs = if M::AUTOMATIC_OPTIMIZATION {
                     let window_end = (i + 1) % k == 0 || last;
                     let (optimizer, _) = optim.parts();
@@ -289,7 +300,7 @@ where
                     } else {
                         crate::OptimizerClosure::call(&mut closure, model, optimizer)?;
                     }
-                    let stepped = closure.stepped;
+                    stepped = closure.stepped;
                     let outputs = closure.output.take().unwrap_or_default();
                     if stepped {
                         state.global_step += 1;
@@ -304,6 +315,7 @@ where
                         Manual::<M, L> { callbacks: &mut *cbs, optim: &mut optim, grads: &mut grads, steps: 0 };
                     let outputs = model.training_step(state, &batch, i, &mut manual)?;
                     state.global_step += manual.steps;
+                    stepped = manual.steps > 0;
                     outputs
                 };
                 if last {
@@ -319,6 +331,7 @@ where
                 }
                 save::flush(state, model, cbs, dm, Some(&mut optim))?;
                 model.on_train_batch_end(state, &outputs, &batch, i)?;
+                logs::after_train_batch(state, stepped)?;
                 let counter = if cfg.check_val_every_n_epoch.is_none() { total_batch_idx } else { i + 1 };
                 let interval_is_epoch = cfg.val_check_interval == super::Limit::Fraction(1.0);
                 if val_this_epoch
@@ -346,6 +359,7 @@ where
             // A checkpoint saved now resumes at the next epoch only if this one is done;
             // after `max_steps` or `should_stop` mid-epoch it resumes at the next batch.
             state.at_epoch_end = skipped || epoch_finished;
+            state.metrics.epoch_end(LoopKind::Train)?;
             if L::IMPL_ON_TRAIN_EPOCH_END {
                 cbs.on_train_epoch_end(state, model, false)?;
             }
@@ -354,6 +368,7 @@ where
                 cbs.on_train_epoch_end(state, model, true)?;
             }
             save::flush(state, model, cbs, dm, Some(&mut optim))?;
+            logs::after_epoch(state, LoopKind::Train)?;
             state.at_epoch_end = false;
             // Plateau schedulers step after validation and the epoch-end hooks (Lightning's
             // `update_plateau_schedulers`), with the metric they monitor.

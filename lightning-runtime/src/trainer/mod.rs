@@ -8,6 +8,7 @@ mod config;
 mod eval;
 mod fit;
 mod hooks;
+pub(crate) mod logs;
 mod manual;
 mod save;
 mod source;
@@ -26,8 +27,8 @@ pub use threads::SMALL_MODEL_PARAMS;
 
 use crate::module::requirements::*;
 use crate::{
-    Accelerator, CallbackList, Chain, DataModule, Error, GradientClipAlgorithm, LightningModule, Loader,
-    ModelCheckpoint, NoDataModule, Result, Stage, TrainerState,
+    Accelerator, CallbackList, Chain, DataModule, Error, GradientClipAlgorithm, LightningModule, Loader, Logger,
+    ModelCheckpoint, NoDataModule, ProgressBar, Result, Stage, TrainerState,
 };
 
 /// Metrics by name, as `callback_metrics` holds them at the end of a run.
@@ -47,11 +48,12 @@ pub struct FitOutcome {
 }
 
 /// Builds a [`Trainer`]; every method is a Lightning `Trainer(...)` flag.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 #[must_use]
 pub struct TrainerBuilder<C = ()> {
     config: TrainerConfig,
     callbacks: C,
+    loggers: Vec<Box<dyn Logger>>,
 }
 
 macro_rules! flags {
@@ -111,13 +113,29 @@ impl<C> TrainerBuilder<C> {
         precision: crate::Precision => |c, v| c.precision = Some(v);
         /// Adds a `ModelCheckpoint` that keeps the latest checkpoint (default on).
         enable_checkpointing: bool => |c, v| c.enable_checkpointing = v;
-        /// Where checkpoints go (default: the current directory).
+        /// Where checkpoints and logs go (default: the current directory).
         default_root_dir: impl Into<PathBuf> => |c, v| c.default_root_dir = v.into();
+        /// Send logged step values to the loggers every N optimizer steps (default 50).
+        log_every_n_steps: usize => |c, v| c.log_every_n_steps = v.max(1);
+        /// Without a `logger(..)`, log to a `CsvLogger` under `default_root_dir` (default on;
+        /// Lightning's `logger=False` is `enable_logger(false)`).
+        enable_logger: bool => |c, v| c.enable_logger = v;
+        /// Show the progress bar (default on; plain lines when stdout is not a terminal).
+        enable_progress_bar: bool => |c, v| c.enable_progress_bar = v;
+        /// Print the model summary at fit start (default on).
+        enable_model_summary: bool => |c, v| c.enable_model_summary = v;
+    }
+
+    /// Adds a logger (`CsvLogger`, `TensorBoardLogger` or your own); with one given, no
+    /// default `CsvLogger` is added.
+    pub fn logger(mut self, logger: impl Logger + 'static) -> Self {
+        self.loggers.push(Box::new(logger));
+        self
     }
 
     /// The callbacks, as a tuple, called in tuple order: `.callbacks((A, B))`.
     pub fn callbacks<C2>(self, callbacks: C2) -> TrainerBuilder<C2> {
-        TrainerBuilder { config: self.config, callbacks }
+        TrainerBuilder { config: self.config, callbacks, loggers: self.loggers }
     }
 
     /// Checks the flags and opens the device.
@@ -130,7 +148,11 @@ impl<C> TrainerBuilder<C> {
                 device.set_seed(seed)?;
             }
         }
-        Ok(Trainer { config: self.config, callbacks: self.callbacks, device, resume: None })
+        let mut loggers = self.loggers;
+        if loggers.is_empty() && self.config.enable_logger {
+            loggers.push(Box::new(crate::CsvLogger::new(self.config.default_root_dir.clone())));
+        }
+        Ok(Trainer { config: self.config, callbacks: self.callbacks, device, resume: None, loggers })
     }
 }
 
@@ -143,17 +165,23 @@ pub struct Trainer<C = ()> {
     callbacks: C,
     device: Device,
     resume: Option<PathBuf>,
+    loggers: Vec<Box<dyn Logger>>,
 }
 
 impl Trainer<()> {
     /// A builder with Lightning's defaults and no callbacks.
     pub fn builder() -> TrainerBuilder<()> {
-        TrainerBuilder { config: TrainerConfig::default(), callbacks: () }
+        TrainerBuilder { config: TrainerConfig::default(), callbacks: (), loggers: Vec::new() }
     }
 }
 
-type RunCallbacks<'a, C, M> =
-    Chain<'a, C, Chain<'a, Option<<M as LightningModule>::Callbacks>, Option<(ModelCheckpoint,)>>>;
+/// The trainer's callbacks, the module's `configure_callbacks`, then the defaults: the
+/// progress bar and the checkpoint callback (last, as Lightning orders it).
+type RunCallbacks<'a, C, M> = Chain<
+    'a,
+    C,
+    Chain<'a, Option<<M as LightningModule>::Callbacks>, Chain<'a, Option<(ProgressBar,)>, Option<(ModelCheckpoint,)>>>,
+>;
 
 impl<C> Trainer<C> {
     /// The flags.
@@ -198,10 +226,13 @@ impl<C> Trainer<C> {
         state.precision = self.config.precision;
         state.automatic_optimization = M::AUTOMATIC_OPTIMIZATION;
         state.check_val_every_n_epoch = self.config.check_val_every_n_epoch;
+        state.log_every_n_steps = self.config.log_every_n_steps;
+        state.loggers = std::mem::take(&mut self.loggers);
         state.val_check_once_per_epoch = self.config.val_check_interval == Limit::Fraction(1.0);
         threads::apply(threads::choose(self.config.threads, &self.device, model.parameters()));
         let mut checkpoint = (stage == Stage::Fit && self.config.enable_checkpointing)
             .then(|| (ModelCheckpoint::new().dirpath(self.config.default_root_dir.join("checkpoints")),));
+        let mut bar = (stage != Stage::Predict && self.config.enable_progress_bar).then(|| (ProgressBar::new(),));
         let mut extra: Option<M::Callbacks> = None;
         let config = &self.config;
         let result = (|| {
@@ -214,24 +245,30 @@ impl<C> Trainer<C> {
             if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
                 return Err(Error::DuplicateStateKey(w[0]));
             }
-            let mut inner = Chain(&mut extra, &mut checkpoint);
+            if stage != Stage::Predict {
+                logs::hyperparams(&mut state, model)?;
+            }
+            let mut tail = Chain(&mut bar, &mut checkpoint);
+            let mut inner = Chain(&mut extra, &mut tail);
             let mut cbs = Chain(&mut self.callbacks, &mut inner);
             body(config, &mut state, model, &mut cbs, &mut *dm)
         })();
-        match result {
-            Ok(r) => Ok((r, state)),
-            Err(e) => {
-                let mut inner = Chain(&mut extra, &mut checkpoint);
-                let mut cbs = Chain(&mut self.callbacks, &mut inner);
-                // The run's error is what the caller needs; a failing on_exception cannot replace it.
-                let _ = cbs.on_exception(&mut state, model, &e);
-                dm.on_exception(&e);
-                // checkpoints on_exception asked for (OnExceptionCheckpoint); the optimizer
-                // went down with the loop, so they hold weights, counters and callback states
-                let _ = save::flush(&mut state, model, &mut cbs, &mut *dm, None);
-                Err(e)
-            }
-        }
+        let result = result.inspect_err(|e| {
+            let mut tail = Chain(&mut bar, &mut checkpoint);
+            let mut inner = Chain(&mut extra, &mut tail);
+            let mut cbs = Chain(&mut self.callbacks, &mut inner);
+            // The run's error is what the caller needs; a failing on_exception cannot replace it.
+            let _ = cbs.on_exception(&mut state, model, e);
+            dm.on_exception(e);
+            // checkpoints on_exception asked for (OnExceptionCheckpoint); the optimizer
+            // went down with the loop, so they hold weights, counters and callback states
+            let _ = save::flush(&mut state, model, &mut cbs, &mut *dm, None);
+        });
+        let finalized = logs::finalize(&mut state, if result.is_ok() { "success" } else { "failed" });
+        self.loggers = std::mem::take(&mut state.loggers);
+        let r = result?;
+        finalized?;
+        Ok((r, state))
     }
 
     /// Trains with the module's `train_dataloader` and `val_dataloader` (Lightning's `fit`).
@@ -284,7 +321,7 @@ impl<C> Trainer<C> {
             fit::run(cfg, state, model, cbs, dm, train, val, resume.as_deref())
         })?;
         Ok(FitOutcome {
-            metrics: state.callback_metrics.clone(),
+            metrics: state.callback_metrics()?,
             global_step: state.global_step,
             current_epoch: state.current_epoch,
             last_checkpoint: state.last_saved.clone(),
@@ -330,7 +367,7 @@ impl<C> Trainer<C> {
         let ((), state) = self.run(Stage::Validate, model, dm, |cfg, state, model, cbs, dm| {
             eval::run_validate(cfg, state, model, cbs, dm, loader)
         })?;
-        Ok(state.callback_metrics)
+        state.callback_metrics()
     }
 
     /// Runs the test loop with the module's `test_dataloader`.
@@ -372,7 +409,7 @@ impl<C> Trainer<C> {
         let ((), state) = self.run(Stage::Test, model, dm, |cfg, state, model, cbs, dm| {
             eval::run_test(cfg, state, model, cbs, dm, loader)
         })?;
-        Ok(state.callback_metrics)
+        state.callback_metrics()
     }
 
     /// Runs `predict_step` over the module's `predict_dataloader` and returns the results.

@@ -1,0 +1,198 @@
+//! `ProgressBar`: Lightning's TQDM bar on indicatif, or plain lines when stdout is not a terminal.
+
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressDrawTarget, ProgressStyle};
+
+use crate::{Result, TrainerState};
+
+/// Bars for training (with the epoch), validation and test: step out of total, it/s, ETA and
+/// the metrics logged with `prog_bar(true)`, plus `v_num`, the logger's version. The metrics
+/// are read back from the device at most twice a second. When stdout is not a terminal (CI
+/// logs) it prints a plain line at every tenth of an epoch instead of redrawing.
+///
+/// The trainer adds one unless `enable_progress_bar(false)`.
+#[derive(Debug)]
+pub struct ProgressBar {
+    tty: bool,
+    multi: Option<MultiProgress>,
+    bar: Option<indicatif::ProgressBar>,
+    /// (label, total, started, last tenth printed) of the running loop, for plain lines.
+    plain: Option<Plain>,
+    /// The training loop's bar while a validation run inside it has its own.
+    outer: Option<(Option<indicatif::ProgressBar>, Option<Plain>)>,
+    last_message: Option<Instant>,
+    refresh: Duration,
+}
+
+/// Label, total (`usize::MAX`: a stream of unknown length), start, last tenth printed, done.
+type Plain = (String, usize, Instant, usize, usize);
+
+impl Default for ProgressBar {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ProgressBar {
+    /// Draws when stdout is a terminal, else prints plain lines.
+    pub fn new() -> Self {
+        Self::with_terminal(std::io::stdout().is_terminal())
+    }
+
+    /// Forces the terminal (`true`) or plain-line (`false`) mode.
+    pub fn with_terminal(tty: bool) -> Self {
+        ProgressBar {
+            tty,
+            multi: None,
+            bar: None,
+            plain: None,
+            outer: None,
+            last_message: None,
+            refresh: Duration::from_millis(500),
+        }
+    }
+
+    fn metrics(t: &TrainerState) -> Result<String> {
+        let mut s = String::new();
+        for (k, v) in t.metrics.progress_bar_metrics()? {
+            let _ = write!(s, "{}{k}={}", if s.is_empty() { "" } else { ", " }, short(v));
+        }
+        if let Some(v) = t.loggers.iter().find_map(|l| l.version()) {
+            let _ = write!(s, "{}v_num={v}", if s.is_empty() { "" } else { ", " });
+        }
+        Ok(s)
+    }
+
+    fn start(&mut self, label: String, total: usize) {
+        if self.tty {
+            let multi = self.multi.get_or_insert_with(|| MultiProgress::with_draw_target(ProgressDrawTarget::stdout()));
+            let bar = if total == usize::MAX {
+                indicatif::ProgressBar::no_length()
+            } else {
+                indicatif::ProgressBar::new(total as u64)
+            };
+            let bar = multi.add(bar);
+            let style = ProgressStyle::with_template(
+                "{prefix}: {percent:>3}% {wide_bar} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}",
+            )
+            .expect("a valid template");
+            bar.set_style(style);
+            bar.set_prefix(label);
+            self.bar = Some(bar);
+        } else {
+            self.plain = Some((label, total, Instant::now(), 0, 0));
+        }
+        self.last_message = None;
+    }
+
+    fn advance(&mut self, t: &TrainerState, done: usize) -> Result<()> {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done as u64);
+            if self.last_message.is_none_or(|at| at.elapsed() >= self.refresh) {
+                bar.set_message(Self::metrics(t)?);
+                self.last_message = Some(Instant::now());
+            }
+        } else if let Some((label, total, started, tenth, count)) = &mut self.plain {
+            *count = done;
+            // a tenth of the epoch, or every 100 batches of a stream of unknown length
+            let now_tenth = match *total {
+                0 => 10,
+                usize::MAX => done / 100,
+                t => done * 10 / t,
+            };
+            if now_tenth > *tenth {
+                *tenth = now_tenth;
+                let line = plain_line(label, done, *total, started.elapsed());
+                println!("{line} {}", Self::metrics(t)?);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, t: &TrainerState, keep: bool) -> Result<()> {
+        if let Some(bar) = self.bar.take() {
+            bar.set_message(Self::metrics(t)?);
+            if keep {
+                bar.finish();
+            } else {
+                bar.finish_and_clear();
+            }
+        }
+        self.plain = None;
+        Ok(())
+    }
+}
+
+/// `3.1416` style: four significant decimals, like Lightning's bar.
+fn short(v: f64) -> String {
+    if v != 0.0 && (v.abs() >= 1e5 || v.abs() < 1e-3) {
+        format!("{v:.3e}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+fn plain_line(label: &str, done: usize, total: usize, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64();
+    let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+    if total == usize::MAX {
+        return format!("{label}: {done}/? [{}, {rate:.2}it/s]", clock(secs));
+    }
+    let eta = if rate > 0.0 { total.saturating_sub(done) as f64 / rate } else { 0.0 };
+    let pct = (done.min(total) * 100).checked_div(total).unwrap_or(100);
+    format!("{label}: {pct:>3}% {done}/{total} [{}<{}, {rate:.2}it/s]", clock(secs), clock(eta))
+}
+
+fn clock(secs: f64) -> String {
+    let s = secs.round() as u64;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+#[lightning_macros::callback]
+impl ProgressBar {
+    fn on_train_epoch_start(&mut self, trainer: &mut TrainerState) {
+        self.start(format!("Epoch {}", trainer.current_epoch), trainer.num_training_batches);
+    }
+    fn on_train_batch_end(&mut self, trainer: &mut TrainerState, batch_idx: usize) -> Result<()> {
+        self.advance(trainer, batch_idx + 1)
+    }
+    fn on_train_epoch_end(&mut self, trainer: &mut TrainerState) -> Result<()> {
+        if let Some((label, total, started, _, done)) = self.plain.take() {
+            let line = plain_line(&label, done, total, started.elapsed());
+            println!("{line} {}", Self::metrics(trainer)?);
+        }
+        self.finish(trainer, true)
+    }
+
+    fn on_validation_start(&mut self, trainer: &mut TrainerState) {
+        if self.bar.is_some() || self.plain.is_some() {
+            // the training bar stays; validation gets its own below it
+            self.outer = Some((self.bar.take(), self.plain.take()));
+        }
+        let label = if trainer.sanity_checking { "Sanity Checking" } else { "Validation" };
+        self.start(label.into(), trainer.num_eval_batches);
+    }
+    fn on_validation_batch_end(&mut self, trainer: &mut TrainerState, batch_idx: usize) -> Result<()> {
+        self.advance(trainer, batch_idx + 1)
+    }
+    fn on_validation_end(&mut self, trainer: &mut TrainerState) -> Result<()> {
+        self.finish(trainer, false)?;
+        if let Some((bar, plain)) = self.outer.take() {
+            (self.bar, self.plain) = (bar, plain);
+        }
+        Ok(())
+    }
+
+    fn on_test_start(&mut self, trainer: &mut TrainerState) {
+        self.start("Testing".into(), trainer.num_eval_batches);
+    }
+    fn on_test_batch_end(&mut self, trainer: &mut TrainerState, batch_idx: usize) -> Result<()> {
+        self.advance(trainer, batch_idx + 1)
+    }
+    fn on_test_end(&mut self, trainer: &mut TrainerState) -> Result<()> {
+        self.finish(trainer, true)
+    }
+}

@@ -1,0 +1,193 @@
+//! `self.log` (here `trainer.log`): Lightning's metric semantics, and the loggers that record them.
+//!
+//! Values logged as tensors stay on the device: a step value is read back only when a logger,
+//! the progress bar or a monitor asks for it, and epoch means are summed on the device and read
+//! once per epoch. [`MetricStore::syncs`] counts the read-backs.
+
+mod csv;
+mod hparams;
+pub(crate) mod store;
+pub mod tensorboard;
+
+pub use csv::CsvLogger;
+pub use hparams::to_yaml;
+pub use store::MetricStore;
+pub use tensorboard::TensorBoardLogger;
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Tensor;
+
+use crate::{Error, Result};
+
+/// How values logged over an epoch are reduced (Lightning's `reduce_fx`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reduce {
+    /// The mean weighted by batch size (Lightning's default).
+    #[default]
+    Mean,
+    Sum,
+    Max,
+    Min,
+}
+
+/// Options of one `log` call: Lightning's `self.log(name, value, on_step=.., ...)`.
+///
+/// Unset `on_step`/`on_epoch` take the defaults of the hook that logs (reference §4.10):
+/// step-level in `training_step` and the optimization hooks, epoch-level in the evaluation
+/// steps and every epoch hook.
+///
+/// ```
+/// use lightning::Log;
+/// let opts = Log::new().on_epoch(true).prog_bar(true).batch_size(32);
+/// assert_eq!(opts.prog_bar, true);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Log {
+    pub on_step: Option<bool>,
+    pub on_epoch: Option<bool>,
+    /// Show the value in the progress bar.
+    pub prog_bar: bool,
+    /// Send the value to the loggers (CSV, TensorBoard).
+    pub logger: bool,
+    /// Weight of this value in the epoch mean; default: the batch's size.
+    pub batch_size: Option<usize>,
+    pub reduce: Reduce,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log { on_step: None, on_epoch: None, prog_bar: false, logger: true, batch_size: None, reduce: Reduce::Mean }
+    }
+}
+
+impl Log {
+    /// Lightning's defaults: the hook decides `on_step`/`on_epoch`; logger on, progress bar off.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn on_step(mut self, v: bool) -> Self {
+        self.on_step = Some(v);
+        self
+    }
+    pub fn on_epoch(mut self, v: bool) -> Self {
+        self.on_epoch = Some(v);
+        self
+    }
+    pub fn prog_bar(mut self, v: bool) -> Self {
+        self.prog_bar = v;
+        self
+    }
+    pub fn logger(mut self, v: bool) -> Self {
+        self.logger = v;
+        self
+    }
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = Some(n);
+        self
+    }
+    pub fn reduce(mut self, r: Reduce) -> Self {
+        self.reduce = r;
+        self
+    }
+}
+
+/// What a hook may log, set by the generated hook wrappers (reference §4.10).
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogScope {
+    /// `training_step`, training batch hooks, optimization hooks: default per step.
+    TrainStep,
+    /// Validation and test steps and batch hooks: default per epoch.
+    EvalStep,
+    /// Loop and epoch start/end hooks: per epoch only.
+    EpochOnly,
+    /// Lightning raises "You can't `self.log()` inside `<hook>`".
+    Forbidden,
+}
+
+/// A logged value: a host number, or a tensor not yet read back.
+#[derive(Clone, Debug)]
+pub enum MetricValue {
+    Host(f64),
+    Device(Tensor),
+}
+
+/// A value `TrainerState::log` accepts: a number or a one-element tensor.
+pub trait LogValue {
+    fn into_metric(self) -> Result<MetricValue>;
+}
+
+macro_rules! host_values {
+    ($($t:ty),*) => {$(
+        impl LogValue for $t {
+            fn into_metric(self) -> Result<MetricValue> {
+                Ok(MetricValue::Host(self as f64))
+            }
+        }
+        impl LogValue for &$t {
+            fn into_metric(self) -> Result<MetricValue> {
+                Ok(MetricValue::Host(*self as f64))
+            }
+        }
+    )*};
+}
+host_values!(f64, f32, usize, u32, i32, i64, u64);
+
+impl LogValue for Tensor {
+    fn into_metric(self) -> Result<MetricValue> {
+        if self.elem_count() != 1 {
+            return Err(Error::msg(format!(
+                "a logged tensor must have one element; this one has shape {:?}: reduce it first (e.g. `.mean_all()`)",
+                self.dims()
+            )));
+        }
+        // detached so the logged value holds no graph alive
+        Ok(MetricValue::Device(self.detach().flatten_all()?))
+    }
+}
+
+impl LogValue for &Tensor {
+    fn into_metric(self) -> Result<MetricValue> {
+        self.clone().into_metric()
+    }
+}
+
+/// Receives logged metrics and hyperparameters (Lightning's `Logger`).
+///
+/// The trainer calls a logger at most once per `log_every_n_steps` steps and at epoch ends,
+/// never per step, so loggers are kept as trait objects.
+pub trait Logger: Send + std::fmt::Debug {
+    /// A row of metrics at `step` (every value already on the host).
+    fn log_metrics(&mut self, metrics: &[(String, f64)], step: usize) -> Result<()>;
+    /// The run's hyperparameters, once at fit/validate/test start.
+    fn log_hyperparams(&mut self, params: &serde_json::Value) -> Result<()>;
+    /// Writes what is buffered.
+    fn save(&mut self) -> Result<()>;
+    /// The end of a run: `status` is `"success"` or `"failed"`.
+    fn finalize(&mut self, status: &str) -> Result<()> {
+        let _ = status;
+        self.save()
+    }
+    /// The directory this logger writes to, once known.
+    fn log_dir(&self) -> Option<PathBuf> {
+        None
+    }
+    /// The run's version number (shown as `v_num` in the progress bar).
+    fn version(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// `<root>/<name>/version_N` with N one more than the largest existing version (Lightning's rule).
+pub fn next_version(root: &Path, name: &str) -> usize {
+    let dir = root.join(name);
+    let Ok(entries) = std::fs::read_dir(&dir) else { return 0 };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("version_")?.parse::<usize>().ok())
+        .map(|v| v + 1)
+        .max()
+        .unwrap_or(0)
+}

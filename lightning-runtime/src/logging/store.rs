@@ -1,0 +1,319 @@
+//! The logged metrics of a run: step values, epoch accumulators and `callback_metrics`.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+
+use candle_core::{DType, Tensor};
+
+use super::{Log, LogScope, MetricValue, Reduce};
+use crate::{Error, Result};
+
+/// The loop a value was logged in; each has its own epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LoopKind {
+    Train,
+    Val,
+    Test,
+}
+
+#[derive(Debug)]
+struct Entry {
+    name: String,
+    loop_kind: LoopKind,
+    on_step: bool,
+    on_epoch: bool,
+    prog_bar: bool,
+    logger: bool,
+    reduce: Reduce,
+    /// The latest step value, and whether a logger has not seen it yet.
+    step: Option<MetricValue>,
+    step_fresh: bool,
+    /// This epoch's accumulator (sum weighted by batch size, or max/min) and its weight.
+    acc: Option<MetricValue>,
+    weight: f64,
+    epoch: Option<f64>,
+    epoch_fresh: bool,
+    /// What `callback_metrics[name]` shows: the latest step value, or the epoch value once computed.
+    current: Option<MetricValue>,
+}
+
+/// Everything logged in a run, keyed by loop and name (a handful of entries, so a `Vec`).
+#[derive(Debug, Default)]
+pub struct MetricStore {
+    entries: Vec<Entry>,
+    /// Loops whose epoch has ended: a value logged now is folded into the epoch value at once.
+    ended: Vec<LoopKind>,
+    syncs: Cell<usize>,
+}
+
+fn read(v: &MetricValue, syncs: &Cell<usize>) -> Result<f64> {
+    match v {
+        MetricValue::Host(x) => Ok(*x),
+        MetricValue::Device(t) => {
+            syncs.set(syncs.get() + 1);
+            Ok(t.to_dtype(DType::F64)?.reshape(())?.to_scalar::<f64>()?)
+        }
+    }
+}
+
+fn scaled(v: &MetricValue, w: f64) -> Result<MetricValue> {
+    Ok(match v {
+        MetricValue::Host(x) => MetricValue::Host(x * w),
+        MetricValue::Device(t) => {
+            // f32 at least, so a bf16 loss summed over an epoch keeps its precision
+            let t = if matches!(t.dtype(), DType::F32 | DType::F64) { t.clone() } else { t.to_dtype(DType::F32)? };
+            MetricValue::Device(t.affine(w, 0.0)?)
+        }
+    })
+}
+
+fn combine(acc: &MetricValue, v: &MetricValue, reduce: Reduce) -> Result<MetricValue> {
+    use MetricValue::{Device, Host};
+    if let (Host(a), Host(b)) = (acc, v) {
+        return Ok(Host(match reduce {
+            Reduce::Mean | Reduce::Sum => a + b,
+            Reduce::Max => a.max(*b),
+            Reduce::Min => a.min(*b),
+        }));
+    }
+    let like = match (acc, v) {
+        (Device(t), _) | (_, Device(t)) => t.clone(),
+        _ => unreachable!("both host values returned above"),
+    };
+    let tensor = |m: &MetricValue| -> Result<Tensor> {
+        Ok(match m {
+            Device(t) => t.to_dtype(like.dtype())?,
+            Host(x) => Tensor::new(&[*x], like.device())?.to_dtype(like.dtype())?,
+        })
+    };
+    let (a, b) = (tensor(acc)?, tensor(v)?);
+    Ok(Device(match reduce {
+        Reduce::Mean | Reduce::Sum => (a + b)?,
+        Reduce::Max => a.maximum(&b)?,
+        Reduce::Min => a.minimum(&b)?,
+    }))
+}
+
+impl MetricStore {
+    /// Device-to-host reads done so far (each costs a sync on a GPU).
+    pub fn syncs(&self) -> usize {
+        self.syncs.get()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn log(
+        &mut self,
+        name: &str,
+        value: MetricValue,
+        opts: Log,
+        scope: LogScope,
+        hook: &'static str,
+        loop_kind: LoopKind,
+        batch_size: usize,
+    ) -> Result<()> {
+        let (default_step, default_epoch) = match scope {
+            LogScope::TrainStep => (true, false),
+            LogScope::EvalStep | LogScope::EpochOnly => (false, true),
+            LogScope::Forbidden => return Err(Error::LogNotAllowed { hook, name: name.to_owned() }),
+        };
+        let on_step = opts.on_step.unwrap_or(default_step);
+        let on_epoch = opts.on_epoch.unwrap_or(default_epoch);
+        if scope == LogScope::EpochOnly && on_step {
+            return Err(Error::msg(format!(
+                "`{name}`: `{hook}` runs once per epoch, so it can't log with on_step=true; use on_epoch"
+            )));
+        }
+        if !on_step && !on_epoch {
+            return Err(Error::msg(format!("`{name}`: on_step and on_epoch are both false, so it would go nowhere")));
+        }
+        let idx = match self.entries.iter().position(|e| e.loop_kind == loop_kind && e.name == name) {
+            Some(i) => i,
+            None => {
+                self.entries.push(Entry {
+                    name: name.to_owned(),
+                    loop_kind,
+                    on_step,
+                    on_epoch,
+                    prog_bar: opts.prog_bar,
+                    logger: opts.logger,
+                    reduce: opts.reduce,
+                    step: None,
+                    step_fresh: false,
+                    acc: None,
+                    weight: 0.0,
+                    epoch: None,
+                    epoch_fresh: false,
+                    current: None,
+                });
+                self.entries.len() - 1
+            }
+        };
+        let ended = self.ended.contains(&loop_kind);
+        let syncs = &self.syncs;
+        let e = &mut self.entries[idx];
+        (e.on_step, e.on_epoch, e.prog_bar, e.logger, e.reduce) =
+            (on_step, on_epoch, opts.prog_bar, opts.logger, opts.reduce);
+        if on_epoch {
+            let w = opts.batch_size.unwrap_or(batch_size).max(1) as f64;
+            let add = if e.reduce == Reduce::Mean { scaled(&value, w)? } else { value.clone() };
+            e.acc = Some(match &e.acc {
+                Some(a) => combine(a, &add, e.reduce)?,
+                None => add,
+            });
+            e.weight += w;
+            if ended {
+                // logged from an epoch-end hook: the epoch value is due now
+                let v = Self::epoch_value(e, syncs)?;
+                e.epoch = Some(v);
+                e.epoch_fresh = true;
+                e.current = Some(MetricValue::Host(v));
+            }
+        }
+        if on_step {
+            e.step_fresh = true;
+            e.current = Some(value.clone());
+            e.step = Some(value);
+        }
+        Ok(())
+    }
+
+    fn epoch_value(e: &Entry, syncs: &Cell<usize>) -> Result<f64> {
+        let Some(acc) = &e.acc else { return Ok(f64::NAN) };
+        let v = read(acc, syncs)?;
+        Ok(if e.reduce == Reduce::Mean { v / e.weight } else { v })
+    }
+
+    /// A training batch starts: step values of earlier batches are no longer due to a logger.
+    #[inline]
+    pub(crate) fn batch_start(&mut self, loop_kind: LoopKind) {
+        for e in &mut self.entries {
+            if e.loop_kind == loop_kind {
+                e.step_fresh = false;
+            }
+        }
+    }
+
+    /// A loop starts an epoch: its accumulators restart; `callback_metrics` keeps its values.
+    pub(crate) fn epoch_start(&mut self, loop_kind: LoopKind) {
+        self.ended.retain(|l| *l != loop_kind);
+        for e in self.entries.iter_mut().filter(|e| e.loop_kind == loop_kind) {
+            e.acc = None;
+            e.weight = 0.0;
+            e.epoch_fresh = false;
+            e.step_fresh = false;
+        }
+    }
+
+    /// A loop's epoch ended: epoch values are computed (one read per metric).
+    pub(crate) fn epoch_end(&mut self, loop_kind: LoopKind) -> Result<()> {
+        if !self.ended.contains(&loop_kind) {
+            self.ended.push(loop_kind);
+        }
+        let syncs = &self.syncs;
+        for e in self.entries.iter_mut().filter(|e| e.loop_kind == loop_kind && e.on_epoch && e.acc.is_some()) {
+            let v = Self::epoch_value(e, syncs)?;
+            e.epoch = Some(v);
+            e.epoch_fresh = true;
+            e.current = Some(MetricValue::Host(v));
+        }
+        Ok(())
+    }
+
+    /// Drops what a loop logged (Lightning discards the sanity check's metrics).
+    pub(crate) fn discard(&mut self, loop_kind: LoopKind) {
+        self.entries.retain(|e| e.loop_kind != loop_kind);
+        self.ended.retain(|l| *l != loop_kind);
+    }
+
+    fn step_key(e: &Entry) -> String {
+        if e.on_epoch {
+            format!("{}_step", e.name)
+        } else {
+            e.name.clone()
+        }
+    }
+
+    fn epoch_key(e: &Entry) -> String {
+        if e.on_step {
+            format!("{}_epoch", e.name)
+        } else {
+            e.name.clone()
+        }
+    }
+
+    /// Step values a logger has not seen yet (marked seen).
+    pub(crate) fn take_step_metrics(&mut self) -> Result<Vec<(String, f64)>> {
+        let mut out = Vec::new();
+        for e in self.entries.iter_mut().filter(|e| e.step_fresh) {
+            e.step_fresh = false;
+            if let (true, Some(v)) = (e.logger, &e.step) {
+                out.push((Self::step_key(e), read(v, &self.syncs)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A loop's epoch values a logger has not seen yet (marked seen).
+    pub(crate) fn take_epoch_metrics(&mut self, loop_kind: LoopKind) -> Vec<(String, f64)> {
+        let mut out = Vec::new();
+        for e in self.entries.iter_mut().filter(|e| e.loop_kind == loop_kind && e.epoch_fresh) {
+            e.epoch_fresh = false;
+            if let (true, Some(v)) = (e.logger, e.epoch) {
+                out.push((Self::epoch_key(e), v));
+            }
+        }
+        out
+    }
+
+    /// The values shown in the progress bar (read back now).
+    pub fn progress_bar_metrics(&self) -> Result<Vec<(String, f64)>> {
+        let mut out = Vec::new();
+        for e in self.entries.iter().filter(|e| e.prog_bar) {
+            if let Some(v) = &e.current {
+                out.push((e.name.clone(), read(v, &self.syncs)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Lightning's `callback_metrics`: every logged name with its latest value, plus
+    /// `name_step` / `name_epoch` for values logged both ways. Reads device values back.
+    pub fn callback_metrics(&self) -> Result<BTreeMap<String, f64>> {
+        let mut out = BTreeMap::new();
+        for e in &self.entries {
+            if let Some(v) = &e.current {
+                out.insert(e.name.clone(), read(v, &self.syncs)?);
+            }
+            if e.on_step && e.on_epoch {
+                if let Some(v) = &e.step {
+                    out.insert(format!("{}_step", e.name), read(v, &self.syncs)?);
+                }
+                if let Some(v) = e.epoch {
+                    out.insert(format!("{}_epoch", e.name), v);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One metric of `callback_metrics`, reading back only that value.
+    pub fn get(&self, name: &str) -> Result<Option<f64>> {
+        // the entry logged most recently under that name wins, as in Lightning's dict
+        for e in self.entries.iter().rev() {
+            if e.name == name {
+                if let Some(v) = &e.current {
+                    return read(v, &self.syncs).map(Some);
+                }
+            }
+            if e.on_step && e.on_epoch {
+                if name.strip_suffix("_step") == Some(&e.name) {
+                    return e.step.as_ref().map(|v| read(v, &self.syncs)).transpose();
+                }
+                if name.strip_suffix("_epoch") == Some(&e.name) {
+                    return Ok(e.epoch);
+                }
+            }
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,96 @@
+//! The model summary Lightning prints at fit start, from the struct's fields and the
+//! `VarMap`'s name prefixes.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::HasParameters;
+
+/// Lightning's `get_human_readable_count`: `320`, `18.5 K`, `1.2 M`.
+fn human(n: usize) -> String {
+    match n {
+        0..1_000 => n.to_string(),
+        1_000..1_000_000 => format!("{:.1} K", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} M", n as f64 / 1e6),
+        _ => format!("{:.1} B", n as f64 / 1e9),
+    }
+}
+
+/// A layer's type from its variables' shapes, when no field names it.
+fn infer_type(vars: &BTreeMap<String, Vec<usize>>) -> String {
+    let w = vars.get("weight").map(Vec::as_slice);
+    match w {
+        Some([o, i]) => format!("Linear({i}→{o})"),
+        Some([o, i, k]) => format!("Conv1d({i}→{o}, {k})"),
+        Some([o, i, kh, kw]) => format!("Conv2d({i}→{o}, {kh}×{kw})"),
+        Some([n]) => format!("Norm({n})"),
+        _ if vars.contains_key("embeddings") => "Embedding".into(),
+        _ => "-".into(),
+    }
+}
+
+/// The summary table of a module: one row per layer, the first component of the variable
+/// names (`fc1` of `fc1.weight`), with its type (the struct field's of that name, else read
+/// from the weight's shape), parameter count and trainability; then the totals and the size
+/// in MB. The trainer prints it at fit start unless `enable_model_summary(false)`.
+pub fn summarize<M: HasParameters>(model: &M) -> String {
+    // layer → (variable suffix → shape), plus parameter count and bytes
+    let mut layers: BTreeMap<String, (BTreeMap<String, Vec<usize>>, usize)> = BTreeMap::new();
+    let mut bytes = 0usize;
+    {
+        let data = model.parameters().data().lock().unwrap_or_else(|p| p.into_inner());
+        for (name, var) in data.iter() {
+            let (layer, rest) = name.split_once('.').unwrap_or((name.as_str(), ""));
+            let e = layers.entry(layer.to_owned()).or_default();
+            e.0.insert(rest.to_owned(), var.dims().to_vec());
+            e.1 += var.elem_count();
+            bytes += var.elem_count() * var.dtype().size_in_bytes();
+        }
+    }
+    let fields = M::fields();
+    // rows in field order first, then the other prefixes by name
+    let mut names: Vec<&String> = layers.keys().collect();
+    names.sort_by_key(|n| (fields.iter().position(|(f, _)| f == n).unwrap_or(usize::MAX), (*n).clone()));
+    let rows: Vec<[String; 4]> = names
+        .iter()
+        .map(|n| {
+            let (vars, count) = &layers[*n];
+            let ty =
+                fields.iter().find(|(f, _)| f == n).map(|(_, t)| t.to_string()).unwrap_or_else(|| infer_type(vars));
+            [(*n).clone(), ty, human(*count), "yes".into()]
+        })
+        .collect();
+    let head = ["Name", "Type", "Params", "Trainable"];
+    let mut w = head.map(str::len);
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let idx_w = rows.len().saturating_sub(1).to_string().len();
+    let line = |cells: [&str; 4], idx: &str| {
+        let mut s = format!("{idx:<idx_w$} ");
+        for (i, c) in cells.iter().enumerate() {
+            let pad = w[i] - c.chars().count();
+            let _ = write!(s, "| {c}{} ", " ".repeat(pad));
+        }
+        s.trim_end().to_owned()
+    };
+    let header = line(head, "");
+    let rule = "-".repeat(header.chars().count());
+    let mut out = format!("{header}\n{rule}\n");
+    for (i, r) in rows.iter().enumerate() {
+        out.push_str(&line([&r[0], &r[1], &r[2], &r[3]], &i.to_string()));
+        out.push('\n');
+    }
+    let total: usize = layers.values().map(|(_, c)| *c).sum();
+    let _ = write!(
+        out,
+        "{rule}\n{:<10}Trainable params\n{:<10}Non-trainable params\n{:<10}Total params\n{:<10.3}Total estimated model params size (MB)\n",
+        human(total),
+        "0",
+        human(total),
+        bytes as f64 / 1e6
+    );
+    out
+}
