@@ -17,8 +17,10 @@ use std::time::Instant;
 use candle_core::{DType, Tensor};
 use candle_nn::{loss, Conv2d, Conv2dConfig, Linear, Module, VarBuilder, VarMap};
 use clap::Parser;
+use lightning::callbacks::Mode;
 use lightning::data::{download, mnist};
 use lightning::prelude::*;
+use lightning::EarlyStopping;
 use rand::{Rng, SeedableRng};
 
 const SAMPLE: [&[u8]; 4] = [
@@ -68,6 +70,25 @@ pub struct Args {
     /// Turns off the one-pixel shift augmentation of training batches.
     #[arg(long)]
     pub no_jitter: bool,
+    /// Resume training from this checkpoint (e.g. `<root-dir>/checkpoints/last.ckpt`).
+    #[arg(long)]
+    pub ckpt_path: Option<PathBuf>,
+    /// Also write TensorBoard event files next to the CSV logs.
+    #[arg(long)]
+    pub tensorboard: bool,
+    /// Epochs without a better `val_acc` before early stopping.
+    #[arg(long, default_value_t = 3)]
+    pub patience: usize,
+}
+
+/// What goes into the logs' `hparams.yaml` and every checkpoint (`#[hparams]`).
+#[derive(serde::Serialize, Clone, Debug)]
+pub struct HParams {
+    pub model: String,
+    pub hidden: usize,
+    pub lr: f64,
+    pub batch_size: usize,
+    pub seed: u64,
 }
 
 /// The network a [`Classifier`] trains: it maps (N, 784) pixels to (N, 10) logits.
@@ -160,16 +181,18 @@ fn normalize(x: &Tensor) -> candle_core::Result<Tensor> {
 pub struct Classifier<N: Net> {
     vars: VarMap,
     net: N,
-    lr: f64,
+    #[hparams]
+    hparams: HParams,
     rng: rand::rngs::StdRng,
     jitter: bool,
 }
 
 impl<N: Net> Classifier<N> {
-    pub fn new(hidden: usize, lr: f64, seed: u64, device: &candle_core::Device) -> lightning::Result<Self> {
+    pub fn new(hparams: HParams, device: &candle_core::Device) -> lightning::Result<Self> {
         let vars = VarMap::new();
-        let net = N::new(lightning::seeded_var_builder(&vars, seed, DType::F32, device), hidden)?;
-        Ok(Classifier { vars, net, lr, rng: rand::rngs::StdRng::seed_from_u64(seed), jitter: true })
+        let net = N::new(lightning::seeded_var_builder(&vars, hparams.seed, DType::F32, device), hparams.hidden)?;
+        let rng = rand::rngs::StdRng::seed_from_u64(hparams.seed);
+        Ok(Classifier { vars, net, hparams, rng, jitter: true })
     }
 }
 
@@ -202,16 +225,15 @@ impl<N: Net> Classifier<N> {
     fn training_step(&mut self, batch: &(Tensor, Tensor), trainer: &mut TrainerState) -> lightning::Result<Tensor> {
         let logits = self.net.logits(&normalize(&batch.0)?, Some(&mut self.rng))?;
         let loss = loss::cross_entropy(&logits, &batch.1)?;
-        if trainer.global_step % 50 == 0 {
-            trainer.log("train_loss", &loss)?;
-        }
+        // stays on the device: read back only when the logger or the progress bar shows it
+        trainer.log_with("train_loss", &loss, Log::new().prog_bar(true))?;
         Ok(loss)
     }
 
     fn validation_step(&mut self, batch: &(Tensor, Tensor), trainer: &mut TrainerState) -> lightning::Result<()> {
         let logits = self.forward(&batch.0)?;
         trainer.log("val_loss", loss::cross_entropy(&logits, &batch.1)?)?;
-        trainer.log("val_acc", lightning::accuracy(&logits, &batch.1)?)?;
+        trainer.log_with("val_acc", lightning::accuracy(&logits, &batch.1)?, Log::new().prog_bar(true))?;
         Ok(())
     }
 
@@ -223,7 +245,8 @@ impl<N: Net> Classifier<N> {
     }
 
     fn configure_optimizers(&mut self) -> lightning::Result<(AdamW, StepLr)> {
-        let adamw = AdamW::new(&self.vars, AdamWConfig { lr: self.lr, weight_decay: 1e-4, ..Default::default() })?;
+        let adamw =
+            AdamW::new(&self.vars, AdamWConfig { lr: self.hparams.lr, weight_decay: 1e-4, ..Default::default() })?;
         Ok((adamw, StepLr::new(4, 0.5)))
     }
 }
@@ -282,12 +305,16 @@ pub struct Report {
     /// Where the data came from.
     pub data: String,
     pub test_accuracy: f64,
-    pub checkpoint: Option<PathBuf>,
+    /// The best checkpoint by `val_acc`, which was tested.
+    pub best_checkpoint: Option<PathBuf>,
+    /// `last.ckpt`, to resume from.
+    pub last_checkpoint: Option<PathBuf>,
     pub epoch_lines: Vec<String>,
 }
 
+/// Trains, then tests the best checkpoint by `val_acc` (Lightning's `ckpt_path="best"`).
 fn train_model<N: Net>(
-    trainer: &mut Trainer<(EpochSummary,)>,
+    trainer: &mut Trainer<(EpochSummary, EarlyStopping)>,
     mut model: Classifier<N>,
     jitter: bool,
     train: DataLoader,
@@ -296,6 +323,9 @@ fn train_model<N: Net>(
 ) -> lightning::Result<(lightning::FitOutcome, lightning::Metrics)> {
     model.jitter = jitter;
     let fit = trainer.fit_with(&mut model, train, Some(val))?;
+    if let Some(best) = trainer.checkpoint_callback().and_then(|c| c.best_model_path()) {
+        lightning::load_from_checkpoint(&mut model, best)?;
+    }
     let metrics = trainer.test_with(&mut model, test)?;
     Ok((fit, metrics))
 }
@@ -346,12 +376,26 @@ pub fn run(args: &Args) -> lightning::Result<Report> {
     let val = DataLoader::new(x.narrow(0, n - n_val, n_val)?, y.narrow(0, n - n_val, n_val)?, 500)?;
     let test = DataLoader::new(data.test.images.clone(), data.test.labels.clone(), 500)?;
 
-    let mut trainer = Trainer::builder()
+    // Lightning's batteries: progress bar, CSV logger (<root-dir>/lightning_logs/version_N),
+    // model summary, the best and the last checkpoint by val_acc, early stopping on it
+    let mut builder = Trainer::builder()
         .max_epochs(args.epochs)
         .accelerator(accelerator)
         .default_root_dir(&args.root_dir)
-        .callbacks((EpochSummary::default(),))
+        .checkpoint(ModelCheckpoint::new().monitor("val_acc").mode(Mode::Max).save_last(true));
+    if args.tensorboard {
+        // both loggers write to one version directory
+        let version = lightning::logging::next_version(&args.root_dir, "lightning_logs");
+        builder = builder
+            .logger(CsvLogger::new(&args.root_dir).version(version))
+            .logger(TensorBoardLogger::new(&args.root_dir).version(version));
+    }
+    let mut trainer = builder
+        .callbacks((EpochSummary::default(), EarlyStopping::new("val_acc").mode(Mode::Max).patience(args.patience)))
         .build()?;
+    if let Some(path) = &args.ckpt_path {
+        trainer.resume_from(path);
+    }
     println!(
         "MNIST-format data: {} training, {} validation, {} test images; model {}; device {:?}",
         n - n_val,
@@ -361,10 +405,17 @@ pub fn run(args: &Args) -> lightning::Result<Report> {
         trainer.device()
     );
     let device = trainer.device().clone();
+    let hparams = HParams {
+        model: args.model.clone(),
+        hidden: args.hidden,
+        lr: args.lr,
+        batch_size: args.batch_size,
+        seed: args.seed,
+    };
     let (fit, metrics) = match args.model.as_str() {
         "mlp" => train_model(
             &mut trainer,
-            Classifier::<MlpNet>::new(args.hidden, args.lr, args.seed, &device)?,
+            Classifier::<MlpNet>::new(hparams, &device)?,
             !args.no_jitter,
             train_data,
             val,
@@ -372,7 +423,7 @@ pub fn run(args: &Args) -> lightning::Result<Report> {
         )?,
         "cnn" => train_model(
             &mut trainer,
-            Classifier::<CnnNet>::new(args.hidden, args.lr, args.seed, &device)?,
+            Classifier::<CnnNet>::new(hparams, &device)?,
             !args.no_jitter,
             train_data,
             val,
@@ -385,7 +436,8 @@ pub fn run(args: &Args) -> lightning::Result<Report> {
     Ok(Report {
         data: source,
         test_accuracy,
-        checkpoint: fit.last_checkpoint,
+        best_checkpoint: trainer.checkpoint_callback().and_then(|c| c.best_model_path()).map(PathBuf::from),
+        last_checkpoint: fit.last_checkpoint,
         epoch_lines: std::mem::take(&mut trainer.callbacks().0.lines),
     })
 }
@@ -395,8 +447,11 @@ fn main() {
     let args = Args::parse();
     match run(&args) {
         Ok(r) => {
-            if let Some(p) = &r.checkpoint {
-                println!("checkpoint: {}", p.display());
+            if let Some(p) = &r.best_checkpoint {
+                println!("best checkpoint (tested): {}", p.display());
+            }
+            if let Some(p) = &r.last_checkpoint {
+                println!("resume with: --ckpt-path {}", p.display());
             }
             let acc = 100.0 * r.test_accuracy;
             if args.data_dir.is_some() || !r.data.starts_with("the embedded sample") {

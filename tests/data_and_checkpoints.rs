@@ -84,14 +84,52 @@ fn checkpoints_round_trip_and_fail_cleanly() {
     let e = back.load_into(&VarMap::new(), &path).unwrap_err();
     assert!(e.to_string().contains("unexpected keys"), "{e}");
 
-    // bad files: typed errors naming the file, never a panic
-    let bytes = std::fs::read(&path).unwrap();
+    // the layout: weights named as in the VarMap, optimizer state, trainer state as JSON
+    let files: Vec<_> = {
+        let mut f: Vec<_> = std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().file_name()).collect();
+        f.sort();
+        f
+    };
+    assert_eq!(files, ["model.safetensors", "optimizer.safetensors", "trainer_state.json"]);
+    let weights = std::fs::read(path.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&weights).unwrap();
+    let mut names: Vec<String> = st.names().into_iter().map(str::to_owned).collect();
+    names.sort();
+    let mut expected: Vec<String> = vars.data().lock().unwrap().keys().cloned().collect();
+    expected.sort();
+    assert_eq!(names, expected);
+    let state: lightning::serde_json::Value =
+        lightning::serde_json::from_slice(&std::fs::read(path.join("trainer_state.json")).unwrap()).unwrap();
+    assert_eq!((state["format"].as_u64(), state["global_step"].as_u64()), (Some(3), Some(7)));
+
+    // bad checkpoints: typed errors naming the file and what is wrong, never a panic
+    let copy = |name: &str| {
+        let p = dir.path().join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        for f in &files {
+            std::fs::copy(path.join(f), p.join(f)).unwrap();
+        }
+        p
+    };
+    let bad = copy("truncated.ckpt");
+    std::fs::write(bad.join("model.safetensors"), &weights[..weights.len() / 2]).unwrap();
+    let e = Checkpoint::load(&bad).unwrap_err();
+    assert!(matches!(e, Error::BadFile { .. }) && e.to_string().contains("model.safetensors"), "{e}");
+    let bad = copy("no-state.ckpt");
+    std::fs::remove_file(bad.join("trainer_state.json")).unwrap();
+    let e = Checkpoint::load(&bad).unwrap_err().to_string();
+    assert!(e.contains("not a checkpoint directory") && e.contains("trainer_state.json"), "{e}");
+    let bad = copy("no-optimizer.ckpt");
+    std::fs::remove_file(bad.join("optimizer.safetensors")).unwrap();
+    assert!(Checkpoint::load(&bad).unwrap_err().to_string().contains("optimizer.safetensors"));
+    let bad = copy("future.ckpt");
+    std::fs::write(bad.join("trainer_state.json"), state.to_string().replace("\"format\":3", "\"format\":99")).unwrap();
+    let e = Checkpoint::load(&bad).unwrap_err().to_string();
+    assert!(e.contains("format 99 is not supported"), "{e}");
+
+    // single files are read as format 2; anything else is a typed error
     let bad = dir.path().join("bad.ckpt");
-    for (content, want) in [
-        (bytes[..bytes.len() / 2].to_vec(), "checkpoint"),
-        (b"hello".to_vec(), "not a checkpoint"),
-        (Vec::new(), "not a checkpoint"),
-    ] {
+    for (content, want) in [(b"hello".to_vec(), "not a checkpoint"), (Vec::new(), "not a checkpoint")] {
         std::fs::write(&bad, content).unwrap();
         let e = Checkpoint::load(&bad).unwrap_err();
         assert!(matches!(e, Error::BadFile { .. }), "{e}");
@@ -102,7 +140,7 @@ fn checkpoints_round_trip_and_fail_cleanly() {
     assert!(Checkpoint::load(&bad).unwrap_err().to_string().contains("not a candle-lightning checkpoint"));
     assert!(matches!(Checkpoint::load(Path::new("/nonexistent/x.ckpt")), Err(Error::Io { .. })));
 
-    // a checkpoint from a future format version
+    // a single-file checkpoint from a future format version
     let t = Tensor::zeros(2, DType::F32, &Device::Cpu).unwrap();
     let meta = std::collections::HashMap::from([(
         "candle_lightning".to_string(),

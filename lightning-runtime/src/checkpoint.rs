@@ -1,5 +1,12 @@
-//! Checkpoints: one safetensors file with the module's weights, and the trainer's and
-//! callbacks' state as JSON in its metadata. Written atomically.
+//! Checkpoints: a directory `name.ckpt/` of three files, written atomically:
+//! - `model.safetensors`: the weights, named as in the `VarMap` (Python's
+//!   `safetensors.torch.load_file` reads it);
+//! - `optimizer.safetensors`: the optimizers' buffers (`{i}/{name}`), with their counters and
+//!   the LR scheduler's state as JSON in its metadata (absent in weights-only checkpoints);
+//! - `trainer_state.json`: format version, epoch, global step, batch within the epoch,
+//!   callback and datamodule states, hyperparameters, and what the hooks added.
+//!
+//! Format 2 (one safetensors file holding everything) is still read.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -13,7 +20,11 @@ use crate::optim::{OptimizerMeta, OptimizerState};
 use crate::{Error, Result};
 
 const META_KEY: &str = "candle_lightning";
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
+const LEGACY_FORMAT: u32 = 2;
+const WEIGHTS_FILE: &str = "model.safetensors";
+const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+const STATE_FILE: &str = "trainer_state.json";
 
 /// A checkpoint, as the `on_save_checkpoint` / `on_load_checkpoint` hooks see it.
 #[derive(Debug, Clone, Default)]
@@ -38,6 +49,10 @@ pub struct Checkpoint {
     pub scheduler: Option<Value>,
     /// The datamodule's `state_dict`, if it keeps one.
     pub datamodule: Option<Value>,
+    /// The module's `#[hparams]` field (Lightning's `hyper_parameters`).
+    pub hyper_parameters: Option<Value>,
+    /// Weights and counters only (`ModelCheckpoint::save_weights_only`): it cannot resume training.
+    pub weights_only: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -55,6 +70,10 @@ struct Meta {
     scheduler: Option<Value>,
     #[serde(default)]
     datamodule: Option<Value>,
+    #[serde(default)]
+    hyper_parameters: Option<Value>,
+    #[serde(default)]
+    weights_only: bool,
 }
 
 /// Tensor-name prefixes in the file: the module's weights and the optimizer's buffers.
@@ -67,10 +86,49 @@ pub fn module_state(params: &VarMap) -> BTreeMap<String, Tensor> {
     data.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
 }
 
+fn synced_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+fn remove_any(path: &Path) -> std::io::Result<()> {
+    if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    }
+}
+
+/// `(dir, name)` of a checkpoint path, and its sibling names for temporary and replaced copies.
+fn parts(path: &Path) -> Result<(PathBuf, String)> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    let name = path.file_name().ok_or_else(|| Error::bad_file(path, "a checkpoint path needs a file name"))?;
+    Ok((dir, name.to_string_lossy().into_owned()))
+}
+
+/// A checkpoint directory left as `.name.old-PID` by a save killed between its two renames.
+fn recover(path: &Path) -> Option<PathBuf> {
+    let (dir, name) = parts(path).ok()?;
+    let prefix = format!(".{name}.old-");
+    std::fs::read_dir(&dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .find(|p| p.join(STATE_FILE).is_file())
+}
+
 impl Checkpoint {
-    /// Serializes to bytes.
-    pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let meta = Meta {
+    fn meta(&self) -> Meta {
+        Meta {
             format: FORMAT,
             epoch: self.epoch,
             global_step: self.global_step,
@@ -78,35 +136,148 @@ impl Checkpoint {
             epoch_complete: self.epoch_complete,
             callbacks: self.callbacks.clone(),
             extra: self.extra.clone(),
-            optimizers: self.optimizers.iter().map(|o| o.meta.clone()).collect(),
-            scheduler: self.scheduler.clone(),
+            optimizers: Vec::new(),
+            scheduler: None,
             datamodule: self.datamodule.clone(),
-        };
-        let json = serde_json::to_string(&meta).map_err(|e| Error::msg(format!("checkpoint metadata: {e}")))?;
-        let info = HashMap::from([(META_KEY.to_string(), json)]);
-        let weights = self.state_dict.iter().map(|(k, t)| (format!("{WEIGHTS}{k}"), t));
+            hyper_parameters: self.hyper_parameters.clone(),
+            weights_only: self.weights_only,
+        }
+    }
+
+    fn optimizer_bytes(&self) -> Result<Vec<u8>> {
+        let metas: Vec<&OptimizerMeta> = self.optimizers.iter().map(|o| &o.meta).collect();
+        let json = |r: serde_json::Result<String>| r.map_err(|e| Error::msg(format!("optimizer state: {e}")));
+        let info = HashMap::from([
+            ("optimizers".to_string(), json(serde_json::to_string(&metas))?),
+            ("scheduler".to_string(), json(serde_json::to_string(&self.scheduler))?),
+        ]);
         let buffers = self
             .optimizers
             .iter()
             .enumerate()
-            .flat_map(|(i, o)| o.tensors.iter().map(move |(k, t)| (format!("{OPTIMIZER}{i}/{k}"), t)));
-        safetensors::serialize(weights.chain(buffers), Some(info))
-            .map_err(|e| Error::msg(format!("cannot serialize checkpoint: {e}")))
+            .flat_map(|(i, o)| o.tensors.iter().map(move |(k, t)| (format!("{i}/{k}"), t)));
+        safetensors::serialize(buffers, Some(info)).map_err(|e| Error::msg(format!("cannot serialize optimizer: {e}")))
     }
 
-    /// Writes the checkpoint atomically: a temporary file in the same directory, synced,
-    /// then renamed over `path`. A crash leaves the old file or the new one.
+    /// Writes the checkpoint directory atomically: its files go to a temporary sibling
+    /// directory, each synced, which is then renamed to `path`. A checkpoint it replaces is
+    /// first renamed aside and deleted after, so a crash leaves the old checkpoint or the new
+    /// one (`load` finds the set-aside copy if the crash fell between the two renames).
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::atomic::write_atomic(path, &self.to_bytes()?)
+        let (dir, name) = parts(path)?;
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let weights = safetensors::serialize(self.state_dict.iter(), None)
+            .map_err(|e| Error::msg(format!("cannot serialize weights: {e}")))?;
+        let optimizer = if self.weights_only { None } else { Some(self.optimizer_bytes()?) };
+        let state = serde_json::to_vec_pretty(&self.meta())
+            .map_err(|e| Error::msg(format!("checkpoint trainer state: {e}")))?;
+        let pid = std::process::id();
+        let tmp = dir.join(format!(".{name}.tmp-{pid}"));
+        let old = dir.join(format!(".{name}.old-{pid}"));
+        let write = || -> std::io::Result<()> {
+            if tmp.exists() {
+                remove_any(&tmp)?;
+            }
+            std::fs::create_dir(&tmp)?;
+            synced_write(&tmp.join(WEIGHTS_FILE), &weights)?;
+            if let Some(o) = &optimizer {
+                synced_write(&tmp.join(OPTIMIZER_FILE), o)?;
+            }
+            synced_write(&tmp.join(STATE_FILE), &state)?;
+            sync_dir(&tmp);
+            if path.exists() {
+                if old.exists() {
+                    remove_any(&old)?;
+                }
+                std::fs::rename(path, &old)?;
+                std::fs::rename(&tmp, path)?;
+                sync_dir(&dir);
+                remove_any(&old)?;
+            } else {
+                std::fs::rename(&tmp, path)?;
+            }
+            sync_dir(&dir);
+            Ok(())
+        };
+        write().map_err(|e| {
+            let _ = remove_any(&tmp);
+            Error::io(path, e)
+        })
     }
 
-    /// Reads a checkpoint; tensors are loaded on the CPU.
+    /// Reads a checkpoint (a format-3 directory, or a format-2 file); tensors load on the CPU.
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        Self::from_bytes(&bytes, path)
+        let path = match path.exists() {
+            true => path.to_path_buf(),
+            false => recover(path).ok_or_else(|| {
+                Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such checkpoint"))
+            })?,
+        };
+        if path.is_file() {
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            return Self::from_bytes(&bytes, &path);
+        }
+        let bad = |r: String| Error::bad_file(&path, r);
+        let state_path = path.join(STATE_FILE);
+        let json = std::fs::read(&state_path)
+            .map_err(|e| bad(format!("not a checkpoint directory: cannot read {STATE_FILE}: {e}")))?;
+        let meta: Meta = serde_json::from_slice(&json).map_err(|e| bad(format!("{STATE_FILE}: {e}")))?;
+        if meta.format != FORMAT {
+            return Err(bad(format!(
+                "checkpoint format {} is not supported (this build reads formats {LEGACY_FORMAT} and {FORMAT})",
+                meta.format
+            )));
+        }
+        let weights_path = path.join(WEIGHTS_FILE);
+        let state_dict: BTreeMap<String, Tensor> = candle_core::safetensors::load(&weights_path, &Device::Cpu)
+            .map_err(|e| bad(format!("{WEIGHTS_FILE}: {e}")))?
+            .into_iter()
+            .collect();
+        let mut optimizers = Vec::new();
+        let mut scheduler = None;
+        let opt_path = path.join(OPTIMIZER_FILE);
+        if !meta.weights_only {
+            let bytes = std::fs::read(&opt_path).map_err(|e| bad(format!("cannot read {OPTIMIZER_FILE}: {e}")))?;
+            let (_, header) =
+                safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("{OPTIMIZER_FILE}: {e}")))?;
+            let info = header.metadata().clone().unwrap_or_default();
+            let field = |k: &str| -> Result<Value> {
+                let text = info.get(k).ok_or_else(|| bad(format!("{OPTIMIZER_FILE} lacks `{k}` metadata")))?;
+                serde_json::from_str(text).map_err(|e| bad(format!("{OPTIMIZER_FILE} `{k}`: {e}")))
+            };
+            let metas: Vec<OptimizerMeta> = serde_json::from_value(field("optimizers")?)
+                .map_err(|e| bad(format!("{OPTIMIZER_FILE} optimizers: {e}")))?;
+            scheduler = Some(field("scheduler")?).filter(|v| !v.is_null());
+            optimizers = metas.into_iter().map(|meta| OptimizerState { tensors: BTreeMap::new(), meta }).collect();
+            let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+                .map_err(|e| bad(format!("{OPTIMIZER_FILE}: {e}")))?;
+            for (name, t) in tensors {
+                let slot = name.split_once('/').and_then(|(i, k)| Some((i.parse::<usize>().ok()?, k)));
+                let (i, k) = slot.ok_or_else(|| bad(format!("unexpected optimizer tensor `{name}`")))?;
+                let o = optimizers
+                    .get_mut(i)
+                    .ok_or_else(|| bad(format!("optimizer tensor `{name}` has no optimizer to belong to")))?;
+                o.tensors.insert(k.to_owned(), t);
+            }
+        }
+        Ok(Checkpoint {
+            epoch: meta.epoch,
+            global_step: meta.global_step,
+            batches_done: meta.batches_done,
+            epoch_complete: meta.epoch_complete,
+            state_dict,
+            callbacks: meta.callbacks,
+            extra: meta.extra,
+            optimizers,
+            scheduler,
+            datamodule: meta.datamodule,
+            hyper_parameters: meta.hyper_parameters,
+            weights_only: meta.weights_only,
+        })
     }
 
-    /// Parses bytes written by `to_bytes`; `origin` names the source in errors.
+    /// Parses a format-2 checkpoint: one safetensors file with everything; `origin` names the
+    /// source in errors.
     pub fn from_bytes(bytes: &[u8], origin: &Path) -> Result<Self> {
         let bad = |r: String| Error::bad_file(origin, r);
         let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
@@ -115,9 +286,9 @@ impl Checkpoint {
             bad(format!("a safetensors file without `{META_KEY}` metadata is not a candle-lightning checkpoint"))
         })?;
         let meta: Meta = serde_json::from_str(json).map_err(|e| bad(format!("checkpoint metadata: {e}")))?;
-        if meta.format != FORMAT {
+        if meta.format != LEGACY_FORMAT {
             return Err(bad(format!(
-                "checkpoint format {} is not supported (this build reads format {FORMAT})",
+                "checkpoint format {} is not supported (this build reads formats {LEGACY_FORMAT} and {FORMAT})",
                 meta.format
             )));
         }
@@ -149,6 +320,8 @@ impl Checkpoint {
             optimizers,
             scheduler: meta.scheduler,
             datamodule: meta.datamodule,
+            hyper_parameters: meta.hyper_parameters,
+            weights_only: meta.weights_only,
         })
     }
 

@@ -116,8 +116,10 @@ pub struct TrainerState {
 #[derive(Debug, Clone)]
 pub(crate) struct SaveRequest {
     pub path: PathBuf,
-    /// A file this one replaces, deleted only once the new one is safely written.
+    /// A checkpoint this one replaces, deleted only once the new one is safely written.
     pub replaces: Option<PathBuf>,
+    /// Without optimizer state (`ModelCheckpoint::save_weights_only`).
+    pub weights_only: bool,
 }
 
 impl TrainerState {
@@ -189,7 +191,7 @@ impl TrainerState {
     /// Asks for a checkpoint at `path`; it is written when the current hook pass returns,
     /// atomically (a crash leaves the old file or the new one, never half of one).
     pub fn save_checkpoint(&mut self, path: impl Into<PathBuf>) {
-        self.save_requests.push(SaveRequest { path: path.into(), replaces: None });
+        self.save_requests.push(SaveRequest { path: path.into(), replaces: None, weights_only: false });
     }
 
     /// The last checkpoint written in this run.
@@ -197,7 +199,7 @@ impl TrainerState {
         self.last_saved.as_deref()
     }
 
-    pub(crate) fn request_save(&mut self, path: PathBuf, replaces: Option<PathBuf>) {
-        self.save_requests.push(SaveRequest { path, replaces });
+    pub(crate) fn request_save(&mut self, path: PathBuf, replaces: Option<PathBuf>, weights_only: bool) {
+        self.save_requests.push(SaveRequest { path, replaces, weights_only });
     }
 }

@@ -1,41 +1,154 @@
-//! `ModelCheckpoint`: saves checkpoints during `fit` (the latest one is kept).
+//! `ModelCheckpoint`: Lightning's checkpoint callback, with monitor, top-k and `last.ckpt`.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
-use crate::TrainerState;
+use serde::{Deserialize, Serialize};
 
-/// Lightning's `ModelCheckpoint` without a monitor: keeps the latest checkpoint, named
-/// `epoch={epoch}-step={step}.ckpt`. It saves in `on_train_epoch_end` when validation
-/// runs once per epoch (or not at all), otherwise after each validation run; never
-/// during the sanity check, and never twice for one global step.
-#[derive(Debug, Clone, Default)]
+use super::Mode;
+use crate::{Error, Result, TrainerState};
+
+/// Lightning's `ModelCheckpoint`.
+///
+/// Without a `monitor` it keeps the latest checkpoint (`save_top_k(1)`) or all of them
+/// (`save_top_k(-1)`). With one it keeps the `save_top_k` best by `mode`, deleting the files
+/// that fall out (only after the new one is safely written), and tracks `best_model_path` and
+/// `best_model_score`. `save_last(true)` also writes `last.ckpt` at every save.
+///
+/// It saves in `on_train_epoch_end` every `every_n_epochs` epochs when validation runs once
+/// per epoch (or not at all), otherwise after each validation run; every
+/// `every_n_train_steps` steps when that is set; never during the sanity check, and never
+/// twice for one global step. Give it to the trainer with `Trainer::builder().checkpoint(..)`,
+/// so it runs last among the callbacks, as in Lightning.
+///
+/// ```
+/// use lightning::{callbacks::Mode, ModelCheckpoint};
+/// let ck = ModelCheckpoint::new()
+///     .monitor("val_acc")
+///     .mode(Mode::Max)
+///     .save_top_k(3)
+///     .save_last(true)
+///     .filename("{epoch}-{val_acc:.3f}");
+/// ```
+#[derive(Debug, Clone)]
 pub struct ModelCheckpoint {
     dirpath: Option<PathBuf>,
+    filename: Option<String>,
+    monitor: Option<String>,
+    mode: Mode,
+    save_top_k: i64,
+    save_last: bool,
+    every_n_epochs: Option<usize>,
+    every_n_train_steps: usize,
+    save_weights_only: bool,
     save_on_train_epoch_end: Option<bool>,
+    state: State,
+}
+
+/// What `state_dict` keeps, so a resumed run goes on ranking where it stopped.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct State {
+    best_k_models: BTreeMap<String, f64>,
+    best_model_path: Option<PathBuf>,
+    best_model_score: Option<f64>,
+    last_model_path: Option<PathBuf>,
+    // Run-local, as in Lightning: a resumed run keeps the checkpoint it resumed from.
+    #[serde(skip)]
     last_global_step_saved: Option<usize>,
-    last_path: Option<PathBuf>,
+    /// The checkpoint a monitor-less top-1 replaces next.
+    #[serde(skip)]
+    latest: Option<PathBuf>,
+}
+
+impl Default for ModelCheckpoint {
+    fn default() -> Self {
+        ModelCheckpoint {
+            dirpath: None,
+            filename: None,
+            monitor: None,
+            mode: Mode::Min,
+            save_top_k: 1,
+            save_last: false,
+            every_n_epochs: None,
+            every_n_train_steps: 0,
+            save_weights_only: false,
+            save_on_train_epoch_end: None,
+            state: State::default(),
+        }
+    }
 }
 
 impl ModelCheckpoint {
     pub fn new() -> Self {
         Self::default()
     }
-
     /// The directory (default: `<default_root_dir>/checkpoints`).
     pub fn dirpath(mut self, dir: impl Into<PathBuf>) -> Self {
         self.dirpath = Some(dir.into());
         self
     }
-
+    /// A name template: `"{epoch}-{step}-{val_loss:.3f}"` → `epoch=2-step=300-val_loss=0.123.ckpt`
+    /// (Lightning's `auto_insert_metric_name`). Default `"{epoch}-{step}"`.
+    pub fn filename(mut self, template: impl Into<String>) -> Self {
+        self.filename = Some(template.into());
+        self
+    }
+    /// The logged metric that ranks checkpoints.
+    pub fn monitor(mut self, name: impl Into<String>) -> Self {
+        self.monitor = Some(name.into());
+        self
+    }
+    /// `Min` (default) or `Max`: which values of the monitor are better.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+    /// How many checkpoints to keep: the best k with a monitor; `-1` keeps all, `0` none.
+    pub fn save_top_k(mut self, k: i64) -> Self {
+        self.save_top_k = k;
+        self
+    }
+    /// Also write `last.ckpt` at every save.
+    pub fn save_last(mut self, v: bool) -> Self {
+        self.save_last = v;
+        self
+    }
+    /// Save every N epochs (default 1, unless `every_n_train_steps` is set).
+    pub fn every_n_epochs(mut self, n: usize) -> Self {
+        self.every_n_epochs = Some(n);
+        self
+    }
+    /// Save every N optimizer steps.
+    pub fn every_n_train_steps(mut self, n: usize) -> Self {
+        self.every_n_train_steps = n;
+        self
+    }
+    /// Write only the weights and counters (no optimizer state): for inference, not resuming.
+    pub fn save_weights_only(mut self, v: bool) -> Self {
+        self.save_weights_only = v;
+        self
+    }
     /// Forces saving at train epoch end (`true`) or after validation (`false`).
     pub fn save_on_train_epoch_end(mut self, v: bool) -> Self {
         self.save_on_train_epoch_end = Some(v);
         self
     }
 
+    /// The best checkpoint by the monitor (or the latest, without one).
+    pub fn best_model_path(&self) -> Option<&Path> {
+        self.state.best_model_path.as_deref()
+    }
+    /// The monitor's value for `best_model_path`.
+    pub fn best_model_score(&self) -> Option<f64> {
+        self.state.best_model_score
+    }
+    /// The checkpoints kept by top-k, with their scores.
+    pub fn best_k_models(&self) -> &BTreeMap<String, f64> {
+        &self.state.best_k_models
+    }
     /// The last checkpoint this callback asked for.
-    pub fn last_model_path(&self) -> Option<&std::path::Path> {
-        self.last_path.as_deref()
+    pub fn last_model_path(&self) -> Option<&Path> {
+        self.state.last_model_path.as_deref()
     }
 
     fn on_epoch_end_rule(&self, t: &TrainerState) -> bool {
@@ -48,29 +161,191 @@ impl ModelCheckpoint {
         t.num_val_batches == 0 || t.val_check_once_per_epoch
     }
 
-    fn save(&mut self, t: &mut TrainerState) {
-        if t.sanity_checking || t.stage != crate::Stage::Fit || self.last_global_step_saved == Some(t.global_step) {
-            return;
+    fn epochs_due(&self, t: &TrainerState) -> bool {
+        let n = self.every_n_epochs.unwrap_or(if self.every_n_train_steps > 0 { 0 } else { 1 });
+        n > 0 && (t.current_epoch + 1) % n == 0
+    }
+
+    fn better(&self, a: f64, b: f64) -> bool {
+        match self.mode {
+            Mode::Min => a < b,
+            Mode::Max => a > b,
         }
+    }
+
+    /// NaN ranks worst, as in Lightning.
+    fn score(&self, v: f64) -> f64 {
+        match (v.is_nan(), self.mode) {
+            (false, _) => v,
+            (true, Mode::Min) => f64::INFINITY,
+            (true, Mode::Max) => f64::NEG_INFINITY,
+        }
+    }
+
+    fn path_for(&self, t: &TrainerState, metrics: &BTreeMap<String, f64>) -> Result<PathBuf> {
         let dir = self.dirpath.clone().unwrap_or_else(|| t.default_root_dir.join("checkpoints"));
-        let path = dir.join(format!("epoch={}-step={}.ckpt", t.current_epoch, t.global_step));
-        let replaces = self.last_path.replace(path.clone());
-        t.request_save(path, replaces);
-        self.last_global_step_saved = Some(t.global_step);
+        let template = self.filename.as_deref().unwrap_or("{epoch}-{step}");
+        Ok(dir.join(format!("{}.ckpt", render(template, t, metrics)?)))
+    }
+
+    fn save(&mut self, t: &mut TrainerState) -> Result<()> {
+        if t.sanity_checking
+            || t.stage != crate::Stage::Fit
+            || self.state.last_global_step_saved == Some(t.global_step)
+            || (self.save_top_k == 0 && !self.save_last)
+        {
+            return Ok(());
+        }
+        let metrics = t.callback_metrics()?;
+        let weights_only = self.save_weights_only;
+        match &self.monitor {
+            _ if self.save_top_k == 0 => {}
+            None => {
+                let path = self.path_for(t, &metrics)?;
+                let replaces = if self.save_top_k == 1 { self.state.latest.replace(path.clone()) } else { None };
+                t.request_save(path.clone(), replaces, weights_only);
+                self.state.best_model_path = Some(path);
+            }
+            Some(key) => {
+                let Some(&raw) = metrics.get(key) else {
+                    return Err(Error::config(
+                        "ModelCheckpoint.monitor",
+                        format!(
+                            "ModelCheckpoint monitors `{key}`, which was not logged; logged: {:?}",
+                            metrics.keys().collect::<Vec<_>>()
+                        ),
+                    ));
+                };
+                let current = self.score(raw);
+                let k = self.save_top_k;
+                let worst = self
+                    .state
+                    .best_k_models
+                    .iter()
+                    .max_by(|a, b| {
+                        let ord = a.1.partial_cmp(b.1).unwrap_or(std::cmp::Ordering::Equal);
+                        if self.mode == Mode::Min {
+                            ord
+                        } else {
+                            ord.reverse()
+                        }
+                    })
+                    .map(|(p, v)| (p.clone(), *v));
+                let full = k >= 0 && self.state.best_k_models.len() as i64 >= k;
+                let enters = !full || worst.as_ref().is_some_and(|(_, w)| self.better(current, *w));
+                if enters {
+                    let path = self.path_for(t, &metrics)?;
+                    let replaces = if full { worst.map(|(p, _)| PathBuf::from(p)) } else { None };
+                    if let Some(r) = &replaces {
+                        self.state.best_k_models.remove(&r.to_string_lossy().into_owned());
+                    }
+                    self.state.best_k_models.insert(path.to_string_lossy().into_owned(), current);
+                    let best = self
+                        .state
+                        .best_k_models
+                        .iter()
+                        .fold(None::<(&String, f64)>, |acc, (p, v)| match acc {
+                            Some((_, bv)) if !self.better(*v, bv) => acc,
+                            _ => Some((p, *v)),
+                        })
+                        .map(|(p, v)| (PathBuf::from(p), v));
+                    if let Some((p, v)) = best {
+                        self.state.best_model_path = Some(p);
+                        self.state.best_model_score = Some(v);
+                    }
+                    t.request_save(path, replaces, weights_only);
+                }
+            }
+        }
+        if self.save_last {
+            let dir = self.dirpath.clone().unwrap_or_else(|| t.default_root_dir.join("checkpoints"));
+            let last = dir.join("last.ckpt");
+            t.request_save(last.clone(), None, weights_only);
+            self.state.last_model_path = Some(last);
+        } else if let Some(p) = &self.state.best_model_path {
+            if self.monitor.is_none() {
+                self.state.last_model_path = Some(p.clone());
+            }
+        }
+        self.state.last_global_step_saved = Some(t.global_step);
+        Ok(())
+    }
+}
+
+/// Fills a filename template: `{name}` or `{name:.Nf}`/`{name:.Ne}`, each as `name=value`.
+fn render(template: &str, t: &TrainerState, metrics: &BTreeMap<String, f64>) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = rest[open..]
+            .find('}')
+            .ok_or_else(|| Error::config("ModelCheckpoint.filename", format!("unclosed `{{` in `{template}`")))?;
+        let field = &rest[open + 1..open + close];
+        let (name, spec) = field.split_once(':').unwrap_or((field, ""));
+        let value = match name {
+            "epoch" => Some(t.current_epoch as f64),
+            "step" => Some(t.global_step as f64),
+            other => metrics.get(other).copied(),
+        };
+        let text = match (value, name) {
+            (Some(v), "epoch" | "step") if spec.is_empty() => format!("{}", v as u64),
+            (Some(v), _) => format_spec(v, spec),
+            // Lightning renders a metric that was not logged as 0
+            (None, _) => format_spec(0.0, spec),
+        };
+        out.push_str(&format!("{name}={text}"));
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Python's `.3f` / `.2e` / `d` specs; anything else prints the shortest exact form.
+fn format_spec(v: f64, spec: &str) -> String {
+    let precision = |s: &str| s.trim_start_matches('.').parse::<usize>().ok();
+    if let Some(p) = spec.strip_suffix('f').and_then(precision) {
+        format!("{v:.p$}")
+    } else if let Some(p) = spec.strip_suffix('e').and_then(precision) {
+        format!("{v:.p$e}")
+    } else if spec == "d" {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
     }
 }
 
 #[lightning_macros::callback(monitoring)]
 impl ModelCheckpoint {
-    fn on_train_epoch_end(&mut self, trainer: &mut TrainerState) {
-        if self.on_epoch_end_rule(trainer) {
-            self.save(trainer);
+    fn on_train_batch_end(&mut self, trainer: &mut TrainerState) -> Result<()> {
+        let n = self.every_n_train_steps;
+        if n > 0 && trainer.global_step > 0 && trainer.global_step % n == 0 {
+            self.save(trainer)?;
         }
+        Ok(())
     }
 
-    fn on_validation_end(&mut self, trainer: &mut TrainerState) {
-        if !self.on_epoch_end_rule(trainer) {
-            self.save(trainer);
+    fn on_train_epoch_end(&mut self, trainer: &mut TrainerState) -> Result<()> {
+        if self.on_epoch_end_rule(trainer) && self.epochs_due(trainer) {
+            self.save(trainer)?;
         }
+        Ok(())
+    }
+
+    fn on_validation_end(&mut self, trainer: &mut TrainerState) -> Result<()> {
+        if !self.on_epoch_end_rule(trainer) && self.epochs_due(trainer) {
+            self.save(trainer)?;
+        }
+        Ok(())
+    }
+
+    fn state_dict(&mut self) -> serde_json::Value {
+        serde_json::to_value(&self.state).unwrap_or_default()
+    }
+
+    fn load_state_dict(&mut self, state_dict: &serde_json::Value) -> Result<()> {
+        self.state = serde_json::from_value(state_dict.clone())
+            .map_err(|e| Error::msg(format!("ModelCheckpoint state in the checkpoint: {e}")))?;
+        Ok(())
     }
 }

@@ -11,7 +11,8 @@ use crate::{Result, TrainerState};
 /// Bars for training (with the epoch), validation and test: step out of total, it/s, ETA and
 /// the metrics logged with `prog_bar(true)`, plus `v_num`, the logger's version. The metrics
 /// are read back from the device at most twice a second. When stdout is not a terminal (CI
-/// logs) it prints a plain line at every tenth of an epoch instead of redrawing.
+/// logs) it prints plain lines instead of redrawing: at a tenth of an epoch at most every two
+/// seconds, and one at the end of each epoch.
 ///
 /// The trainer adds one unless `enable_progress_bar(false)`.
 #[derive(Debug)]
@@ -27,8 +28,9 @@ pub struct ProgressBar {
     refresh: Duration,
 }
 
-/// Label, total (`usize::MAX`: a stream of unknown length), start, last tenth printed, done.
-type Plain = (String, usize, Instant, usize, usize);
+/// Label, total (`usize::MAX`: a stream of unknown length), start, last tenth printed, done,
+/// time of the last line.
+type Plain = (String, usize, Instant, usize, usize, Instant);
 
 impl Default for ProgressBar {
     fn default() -> Self {
@@ -83,7 +85,7 @@ impl ProgressBar {
             bar.set_prefix(label);
             self.bar = Some(bar);
         } else {
-            self.plain = Some((label, total, Instant::now(), 0, 0));
+            self.plain = Some((label, total, Instant::now(), 0, 0, Instant::now()));
         }
         self.last_message = None;
     }
@@ -95,7 +97,7 @@ impl ProgressBar {
                 bar.set_message(Self::metrics(t)?);
                 self.last_message = Some(Instant::now());
             }
-        } else if let Some((label, total, started, tenth, count)) = &mut self.plain {
+        } else if let Some((label, total, started, tenth, count, printed)) = &mut self.plain {
             *count = done;
             // a tenth of the epoch, or every 100 batches of a stream of unknown length
             let now_tenth = match *total {
@@ -103,8 +105,10 @@ impl ProgressBar {
                 usize::MAX => done / 100,
                 t => done * 10 / t,
             };
-            if now_tenth > *tenth {
+            // at most one line every two seconds: short epochs print only their final line
+            if now_tenth > *tenth && printed.elapsed() >= Duration::from_secs(2) {
                 *tenth = now_tenth;
+                *printed = Instant::now();
                 let line = plain_line(label, done, *total, started.elapsed());
                 println!("{line} {}", Self::metrics(t)?);
             }
@@ -160,7 +164,7 @@ impl ProgressBar {
         self.advance(trainer, batch_idx + 1)
     }
     fn on_train_epoch_end(&mut self, trainer: &mut TrainerState) -> Result<()> {
-        if let Some((label, total, started, _, done)) = self.plain.take() {
+        if let Some((label, total, started, _, done, _)) = self.plain.take() {
             let line = plain_line(&label, done, total, started.elapsed());
             println!("{line} {}", Self::metrics(trainer)?);
         }

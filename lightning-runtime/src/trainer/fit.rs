@@ -30,6 +30,12 @@ fn restore<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch = M::Bat
     dm: &mut DM,
 ) -> Result<Start> {
     let mut ck = Checkpoint::load(path)?;
+    if ck.weights_only {
+        return Err(Error::bad_file(
+            path,
+            "a weights-only checkpoint has no optimizer state to resume training from: load it with `load_from_checkpoint`",
+        ));
+    }
     // Lightning: the module's hook first (it may edit the dict), then the weights and the
     // datamodule's state, then the callbacks.
     model.on_load_checkpoint(state, &mut ck)?;

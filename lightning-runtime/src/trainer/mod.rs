@@ -54,6 +54,7 @@ pub struct TrainerBuilder<C = ()> {
     config: TrainerConfig,
     callbacks: C,
     loggers: Vec<Box<dyn Logger>>,
+    checkpoint: Option<ModelCheckpoint>,
 }
 
 macro_rules! flags {
@@ -111,7 +112,8 @@ impl<C> TrainerBuilder<C> {
         /// optimizer. Unset, the module trains in the dtype it was built with. Lightning's
         /// strings parse: `"bf16-mixed".parse()`.
         precision: crate::Precision => |c, v| c.precision = Some(v);
-        /// Adds a `ModelCheckpoint` that keeps the latest checkpoint (default on).
+        /// Adds a `ModelCheckpoint` that keeps the latest checkpoint, or the one given to
+        /// `checkpoint(..)` (default on).
         enable_checkpointing: bool => |c, v| c.enable_checkpointing = v;
         /// Where checkpoints and logs go (default: the current directory).
         default_root_dir: impl Into<PathBuf> => |c, v| c.default_root_dir = v.into();
@@ -133,9 +135,16 @@ impl<C> TrainerBuilder<C> {
         self
     }
 
+    /// The trainer's `ModelCheckpoint`, configured: it runs after every other callback, as
+    /// Lightning places checkpoint callbacks last. Read it back with `checkpoint_callback()`.
+    pub fn checkpoint(mut self, ck: ModelCheckpoint) -> Self {
+        self.checkpoint = Some(ck);
+        self
+    }
+
     /// The callbacks, as a tuple, called in tuple order: `.callbacks((A, B))`.
     pub fn callbacks<C2>(self, callbacks: C2) -> TrainerBuilder<C2> {
-        TrainerBuilder { config: self.config, callbacks, loggers: self.loggers }
+        TrainerBuilder { config: self.config, callbacks, loggers: self.loggers, checkpoint: self.checkpoint }
     }
 
     /// Checks the flags and opens the device.
@@ -152,7 +161,19 @@ impl<C> TrainerBuilder<C> {
         if loggers.is_empty() && self.config.enable_logger {
             loggers.push(Box::new(crate::CsvLogger::new(self.config.default_root_dir.clone())));
         }
-        Ok(Trainer { config: self.config, callbacks: self.callbacks, device, resume: None, loggers })
+        let checkpoint = self.config.enable_checkpointing.then(|| {
+            self.checkpoint
+                .unwrap_or_else(|| ModelCheckpoint::new().dirpath(self.config.default_root_dir.join("checkpoints")))
+        });
+        Ok(Trainer {
+            config: self.config,
+            callbacks: self.callbacks,
+            device,
+            resume: None,
+            loggers,
+            checkpoint,
+            last_run: None,
+        })
     }
 }
 
@@ -166,12 +187,15 @@ pub struct Trainer<C = ()> {
     device: Device,
     resume: Option<PathBuf>,
     loggers: Vec<Box<dyn Logger>>,
+    checkpoint: Option<ModelCheckpoint>,
+    /// (epoch, global_step) at the end of the last `fit`, for `save_checkpoint`.
+    last_run: Option<(usize, usize)>,
 }
 
 impl Trainer<()> {
     /// A builder with Lightning's defaults and no callbacks.
     pub fn builder() -> TrainerBuilder<()> {
-        TrainerBuilder { config: TrainerConfig::default(), callbacks: (), loggers: Vec::new() }
+        TrainerBuilder { config: TrainerConfig::default(), callbacks: (), loggers: Vec::new(), checkpoint: None }
     }
 }
 
@@ -197,6 +221,28 @@ impl<C> Trainer<C> {
     /// The callbacks.
     pub fn callbacks(&mut self) -> &mut C {
         &mut self.callbacks
+    }
+
+    /// The trainer's `ModelCheckpoint` (`best_model_path`, `best_model_score`, ...), if enabled.
+    pub fn checkpoint_callback(&self) -> Option<&ModelCheckpoint> {
+        self.checkpoint.as_ref()
+    }
+
+    /// Writes a checkpoint of `model` now (Lightning's `trainer.save_checkpoint`), with the
+    /// epoch and step of the last `fit`. The optimizer went with that run, so the checkpoint
+    /// is weights-only: for `load_from_checkpoint`, not for resuming.
+    pub fn save_checkpoint<M: LightningModule>(&self, model: &M, path: impl AsRef<std::path::Path>) -> Result<()> {
+        let (epoch, global_step) = self.last_run.unwrap_or((0, 0));
+        let ck = crate::Checkpoint {
+            epoch,
+            global_step,
+            epoch_complete: true,
+            state_dict: crate::checkpoint_state(model.parameters()),
+            hyper_parameters: model.hyperparameters()?,
+            weights_only: true,
+            ..Default::default()
+        };
+        ck.save(path.as_ref())
     }
 
     /// Resumes the next `fit` from this checkpoint (Lightning's `ckpt_path`).
@@ -230,8 +276,7 @@ impl<C> Trainer<C> {
         state.loggers = std::mem::take(&mut self.loggers);
         state.val_check_once_per_epoch = self.config.val_check_interval == Limit::Fraction(1.0);
         threads::apply(threads::choose(self.config.threads, &self.device, model.parameters()));
-        let mut checkpoint = (stage == Stage::Fit && self.config.enable_checkpointing)
-            .then(|| (ModelCheckpoint::new().dirpath(self.config.default_root_dir.join("checkpoints")),));
+        let mut checkpoint = if stage == Stage::Fit { self.checkpoint.take().map(|c| (c,)) } else { None };
         let mut bar = (stage != Stage::Predict && self.config.enable_progress_bar).then(|| (ProgressBar::new(),));
         let mut extra: Option<M::Callbacks> = None;
         let config = &self.config;
@@ -264,6 +309,9 @@ impl<C> Trainer<C> {
             // went down with the loop, so they hold weights, counters and callback states
             let _ = save::flush(&mut state, model, &mut cbs, &mut *dm, None);
         });
+        if let Some((c,)) = checkpoint {
+            self.checkpoint = Some(c);
+        }
         let finalized = logs::finalize(&mut state, if result.is_ok() { "success" } else { "failed" });
         self.loggers = std::mem::take(&mut state.loggers);
         let r = result?;
@@ -320,6 +368,7 @@ impl<C> Trainer<C> {
         let ((), state) = self.run(Stage::Fit, model, dm, |cfg, state, model, cbs, dm| {
             fit::run(cfg, state, model, cbs, dm, train, val, resume.as_deref())
         })?;
+        self.last_run = Some((state.current_epoch, state.global_step));
         Ok(FitOutcome {
             metrics: state.callback_metrics()?,
             global_step: state.global_step,

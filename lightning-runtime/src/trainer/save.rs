@@ -14,6 +14,7 @@ pub(crate) fn build<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch
     cbs: &mut L,
     dm: &mut DM,
     optim: Option<&mut M::Optim>,
+    weights_only: bool,
 ) -> Result<Checkpoint> {
     let mut ck = Checkpoint {
         epoch: state.current_epoch,
@@ -21,9 +22,11 @@ pub(crate) fn build<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch
         batches_done: state.batches_done,
         epoch_complete: state.at_epoch_end,
         state_dict: module_state(model.parameters()),
+        hyper_parameters: model.hyperparameters()?,
+        weights_only,
         ..Checkpoint::default()
     };
-    if let Some(optim) = optim {
+    if let (Some(optim), false) = (optim, weights_only) {
         ck.optimizers = (0..optim.count()).filter_map(|i| optim.get(i).map(|o| o.state_dict())).collect();
         ck.scheduler = optim.parts().1.map(|(s, _)| s.state());
     }
@@ -59,16 +62,19 @@ pub(crate) fn flush<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch
         return Ok(());
     }
     for req in std::mem::take(&mut state.save_requests) {
-        let ck = build(state, model, cbs, dm, optim.as_deref_mut())?;
+        let ck = build(state, model, cbs, dm, optim.as_deref_mut(), req.weights_only)?;
         ck.save(&req.path)?;
         if let Some(old) = req.replaces.filter(|old| *old != req.path) {
-            std::fs::remove_file(&old).or_else(|e| {
-                if e.kind() == std::io::ErrorKind::NotFound {
-                    Ok(())
-                } else {
-                    Err(Error::io(&old, e))
-                }
-            })?;
+            let removed = if old.is_dir() { std::fs::remove_dir_all(&old) } else { std::fs::remove_file(&old) };
+            removed.or_else(
+                |e| {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        Ok(())
+                    } else {
+                        Err(Error::io(&old, e))
+                    }
+                },
+            )?;
         }
         state.last_saved = Some(req.path);
     }
