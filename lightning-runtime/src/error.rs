@@ -30,6 +30,10 @@ pub enum Error {
     #[error("invalid trainer setting `{flag}`: {reason}")]
     Config { flag: &'static str, reason: String },
 
+    /// `detect_anomaly` found a NaN or infinite training loss.
+    #[error("the training loss is {value} at epoch {epoch}, step {step} (batch {batch_idx}): lower the learning rate, clip gradients (`gradient_clip_val`), or check the data")]
+    NonFiniteLoss { value: f64, epoch: usize, step: usize, batch_idx: usize },
+
     /// `log` was called from a hook where Lightning forbids logging (reference §4.10).
     #[error("you can't log `{name}` inside `{hook}`: log from the steps, the batch hooks, or the loop and epoch start/end hooks")]
     LogNotAllowed { hook: &'static str, name: String },

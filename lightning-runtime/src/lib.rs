@@ -30,7 +30,8 @@ mod trainer;
 pub use batch::TransferBatch;
 pub use callback::{Callback, CallbackList, Chain};
 pub use callbacks::{
-    EarlyStopping, GradientAccumulationScheduler, ModelCheckpoint, OnExceptionCheckpoint, ProgressBar,
+    EarlyStopping, EmaWeights, GradientAccumulationScheduler, LearningRateMonitor, ModelCheckpoint,
+    OnExceptionCheckpoint, ProgressBar,
 };
 pub use checkpoint::{load_from_checkpoint, module_state as checkpoint_state, Checkpoint};
 pub use data::{accuracy, DataLoader, Loader, NoLoader};

@@ -91,6 +91,9 @@ pub struct TrainerState {
     pub default_root_dir: PathBuf,
     /// The `precision` flag, if set: batches' floating-point tensors are cast to its dtype.
     pub precision: Option<crate::Precision>,
+    /// Each optimizer parameter group's learning rate as Lightning's `LearningRateMonitor`
+    /// names it (`lr-Adam`, `lr-Adam/pg2`), refreshed whenever a scheduler steps.
+    pub learning_rates: Vec<(String, f64)>,
     /// Everything logged: read it through [`TrainerState::callback_metrics`] or [`TrainerState::metric`].
     pub metrics: MetricStore,
     /// Logging frequency in optimizer steps (the `log_every_n_steps` flag).
@@ -141,6 +144,7 @@ impl TrainerState {
             automatic_optimization: true,
             default_root_dir,
             precision: None,
+            learning_rates: Vec::new(),
             metrics: MetricStore::default(),
             log_every_n_steps: 50,
             loggers: Vec::new(),

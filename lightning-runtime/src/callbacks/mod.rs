@@ -1,13 +1,17 @@
 //! Built-in callbacks, written with the same `#[callback]` as users' callbacks.
 
 mod early_stopping;
+mod ema;
 mod grad_accum;
+mod lr_monitor;
 mod model_checkpoint;
 mod on_exception_checkpoint;
 mod progress_bar;
 
 pub use early_stopping::{EarlyStopping, Mode};
+pub use ema::EmaWeights;
 pub use grad_accum::GradientAccumulationScheduler;
+pub use lr_monitor::{LearningRateMonitor, LoggingInterval};
 pub use model_checkpoint::ModelCheckpoint;
 pub use on_exception_checkpoint::OnExceptionCheckpoint;
 pub use progress_bar::ProgressBar;

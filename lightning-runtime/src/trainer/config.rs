@@ -116,6 +116,12 @@ pub struct TrainerConfig {
     pub enable_model_summary: bool,
     /// CPU threads; `None` chooses by model size.
     pub threads: Option<usize>,
+    /// Stop training once this much wall time has passed (checked after every batch).
+    pub max_time: Option<std::time::Duration>,
+    /// Check every training loss: a NaN or infinite loss is an error naming the epoch and step.
+    pub detect_anomaly: bool,
+    /// Train on the same first N batches every epoch, unshuffled (Lightning's `overfit_batches`).
+    pub overfit_batches: Option<usize>,
     /// `None`: train in whatever dtype the module was built with.
     pub precision: Option<crate::Precision>,
 }
@@ -146,6 +152,9 @@ impl Default for TrainerConfig {
             enable_progress_bar: true,
             enable_model_summary: true,
             threads: None,
+            max_time: None,
+            detect_anomaly: false,
+            overfit_batches: None,
             precision: None,
         }
     }

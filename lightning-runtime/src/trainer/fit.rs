@@ -92,7 +92,48 @@ fn step_scheduler<M: LightningModule>(
         let lr = sched.learning_rate(opt.initial_learning_rate(g));
         opt.set_learning_rate(g, lr);
     }
+    record_learning_rates::<M>(state, optim);
     Ok(())
+}
+
+/// `Optim<AdamConfig>` → `Adam`, as Lightning names optimizers by class.
+fn optimizer_name<O>() -> &'static str {
+    let full = std::any::type_name::<O>();
+    let inner = full.rsplit("::").next().unwrap_or(full).trim_end_matches('>');
+    inner.strip_suffix("Config").unwrap_or(inner)
+}
+
+/// Refreshes `state.learning_rates` (what `LearningRateMonitor` logs).
+fn record_learning_rates<M: LightningModule>(state: &mut TrainerState, optim: &mut M::Optim) {
+    let mut k = 0;
+    let mut same_shape = true;
+    for i in 0..optim.count() {
+        if let Some(o) = optim.get(i) {
+            for g in 0..o.num_groups() {
+                match state.learning_rates.get_mut(k) {
+                    Some(slot) => slot.1 = o.learning_rate(g),
+                    None => same_shape = false,
+                }
+                k += 1;
+            }
+        }
+    }
+    // names are built once; later calls (every scheduler step) only update the values
+    if same_shape && k == state.learning_rates.len() {
+        return;
+    }
+    state.learning_rates.clear();
+    let many = optim.count() > 1;
+    for i in 0..optim.count() {
+        if let Some(o) = optim.get(i) {
+            let base = format!("lr-{}", optimizer_name::<<M::Optim as Optimizers>::Optimizer>());
+            let base = if many { format!("{base}-{i}") } else { base };
+            for g in 0..o.num_groups() {
+                let name = if g == 0 { base.clone() } else { format!("{base}/pg{}", g + 1) };
+                state.learning_rates.push((name, o.learning_rate(g)));
+            }
+        }
+    }
 }
 
 /// Plateau schedulers need a metric; Lightning requires `monitor` for them.
@@ -185,6 +226,7 @@ where
             sched.load_state(s)?;
         }
     }
+    record_learning_rates::<M>(state, &mut optim);
     let mut grads = Gradients::new(sorted_vars(model));
     if cfg.enable_model_summary {
         print!("{}", crate::summarize(model));
@@ -241,6 +283,7 @@ where
         let max_epochs = cfg.effective_max_epochs();
         let steps_done = |s: &TrainerState| cfg.max_steps.is_some_and(|m| s.global_step >= m);
         let mut total_batch_idx = 0usize;
+        let started = std::time::Instant::now();
         state.current_epoch = start.epoch;
         let mut skip = start.skip_batches;
         // Lightning defers a stop request until min_epochs and min_steps are met
@@ -270,7 +313,9 @@ where
             let mut epoch_finished = false;
             // one batch of look-ahead, as Lightning's data fetcher: a stream's end is seen at its
             // last batch, so epoch-end validation and schedulers work for unknown lengths too
-            let mut batches = train_loader.batches(epoch).take(num_train).enumerate().skip(skip).peekable();
+            // overfit_batches: the same batches every epoch (the loader's epoch-0 order)
+            let order = if cfg.overfit_batches.is_some() { 0 } else { epoch };
+            let mut batches = train_loader.batches(order).take(num_train).enumerate().skip(skip).peekable();
             while let Some((i, batch)) = batches.next() {
                 let batch = hooks::transfer(state, model, dm, batch?, &device, 0)?;
                 state.batch_size = batch.batch_size().unwrap_or(1);
@@ -286,6 +331,7 @@ where
                 let batch = model.on_batch_begin(state, batch, i)?;
                 let last = i + 1 == num_train || batches.peek().is_none();
                 let stepped;
+                let step_before = state.global_step;
                 let outputs = if M::AUTOMATIC_OPTIMIZATION {
                     let window_end = (i + 1) % k == 0 || last;
                     let (optimizer, _) = optim.parts();
@@ -324,6 +370,15 @@ where
                     stepped = manual.steps > 0;
                     outputs
                 };
+                if cfg.detect_anomaly {
+                    if let Some(loss) = &outputs.loss {
+                        let value = loss.to_dtype(candle_core::DType::F64)?.sum_all()?.to_scalar::<f64>()?;
+                        if !value.is_finite() {
+                            let (epoch, step) = (state.current_epoch, step_before);
+                            return Err(Error::NonFiniteLoss { value, epoch, step, batch_idx: i });
+                        }
+                    }
+                }
                 if last {
                     epoch_finished = true;
                 }
@@ -349,6 +404,9 @@ where
                         model.on_validation_model_zero_grad(state)?;
                         eval::validation(state, model, cbs, dm, vl, num_val, Some(&mut optim))?;
                     }
+                }
+                if cfg.max_time.is_some_and(|m| started.elapsed() >= m) {
+                    state.should_stop = true;
                 }
                 if crate::interrupt::take() {
                     return Err(Error::Interrupted { epoch: state.current_epoch, step: state.global_step });

@@ -126,6 +126,31 @@ impl<C> TrainerBuilder<C> {
         enable_progress_bar: bool => |c, v| c.enable_progress_bar = v;
         /// Print the model summary at fit start (default on).
         enable_model_summary: bool => |c, v| c.enable_model_summary = v;
+        /// Stop training after this much wall time (Lightning's `max_time`); a stop is a
+        /// normal end of `fit`, with the end hooks and the final checkpoint.
+        max_time: std::time::Duration => |c, v| c.max_time = Some(v);
+        /// Check every training loss: NaN or infinity is `Error::NonFiniteLoss` with the epoch and step.
+        detect_anomaly: bool => |c, v| c.detect_anomaly = v;
+        /// Train (and validate) on the same first `n` batches every epoch, in the same order.
+        overfit_batches: usize => |c, v| {
+            c.overfit_batches = Some(v);
+            c.limit_train_batches = Limit::Batches(v);
+            c.limit_val_batches = Limit::Batches(v);
+        };
+        /// A smoke test (Lightning's `fast_dev_run`): `n` batches of training, validation and
+        /// test, one epoch, no sanity check, no loggers, no checkpoints.
+        fast_dev_run: usize => |c, v| {
+            c.max_epochs = Some(1);
+            c.max_steps = Some(v);
+            c.limit_train_batches = Limit::Batches(v);
+            c.limit_val_batches = Limit::Batches(v);
+            c.limit_test_batches = Limit::Batches(v);
+            c.limit_predict_batches = Limit::Batches(v);
+            c.num_sanity_val_steps = 0;
+            c.val_check_interval = Limit::Fraction(1.0);
+            c.enable_checkpointing = false;
+            c.enable_logger = false;
+        };
     }
 
     /// Adds a logger (`CsvLogger`, `TensorBoardLogger` or your own); with one given, no
@@ -157,7 +182,7 @@ impl<C> TrainerBuilder<C> {
                 device.set_seed(seed)?;
             }
         }
-        let mut loggers = self.loggers;
+        let mut loggers = if self.config.enable_logger { self.loggers } else { Vec::new() };
         if loggers.is_empty() && self.config.enable_logger {
             loggers.push(Box::new(crate::CsvLogger::new(self.config.default_root_dir.clone())));
         }
@@ -268,6 +293,10 @@ impl<C> Trainer<C> {
         DM: DataModule<Batch = M::Batch>,
     {
         let mut state = TrainerState::new(stage, self.device.clone(), self.config.default_root_dir.clone());
+        if stage != Stage::Fit {
+            // as in Lightning, counters of an earlier fit stay (loggers write at that step)
+            (state.current_epoch, state.global_step) = self.last_run.unwrap_or((0, 0));
+        }
         state.accumulate_grad_batches = self.config.accumulate_grad_batches;
         state.precision = self.config.precision;
         state.automatic_optimization = M::AUTOMATIC_OPTIMIZATION;

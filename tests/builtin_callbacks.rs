@@ -1,0 +1,98 @@
+//! LearningRateMonitor and EmaWeights.
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarMap;
+use lightning::callbacks::LoggingInterval;
+use lightning::prelude::*;
+use lightning::{EmaWeights, LearningRateMonitor};
+
+/// Loss `w` (gradient 1), so plain SGD moves `w` by `-lr` per step; validation logs `w`.
+#[lightning_module]
+struct Drift {
+    vars: VarMap,
+    w: Var,
+}
+
+#[lightning_module]
+impl Drift {
+    fn training_step(&mut self, batch: &(Tensor, Tensor)) -> candle_core::Result<Tensor> {
+        let _ = batch;
+        self.w.as_tensor().sum_all()
+    }
+    fn validation_step(&mut self, trainer: &mut TrainerState) -> lightning::Result<()> {
+        trainer.log("val_w", self.w.as_tensor().sum_all()?)
+    }
+    fn configure_optimizers(&mut self) -> lightning::Result<(Sgd, StepLr)> {
+        Ok((Sgd::new(vec![("w".to_string(), self.w.clone())], 0.1)?, StepLr::new(1, 0.5)))
+    }
+}
+
+fn drift() -> Drift {
+    let vars = VarMap::new();
+    let w = Var::zeros(1, DType::F64, &Device::Cpu).unwrap();
+    vars.data().lock().unwrap().insert("w".into(), w.clone());
+    Drift { vars, w }
+}
+
+fn two_batches() -> DataLoader {
+    let x = Tensor::zeros((4, 1), DType::F64, &Device::Cpu).unwrap();
+    DataLoader::new(x.clone(), x, 2).unwrap()
+}
+
+#[test]
+fn learning_rate_monitor_logs_each_step_and_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Trainer::builder()
+        .max_epochs(2)
+        .log_every_n_steps(1)
+        .default_root_dir(dir.path())
+        .enable_checkpointing(false)
+        .enable_progress_bar(false)
+        .callbacks((LearningRateMonitor::new(),))
+        .build()
+        .unwrap();
+    let out = t.fit_with(&mut drift(), two_batches(), None::<DataLoader>).unwrap();
+    assert_eq!(out.metrics["lr-Sgd"], 0.05);
+    let csv = std::fs::read_to_string(dir.path().join("lightning_logs/version_0/metrics.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "lr-Sgd").unwrap();
+    let lrs: Vec<&str> = lines.map(|l| l.split(',').nth(col).unwrap()).filter(|v| !v.is_empty()).collect();
+    assert_eq!(lrs, ["0.1", "0.1", "0.05", "0.05"]);
+
+    // per epoch: logged at epoch start, one value per epoch
+    let mut t = Trainer::builder()
+        .max_epochs(3)
+        .default_root_dir(dir.path())
+        .enable_checkpointing(false)
+        .enable_progress_bar(false)
+        .enable_logger(false)
+        .callbacks((LearningRateMonitor::new().logging_interval(LoggingInterval::Epoch),))
+        .build()
+        .unwrap();
+    let out = t.fit_with(&mut drift(), two_batches(), None::<DataLoader>).unwrap();
+    assert_eq!(out.metrics["lr-Sgd"], 0.025);
+}
+
+#[test]
+fn ema_weights_validate_with_the_average_and_stay_at_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Trainer::builder()
+        .max_epochs(2)
+        .num_sanity_val_steps(0)
+        .default_root_dir(dir.path())
+        .enable_checkpointing(false)
+        .enable_progress_bar(false)
+        .enable_logger(false)
+        .callbacks((EmaWeights::new(0.5),))
+        .build()
+        .unwrap();
+    let mut m = drift();
+    // constant lr: StepLr halves per epoch, so w = -0.1, -0.2, -0.25, -0.3
+    let out = t.fit_with(&mut m, two_batches(), Some(two_batches())).unwrap();
+    // EMA after the steps: -0.05, -0.125, -0.1875, -0.24375
+    assert!((out.metrics["val_w"] - -0.24375).abs() < 1e-12, "{:?}", out.metrics);
+    let w = m.w.as_tensor().to_vec1::<f64>().unwrap()[0];
+    assert!((w - -0.24375).abs() < 1e-12, "the module keeps the average: {w}");
+    assert_eq!(t.callbacks().0.updates, 4);
+}
