@@ -96,3 +96,33 @@ fn ema_weights_validate_with_the_average_and_stay_at_the_end() {
     assert!((w - -0.24375).abs() < 1e-12, "the module keeps the average: {w}");
     assert_eq!(t.callbacks().0.updates, 4);
 }
+
+#[test]
+fn lambda_callback_runs_its_closures() {
+    use std::sync::{Arc, Mutex};
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (a, b) = (seen.clone(), seen.clone());
+    let cb = lightning::callbacks::LambdaCallback::new()
+        .on_train_epoch_end(move |t| {
+            a.lock().unwrap().push(format!("epoch {}", t.current_epoch));
+            Ok(())
+        })
+        .on_train_batch_end(move |t, i| {
+            b.lock().unwrap().push(format!("batch {i}"));
+            t.should_stop = t.global_step == 3;
+            Ok(())
+        });
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Trainer::builder()
+        .max_epochs(5)
+        .default_root_dir(dir.path())
+        .enable_checkpointing(false)
+        .enable_progress_bar(false)
+        .enable_logger(false)
+        .callbacks((cb,))
+        .build()
+        .unwrap();
+    let out = t.fit_with(&mut drift(), two_batches(), None::<DataLoader>).unwrap();
+    assert_eq!(out.global_step, 3);
+    assert_eq!(*seen.lock().unwrap(), ["batch 0", "batch 1", "epoch 0", "batch 0", "epoch 1"]);
+}

@@ -3,6 +3,7 @@
 mod early_stopping;
 mod ema;
 mod grad_accum;
+mod lambda;
 mod lr_monitor;
 mod model_checkpoint;
 mod on_exception_checkpoint;
@@ -11,6 +12,7 @@ mod progress_bar;
 pub use early_stopping::{EarlyStopping, Mode};
 pub use ema::EmaWeights;
 pub use grad_accum::GradientAccumulationScheduler;
+pub use lambda::LambdaCallback;
 pub use lr_monitor::{LearningRateMonitor, LoggingInterval};
 pub use model_checkpoint::ModelCheckpoint;
 pub use on_exception_checkpoint::OnExceptionCheckpoint;
