@@ -126,3 +126,31 @@ fn lambda_callback_runs_its_closures() {
     assert_eq!(out.global_step, 3);
     assert_eq!(*seen.lock().unwrap(), ["batch 0", "batch 1", "epoch 0", "batch 0", "epoch 1"]);
 }
+
+/// The model summary: one row per VarMap prefix, typed by the struct field of that name or
+/// by the weight's shape, with totals.
+#[lightning_module]
+struct Layers {
+    vars: VarMap,
+    fc1: candle_nn::Linear,
+    conv: candle_nn::Conv2d,
+}
+
+#[test]
+fn model_summary_rows_and_totals() {
+    let vars = VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu);
+    let fc1 = candle_nn::linear(784, 128, vb.pp("fc1")).unwrap();
+    let conv = candle_nn::conv2d(1, 32, 3, Default::default(), vb.pp("c1")).unwrap();
+    let _extra = candle_nn::linear(128, 10, vb.pp("head")).unwrap();
+    let table = lightning::summarize(&Layers { vars, fc1, conv });
+    let cells = |line: &str| line.split('|').map(|c| c.trim().to_owned()).collect::<Vec<_>>();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(cells(lines[0]), ["", "Name", "Type", "Params", "Trainable"]);
+    // field order first (fc1), then the other prefixes by name
+    assert_eq!(cells(lines[2]), ["0", "fc1", "candle_nn::Linear", "100.5 K", "yes"]);
+    assert_eq!(cells(lines[3]), ["1", "c1", "Conv2d(1→32, 3×3)", "320", "yes"]);
+    assert_eq!(cells(lines[4]), ["2", "head", "Linear(128→10)", "1.3 K", "yes"]);
+    assert!(table.contains("102.1 K   Total params"), "{table}");
+    assert!(table.contains("0.408     Total estimated model params size (MB)"), "{table}");
+}
