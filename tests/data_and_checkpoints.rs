@@ -149,6 +149,23 @@ fn checkpoints_round_trip_and_fail_cleanly() {
     std::fs::write(&bad, safetensors::serialize([("state_dict/w", &t)], Some(meta)).unwrap()).unwrap();
     let e = Checkpoint::load(&bad).unwrap_err().to_string();
     assert!(e.contains("format 99 is not supported"), "{e}");
+
+    // a format-2 file (the previous layout) still loads: weights, optimizer buffers, scheduler
+    let legacy = dir.path().join("legacy.ckpt");
+    let meta = std::collections::HashMap::from([(
+        "candle_lightning".to_string(),
+        r#"{"format": 2, "epoch": 3, "global_step": 9, "batches_done": 0, "epoch_complete": true, "callbacks": {}, "extra": {},
+            "optimizers": [{"steps": {"w": 9}, "lr": [0.1], "initial_lr": [0.1]}], "scheduler": {"step": 2}}"#
+            .to_string(),
+    )]);
+    let bytes = safetensors::serialize([("state_dict/w", &t), ("optimizer/0/w.exp_avg", &t)], Some(meta)).unwrap();
+    std::fs::write(&legacy, bytes).unwrap();
+    let ck = Checkpoint::load(&legacy).unwrap();
+    assert_eq!((ck.epoch, ck.global_step), (3, 9));
+    assert_eq!(ck.state_dict.keys().collect::<Vec<_>>(), ["w"]);
+    assert_eq!(ck.optimizers[0].tensors.keys().collect::<Vec<_>>(), ["w.exp_avg"]);
+    assert_eq!(ck.optimizers[0].meta.steps["w"], 9);
+    assert_eq!(ck.scheduler, Some(lightning::serde_json::json!({"step": 2})));
 }
 
 fn write_gz(path: &Path, a: &idx::IdxArray) {

@@ -76,6 +76,37 @@ struct Meta {
     weights_only: bool,
 }
 
+impl Meta {
+    /// The checkpoint these counters and states describe, with the tensors read beside them.
+    fn into_checkpoint(
+        self,
+        state_dict: BTreeMap<String, Tensor>,
+        optimizers: Vec<OptimizerState>,
+        scheduler: Option<Value>,
+    ) -> Checkpoint {
+        Checkpoint {
+            epoch: self.epoch,
+            global_step: self.global_step,
+            batches_done: self.batches_done,
+            epoch_complete: self.epoch_complete,
+            state_dict,
+            callbacks: self.callbacks,
+            extra: self.extra,
+            optimizers,
+            scheduler,
+            datamodule: self.datamodule,
+            hyper_parameters: self.hyper_parameters,
+            weights_only: self.weights_only,
+        }
+    }
+}
+
+/// `"{i}/{name}"`, the key of optimizer `i`'s buffer `name`, split into its parts.
+fn optimizer_key(key: &str) -> Option<(usize, &str)> {
+    let (i, k) = key.split_once('/')?;
+    Some((i.parse().ok()?, k))
+}
+
 /// Tensor-name prefixes in the file: the module's weights and the optimizer's buffers.
 const WEIGHTS: &str = "state_dict/";
 const OPTIMIZER: &str = "optimizer/";
@@ -252,28 +283,15 @@ impl Checkpoint {
             let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
                 .map_err(|e| bad(format!("{OPTIMIZER_FILE}: {e}")))?;
             for (name, t) in tensors {
-                let slot = name.split_once('/').and_then(|(i, k)| Some((i.parse::<usize>().ok()?, k)));
-                let (i, k) = slot.ok_or_else(|| bad(format!("unexpected optimizer tensor `{name}`")))?;
+                let (i, k) =
+                    optimizer_key(&name).ok_or_else(|| bad(format!("unexpected optimizer tensor `{name}`")))?;
                 let o = optimizers
                     .get_mut(i)
                     .ok_or_else(|| bad(format!("optimizer tensor `{name}` has no optimizer to belong to")))?;
                 o.tensors.insert(k.to_owned(), t);
             }
         }
-        Ok(Checkpoint {
-            epoch: meta.epoch,
-            global_step: meta.global_step,
-            batches_done: meta.batches_done,
-            epoch_complete: meta.epoch_complete,
-            state_dict,
-            callbacks: meta.callbacks,
-            extra: meta.extra,
-            optimizers,
-            scheduler,
-            datamodule: meta.datamodule,
-            hyper_parameters: meta.hyper_parameters,
-            weights_only: meta.weights_only,
-        })
+        Ok(meta.into_checkpoint(state_dict, optimizers, scheduler))
     }
 
     /// Parses a format-2 checkpoint: one safetensors file with everything; `origin` names the
@@ -285,7 +303,7 @@ impl Checkpoint {
         let json = header.metadata().as_ref().and_then(|m| m.get(META_KEY)).ok_or_else(|| {
             bad(format!("a safetensors file without `{META_KEY}` metadata is not a candle-lightning checkpoint"))
         })?;
-        let meta: Meta = serde_json::from_str(json).map_err(|e| bad(format!("checkpoint metadata: {e}")))?;
+        let mut meta: Meta = serde_json::from_str(json).map_err(|e| bad(format!("checkpoint metadata: {e}")))?;
         if meta.format != LEGACY_FORMAT {
             return Err(bad(format!(
                 "checkpoint format {} is not supported (this build reads formats {LEGACY_FORMAT} and {FORMAT})",
@@ -295,34 +313,24 @@ impl Checkpoint {
         let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
             .map_err(|e| bad(format!("checkpoint tensors: {e}")))?;
         let mut state_dict = BTreeMap::new();
-        let mut optimizers: Vec<OptimizerState> =
-            meta.optimizers.into_iter().map(|meta| OptimizerState { tensors: BTreeMap::new(), meta }).collect();
+        let mut optimizers: Vec<OptimizerState> = std::mem::take(&mut meta.optimizers)
+            .into_iter()
+            .map(|meta| OptimizerState { tensors: BTreeMap::new(), meta })
+            .collect();
         for (name, t) in tensors {
             if let Some(k) = name.strip_prefix(WEIGHTS) {
                 state_dict.insert(k.to_owned(), t);
-            } else if let Some((i, k)) = name.strip_prefix(OPTIMIZER).and_then(|r| r.split_once('/')) {
-                let slot = i.parse::<usize>().ok().and_then(|i| optimizers.get_mut(i));
-                let slot =
+            } else if let Some(key) = name.strip_prefix(OPTIMIZER).filter(|r| r.contains('/')) {
+                let slot = optimizer_key(key).and_then(|(i, k)| Some((optimizers.get_mut(i)?, k)));
+                let (slot, k) =
                     slot.ok_or_else(|| bad(format!("optimizer tensor `{name}` has no optimizer to belong to")))?;
                 slot.tensors.insert(k.to_owned(), t);
             } else {
                 return Err(bad(format!("unexpected tensor `{name}` (neither weights nor optimizer state)")));
             }
         }
-        Ok(Checkpoint {
-            epoch: meta.epoch,
-            global_step: meta.global_step,
-            batches_done: meta.batches_done,
-            epoch_complete: meta.epoch_complete,
-            state_dict,
-            callbacks: meta.callbacks,
-            extra: meta.extra,
-            optimizers,
-            scheduler: meta.scheduler,
-            datamodule: meta.datamodule,
-            hyper_parameters: meta.hyper_parameters,
-            weights_only: meta.weights_only,
-        })
+        let scheduler = meta.scheduler.take();
+        Ok(meta.into_checkpoint(state_dict, optimizers, scheduler))
     }
 
     /// Copies the weights into the module's variables; names and shapes must match exactly.
