@@ -5,7 +5,8 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{next_version, to_yaml, Logger};
+use super::run_dir::RunDir;
+use super::Logger;
 use crate::{Error, Result};
 
 /// Writes one CSV row per `log_metrics` call, with Lightning's columns: every metric name
@@ -19,9 +20,7 @@ use crate::{Error, Result};
 /// ```
 #[derive(Debug)]
 pub struct CsvLogger {
-    root: PathBuf,
-    name: String,
-    version: Option<usize>,
+    dir: RunDir,
     flush_every: usize,
     keys: Vec<String>,
     rows: Vec<BTreeMap<String, String>>,
@@ -30,23 +29,16 @@ pub struct CsvLogger {
 impl CsvLogger {
     /// Logs under `root/lightning_logs/version_N`, N the next free version.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        CsvLogger {
-            root: root.into(),
-            name: "lightning_logs".into(),
-            version: None,
-            flush_every: 100,
-            keys: Vec::new(),
-            rows: Vec::new(),
-        }
+        CsvLogger { dir: RunDir::new(root.into()), flush_every: 100, keys: Vec::new(), rows: Vec::new() }
     }
     /// The experiment's directory name under the root (default `lightning_logs`).
     pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
+        self.dir.name = name.into();
         self
     }
     /// A fixed version instead of the next free one.
     pub fn version(mut self, v: usize) -> Self {
-        self.version = Some(v);
+        self.dir.version = Some(v);
         self
     }
     /// Rows buffered before a write (default 100).
@@ -55,23 +47,16 @@ impl CsvLogger {
         self
     }
 
-    fn dir(&mut self) -> PathBuf {
-        let v = *self.version.get_or_insert_with(|| next_version(&self.root, &self.name));
-        self.root.join(&self.name).join(format!("version_{v}"))
-    }
-
-    /// The metrics file.
-    pub fn metrics_path(&mut self) -> PathBuf {
-        self.dir().join("metrics.csv")
+    /// The metrics file (its directory is created, and the version fixed).
+    pub fn metrics_path(&mut self) -> Result<PathBuf> {
+        Ok(self.dir.create()?.join("metrics.csv"))
     }
 
     fn write_rows(&mut self) -> Result<()> {
         if self.rows.is_empty() {
             return Ok(());
         }
-        let dir = self.dir();
-        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let path = dir.join("metrics.csv");
+        let path = self.metrics_path()?;
         let before = self.keys.len();
         for row in &self.rows {
             for k in row.keys() {
@@ -178,10 +163,7 @@ impl Logger for CsvLogger {
     }
 
     fn log_hyperparams(&mut self, params: &serde_json::Value) -> Result<()> {
-        let dir = self.dir();
-        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let path = dir.join("hparams.yaml");
-        crate::atomic::write_atomic(&path, to_yaml(params).as_bytes())
+        self.dir.write_hparams(params)
     }
 
     fn save(&mut self) -> Result<()> {
@@ -189,10 +171,10 @@ impl Logger for CsvLogger {
     }
 
     fn log_dir(&self) -> Option<PathBuf> {
-        self.version.map(|v| self.root.join(&self.name).join(format!("version_{v}")))
+        self.dir.known()
     }
 
     fn version(&self) -> Option<usize> {
-        self.version
+        self.dir.version
     }
 }

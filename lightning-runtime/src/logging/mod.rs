@@ -6,15 +6,17 @@
 
 mod csv;
 mod hparams;
+mod run_dir;
 pub(crate) mod store;
 pub mod tensorboard;
 
 pub use csv::CsvLogger;
 pub use hparams::to_yaml;
+pub use run_dir::next_version;
 pub use store::MetricStore;
 pub use tensorboard::TensorBoardLogger;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use candle_core::Tensor;
 
@@ -177,17 +179,4 @@ pub trait Logger: Send + std::fmt::Debug {
     fn version(&self) -> Option<usize> {
         None
     }
-}
-
-/// `<root>/<name>/version_N` with N one more than the largest existing version (Lightning's rule).
-pub fn next_version(root: &Path, name: &str) -> usize {
-    let dir = root.join(name);
-    let Ok(entries) = std::fs::read_dir(&dir) else { return 0 };
-    entries
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_dir())
-        .filter_map(|e| e.file_name().to_str()?.strip_prefix("version_")?.parse::<usize>().ok())
-        .map(|v| v + 1)
-        .max()
-        .unwrap_or(0)
 }

@@ -12,7 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use prost::Message;
 
-use super::{next_version, to_yaml, Logger};
+use super::run_dir::RunDir;
+use super::Logger;
 use crate::{Error, Result};
 
 /// `tensorflow.Event`.
@@ -220,50 +221,36 @@ fn hostname() -> String {
 /// # Ok::<(), lightning::Error>(())
 /// ```
 pub struct TensorBoardLogger {
-    root: PathBuf,
-    name: String,
-    version: Option<usize>,
+    dir: RunDir,
     file: Option<(PathBuf, BufWriter<File>)>,
     hparams_logged: bool,
 }
 
 impl std::fmt::Debug for TensorBoardLogger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TensorBoardLogger").field("root", &self.root).field("version", &self.version).finish()
+        f.debug_struct("TensorBoardLogger").field("dir", &self.dir).finish()
     }
 }
 
 impl TensorBoardLogger {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        TensorBoardLogger {
-            root: root.into(),
-            name: "lightning_logs".into(),
-            version: None,
-            file: None,
-            hparams_logged: false,
-        }
+        TensorBoardLogger { dir: RunDir::new(root.into()), file: None, hparams_logged: false }
     }
     /// The experiment's directory name under the root (default `lightning_logs`).
     pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
+        self.dir.name = name.into();
         self
     }
     /// A fixed version instead of the next free one.
     pub fn version(mut self, v: usize) -> Self {
-        self.version = Some(v);
+        self.dir.version = Some(v);
         self
-    }
-
-    fn dir(&mut self) -> PathBuf {
-        let v = *self.version.get_or_insert_with(|| next_version(&self.root, &self.name));
-        self.root.join(&self.name).join(format!("version_{v}"))
     }
 
     /// The event file, created on first use with its `brain.Event:2` header record.
     pub fn event_file(&mut self) -> Result<PathBuf> {
         if self.file.is_none() {
-            let dir = self.dir();
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            let dir = self.dir.create()?;
             let t = now();
             let path = dir.join(format!("events.out.tfevents.{}.{}.{}.0", t as u64, hostname(), std::process::id()));
             let f = File::create(&path).map_err(|e| Error::io(&path, e))?;
@@ -326,8 +313,7 @@ impl Logger for TensorBoardLogger {
     }
 
     fn log_hyperparams(&mut self, params: &serde_json::Value) -> Result<()> {
-        let dir = self.dir();
-        crate::atomic::write_atomic(&dir.join("hparams.yaml"), to_yaml(params).as_bytes())?;
+        self.dir.write_hparams(params)?;
         let mut flat = Vec::new();
         flatten("", params, &mut flat);
         let infos = flat
@@ -372,10 +358,10 @@ impl Logger for TensorBoardLogger {
     }
 
     fn log_dir(&self) -> Option<PathBuf> {
-        self.version.map(|v| self.root.join(&self.name).join(format!("version_{v}")))
+        self.dir.known()
     }
 
     fn version(&self) -> Option<usize> {
-        self.version
+        self.dir.version
     }
 }
