@@ -1,6 +1,5 @@
 //! `ProgressBar`: Lightning's TQDM bar on indicatif, or plain lines when stdout is not a terminal.
 
-use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -20,7 +19,7 @@ pub struct ProgressBar {
     tty: bool,
     multi: Option<MultiProgress>,
     bar: Option<indicatif::ProgressBar>,
-    /// (label, total, started, last tenth printed) of the running loop, for plain lines.
+    /// The running loop's plain-line state, off a terminal.
     plain: Option<Plain>,
     /// The training loop's bar while a validation run inside it has its own.
     outer: Option<(Option<indicatif::ProgressBar>, Option<Plain>)>,
@@ -28,9 +27,24 @@ pub struct ProgressBar {
     refresh: Duration,
 }
 
-/// Label, total (`usize::MAX`: a stream of unknown length), start, last tenth printed, done,
-/// time of the last line.
-type Plain = (String, usize, Instant, usize, usize, Instant);
+/// A loop's progress as plain lines.
+#[derive(Debug)]
+struct Plain {
+    label: String,
+    /// `usize::MAX`: a stream of unknown length.
+    total: usize,
+    started: Instant,
+    /// The last tenth of the loop a line was printed for.
+    tenth: usize,
+    done: usize,
+    printed: Instant,
+}
+
+impl Plain {
+    fn line(&self) -> String {
+        plain_line(&self.label, self.done, self.total, self.started.elapsed())
+    }
+}
 
 impl Default for ProgressBar {
     fn default() -> Self {
@@ -58,14 +72,12 @@ impl ProgressBar {
     }
 
     fn metrics(t: &TrainerState) -> Result<String> {
-        let mut s = String::new();
-        for (k, v) in t.metrics.progress_bar_metrics()? {
-            let _ = write!(s, "{}{k}={}", if s.is_empty() { "" } else { ", " }, short(v));
-        }
+        let mut items: Vec<String> =
+            t.metrics.progress_bar_metrics()?.into_iter().map(|(k, v)| format!("{k}={}", short(v))).collect();
         if let Some(v) = t.loggers.iter().find_map(|l| l.version()) {
-            let _ = write!(s, "{}v_num={v}", if s.is_empty() { "" } else { ", " });
+            items.push(format!("v_num={v}"));
         }
-        Ok(s)
+        Ok(items.join(", "))
     }
 
     fn start(&mut self, label: String, total: usize) {
@@ -85,7 +97,8 @@ impl ProgressBar {
             bar.set_prefix(label);
             self.bar = Some(bar);
         } else {
-            self.plain = Some((label, total, Instant::now(), 0, 0, Instant::now()));
+            let now = Instant::now();
+            self.plain = Some(Plain { label, total, started: now, tenth: 0, done: 0, printed: now });
         }
         self.last_message = None;
     }
@@ -97,20 +110,19 @@ impl ProgressBar {
                 bar.set_message(Self::metrics(t)?);
                 self.last_message = Some(Instant::now());
             }
-        } else if let Some((label, total, started, tenth, count, printed)) = &mut self.plain {
-            *count = done;
+        } else if let Some(p) = &mut self.plain {
+            p.done = done;
             // a tenth of the epoch, or every 100 batches of a stream of unknown length
-            let now_tenth = match *total {
+            let now_tenth = match p.total {
                 0 => 10,
                 usize::MAX => done / 100,
-                t => done * 10 / t,
+                total => done * 10 / total,
             };
             // at most one line every two seconds: short epochs print only their final line
-            if now_tenth > *tenth && printed.elapsed() >= Duration::from_secs(2) {
-                *tenth = now_tenth;
-                *printed = Instant::now();
-                let line = plain_line(label, done, *total, started.elapsed());
-                println!("{line} {}", Self::metrics(t)?);
+            if now_tenth > p.tenth && p.printed.elapsed() >= Duration::from_secs(2) {
+                p.tenth = now_tenth;
+                p.printed = Instant::now();
+                println!("{} {}", p.line(), Self::metrics(t)?);
             }
         }
         Ok(())
@@ -164,9 +176,8 @@ impl ProgressBar {
         self.advance(trainer, batch_idx + 1)
     }
     fn on_train_epoch_end(&mut self, trainer: &mut TrainerState) -> Result<()> {
-        if let Some((label, total, started, _, done, _)) = self.plain.take() {
-            let line = plain_line(&label, done, total, started.elapsed());
-            println!("{line} {}", Self::metrics(trainer)?);
+        if let Some(p) = self.plain.take() {
+            println!("{} {}", p.line(), Self::metrics(trainer)?);
         }
         self.finish(trainer, true)
     }
