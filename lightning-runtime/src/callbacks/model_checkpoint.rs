@@ -173,6 +173,20 @@ impl ModelCheckpoint {
         }
     }
 
+    /// Orders scores worst last: `max_by` finds the worst, `min_by` the best.
+    fn rank(&self, a: f64, b: f64) -> std::cmp::Ordering {
+        let ord = a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal);
+        match self.mode {
+            Mode::Min => ord,
+            Mode::Max => ord.reverse(),
+        }
+    }
+
+    /// The directory checkpoints go to.
+    fn dir(&self, t: &TrainerState) -> PathBuf {
+        self.dirpath.clone().unwrap_or_else(|| t.default_root_dir.join("checkpoints"))
+    }
+
     /// NaN ranks worst, as in Lightning.
     fn score(&self, v: f64) -> f64 {
         match (v.is_nan(), self.mode) {
@@ -183,9 +197,8 @@ impl ModelCheckpoint {
     }
 
     fn path_for(&self, t: &TrainerState, metrics: &BTreeMap<String, f64>) -> Result<PathBuf> {
-        let dir = self.dirpath.clone().unwrap_or_else(|| t.default_root_dir.join("checkpoints"));
         let template = self.filename.as_deref().unwrap_or("{epoch}-{step}");
-        Ok(dir.join(format!("{}.ckpt", render(template, t, metrics)?)))
+        Ok(self.dir(t).join(format!("{}.ckpt", render(template, t, metrics)?)))
     }
 
     fn save(&mut self, t: &mut TrainerState) -> Result<()> {
@@ -218,19 +231,8 @@ impl ModelCheckpoint {
                 };
                 let current = self.score(raw);
                 let k = self.save_top_k;
-                let worst = self
-                    .state
-                    .best_k_models
-                    .iter()
-                    .max_by(|a, b| {
-                        let ord = a.1.partial_cmp(b.1).unwrap_or(std::cmp::Ordering::Equal);
-                        if self.mode == Mode::Min {
-                            ord
-                        } else {
-                            ord.reverse()
-                        }
-                    })
-                    .map(|(p, v)| (p.clone(), *v));
+                let worst =
+                    self.state.best_k_models.iter().max_by(|a, b| self.rank(*a.1, *b.1)).map(|(p, v)| (p.clone(), *v));
                 let full = k >= 0 && self.state.best_k_models.len() as i64 >= k;
                 let enters = !full || worst.as_ref().is_some_and(|(_, w)| self.better(current, *w));
                 if enters {
@@ -244,11 +246,8 @@ impl ModelCheckpoint {
                         .state
                         .best_k_models
                         .iter()
-                        .fold(None::<(&String, f64)>, |acc, (p, v)| match acc {
-                            Some((_, bv)) if !self.better(*v, bv) => acc,
-                            _ => Some((p, *v)),
-                        })
-                        .map(|(p, v)| (PathBuf::from(p), v));
+                        .min_by(|a, b| self.rank(*a.1, *b.1))
+                        .map(|(p, v)| (PathBuf::from(p), *v));
                     if let Some((p, v)) = best {
                         self.state.best_model_path = Some(p);
                         self.state.best_model_score = Some(v);
@@ -258,8 +257,7 @@ impl ModelCheckpoint {
             }
         }
         if self.save_last {
-            let dir = self.dirpath.clone().unwrap_or_else(|| t.default_root_dir.join("checkpoints"));
-            let last = dir.join("last.ckpt");
+            let last = self.dir(t).join("last.ckpt");
             t.request_save(last.clone(), None, weights_only);
             self.state.last_model_path = Some(last);
         } else if let Some(p) = &self.state.best_model_path {

@@ -186,10 +186,8 @@ impl<C> TrainerBuilder<C> {
         if loggers.is_empty() && self.config.enable_logger {
             loggers.push(Box::new(crate::CsvLogger::new(self.config.default_root_dir.clone())));
         }
-        let checkpoint = self.config.enable_checkpointing.then(|| {
-            self.checkpoint
-                .unwrap_or_else(|| ModelCheckpoint::new().dirpath(self.config.default_root_dir.join("checkpoints")))
-        });
+        // without a dirpath it saves under `default_root_dir/checkpoints`
+        let checkpoint = self.config.enable_checkpointing.then(|| self.checkpoint.unwrap_or_default());
         Ok(Trainer {
             config: self.config,
             callbacks: self.callbacks,
