@@ -103,35 +103,26 @@ fn optimizer_name<O>() -> &'static str {
     inner.strip_suffix("Config").unwrap_or(inner)
 }
 
-/// Refreshes `state.learning_rates` (what `LearningRateMonitor` logs).
+/// Refreshes `state.learning_rates` (what `LearningRateMonitor` logs). The optimizers are fixed
+/// for the run, so the names are built at the first call and later calls (every scheduler
+/// step) only update the values, in the same order.
 fn record_learning_rates<M: LightningModule>(state: &mut TrainerState, optim: &mut M::Optim) {
-    let mut k = 0;
-    let mut same_shape = true;
-    for i in 0..optim.count() {
-        if let Some(o) = optim.get(i) {
-            for g in 0..o.num_groups() {
-                match state.learning_rates.get_mut(k) {
-                    Some(slot) => slot.1 = o.learning_rate(g),
-                    None => same_shape = false,
-                }
-                k += 1;
-            }
-        }
-    }
-    // names are built once; later calls (every scheduler step) only update the values
-    if same_shape && k == state.learning_rates.len() {
-        return;
-    }
-    state.learning_rates.clear();
+    let fresh = state.learning_rates.is_empty();
     let many = optim.count() > 1;
+    let mut k = 0;
     for i in 0..optim.count() {
-        if let Some(o) = optim.get(i) {
-            let base = format!("lr-{}", optimizer_name::<<M::Optim as Optimizers>::Optimizer>());
-            let base = if many { format!("{base}-{i}") } else { base };
-            for g in 0..o.num_groups() {
-                let name = if g == 0 { base.clone() } else { format!("{base}/pg{}", g + 1) };
-                state.learning_rates.push((name, o.learning_rate(g)));
+        let Some(o) = optim.get(i) else { continue };
+        for g in 0..o.num_groups() {
+            let lr = o.learning_rate(g);
+            if fresh {
+                let base = format!("lr-{}", optimizer_name::<<M::Optim as Optimizers>::Optimizer>());
+                let base = if many { format!("{base}-{i}") } else { base };
+                let name = if g == 0 { base } else { format!("{base}/pg{}", g + 1) };
+                state.learning_rates.push((name, lr));
+            } else if let Some(slot) = state.learning_rates.get_mut(k) {
+                slot.1 = lr;
             }
+            k += 1;
         }
     }
 }
