@@ -84,6 +84,15 @@ fn checkpoints_round_trip_and_fail_cleanly() {
     let e = back.load_into(&VarMap::new(), &path).unwrap_err();
     assert!(e.to_string().contains("unexpected keys"), "{e}");
 
+    // a save killed between its two renames leaves `.a.ckpt.old-PID` and no `a.ckpt`: load
+    // finds the set-aside copy, and the next save removes it
+    let aside = path.with_file_name(".a.ckpt.old-4000000");
+    std::fs::rename(&path, &aside).unwrap();
+    assert_eq!(Checkpoint::load(&path).unwrap().global_step, 7);
+    ck.save(&path).unwrap();
+    let names: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["a.ckpt"], "the set-aside copy is gone");
+
     // the layout: weights named as in the VarMap, optimizer state, trainer state as JSON
     let files: Vec<_> = {
         let mut f: Vec<_> = std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().file_name()).collect();

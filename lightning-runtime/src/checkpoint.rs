@@ -147,14 +147,19 @@ fn parts(path: &Path) -> Result<(PathBuf, String)> {
 
 /// A checkpoint directory left as `.name.old-PID` by a save killed between its two renames.
 fn recover(path: &Path) -> Option<PathBuf> {
-    let (dir, name) = parts(path).ok()?;
+    set_aside(path).into_iter().find(|p| p.join(STATE_FILE).is_file())
+}
+
+/// The `.name.old-PID` copies of `path` that saves set aside (by any process).
+fn set_aside(path: &Path) -> Vec<PathBuf> {
+    let Ok((dir, name)) = parts(path) else { return Vec::new() };
     let prefix = format!(".{name}.old-");
-    std::fs::read_dir(&dir)
-        .ok()?
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
+    entries
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
         .map(|e| e.path())
-        .find(|p| p.join(STATE_FILE).is_file())
+        .collect()
 }
 
 impl Checkpoint {
@@ -222,12 +227,14 @@ impl Checkpoint {
                 }
                 std::fs::rename(path, &old)?;
                 std::fs::rename(&tmp, path)?;
-                sync_dir(&dir);
-                remove_any(&old)?;
             } else {
                 std::fs::rename(&tmp, path)?;
             }
             sync_dir(&dir);
+            // copies left by saves killed between their renames are superseded now
+            for stale in set_aside(path) {
+                remove_any(&stale)?;
+            }
             Ok(())
         };
         write().map_err(|e| {
