@@ -15,9 +15,10 @@ struct Drift {
 
 #[lightning_module]
 impl Drift {
-    fn training_step(&mut self, batch: &(Tensor, Tensor)) -> candle_core::Result<Tensor> {
-        let _ = batch;
-        self.w.as_tensor().sum_all()
+    fn training_step(&mut self, trainer: &mut TrainerState) -> lightning::Result<Tensor> {
+        let w = self.w.as_tensor().sum_all()?;
+        trainer.log_with("w", &w, Log::new().prog_bar(true))?;
+        Ok(w)
     }
     fn validation_step(&mut self, trainer: &mut TrainerState) -> lightning::Result<()> {
         trainer.log("val_w", self.w.as_tensor().sum_all()?)
@@ -153,4 +154,41 @@ fn model_summary_rows_and_totals() {
     assert_eq!(cells(lines[4]), ["2", "head", "Linear(128→10)", "1.3 K", "yes"]);
     assert!(table.contains("102.1 K   Total params"), "{table}");
     assert!(table.contains("0.408     Total estimated model params size (MB)"), "{table}");
+}
+
+/// A writer the test can read back.
+#[derive(Clone, Default)]
+struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn progress_bar_prints_plain_lines_off_a_terminal() {
+    let out = Shared::default();
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Trainer::builder()
+        .max_epochs(2)
+        .default_root_dir(dir.path())
+        .enable_checkpointing(false)
+        .enable_progress_bar(false)
+        .callbacks((lightning::ProgressBar::plain_to(out.clone()),))
+        .build()
+        .unwrap();
+    t.fit_with(&mut drift(), two_batches(), Some(two_batches())).unwrap();
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // short epochs print one line each, at their end; validation and the sanity check are quiet
+    assert_eq!(lines.len(), 2, "{text}");
+    for (line, (epoch, w)) in lines.iter().zip([(0, "-0.1000"), (1, "-0.2500")]) {
+        assert!(line.starts_with(&format!("Epoch {epoch}: 100% 2/2 [00:00:00<00:00:00, ")), "{line}");
+        assert!(line.contains("it/s]") && line.ends_with(&format!(" w={w}, v_num=0")), "{line}");
+    }
 }

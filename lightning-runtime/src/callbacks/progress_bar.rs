@@ -14,9 +14,10 @@ use crate::{Result, TrainerState};
 /// seconds, and one at the end of each epoch.
 ///
 /// The trainer adds one unless `enable_progress_bar(false)`.
-#[derive(Debug)]
 pub struct ProgressBar {
     tty: bool,
+    /// Where plain lines go (stdout unless `plain_to`).
+    out: Box<dyn std::io::Write + Send>,
     multi: Option<MultiProgress>,
     bar: Option<indicatif::ProgressBar>,
     /// The running loop's plain-line state, off a terminal.
@@ -46,6 +47,12 @@ impl Plain {
     }
 }
 
+impl std::fmt::Debug for ProgressBar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProgressBar").field("tty", &self.tty).finish()
+    }
+}
+
 impl Default for ProgressBar {
     fn default() -> Self {
         Self::new()
@@ -62,6 +69,7 @@ impl ProgressBar {
     pub fn with_terminal(tty: bool) -> Self {
         ProgressBar {
             tty,
+            out: Box::new(std::io::stdout()),
             multi: None,
             bar: None,
             plain: None,
@@ -69,6 +77,15 @@ impl ProgressBar {
             last_message: None,
             refresh: Duration::from_millis(500),
         }
+    }
+
+    /// Plain lines, written to `out` instead of stdout (logs, tests).
+    pub fn plain_to(out: impl std::io::Write + Send + 'static) -> Self {
+        ProgressBar { out: Box::new(out), ..Self::with_terminal(false) }
+    }
+
+    fn print(&mut self, line: String) -> Result<()> {
+        writeln!(self.out, "{line}").map_err(|e| crate::Error::msg(format!("progress bar output: {e}")))
     }
 
     fn metrics(t: &TrainerState) -> Result<String> {
@@ -122,7 +139,8 @@ impl ProgressBar {
             if now_tenth > p.tenth && p.printed.elapsed() >= Duration::from_secs(2) {
                 p.tenth = now_tenth;
                 p.printed = Instant::now();
-                println!("{} {}", p.line(), Self::metrics(t)?);
+                let line = format!("{} {}", p.line(), Self::metrics(t)?);
+                self.print(line)?;
             }
         }
         Ok(())
@@ -177,7 +195,8 @@ impl ProgressBar {
     }
     fn on_train_epoch_end(&mut self, trainer: &mut TrainerState) -> Result<()> {
         if let Some(p) = self.plain.take() {
-            println!("{} {}", p.line(), Self::metrics(trainer)?);
+            let line = format!("{} {}", p.line(), Self::metrics(trainer)?);
+            self.print(line)?;
         }
         self.finish(trainer, true)
     }
