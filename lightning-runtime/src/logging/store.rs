@@ -37,6 +37,47 @@ struct Entry {
     current: Option<MetricValue>,
 }
 
+impl Entry {
+    /// A name logged for the first time; `log` sets its options.
+    fn new(name: &str, loop_kind: LoopKind) -> Self {
+        Entry {
+            name: name.to_owned(),
+            loop_kind,
+            on_step: false,
+            on_epoch: false,
+            prog_bar: false,
+            logger: true,
+            reduce: Reduce::Mean,
+            step: None,
+            step_fresh: false,
+            acc: None,
+            weight: 0.0,
+            epoch: None,
+            epoch_fresh: false,
+            current: None,
+        }
+    }
+
+    /// Reads the epoch's reduced value back (one read), due to the loggers and shown as `name`.
+    fn close_epoch(&mut self, syncs: &Cell<usize>) -> Result<()> {
+        let v = match &self.acc {
+            None => f64::NAN,
+            Some(acc) => {
+                let v = read(acc, syncs)?;
+                if self.reduce == Reduce::Mean {
+                    v / self.weight
+                } else {
+                    v
+                }
+            }
+        };
+        self.epoch = Some(v);
+        self.epoch_fresh = true;
+        self.current = Some(MetricValue::Host(v));
+        Ok(())
+    }
+}
+
 /// Everything logged in a run, keyed by loop and name (a handful of entries, so a `Vec`).
 #[derive(Debug, Default)]
 pub struct MetricStore {
@@ -129,28 +170,14 @@ impl MetricStore {
         let idx = match self.entries.iter().position(|e| e.loop_kind == loop_kind && e.name == name) {
             Some(i) => i,
             None => {
-                self.entries.push(Entry {
-                    name: name.to_owned(),
-                    loop_kind,
-                    on_step,
-                    on_epoch,
-                    prog_bar: opts.prog_bar,
-                    logger: opts.logger,
-                    reduce: opts.reduce,
-                    step: None,
-                    step_fresh: false,
-                    acc: None,
-                    weight: 0.0,
-                    epoch: None,
-                    epoch_fresh: false,
-                    current: None,
-                });
+                self.entries.push(Entry::new(name, loop_kind));
                 self.entries.len() - 1
             }
         };
         let ended = self.ended.contains(&loop_kind);
         let syncs = &self.syncs;
         let e = &mut self.entries[idx];
+        // the latest call's options apply, as in Lightning
         (e.on_step, e.on_epoch, e.prog_bar, e.logger, e.reduce) =
             (on_step, on_epoch, opts.prog_bar, opts.logger, opts.reduce);
         if on_epoch {
@@ -163,10 +190,7 @@ impl MetricStore {
             e.weight += w;
             if ended {
                 // logged from an epoch-end hook: the epoch value is due now
-                let v = Self::epoch_value(e, syncs)?;
-                e.epoch = Some(v);
-                e.epoch_fresh = true;
-                e.current = Some(MetricValue::Host(v));
+                e.close_epoch(syncs)?;
             }
         }
         if on_step {
@@ -175,12 +199,6 @@ impl MetricStore {
             e.step = Some(value);
         }
         Ok(())
-    }
-
-    fn epoch_value(e: &Entry, syncs: &Cell<usize>) -> Result<f64> {
-        let Some(acc) = &e.acc else { return Ok(f64::NAN) };
-        let v = read(acc, syncs)?;
-        Ok(if e.reduce == Reduce::Mean { v / e.weight } else { v })
     }
 
     /// A training batch starts: step values of earlier batches are no longer due to a logger.
@@ -211,10 +229,7 @@ impl MetricStore {
         }
         let syncs = &self.syncs;
         for e in self.entries.iter_mut().filter(|e| e.loop_kind == loop_kind && e.on_epoch && e.acc.is_some()) {
-            let v = Self::epoch_value(e, syncs)?;
-            e.epoch = Some(v);
-            e.epoch_fresh = true;
-            e.current = Some(MetricValue::Host(v));
+            e.close_epoch(syncs)?;
         }
         Ok(())
     }
