@@ -77,6 +77,10 @@ pub enum Error {
     /// Data given to a loader or dataset is inconsistent.
     #[error("data: {0}")]
     Data(String),
+
+    /// A layer of [`crate::nn`] can't run on its input or with its configuration.
+    #[error(transparent)]
+    Layer(#[from] crate::nn::LayerError),
 }
 
 impl Error {

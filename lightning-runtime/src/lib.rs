@@ -19,6 +19,7 @@ mod init;
 mod interrupt;
 pub mod logging;
 mod module;
+pub mod nn;
 pub mod optim;
 mod precision;
 mod relocate;

@@ -1,0 +1,58 @@
+//! Fast CPU layers: drop-in replacements for candle-nn's `Conv2d` and candle's `max_pool2d`.
+//!
+//! candle 0.11's CPU convolution and pooling spend most of a small CNN's step in backward
+//! passes built from generic tensor ops (its max-pool backward alone is an upsample, a
+//! comparison, an average pool and two multiplications). These layers are candle custom ops
+//! with their own forward and backward kernels on the CPU, for `f32` and `f64`:
+//! - [`Conv2d`]: im2col plus one `gemm` call per image for the output, the weight gradient
+//!   and the input gradient (col2im); the im2col matrix of the forward pass is kept for the
+//!   weight gradient instead of being rebuilt;
+//! - [`MaxPool2d`]: the forward pass records each window's argmax, so the backward pass is a
+//!   scatter; it can fuse a ReLU (`max(relu(x)) == relu(max(x))`), which removes a whole
+//!   tensor pass and its backward.
+//!
+//! On other devices, other dtypes, or with `groups > 1`, they call candle's own ops, so a
+//! model built on them runs everywhere candle-nn's does.
+//!
+//! ```
+//! use lightning::candle::{DType, Device, Module, Tensor};
+//! use lightning::candle_nn::{Conv2dConfig, VarBuilder, VarMap};
+//! use lightning::nn::{conv2d, MaxPool2d};
+//!
+//! let vars = VarMap::new();
+//! let vb = VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu);
+//! let conv = conv2d(1, 8, 3, Conv2dConfig::default(), vb.pp("c1"))?;
+//! let pool = MaxPool2d::new(2).with_relu();
+//! let x = Tensor::randn(0f32, 1.0, (4, 1, 28, 28), &Device::Cpu)?;
+//! let y = pool.forward(&conv.forward(&x)?)?;
+//! assert_eq!(y.dims(), &[4, 8, 13, 13]);
+//! # Ok::<(), lightning::candle::Error>(())
+//! ```
+
+mod conv2d;
+mod conv2d_kernels;
+mod max_pool2d;
+
+pub use conv2d::{conv2d, conv2d_no_bias, Conv2d};
+pub use max_pool2d::MaxPool2d;
+
+/// A layer that cannot run on its input or with its configuration. The layers return it
+/// wrapped in a `candle_core::Error` (their `forward` is candle-nn's `Module::forward`); call
+/// [`Conv2d::check`] or [`MaxPool2d::check`] to get it typed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LayerError {
+    #[error("layer `{layer}` expects a 4-D (batch, channels, height, width) input, got shape {input:?}")]
+    Rank { layer: String, input: Vec<usize> },
+    #[error("layer `{layer}` expects {expected} input channels, got shape {input:?}: check the previous layer's output channels")]
+    Channels { layer: String, expected: usize, input: Vec<usize> },
+    #[error("layer `{layer}`: its {kernel:?} window (with dilation) is larger than the input of shape {input:?} padded to {padded:?}: use a smaller kernel, more padding or a larger input")]
+    KernelTooLarge { layer: String, kernel: (usize, usize), padded: (usize, usize), input: Vec<usize> },
+    #[error("layer `{layer}`: {setting} must be at least 1, got 0")]
+    Zero { layer: String, setting: &'static str },
+}
+
+impl From<LayerError> for candle_core::Error {
+    fn from(e: LayerError) -> Self {
+        candle_core::Error::wrap(e)
+    }
+}
