@@ -5,7 +5,7 @@
 //! process, then a per-layer profile of one batch.
 //!
 //! ```text
-//! RAYON_NUM_THREADS=1 cargo bench --bench cnn [-- BATCHES] [--ours-only]
+//! RAYON_NUM_THREADS=1 cargo bench --bench cnn [-- BATCHES] [--ours-only | --profile-only]
 //! ```
 //! Reads /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist); without it, the
 //! embedded MNIST sample, and says so.
@@ -215,6 +215,10 @@ fn main() -> lightning::Result<()> {
         "{batches} batches of {BATCH}, threads: {} (pin with RAYON_NUM_THREADS=1)",
         candle_core::utils::get_num_threads()
     );
+    if std::env::args().any(|a| a == "--profile-only") {
+        profile()?;
+        return Ok(());
+    }
     if std::env::args().any(|a| a == "--ours-only") {
         // for profilers: only the hand loop on lightning::nn's layers
         let (fast, _) = hand_loop::<FastBlocks>(&x, &y, batches)?;

@@ -9,8 +9,9 @@ use candle_core::backend::BackendStorage;
 use super::LayerError;
 
 /// Max pooling over `kernel` windows every `stride` pixels, without padding, as candle's
-/// `max_pool2d_with_stride`. Its backward pass sends each window's gradient to the window's
-/// first maximum, as PyTorch's does. (candle 0.11's own backward scales it by the number of
+/// `max_pool2d_with_stride` (and like it, a NaN wins a window only as its first pixel). Its
+/// backward pass sends each window's gradient to the window's first maximum, as PyTorch's
+/// does. (candle 0.11's own backward scales it by the number of
 /// maxima over the window size, so a 2×2 pool passes a quarter of the gradient.)
 ///
 /// [`with_relu`](Self::with_relu) computes `relu(x).max_pool2d(..)` in the same pass.
@@ -131,12 +132,9 @@ impl PoolForward {
                     for (ow, (b, a)) in y.iter_mut().zip(arg.iter_mut()).enumerate() {
                         let c0 = ow * g.stride.1;
                         for (i, &v) in row[c0..c0 + g.kernel.1].iter().enumerate() {
-                            // `>` keeps the first maximum; the first NaN wins, as in PyTorch.
-                            // Selects rather than a branch: on data the branch is a coin toss.
-                            #[allow(clippy::eq_op)]
-                            let take = !(v <= *b) & (*b == *b);
-                            *b = if take { v } else { *b };
-                            *a = if take { (r * g.w + c0 + i) as u32 } else { *a };
+                            // `>` keeps the first maximum
+                            *a = if v > *b { (r * g.w + c0 + i) as u32 } else { *a };
+                            *b = if v > *b { v } else { *b };
                         }
                     }
                 }
@@ -151,25 +149,26 @@ impl PoolForward {
 }
 
 /// The common 2×2, stride-2 window over two input rows of width `w` starting at plane index
-/// `base`: the same selects as the general loop, unrolled.
+/// `base`, as a branch-free tournament: top pair, bottom pair, then the two winners. Ties go
+/// to the earlier pixel, as in the general loop.
 #[inline]
 fn pool_2x2_row<T: WithDType>(rows: &[T], w: usize, base: u32, y: &mut [T], arg: &mut [u32]) {
     let (top, bottom) = rows.split_at(w);
     let pairs = top.chunks_exact(2).zip(bottom.chunks_exact(2));
     for (ow, ((t, b), (y, a))) in pairs.zip(y.iter_mut().zip(arg.iter_mut())).enumerate() {
-        let c = base + 2 * ow as u32;
-        let (mut best, mut at) = (t[0], c);
-        #[allow(clippy::eq_op)]
-        for (v, i) in [(t[1], c + 1), (b[0], c + w as u32), (b[1], c + w as u32 + 1)] {
-            let take = !(v <= best) & (best == best);
-            best = if take { v } else { best };
-            at = if take { i } else { at };
-        }
-        (*y, *a) = (best, at);
+        // comparisons as integers and values as `if x > y { x } else { y }` compile to
+        // maxss/cmov; with `bool` selects the compiler emitted branches that mispredict
+        let t1 = (t[1] > t[0]) as u32;
+        let top = if t[1] > t[0] { t[1] } else { t[0] };
+        let b1 = (b[1] > b[0]) as u32;
+        let bottom = if b[1] > b[0] { b[1] } else { b[0] };
+        let down = (bottom > top) as u32;
+        *y = if bottom > top { bottom } else { top };
+        *a = base + 2 * ow as u32 + down * (w as u32 + b1) + (1 - down) * t1;
     }
 }
 
-/// The fused ReLU: a non-positive maximum becomes 0 and passes no gradient; NaN stays NaN.
+/// The fused ReLU: a non-positive maximum becomes 0 and passes no gradient.
 fn relu_row<T: WithDType>(y: &mut [T], arg: &mut [u32]) {
     let zero = T::from_f64(0.0);
     for (b, a) in y.iter_mut().zip(arg.iter_mut()) {
