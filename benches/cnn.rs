@@ -32,7 +32,10 @@ struct CandleBlocks(candle_nn::Conv2d, candle_nn::Conv2d);
 impl Blocks for CandleBlocks {
     fn new(vb: VarBuilder) -> candle_core::Result<Self> {
         let cfg = Conv2dConfig::default();
-        Ok(CandleBlocks(candle_nn::conv2d(1, 32, 3, cfg, vb.pp("c1"))?, candle_nn::conv2d(32, 64, 3, cfg, vb.pp("c2"))?))
+        Ok(CandleBlocks(
+            candle_nn::conv2d(1, 32, 3, cfg, vb.pp("c1"))?,
+            candle_nn::conv2d(32, 64, 3, cfg, vb.pp("c2"))?,
+        ))
     }
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let x = self.0.forward(x)?.relu()?.max_pool2d(2)?;

@@ -15,10 +15,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
-use candle_nn::{loss, Conv2d, Conv2dConfig, Linear, Module, VarBuilder, VarMap};
+use candle_nn::{loss, Conv2dConfig, Linear, Module, VarBuilder, VarMap};
 use clap::Parser;
 use lightning::callbacks::Mode;
 use lightning::data::{download, mnist};
+use lightning::nn;
 use lightning::prelude::*;
 use lightning::EarlyStopping;
 use rand::{Rng, SeedableRng};
@@ -135,11 +136,13 @@ impl Relocate for MlpNet {
     }
 }
 
-/// Two conv/pool blocks (1→32→64 channels, 3×3, max-pool 2), then 1600 → hidden → 10 with
-/// dropout 0.3 on the hidden layer while training.
+/// Two conv/pool blocks (1→32→64 channels, 3×3, ReLU, max-pool 2), then 1600 → hidden → 10
+/// with dropout 0.3 on the hidden layer while training. The conv and pool layers are
+/// `lightning::nn`'s fast CPU ones (candle-nn's on other devices); the pool applies the ReLU.
 pub struct CnnNet {
-    c1: Conv2d,
-    c2: Conv2d,
+    c1: nn::Conv2d,
+    c2: nn::Conv2d,
+    relu_pool: nn::MaxPool2d,
     fc1: Linear,
     fc2: Linear,
 }
@@ -148,16 +151,17 @@ impl Net for CnnNet {
     fn new(vb: VarBuilder, hidden: usize) -> candle_core::Result<Self> {
         let cfg = Conv2dConfig::default();
         Ok(CnnNet {
-            c1: candle_nn::conv2d(1, 32, 3, cfg, vb.pp("c1"))?,
-            c2: candle_nn::conv2d(32, 64, 3, cfg, vb.pp("c2"))?,
+            c1: nn::conv2d(1, 32, 3, cfg, vb.pp("c1"))?,
+            c2: nn::conv2d(32, 64, 3, cfg, vb.pp("c2"))?,
+            relu_pool: nn::MaxPool2d::new(2).with_relu(),
             fc1: candle_nn::linear(64 * 5 * 5, hidden, vb.pp("fc1"))?,
             fc2: candle_nn::linear(hidden, 10, vb.pp("fc2"))?,
         })
     }
     fn logits(&self, x: &Tensor, train: Option<&mut rand::rngs::StdRng>) -> candle_core::Result<Tensor> {
         let x = x.reshape((x.dim(0)?, 1, 28, 28))?;
-        let x = self.c1.forward(&x)?.relu()?.max_pool2d(2)?;
-        let x = self.c2.forward(&x)?.relu()?.max_pool2d(2)?.flatten_from(1)?;
+        let x = self.relu_pool.forward(&self.c1.forward(&x)?)?;
+        let x = self.relu_pool.forward(&self.c2.forward(&x)?)?.flatten_from(1)?;
         self.fc2.forward(&dropout(&self.fc1.forward(&x)?.relu()?, 0.3, train)?)
     }
 }

@@ -128,6 +128,130 @@ fn lambda_callback_runs_its_closures() {
     assert_eq!(*seen.lock().unwrap(), ["batch 0", "batch 1", "epoch 0", "batch 0", "epoch 1"]);
 }
 
+/// A module with every step, whose training step can be made to fail.
+#[lightning_module]
+struct Steps {
+    vars: VarMap,
+    w: Var,
+    fail: bool,
+}
+
+#[lightning_module]
+impl Steps {
+    fn training_step(&mut self) -> lightning::Result<Tensor> {
+        if self.fail {
+            return Err(lightning::Error::msg("boom"));
+        }
+        Ok(self.w.as_tensor().sum_all()?)
+    }
+    fn validation_step(&mut self) -> lightning::Result<()> {
+        Ok(())
+    }
+    fn test_step(&mut self) -> lightning::Result<()> {
+        Ok(())
+    }
+    fn predict_step(&mut self, batch: &(Tensor, Tensor)) -> candle_core::Result<Tensor> {
+        Ok(batch.0.clone())
+    }
+    fn configure_optimizers(&mut self) -> lightning::Result<Sgd> {
+        Sgd::new(vec![("w".to_string(), self.w.clone())], 0.1)
+    }
+}
+
+/// Every one of Lightning's 37 `LambdaCallback` hooks runs its closure: a fit with
+/// validation, a resume, test, predict, and a failing fit.
+#[test]
+fn lambda_callback_has_every_lightning_hook() {
+    use std::collections::BTreeSet;
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<BTreeSet<&'static str>>> = Arc::default();
+    macro_rules! recording {
+        ($($hook:ident($($arg:pat),*)),* $(,)?) => {{
+            let mut cb = lightning::callbacks::LambdaCallback::new();
+            $(
+                let s = seen.clone();
+                cb = cb.$hook(move |_t $(, $arg)*| {
+                    s.lock().unwrap().insert(stringify!($hook));
+                    Ok(())
+                });
+            )*
+            cb
+        }};
+    }
+    let make = || {
+        recording!(
+            setup(_),
+            teardown(_),
+            on_fit_start(),
+            on_fit_end(),
+            on_sanity_check_start(),
+            on_sanity_check_end(),
+            on_train_start(),
+            on_train_end(),
+            on_validation_start(),
+            on_validation_end(),
+            on_test_start(),
+            on_test_end(),
+            on_predict_start(),
+            on_predict_end(),
+            on_train_epoch_start(),
+            on_train_epoch_end(),
+            on_validation_epoch_start(),
+            on_validation_epoch_end(),
+            on_test_epoch_start(),
+            on_test_epoch_end(),
+            on_predict_epoch_start(),
+            on_predict_epoch_end(),
+            on_train_batch_start(_),
+            on_train_batch_end(_),
+            on_validation_batch_start(_),
+            on_validation_batch_end(_),
+            on_test_batch_start(_),
+            on_test_batch_end(_),
+            on_predict_batch_start(_),
+            on_predict_batch_end(_),
+            on_before_backward(_),
+            on_after_backward(),
+            on_before_optimizer_step(),
+            on_before_zero_grad(),
+            on_save_checkpoint(_),
+            on_load_checkpoint(_),
+            on_exception(_),
+        )
+    };
+    assert_eq!(make().hooks().len(), 37);
+    let steps = |fail| {
+        let vars = VarMap::new();
+        let w = Var::zeros(1, DType::F64, &Device::Cpu).unwrap();
+        vars.data().lock().unwrap().insert("w".into(), w.clone());
+        Steps { vars, w, fail }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let trainer = |epochs| {
+        Trainer::builder()
+            .max_epochs(epochs)
+            .default_root_dir(dir.path())
+            .enable_progress_bar(false)
+            .enable_logger(false)
+            .callbacks((make(),))
+            .build()
+            .unwrap()
+    };
+    let mut t = trainer(1);
+    let out = t.fit_with(&mut steps(false), two_batches(), Some(two_batches())).unwrap();
+    let mut t = trainer(2);
+    t.resume_from(out.last_checkpoint.unwrap());
+    let mut m = steps(false);
+    t.fit_with(&mut m, two_batches(), Some(two_batches())).unwrap();
+    t.test_with(&mut m, two_batches()).unwrap();
+    t.predict_with(&mut m, two_batches()).unwrap();
+    let mut t = trainer(1);
+    assert!(t.fit_with(&mut steps(true), two_batches(), None::<DataLoader>).is_err());
+    let seen = seen.lock().unwrap();
+    let missing: Vec<_> = make().hooks().into_iter().filter(|h| !seen.contains(h)).collect();
+    assert!(missing.is_empty(), "closures never called: {missing:?}");
+}
+
 /// The model summary: one row per VarMap prefix, typed by the struct field of that name or
 /// by the weight's shape, with totals.
 #[lightning_module]

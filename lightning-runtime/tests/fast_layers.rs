@@ -44,7 +44,19 @@ struct ConvCase {
 }
 
 fn conv_case() -> impl Strategy<Value = ConvCase> {
-    (1usize..4, 1usize..4, 1usize..10, 1usize..10, 1usize..5, 1usize..4, 1usize..4, 0usize..3, 1usize..3, any::<bool>(), any::<u64>())
+    (
+        1usize..4,
+        1usize..4,
+        1usize..10,
+        1usize..10,
+        1usize..5,
+        1usize..4,
+        1usize..4,
+        0usize..3,
+        1usize..3,
+        any::<bool>(),
+        any::<u64>(),
+    )
         .prop_map(|(n, c, h, w, o, k, stride, padding, dilation, bias, seed)| ConvCase {
             n,
             c,
@@ -114,12 +126,15 @@ fn conv_all(case: &ConvCase, dtype: DType) -> (Vec<Tensor>, [Vec<f64>; 4], Tenso
     let x = Var::from_tensor(&randn(&[case.n, case.c, case.h, case.w], dtype, case.seed)).unwrap();
     let w = Var::from_tensor(&randn(&[case.o, case.c, case.k, case.k], dtype, case.seed + 1)).unwrap();
     let b = Var::from_tensor(&randn(&[case.o], dtype, case.seed + 2)).unwrap();
-    let cfg = Conv2dConfig { padding: case.padding, stride: case.stride, dilation: case.dilation, ..Default::default() };
+    let cfg =
+        Conv2dConfig { padding: case.padding, stride: case.stride, dilation: case.dilation, ..Default::default() };
     let ours = Conv2d::new(w.as_tensor().clone(), case.bias.then(|| b.as_tensor().clone()), cfg);
     let y = ours.forward(x.as_tensor()).unwrap();
     let (_, _, oh, ow) = y.dims4().unwrap();
     let r = randn(y.dims(), dtype, case.seed + 3);
-    let grad = |g: &lightning::candle::backprop::GradStore, v: &Var| g.get(v).cloned().unwrap_or_else(|| v.zeros_like().unwrap());
+    let grad = |g: &lightning::candle::backprop::GradStore, v: &Var| {
+        g.get(v).cloned().unwrap_or_else(|| v.zeros_like().unwrap())
+    };
     let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
     let ours_all = vec![y.clone(), grad(&g, &x), grad(&g, &w), grad(&g, &b)];
     let plain = conv_reference(case, &f64s(&x), &f64s(&w), &f64s(&b), &f64s(&r), oh, ow);
@@ -168,8 +183,28 @@ struct PoolCase {
 }
 
 fn pool_case() -> impl Strategy<Value = PoolCase> {
-    (1usize..4, 1usize..4, 1usize..12, 1usize..12, 1usize..4, 1usize..4, 1usize..4, 1usize..4, any::<bool>(), any::<u64>())
-        .prop_map(|(n, c, h, w, kh, kw, sh, sw, relu, seed)| PoolCase { n, c, h, w, kernel: (kh, kw), stride: (sh, sw), relu, seed })
+    (
+        1usize..4,
+        1usize..4,
+        1usize..12,
+        1usize..12,
+        1usize..4,
+        1usize..4,
+        1usize..4,
+        1usize..4,
+        any::<bool>(),
+        any::<u64>(),
+    )
+        .prop_map(|(n, c, h, w, kh, kw, sh, sw, relu, seed)| PoolCase {
+            n,
+            c,
+            h,
+            w,
+            kernel: (kh, kw),
+            stride: (sh, sw),
+            relu,
+            seed,
+        })
         .prop_filter("the window must fit the input", |c| c.kernel.0 <= c.h && c.kernel.1 <= c.w)
 }
 
@@ -277,7 +312,9 @@ fn candle_max_pool_backward_is_scaled_ours_is_not() {
     let x = Var::from_tensor(&Tensor::new(&[[[[1f32, 2.], [3., 4.]]]], &Device::Cpu).unwrap()).unwrap();
     let theirs = x.max_pool2d(2).unwrap().sum_all().unwrap().backward().unwrap();
     let ours = MaxPool2d::new(2).forward(x.as_tensor()).unwrap().sum_all().unwrap().backward().unwrap();
-    let flat = |g: &lightning::candle::backprop::GradStore| g.get(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let flat = |g: &lightning::candle::backprop::GradStore| {
+        g.get(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    };
     assert_eq!(flat(&theirs), [0., 0., 0., 0.25]);
     assert_eq!(flat(&ours), [0., 0., 0., 1.]);
 }
@@ -307,21 +344,27 @@ fn bad_shapes_and_settings_are_typed_errors_naming_the_layer() {
     assert!(matches!(conv.check(&[3, 9, 9]), Err(LayerError::Rank { .. })));
 
     let zero_stride = Conv2d::new(w, None, Conv2dConfig { stride: 0, ..Default::default() }).named("c2");
-    assert_eq!(
-        zero_stride.check(&[1, 3, 9, 9]),
-        Err(LayerError::Zero { layer: "c2".into(), setting: "stride" })
-    );
+    assert_eq!(zero_stride.check(&[1, 3, 9, 9]), Err(LayerError::Zero { layer: "c2".into(), setting: "stride" }));
     let vars = lightning::candle_nn::VarMap::new();
     let vb = lightning::candle_nn::VarBuilder::from_varmap(&vars, DType::F32, &dev);
-    let err = lightning::nn::conv2d(3, 4, 3, Conv2dConfig { stride: 0, ..Default::default() }, vb.pp("c3")).unwrap_err();
+    let err =
+        lightning::nn::conv2d(3, 4, 3, Conv2dConfig { stride: 0, ..Default::default() }, vb.pp("c3")).unwrap_err();
     assert!(err.to_string().contains("`c3`: stride must be at least 1"), "{err}");
 
     let pool = MaxPool2d::new(3).named("pool1");
     assert_eq!(
         pool.check(&[1, 2, 2, 8]),
-        Err(LayerError::KernelTooLarge { layer: "pool1".into(), kernel: (3, 3), padded: (2, 8), input: vec![1, 2, 2, 8] })
+        Err(LayerError::KernelTooLarge {
+            layer: "pool1".into(),
+            kernel: (3, 3),
+            padded: (2, 8),
+            input: vec![1, 2, 2, 8]
+        })
     );
-    assert_eq!(MaxPool2d::new(2).stride(0, 1).check(&[1, 1, 4, 4]), Err(LayerError::Zero { layer: "max_pool2d".into(), setting: "stride" }));
+    assert_eq!(
+        MaxPool2d::new(2).stride(0, 1).check(&[1, 1, 4, 4]),
+        Err(LayerError::Zero { layer: "max_pool2d".into(), setting: "stride" })
+    );
     let as_lightning: lightning::Error = LayerError::Zero { layer: "p".into(), setting: "stride" }.into();
     assert!(matches!(as_lightning, lightning::Error::Layer(LayerError::Zero { .. })));
 }

@@ -91,7 +91,8 @@ impl Conv2d {
     /// on it.
     pub fn check(&self, input: &[usize]) -> std::result::Result<(usize, usize), LayerError> {
         let layer = || self.name.clone();
-        let (_, cg, kh, kw) = self.weight.dims4().map_err(|_| LayerError::Rank { layer: layer(), input: input.to_vec() })?;
+        let (_, cg, kh, kw) =
+            self.weight.dims4().map_err(|_| LayerError::Rank { layer: layer(), input: input.to_vec() })?;
         let cfg = &self.config;
         check_config(&self.name, cfg, kh.min(kw))?;
         let &[_, c, h, w] = input else { return Err(LayerError::Rank { layer: layer(), input: input.to_vec() }) };
@@ -101,7 +102,12 @@ impl Conv2d {
         let (ph, pw) = (h + 2 * cfg.padding, w + 2 * cfg.padding);
         let (eh, ew) = (cfg.dilation * (kh - 1) + 1, cfg.dilation * (kw - 1) + 1);
         if eh > ph || ew > pw {
-            return Err(LayerError::KernelTooLarge { layer: layer(), kernel: (kh, kw), padded: (ph, pw), input: input.to_vec() });
+            return Err(LayerError::KernelTooLarge {
+                layer: layer(),
+                kernel: (kh, kw),
+                padded: (ph, pw),
+                input: input.to_vec(),
+            });
         }
         Ok(((ph - eh) / cfg.stride + 1, (pw - ew) / cfg.stride + 1))
     }
@@ -148,7 +154,8 @@ impl Module for Conv2d {
         };
         // The im2col matrices serve the weight gradient; past a size (large evaluation
         // batches, which never run backward) the backward pass rebuilds them instead.
-        let keep_cols = self.weight.track_op() && n * c * kh * kw * oh * ow * x.dtype().size_in_bytes() <= KEEP_COLS_BYTES;
+        let keep_cols =
+            self.weight.track_op() && n * c * kh * kw * oh * ow * x.dtype().size_in_bytes() <= KEEP_COLS_BYTES;
         let op = ConvForward { g, keep_cols, cols: Mutex::new(None) };
         let (x, weight) = (x.contiguous()?, self.weight.contiguous()?);
         match &self.bias {

@@ -55,14 +55,21 @@ impl MaxPool2d {
     /// on it.
     pub fn check(&self, input: &[usize]) -> std::result::Result<(usize, usize), LayerError> {
         let layer = || self.name.clone();
-        for (setting, v) in [("kernel size", self.kernel.0.min(self.kernel.1)), ("stride", self.stride.0.min(self.stride.1))] {
+        for (setting, v) in
+            [("kernel size", self.kernel.0.min(self.kernel.1)), ("stride", self.stride.0.min(self.stride.1))]
+        {
             if v == 0 {
                 return Err(LayerError::Zero { layer: layer(), setting });
             }
         }
         let &[_, _, h, w] = input else { return Err(LayerError::Rank { layer: layer(), input: input.to_vec() }) };
         if self.kernel.0 > h || self.kernel.1 > w {
-            return Err(LayerError::KernelTooLarge { layer: layer(), kernel: self.kernel, padded: (h, w), input: input.to_vec() });
+            return Err(LayerError::KernelTooLarge {
+                layer: layer(),
+                kernel: self.kernel,
+                padded: (h, w),
+                input: input.to_vec(),
+            });
         }
         Ok(((h - self.kernel.0) / self.stride.0 + 1, (w - self.kernel.1) / self.stride.1 + 1))
     }
@@ -113,7 +120,9 @@ impl PoolForward {
         let mut arg = vec![0u32; y.len()];
         // Row by row: each output row starts from its windows' top-left pixels, then every
         // kernel row updates the whole output row (no per-window slicing).
-        for ((plane, y), arg) in x.chunks_exact(g.h * g.w).zip(y.chunks_exact_mut(per_plane)).zip(arg.chunks_exact_mut(per_plane)) {
+        for ((plane, y), arg) in
+            x.chunks_exact(g.h * g.w).zip(y.chunks_exact_mut(per_plane)).zip(arg.chunks_exact_mut(per_plane))
+        {
             for (oh, (y, arg)) in y.chunks_exact_mut(g.ow).zip(arg.chunks_exact_mut(g.ow)).enumerate() {
                 let r0 = oh * g.stride.0;
                 if g.kernel == (2, 2) && g.stride == (2, 2) {
@@ -179,8 +188,9 @@ fn relu_row<T: WithDType>(y: &mut [T], arg: &mut [u32]) {
 }
 
 fn contiguous<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
-    let (start, end) =
-        l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("max_pool2d kernel: input is not contiguous".into()))?;
+    let (start, end) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("max_pool2d kernel: input is not contiguous".into()))?;
     Ok(&T::cpu_storage_as_slice(s)?[start..end])
 }
 
@@ -220,7 +230,9 @@ impl PoolBackward {
         let g = &self.g;
         let mut dx = vec![T::from_f64(0.0); g.planes * g.h * g.w];
         let per_plane = g.oh * g.ow;
-        for ((dx, dy), arg) in dx.chunks_exact_mut(g.h * g.w).zip(dy.chunks_exact(per_plane)).zip(self.argmax.chunks_exact(per_plane)) {
+        for ((dx, dy), arg) in
+            dx.chunks_exact_mut(g.h * g.w).zip(dy.chunks_exact(per_plane)).zip(self.argmax.chunks_exact(per_plane))
+        {
             for (&d, &a) in dy.iter().zip(arg) {
                 if a != NONE {
                     dx[a as usize] += d;
