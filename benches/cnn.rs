@@ -179,7 +179,9 @@ fn profile() -> candle_core::Result<()> {
             })?,
         ))
     };
-    let rows: [(&str, (f64, f64), (f64, f64)); 4] = [
+    // (layer, candle-nn (fwd, fwd+bwd), ours (fwd, fwd+bwd))
+    type Row<'a> = (&'a str, (f64, f64), (f64, f64));
+    let rows: [Row; 4] = [
         ("conv1 (1→32, 28×28)", fb(&|| candle1.forward(&x1))?, fb(&|| fast1.forward(&x1))?),
         ("ReLU + max-pool after conv1", fb(&|| p1.relu()?.max_pool2d(2))?, fb(&|| pool.forward(&p1))?),
         ("conv2 (32→64, 13×13)", fb(&|| candle2.forward(&x2))?, fb(&|| fast2.forward(&x2))?),

@@ -98,6 +98,42 @@ fn ema_weights_validate_with_the_average_and_stay_at_the_end() {
     assert_eq!(t.callbacks().0.updates, 4);
 }
 
+/// The average is saved in checkpoints: 2 epochs plus a resumed third give the same average
+/// and update count as 3 epochs in one run.
+#[test]
+fn ema_average_survives_a_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let trainer = |epochs, sub: &str| {
+        Trainer::builder()
+            .max_epochs(epochs)
+            .num_sanity_val_steps(0)
+            .default_root_dir(dir.path().join(sub))
+            .enable_progress_bar(false)
+            .enable_logger(false)
+            .callbacks((EmaWeights::new(0.5),))
+            .build()
+            .unwrap()
+    };
+    let mut whole = trainer(3, "whole");
+    let mut m = drift();
+    whole.fit_with(&mut m, two_batches(), Some(two_batches())).unwrap();
+    let expected = m.w.as_tensor().to_vec1::<f64>().unwrap()[0];
+
+    let mut first = trainer(2, "parts");
+    let out = first.fit_with(&mut drift(), two_batches(), Some(two_batches())).unwrap();
+    let last = out.last_checkpoint.unwrap();
+    let saved = lightning::Checkpoint::load(&last).unwrap();
+    assert!(saved.tensors.contains_key("ema/w"), "{:?}", saved.tensors.keys().collect::<Vec<_>>());
+    assert!(last.join("extra.safetensors").is_file());
+    let mut rest = trainer(3, "parts");
+    rest.resume_from(&last);
+    let mut m = drift();
+    rest.fit_with(&mut m, two_batches(), Some(two_batches())).unwrap();
+    assert_eq!(m.w.as_tensor().to_vec1::<f64>().unwrap()[0], expected);
+    assert_eq!(rest.callbacks().0.updates, whole.callbacks().0.updates);
+    assert_eq!(rest.callbacks().0.updates, 6);
+}
+
 #[test]
 fn lambda_callback_runs_its_closures() {
     use std::sync::{Arc, Mutex};
@@ -314,5 +350,76 @@ fn progress_bar_prints_plain_lines_off_a_terminal() {
     for (line, (epoch, w)) in lines.iter().zip([(0, "-0.1000"), (1, "-0.2500")]) {
         assert!(line.starts_with(&format!("Epoch {epoch}: 100% 2/2 [00:00:00<00:00:00, ")), "{line}");
         assert!(line.contains("it/s]") && line.ends_with(&format!(" w={w}, v_num=0")), "{line}");
+    }
+}
+
+fn timed_trainer(epochs: usize, timer: lightning::callbacks::Timer) -> Trainer<(lightning::callbacks::Timer,)> {
+    Trainer::builder()
+        .max_epochs(epochs)
+        .num_sanity_val_steps(0)
+        .enable_checkpointing(false)
+        .enable_progress_bar(false)
+        .enable_logger(false)
+        .callbacks((timer,))
+        .build()
+        .unwrap()
+}
+
+/// A spent budget stops training after the batch (or the epoch) that spent it; the stages'
+/// times are recorded; the elapsed time survives `state_dict`.
+#[test]
+fn timer_stops_training_and_times_the_stages() {
+    use lightning::callbacks::{TimedStage, Timer};
+    use std::time::Duration;
+    let spent = || Timer::new(Duration::ZERO).verbose(false);
+    let out = timed_trainer(5, spent()).fit_with(&mut drift(), two_batches(), None::<DataLoader>).unwrap();
+    assert_eq!(out.global_step, 1, "step interval: stops after the first batch");
+    let out = timed_trainer(5, spent().interval(lightning::Interval::Epoch))
+        .fit_with(&mut drift(), two_batches(), None::<DataLoader>)
+        .unwrap();
+    assert_eq!(out.global_step, 2, "epoch interval: stops after the first epoch");
+
+    let mut t = timed_trainer(2, Timer::default());
+    let out = t.fit_with(&mut drift(), two_batches(), Some(two_batches())).unwrap();
+    assert_eq!(out.global_step, 4, "no budget, no stop");
+    let timer = &t.callbacks().0;
+    assert!(timer.time_elapsed(TimedStage::Train) > Duration::ZERO);
+    assert!(timer.time_elapsed(TimedStage::Validate) > Duration::ZERO);
+    assert!(timer.end_time(TimedStage::Train).unwrap() >= timer.start_time(TimedStage::Train).unwrap());
+    assert_eq!(timer.time_elapsed(TimedStage::Test), Duration::ZERO);
+    assert!(timer.time_remaining(TimedStage::Train).is_none());
+
+    // a resumed run counts the time already spent: a checkpoint that says 100 s were spent,
+    // resumed with a 50 s budget, trains one batch
+    let dir = tempfile::tempdir().unwrap();
+    let with_ckpt = |timer: Timer, epochs: usize| {
+        Trainer::builder()
+            .max_epochs(epochs)
+            .num_sanity_val_steps(0)
+            .default_root_dir(dir.path())
+            .enable_progress_bar(false)
+            .enable_logger(false)
+            .callbacks((timer,))
+            .build()
+            .unwrap()
+    };
+    let out = with_ckpt(Timer::default(), 1).fit_with(&mut drift(), two_batches(), None::<DataLoader>).unwrap();
+    let path = out.last_checkpoint.unwrap();
+    let mut ckpt = lightning::Checkpoint::load(&path).unwrap();
+    let state = ckpt.callbacks.get_mut("Timer").expect("the timer's state is saved");
+    assert!(state["time_elapsed"]["train"].as_f64().unwrap() > 0.0, "{state}");
+    state["time_elapsed"]["train"] = 100.0.into();
+    ckpt.save(&path).unwrap();
+    let mut t = with_ckpt(Timer::new(Duration::from_secs(50)).verbose(false), 5);
+    t.resume_from(&path);
+    let out = t.fit_with(&mut drift(), two_batches(), None::<DataLoader>).unwrap();
+    assert_eq!(out.global_step, 3, "one batch after the resume at step 2");
+    assert!(t.callbacks().0.time_elapsed(TimedStage::Train) >= Duration::from_secs(100));
+
+    assert_eq!(Timer::parse("00:00:01:30").unwrap().duration(), Some(Duration::from_secs(90)));
+    assert_eq!(Timer::parse("01:00:00:00").unwrap().duration(), Some(Duration::from_secs(86_400)));
+    for bad in ["1:2:3", "00:00:xx:00", ""] {
+        let e = Timer::parse(bad).unwrap_err().to_string();
+        assert!(e.contains("DD:HH:MM:SS"), "{e}");
     }
 }

@@ -144,7 +144,8 @@ fn fit_matches_lightning_entry_order() {
     assert_eq!(out.global_step, 2);
     assert_eq!(out.current_epoch, 1);
     let ckpt = out.last_checkpoint.expect("the default ModelCheckpoint saved");
-    assert_eq!(ckpt, dir.path().join("checkpoints").join("epoch=0-step=2.ckpt"));
+    // beside the default CSV logger's files, as Lightning's ModelCheckpoint
+    assert_eq!(ckpt, dir.path().join("lightning_logs/version_0/checkpoints/epoch=0-step=2.ckpt"));
     assert!(ckpt.is_dir());
     assert!(out.metrics.contains_key("val_loss"), "{:?}", out.metrics);
 }

@@ -144,3 +144,31 @@ fn weights_only_checkpoints_load_for_inference_but_do_not_resume() {
     assert_eq!((back.global_step, back.weights_only), (4, true));
     lightning::load_from_checkpoint(&mut model(&[0.0]), &saved).unwrap();
 }
+
+/// Without a `dirpath`, checkpoints go beside the first logger's files
+/// (`lightning_logs/version_N/checkpoints`), a new version per run, as in Lightning; without
+/// loggers, to `<default_root_dir>/checkpoints`.
+#[test]
+fn default_directory_follows_the_logger() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |logger: bool| {
+        let mut t = Trainer::builder()
+            .max_epochs(1)
+            .num_sanity_val_steps(0)
+            .default_root_dir(dir.path())
+            .enable_progress_bar(false)
+            .enable_model_summary(false)
+            .enable_logger(logger)
+            .build()
+            .unwrap();
+        let out = t.fit_with(&mut model(&[1.0]), data(), Some(data())).unwrap();
+        out.last_checkpoint.unwrap()
+    };
+    for v in 0..2 {
+        let ckpt = run(true);
+        let version = dir.path().join(format!("lightning_logs/version_{v}"));
+        assert_eq!(ckpt, version.join("checkpoints/epoch=0-step=4.ckpt"));
+        assert!(version.join("metrics.csv").is_file(), "the logs are in the same version directory");
+    }
+    assert_eq!(run(false), dir.path().join("checkpoints/epoch=0-step=4.ckpt"));
+}

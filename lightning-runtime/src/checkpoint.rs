@@ -4,7 +4,8 @@
 //! - `optimizer.safetensors`: the optimizers' buffers (`{i}/{name}`), with their counters and
 //!   the LR scheduler's state as JSON in its metadata (absent in weights-only checkpoints);
 //! - `trainer_state.json`: format version, epoch, global step, batch within the epoch,
-//!   callback and datamodule states, hyperparameters, and what the hooks added.
+//!   callback and datamodule states, hyperparameters, and what the hooks added;
+//! - `extra.safetensors`, only when hooks added tensors (an EMA callback's averages).
 //!
 //! Format 2 (one safetensors file holding everything) is still read.
 
@@ -25,6 +26,7 @@ const LEGACY_FORMAT: u32 = 2;
 const WEIGHTS_FILE: &str = "model.safetensors";
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 const STATE_FILE: &str = "trainer_state.json";
+const EXTRA_FILE: &str = "extra.safetensors";
 
 /// A checkpoint, as the `on_save_checkpoint` / `on_load_checkpoint` hooks see it.
 #[derive(Debug, Clone, Default)]
@@ -43,6 +45,9 @@ pub struct Checkpoint {
     pub callbacks: BTreeMap<String, Value>,
     /// Anything the hooks add.
     pub extra: serde_json::Map<String, Value>,
+    /// Tensors the hooks add (an EMA callback's averages), by name; saved in
+    /// `extra.safetensors` when there are any.
+    pub tensors: BTreeMap<String, Tensor>,
     /// Each optimizer's state (parameter-keyed buffers, steps, learning rates).
     pub optimizers: Vec<OptimizerState>,
     /// The learning-rate scheduler's state.
@@ -92,6 +97,7 @@ impl Meta {
             state_dict,
             callbacks: self.callbacks,
             extra: self.extra,
+            tensors: BTreeMap::new(),
             optimizers,
             scheduler,
             datamodule: self.datamodule,
@@ -205,6 +211,13 @@ impl Checkpoint {
         let weights = safetensors::serialize(self.state_dict.iter(), None)
             .map_err(|e| Error::msg(format!("cannot serialize weights: {e}")))?;
         let optimizer = if self.weights_only { None } else { Some(self.optimizer_bytes()?) };
+        let extra = match self.tensors.is_empty() {
+            true => None,
+            false => Some(
+                safetensors::serialize(self.tensors.iter(), None)
+                    .map_err(|e| Error::msg(format!("cannot serialize the hooks' tensors: {e}")))?,
+            ),
+        };
         let state = serde_json::to_vec_pretty(&self.meta())
             .map_err(|e| Error::msg(format!("checkpoint trainer state: {e}")))?;
         let pid = std::process::id();
@@ -218,6 +231,9 @@ impl Checkpoint {
             synced_write(&tmp.join(WEIGHTS_FILE), &weights)?;
             if let Some(o) = &optimizer {
                 synced_write(&tmp.join(OPTIMIZER_FILE), o)?;
+            }
+            if let Some(t) = &extra {
+                synced_write(&tmp.join(EXTRA_FILE), t)?;
             }
             synced_write(&tmp.join(STATE_FILE), &state)?;
             sync_dir(&tmp);
@@ -298,7 +314,15 @@ impl Checkpoint {
                 o.tensors.insert(k.to_owned(), t);
             }
         }
-        Ok(meta.into_checkpoint(state_dict, optimizers, scheduler))
+        let mut checkpoint = meta.into_checkpoint(state_dict, optimizers, scheduler);
+        let extra_path = path.join(EXTRA_FILE);
+        if extra_path.exists() {
+            checkpoint.tensors = candle_core::safetensors::load(&extra_path, &Device::Cpu)
+                .map_err(|e| bad(format!("{EXTRA_FILE}: {e}")))?
+                .into_iter()
+                .collect();
+        }
+        Ok(checkpoint)
     }
 
     /// Parses a format-2 checkpoint: one safetensors file with everything; `origin` names the

@@ -89,6 +89,9 @@ pub struct TrainerState {
     pub automatic_optimization: bool,
     /// Where checkpoints and logs go.
     pub default_root_dir: PathBuf,
+    /// The first logger's run directory (`<root>/lightning_logs/version_N`), fixed when a
+    /// fit, validate or test run starts; `None` without loggers.
+    pub log_dir: Option<PathBuf>,
     /// The `precision` flag, if set: batches' floating-point tensors are cast to its dtype.
     pub precision: Option<crate::Precision>,
     /// Each optimizer parameter group's learning rate as Lightning's `LearningRateMonitor`
@@ -143,6 +146,7 @@ impl TrainerState {
             accumulate_grad_batches: 1,
             automatic_optimization: true,
             default_root_dir,
+            log_dir: None,
             precision: None,
             learning_rates: Vec::new(),
             metrics: MetricStore::default(),

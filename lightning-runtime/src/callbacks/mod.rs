@@ -8,6 +8,7 @@ mod lr_monitor;
 mod model_checkpoint;
 mod on_exception_checkpoint;
 mod progress_bar;
+mod timer;
 
 pub use early_stopping::{EarlyStopping, Mode};
 pub use ema::EmaWeights;
@@ -17,3 +18,4 @@ pub use lr_monitor::{LearningRateMonitor, LoggingInterval};
 pub use model_checkpoint::ModelCheckpoint;
 pub use on_exception_checkpoint::OnExceptionCheckpoint;
 pub use progress_bar::ProgressBar;
+pub use timer::{TimedStage, Timer};

@@ -82,7 +82,8 @@ impl ModelCheckpoint {
     pub fn new() -> Self {
         Self::default()
     }
-    /// The directory (default: `<default_root_dir>/checkpoints`).
+    /// The directory (default: `<log_dir>/checkpoints`, `log_dir` being the first logger's
+    /// `<root>/lightning_logs/version_N`; `<default_root_dir>/checkpoints` without loggers).
     pub fn dirpath(mut self, dir: impl Into<PathBuf>) -> Self {
         self.dirpath = Some(dir.into());
         self
@@ -182,9 +183,11 @@ impl ModelCheckpoint {
         }
     }
 
-    /// The directory checkpoints go to.
+    /// The directory checkpoints go to: `dirpath`, else Lightning's default: `<log_dir>/checkpoints` beside the first logger's
+    /// files, or `<default_root_dir>/checkpoints` without loggers.
     fn dir(&self, t: &TrainerState) -> PathBuf {
-        self.dirpath.clone().unwrap_or_else(|| t.default_root_dir.join("checkpoints"))
+        let base = || t.log_dir.clone().unwrap_or_else(|| t.default_root_dir.clone());
+        self.dirpath.clone().unwrap_or_else(|| base().join("checkpoints"))
     }
 
     /// NaN ranks worst, as in Lightning.

@@ -170,6 +170,11 @@ impl Logger for CsvLogger {
         self.write_rows()
     }
 
+    fn prepare(&mut self) -> Result<()> {
+        self.dir.fix_version();
+        Ok(())
+    }
+
     fn log_dir(&self) -> Option<PathBuf> {
         self.dir.known()
     }

@@ -175,6 +175,11 @@ pub trait Logger: Send + std::fmt::Debug {
     fn log_dir(&self) -> Option<PathBuf> {
         None
     }
+    /// Fixes the run's directory (its version) at the start of `fit`, so that checkpoints
+    /// can go beside the logs (`<log_dir>/checkpoints`, as Lightning's `ModelCheckpoint`).
+    fn prepare(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// The run's version number (shown as `v_num` in the progress bar).
     fn version(&self) -> Option<usize> {
         None

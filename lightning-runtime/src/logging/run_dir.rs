@@ -31,6 +31,11 @@ impl RunDir {
         Ok(dir)
     }
 
+    /// Fixes the version (the given one, or the next free one) without creating anything.
+    pub fn fix_version(&mut self) {
+        self.version.get_or_insert_with(|| next_version(&self.root, &self.name));
+    }
+
     /// The directory, once its version is fixed.
     pub fn known(&self) -> Option<PathBuf> {
         self.version.map(|v| self.path(v))

@@ -357,6 +357,11 @@ impl Logger for TensorBoardLogger {
         self.save()
     }
 
+    fn prepare(&mut self) -> Result<()> {
+        self.dir.fix_version();
+        Ok(())
+    }
+
     fn log_dir(&self) -> Option<PathBuf> {
         self.dir.known()
     }

@@ -46,11 +46,17 @@ pub(crate) fn after_epoch(state: &mut TrainerState, kind: LoopKind) -> Result<()
     Ok(())
 }
 
-/// The module's hyperparameters (`#[hparams]` field), to every logger.
+/// Fixes the loggers' run directories (the first one's is where checkpoints go by default),
+/// then sends the module's hyperparameters (`#[hparams]` field) to every logger.
 pub(crate) fn hyperparams<M: HasParameters>(state: &mut TrainerState, model: &M) -> Result<()> {
     if state.loggers.is_empty() {
+        state.log_dir = None;
         return Ok(());
     }
+    for l in &mut state.loggers {
+        l.prepare()?;
+    }
+    state.log_dir = state.loggers[0].log_dir();
     if let Some(h) = model.hyperparameters()? {
         for l in &mut state.loggers {
             l.log_hyperparams(&h)?;

@@ -186,7 +186,7 @@ impl<C> TrainerBuilder<C> {
         if loggers.is_empty() && self.config.enable_logger {
             loggers.push(Box::new(crate::CsvLogger::new(self.config.default_root_dir.clone())));
         }
-        // without a dirpath it saves under `default_root_dir/checkpoints`
+        // without a dirpath it saves beside the first logger's files, as Lightning's
         let checkpoint = self.config.enable_checkpointing.then(|| self.checkpoint.unwrap_or_default());
         Ok(Trainer {
             config: self.config,
