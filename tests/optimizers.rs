@@ -169,7 +169,7 @@ fn state_saved_mid_run_continues_the_same_trajectory() {
             pb.grads(&mut grads);
             opt.step(&grads).unwrap();
         }
-        let saved = opt.state_dict();
+        let saved = opt.state_dict().unwrap();
         let weights = pb.w.as_tensor().copy().unwrap();
         // a fresh optimizer over a fresh variable, restored from the state
         let pb2 = Problem::new(DType::F64);
@@ -199,7 +199,7 @@ fn state_is_keyed_by_name_and_checked() {
         .accumulate((a.as_tensor().sum_all().unwrap() + b.as_tensor().sum_all().unwrap()).unwrap().backward().unwrap())
         .unwrap();
     opt.step(&grads).unwrap();
-    let s = opt.state_dict();
+    let s = opt.state_dict().unwrap();
     assert_eq!(s.tensors.keys().collect::<Vec<_>>(), ["a.exp_avg", "a.exp_avg_sq", "b.exp_avg", "b.exp_avg_sq"]);
     // the same names in another order load; other names or shapes do not
     let reordered: Params = vec![("b".to_string(), b.clone()), ("a".to_string(), a.clone())].into();

@@ -18,6 +18,19 @@ pub trait Rule {
     fn validate(&self) -> Result<()>;
     /// One step for one parameter: returns the new value. `step` counts from 1.
     fn update(&self, lr: f64, step: u64, p: &Tensor, g: &Tensor, state: &mut [Option<Tensor>]) -> Result<Tensor>;
+    /// The same step done in place, fused, where the rule, the device and the dtypes allow it
+    /// (`false`, with nothing changed, sends the step to `update`).
+    fn update_in_place(
+        &self,
+        lr: f64,
+        step: u64,
+        p: &Tensor,
+        g: &Tensor,
+        state: &mut [Option<Tensor>],
+    ) -> Result<bool> {
+        let _ = (lr, step, p, g, state);
+        Ok(false)
+    }
 }
 
 #[derive(Debug)]
@@ -105,17 +118,16 @@ impl<R: Rule> Optimizer for Optim<R> {
             for slot in &mut group.slots {
                 let Some(g) = grads.get(slot.var.as_tensor()) else { continue };
                 slot.step += 1;
-                match &slot.master {
-                    None => {
-                        let new = self.rule.update(group.lr, slot.step, slot.var.as_tensor(), g, &mut slot.state)?;
-                        slot.var.set(&new)?;
-                    }
-                    Some(master) => {
-                        let g = g.to_dtype(master.dtype())?;
-                        let new = self.rule.update(group.lr, slot.step, master.as_tensor(), &g, &mut slot.state)?;
-                        master.set(&new)?;
-                        slot.var.set(&new.to_dtype(slot.var.dtype())?)?;
-                    }
+                let (rule, lr, step) = (&self.rule, group.lr, slot.step);
+                // the weights the rule updates: the master copy under mixed precision
+                let target = slot.master.as_ref().unwrap_or(&slot.var);
+                let g = &g.to_dtype(target.dtype())?;
+                if !rule.update_in_place(lr, step, target.as_tensor(), g, &mut slot.state)? {
+                    let new = rule.update(lr, step, target.as_tensor(), g, &mut slot.state)?;
+                    target.set(&new)?;
+                }
+                if let Some(master) = &slot.master {
+                    slot.var.set(&master.as_tensor().to_dtype(slot.var.dtype())?)?;
                 }
             }
         }
@@ -140,24 +152,25 @@ impl<R: Rule> Optimizer for Optim<R> {
         }
     }
 
-    fn state_dict(&self) -> OptimizerState {
+    fn state_dict(&self) -> Result<OptimizerState> {
         let mut s = OptimizerState::default();
         for group in &self.groups {
             s.meta.lr.push(group.lr);
             s.meta.initial_lr.push(group.initial_lr);
             for slot in &group.slots {
                 s.meta.steps.insert(slot.name.clone(), slot.step);
+                // copies: fused steps update the buffers in place
                 if let Some(m) = &slot.master {
-                    s.tensors.insert(format!("{}.{MASTER}", slot.name), m.as_tensor().clone());
+                    s.tensors.insert(format!("{}.{MASTER}", slot.name), m.as_tensor().copy()?);
                 }
                 for (buf, t) in R::BUFFERS.iter().zip(&slot.state) {
                     if let Some(t) = t {
-                        s.tensors.insert(format!("{}.{buf}", slot.name), t.clone());
+                        s.tensors.insert(format!("{}.{buf}", slot.name), t.copy()?);
                     }
                 }
             }
         }
-        s
+        Ok(s)
     }
 
     fn use_master_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
@@ -213,7 +226,8 @@ impl<R: Rule> Optimizer for Optim<R> {
                 let dtype = slot.master.as_ref().map_or(slot.var.dtype(), |m| m.dtype());
                 for (buf, dst) in R::BUFFERS.iter().zip(slot.state.iter_mut()) {
                     *dst = match state.tensors.get(&format!("{}.{buf}", slot.name)) {
-                        Some(t) => Some(t.to_device(slot.var.device())?.to_dtype(dtype)?),
+                        // a copy of its own: fused steps update buffers in place
+                        Some(t) => Some(t.to_device(slot.var.device())?.to_dtype(dtype)?.copy()?),
                         None => None,
                     };
                 }

@@ -2,6 +2,7 @@
 //! `configure_optimizers` may return.
 
 mod engine;
+mod fused;
 mod params;
 mod rules;
 mod scheduler;
@@ -28,8 +29,8 @@ pub trait Optimizer {
     fn initial_learning_rate(&self, group: usize) -> f64;
     /// Sets a group's learning rate (schedulers do this after each step).
     fn set_learning_rate(&mut self, group: usize, lr: f64);
-    /// The state to checkpoint, keyed by parameter name.
-    fn state_dict(&self) -> OptimizerState;
+    /// The state to checkpoint, keyed by parameter name (a copy: steps update it in place).
+    fn state_dict(&self) -> Result<OptimizerState>;
     /// Restores a saved state; names, groups and shapes must match.
     fn load_state_dict(&mut self, state: &OptimizerState) -> Result<()>;
     /// Keeps `dtype` copies of the parameters and applies updates to them, writing the
@@ -124,8 +125,8 @@ impl Optimizer for NoOptimizer {
         0.0
     }
     fn set_learning_rate(&mut self, _: usize, _: f64) {}
-    fn state_dict(&self) -> OptimizerState {
-        OptimizerState::default()
+    fn state_dict(&self) -> Result<OptimizerState> {
+        Ok(OptimizerState::default())
     }
     fn load_state_dict(&mut self, _: &OptimizerState) -> Result<()> {
         Ok(())

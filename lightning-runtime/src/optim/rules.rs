@@ -3,6 +3,7 @@
 use candle_core::Tensor;
 
 use super::engine::{Optim, Rule};
+use super::fused::AdamStep;
 use super::Params;
 use crate::{Error, Result};
 
@@ -168,6 +169,18 @@ impl Rule for AdamConfig {
         let g = with_decay(g, p, self.weight_decay)?;
         adam_step(lr, (self.beta1, self.beta2, self.eps, self.amsgrad), step, p, &g, state)
     }
+    fn update_in_place(
+        &self,
+        lr: f64,
+        step: u64,
+        p: &Tensor,
+        g: &Tensor,
+        state: &mut [Option<Tensor>],
+    ) -> Result<bool> {
+        let (b1, b2, eps, amsgrad) = (self.beta1, self.beta2, self.eps, self.amsgrad);
+        let s = AdamStep { b1, b2, eps, amsgrad, l2: self.weight_decay, shrink: 1.0, lr, step };
+        Ok(super::fused::adam_in_place(s, p, g, state)?)
+    }
 }
 
 impl Rule for AdamWConfig {
@@ -181,6 +194,19 @@ impl Rule for AdamWConfig {
     fn update(&self, lr: f64, step: u64, p: &Tensor, g: &Tensor, state: &mut [Option<Tensor>]) -> Result<Tensor> {
         let p = if self.weight_decay != 0.0 { (p * (1.0 - lr * self.weight_decay))? } else { p.clone() };
         adam_step(lr, (self.beta1, self.beta2, self.eps, self.amsgrad), step, &p, g, state)
+    }
+    fn update_in_place(
+        &self,
+        lr: f64,
+        step: u64,
+        p: &Tensor,
+        g: &Tensor,
+        state: &mut [Option<Tensor>],
+    ) -> Result<bool> {
+        let (b1, b2, eps, amsgrad) = (self.beta1, self.beta2, self.eps, self.amsgrad);
+        let shrink = 1.0 - lr * self.weight_decay;
+        let s = AdamStep { b1, b2, eps, amsgrad, l2: 0.0, shrink, lr, step };
+        Ok(super::fused::adam_in_place(s, p, g, state)?)
     }
 }
 

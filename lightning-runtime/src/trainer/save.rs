@@ -27,7 +27,8 @@ pub(crate) fn build<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch
         ..Checkpoint::default()
     };
     if let (Some(optim), false) = (optim, weights_only) {
-        ck.optimizers = (0..optim.count()).filter_map(|i| optim.get(i).map(|o| o.state_dict())).collect();
+        ck.optimizers =
+            (0..optim.count()).filter_map(|i| optim.get(i).map(|o| o.state_dict())).collect::<Result<_>>()?;
         ck.scheduler = optim.parts().1.map(|(s, _)| s.state());
     }
     let mut states = Vec::new();
