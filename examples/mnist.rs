@@ -71,7 +71,7 @@ pub struct Args {
     /// Turns off the one-pixel shift augmentation of training batches.
     #[arg(long)]
     pub no_jitter: bool,
-    /// Resume training from this checkpoint (e.g. `<root-dir>/checkpoints/last.ckpt`).
+    /// Resume training from this checkpoint (e.g. `<root-dir>/lightning_logs/version_0/checkpoints/last.ckpt`).
     #[arg(long)]
     pub ckpt_path: Option<PathBuf>,
     /// Also write TensorBoard event files next to the CSV logs.
