@@ -423,3 +423,29 @@ fn timer_stops_training_and_times_the_stages() {
         assert!(e.contains("DD:HH:MM:SS"), "{e}");
     }
 }
+
+/// On a terminal, each training epoch keeps a bar with the epoch, the step out of the total,
+/// it/s, the elapsed time and ETA, and the `prog_bar` metrics; validation's bar is cleared.
+#[test]
+fn progress_bar_draws_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let term = indicatif::InMemoryTerm::new(10, 160);
+    let mut t = Trainer::builder()
+        .max_epochs(2)
+        .default_root_dir(dir.path())
+        .enable_checkpointing(false)
+        .enable_progress_bar(false)
+        .callbacks((lightning::ProgressBar::to_term(term.clone()),))
+        .build()
+        .unwrap();
+    t.fit_with(&mut drift(), two_batches(), Some(two_batches())).unwrap();
+    let screen = term.contents();
+    let lines: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 2, "one kept bar per epoch:\n{screen}");
+    for (line, (epoch, w)) in lines.iter().zip([(0, "-0.1000"), (1, "-0.2500")]) {
+        assert!(line.starts_with(&format!("Epoch {epoch}: 100% ")), "{line}");
+        assert!(line.contains(" 2/2 [00:00:00<00:00:00, "), "{line}");
+        assert!(line.contains("it/s]") || line.contains("/s]"), "{line}");
+        assert!(line.ends_with(&format!("w={w}, v_num=0")), "{line}");
+    }
+}

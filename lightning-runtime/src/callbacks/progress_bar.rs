@@ -19,6 +19,8 @@ pub struct ProgressBar {
     /// Where plain lines go (stdout unless `plain_to`).
     out: Box<dyn std::io::Write + Send>,
     multi: Option<MultiProgress>,
+    /// Where the bars draw, until the first bar starts: stdout unless `to_term`.
+    target: Option<ProgressDrawTarget>,
     bar: Option<indicatif::ProgressBar>,
     /// The running loop's plain-line state, off a terminal.
     plain: Option<Plain>,
@@ -71,6 +73,7 @@ impl ProgressBar {
             tty,
             out: Box::new(std::io::stdout()),
             multi: None,
+            target: None,
             bar: None,
             plain: None,
             outer: None,
@@ -82,6 +85,12 @@ impl ProgressBar {
     /// Plain lines, written to `out` instead of stdout (logs, tests).
     pub fn plain_to(out: impl std::io::Write + Send + 'static) -> Self {
         ProgressBar { out: Box::new(out), ..Self::with_terminal(false) }
+    }
+
+    /// Terminal bars drawn on `term` instead of stdout: any `indicatif::TermLike`, such as
+    /// indicatif's `InMemoryTerm` in tests or a TUI's own terminal.
+    pub fn to_term(term: impl indicatif::TermLike + 'static) -> Self {
+        ProgressBar { target: Some(ProgressDrawTarget::term_like(Box::new(term))), ..Self::with_terminal(true) }
     }
 
     fn print(&mut self, line: String) -> Result<()> {
@@ -99,7 +108,10 @@ impl ProgressBar {
 
     fn start(&mut self, label: String, total: usize) {
         if self.tty {
-            let multi = self.multi.get_or_insert_with(|| MultiProgress::with_draw_target(ProgressDrawTarget::stdout()));
+            let target = &mut self.target;
+            let multi = self.multi.get_or_insert_with(|| {
+                MultiProgress::with_draw_target(target.take().unwrap_or_else(ProgressDrawTarget::stdout))
+            });
             let bar = if total == usize::MAX {
                 indicatif::ProgressBar::no_length()
             } else {
