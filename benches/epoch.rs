@@ -1,8 +1,9 @@
 //! Epoch throughput: one epoch of the MNIST MLP (784-128-10, ReLU, Adam lr 1e-3, batch 64,
 //! cross-entropy, shuffled) on the 60,000 Fashion-MNIST training images, by a hand-written
-//! candle loop with candle-nn's AdamW (the baseline), by the trainer bare, by the trainer
-//! with the default batteries (progress bar, CSV logger, a checkpoint at epoch end), and the
-//! CNN of `benches/cnn.rs` in the trainer. Prints samples/s and the ratios to the baseline,
+//! candle loop on candle-nn's layers and AdamW (the baseline), by the trainer bare, by the
+//! trainer with the default batteries (progress bar, CSV logger, a checkpoint at epoch end),
+//! and the CNN of `benches/cnn.rs` in the trainer. The trainer's models use `lightning::nn`'s
+//! layers and the runtime's (fused) Adam, as a user of this crate writes them. Prints samples/s and the ratios to the baseline,
 //! measured in the same process, and each run's test accuracy.
 //!
 //! ```text
@@ -28,26 +29,53 @@ trait Net: Sized + lightning::Relocate + 'static {
     fn logits(&self, x: &Tensor) -> candle_core::Result<Tensor>;
 }
 
-struct Mlp(Linear, Linear);
+/// A fully connected layer: candle-nn's, or `lightning::nn`'s.
+trait Dense: Module + lightning::Relocate + Sized + 'static {
+    fn new(i: usize, o: usize, vb: VarBuilder) -> candle_core::Result<Self>;
+}
 
-impl Net for Mlp {
+impl Dense for Linear {
+    fn new(i: usize, o: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        candle_nn::linear(i, o, vb)
+    }
+}
+
+impl Dense for lightning::nn::Linear {
+    fn new(i: usize, o: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        lightning::nn::linear(i, o, vb)
+    }
+}
+
+struct Mlp<L>(L, L);
+
+impl<L: Dense> Net for Mlp<L> {
     const NAME: &'static str = "MLP";
     fn new(vb: VarBuilder) -> candle_core::Result<Self> {
-        Ok(Mlp(candle_nn::linear(784, 128, vb.pp("fc1"))?, candle_nn::linear(128, 10, vb.pp("fc2"))?))
+        Ok(Mlp(L::new(784, 128, vb.pp("fc1"))?, L::new(128, 10, vb.pp("fc2"))?))
     }
     fn logits(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         self.1.forward(&self.0.forward(x)?.relu()?)
     }
 }
 
-impl lightning::Relocate for Mlp {
+impl<L: Dense> lightning::Relocate for Mlp<L> {
     fn relocate(&mut self, to: &lightning::Relocation) -> lightning::Result<()> {
         self.0.relocate(to)?;
         self.1.relocate(to)
     }
 }
 
-struct Cnn(lightning::nn::Conv2d, lightning::nn::Conv2d, lightning::nn::MaxPool2d, Linear, Linear);
+/// The MLP as the hand loop builds it (candle-nn), and as our users do (`lightning::nn`).
+type CandleMlp = Mlp<Linear>;
+type OurMlp = Mlp<lightning::nn::Linear>;
+
+struct Cnn(
+    lightning::nn::Conv2d,
+    lightning::nn::Conv2d,
+    lightning::nn::MaxPool2d,
+    lightning::nn::Linear,
+    lightning::nn::Linear,
+);
 
 impl Net for Cnn {
     const NAME: &'static str = "CNN";
@@ -57,8 +85,8 @@ impl Net for Cnn {
             lightning::nn::conv2d(1, 32, 3, cfg, vb.pp("c1"))?,
             lightning::nn::conv2d(32, 64, 3, cfg, vb.pp("c2"))?,
             lightning::nn::MaxPool2d::new(2).with_relu(),
-            candle_nn::linear(1600, 128, vb.pp("fc1"))?,
-            candle_nn::linear(128, 10, vb.pp("fc2"))?,
+            lightning::nn::linear(1600, 128, vb.pp("fc1"))?,
+            lightning::nn::linear(128, 10, vb.pp("fc2"))?,
         ))
     }
     fn logits(&self, x: &Tensor) -> candle_core::Result<Tensor> {
@@ -120,7 +148,7 @@ fn accuracy<N: Net>(net: &N, x: &Tensor, y: &Tensor) -> lightning::Result<f64> {
 /// The baseline: a hand-written loop, candle-nn's AdamW without weight decay (Adam), the
 /// batches gathered from a per-epoch permutation as a shuffling loader does.
 fn hand_loop(x: &Tensor, y: &Tensor, test: (&Tensor, &Tensor)) -> lightning::Result<(f64, f64)> {
-    let model = classifier::<Mlp>()?;
+    let model = classifier::<CandleMlp>()?;
     let mut opt = candle_nn::AdamW::new(
         model.vars.all_vars(),
         ParamsAdamW { lr: 1e-3, weight_decay: 0.0, ..Default::default() },
@@ -190,16 +218,16 @@ fn main() -> lightning::Result<()> {
         // for profilers: one variant
         let (sps, acc) = match only.as_str() {
             "hand" => hand_loop(&x, &y, test)?,
-            "bare" => trainer::<Mlp>(&x, &y, test, false)?,
-            "batteries" => trainer::<Mlp>(&x, &y, test, true)?,
+            "bare" => trainer::<OurMlp>(&x, &y, test, false)?,
+            "batteries" => trainer::<OurMlp>(&x, &y, test, true)?,
             _ => trainer::<Cnn>(&x, &y, test, false)?,
         };
         println!("{only}: {sps:.0} samples/s, test accuracy {:.2}%", 100.0 * acc);
         return Ok(());
     }
     let hand = hand_loop(&x, &y, test)?;
-    let bare = trainer::<Mlp>(&x, &y, test, false)?;
-    let batteries = trainer::<Mlp>(&x, &y, test, true)?;
+    let bare = trainer::<OurMlp>(&x, &y, test, false)?;
+    let batteries = trainer::<OurMlp>(&x, &y, test, true)?;
     println!("\n| variant | samples/s | ratio to the candle hand loop | test accuracy |");
     println!("| --- | --- | --- | --- |");
     let row = |name: &str, (sps, acc): (f64, f64)| {

@@ -3,7 +3,7 @@
 
 use lightning::candle::{DType, Device, Module, Tensor, Var};
 use lightning::candle_nn::Conv2dConfig;
-use lightning::nn::{Conv2d, LayerError, MaxPool2d};
+use lightning::nn::{Conv2d, LayerError, Linear, MaxPool2d};
 use proptest::prelude::*;
 
 fn randn(shape: &[usize], dtype: DType, seed: u64) -> Tensor {
@@ -266,6 +266,74 @@ proptest! {
         // overlapping windows add several gradients in f32
         let d = max_rel_diff(&dx, &expected);
         prop_assert!(d <= 1e-6, "input gradient differs by {} in {:?}", d, case);
+    }
+}
+
+#[derive(Debug, Clone)]
+struct LinearCase {
+    lead: Vec<usize>,
+    inp: usize,
+    out: usize,
+    bias: bool,
+    input_grad: bool,
+    seed: u64,
+}
+
+fn linear_case() -> impl Strategy<Value = LinearCase> {
+    (proptest::collection::vec(1usize..5, 1..3), 1usize..9, 1usize..7, any::<bool>(), any::<bool>(), any::<u64>())
+        .prop_map(|(lead, inp, out, bias, input_grad, seed)| LinearCase { lead, inp, out, bias, input_grad, seed })
+}
+
+/// Ours against candle-nn's `Linear`: output, and the gradients of the input (when it is a
+/// variable; none when it is not), the weight and the bias.
+fn check_linear(case: &LinearCase, dtype: DType, tol: f64) -> Result<(), TestCaseError> {
+    let mut xs = case.lead.clone();
+    xs.push(case.inp);
+    let x = randn(&xs, dtype, case.seed);
+    let x = if case.input_grad { Var::from_tensor(&x).unwrap().as_tensor().clone() } else { x };
+    let w = Var::from_tensor(&randn(&[case.out, case.inp], dtype, case.seed + 1)).unwrap();
+    let b = Var::from_tensor(&randn(&[case.out], dtype, case.seed + 2)).unwrap();
+    let bias = case.bias.then(|| b.as_tensor().clone());
+    let ours = Linear::new(w.as_tensor().clone(), bias.clone()).forward(&x).unwrap();
+    let theirs = lightning::candle_nn::Linear::new(w.as_tensor().clone(), bias).forward(&x).unwrap();
+    prop_assert!(max_rel_diff(&ours, &theirs) <= tol, "output differs in {:?}", case);
+    let r = randn(ours.dims(), dtype, case.seed + 3);
+    let g1 = (&ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    let g2 = (&theirs * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    // candle also computes a gradient for an input that is no variable (wasted work); ours doesn't
+    prop_assert!(case.input_grad || g1.get(&x).is_none(), "an input gradient nobody needs in {:?}", case);
+    let wanted: &[(&str, &Tensor)] = if case.input_grad {
+        &[("weight", w.as_tensor()), ("bias", b.as_tensor()), ("input", &x)]
+    } else {
+        &[("weight", w.as_tensor()), ("bias", b.as_tensor())]
+    };
+    for &(what, t) in wanted {
+        match (g1.get(t), g2.get(t)) {
+            (Some(a), Some(e)) => {
+                let d = max_rel_diff(a, e);
+                prop_assert!(d <= tol, "{} gradient differs by {} in {:?}", what, d, case);
+            }
+            (None, None) => {}
+            (a, e) => prop_assert!(
+                false,
+                "{} gradient: ours {:?}, candle's {:?} in {:?}",
+                what,
+                a.is_some(),
+                e.is_some(),
+                case
+            ),
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn linear_equals_candle_nn(case in linear_case()) {
+        check_linear(&case, DType::F32, 1e-5)?;
+        check_linear(&case, DType::F64, 1e-12)?;
     }
 }
 

@@ -4,8 +4,9 @@
 use std::sync::{Arc, Mutex};
 
 use candle_core::backend::BackendStorage;
+
+use super::gemm::matmul;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
-use gemm::{gemm, Parallelism};
 
 /// Sizes of one convolution: input (n, c, h, w), weight (o, c, kh, kw), output (n, o, oh, ow).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,54 +59,6 @@ impl Geometry {
     }
     fn col_offset(&self, j: usize) -> isize {
         (j * self.dilation) as isize - self.padding as isize
-    }
-}
-
-fn parallelism() -> Parallelism {
-    match candle_core::utils::get_num_threads() {
-        0 | 1 => Parallelism::None,
-        n => Parallelism::Rayon(n),
-    }
-}
-
-/// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)`; each operand given by (row stride, column stride).
-#[allow(clippy::too_many_arguments)]
-fn matmul<T: WithDType>(
-    (m, n, k): (usize, usize, usize),
-    dst: &mut [T],
-    accumulate: bool,
-    lhs: &[T],
-    (lhs_rs, lhs_cs): (usize, usize),
-    rhs: &[T],
-    (rhs_rs, rhs_cs): (usize, usize),
-) {
-    debug_assert!(dst.len() >= m * n);
-    debug_assert!(m == 0 || k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
-    debug_assert!(k == 0 || n == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
-    // SAFETY: the asserted bounds hold for every caller in this file (the sizes come from
-    // one `Geometry` and the buffers are allocated from it); gemm reads and writes inside them.
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.as_ptr(),
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs.as_ptr(),
-            rhs_cs as isize,
-            rhs_rs as isize,
-            T::from_f64(1.0),
-            T::from_f64(1.0),
-            false,
-            false,
-            false,
-            parallelism(),
-        )
     }
 }
 

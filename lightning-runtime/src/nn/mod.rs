@@ -31,9 +31,12 @@
 
 mod conv2d;
 mod conv2d_kernels;
+mod gemm;
+mod linear;
 mod max_pool2d;
 
 pub use conv2d::{conv2d, conv2d_no_bias, Conv2d};
+pub use linear::{linear, linear_no_bias, Linear};
 pub use max_pool2d::MaxPool2d;
 
 /// A layer that cannot run on its input or with its configuration. The layers return it
