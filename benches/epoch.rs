@@ -225,9 +225,14 @@ fn main() -> lightning::Result<()> {
         println!("{only}: {sps:.0} samples/s, test accuracy {:.2}%", 100.0 * acc);
         return Ok(());
     }
-    let hand = hand_loop(&x, &y, test)?;
-    let bare = trainer::<OurMlp>(&x, &y, test, false)?;
-    let batteries = trainer::<OurMlp>(&x, &y, test, true)?;
+    // the MLP epoch takes about a second: best of two runs of each, interleaved
+    let best = |a: (f64, f64), b: (f64, f64)| if b.0 > a.0 { b } else { a };
+    let (mut hand, mut bare, mut batteries) = ((0.0, 0.0), (0.0, 0.0), (0.0, 0.0));
+    for _ in 0..2 {
+        hand = best(hand, hand_loop(&x, &y, test)?);
+        bare = best(bare, trainer::<OurMlp>(&x, &y, test, false)?);
+        batteries = best(batteries, trainer::<OurMlp>(&x, &y, test, true)?);
+    }
     println!("\n| variant | samples/s | ratio to the candle hand loop | test accuracy |");
     println!("| --- | --- | --- | --- |");
     let row = |name: &str, (sps, acc): (f64, f64)| {

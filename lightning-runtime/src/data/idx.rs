@@ -38,18 +38,32 @@ pub fn parse_idx(bytes: &[u8], origin: &Path) -> Result<IdxArray> {
         let mut dims = vec![0u8; 4 * ndims];
         let got = read_up_to(&mut gz, &mut dims).map_err(gz_err)?;
         header.extend_from_slice(&dims[..got]);
-        let body = match check_header(&header, origin)? {
-            Header::Complete { expected, .. } => {
+        return match check_header(&header, origin)? {
+            Header::Complete { dims, expected } => {
+                // read at most one byte more than declared (to see trailing bytes); the
+                // buffer grows with what the stream really holds, never with the header's claim
                 let mut body = Vec::new();
                 (&mut gz).take(expected as u64 + 1).read_to_end(&mut body).map_err(gz_err)?;
-                body
+                check_body(&dims, expected, body.len(), origin)?;
+                Ok(IdxArray { dims, data: body })
             }
-            Header::Short => Vec::new(),
+            // parse_plain reports the truncated header
+            Header::Short => parse_plain(&header, origin),
         };
-        header.extend_from_slice(&body);
-        return parse_plain(&header, origin);
     }
     parse_plain(bytes, origin)
+}
+
+/// The data must be exactly as long as the dimensions say.
+fn check_body(dims: &[usize], expected: usize, found: usize, origin: &Path) -> Result<()> {
+    if found != expected {
+        let what = if found < expected { "truncated" } else { "trailing bytes" };
+        return Err(Error::bad_file(
+            origin,
+            format!("{what}: dimensions {dims:?} need {expected} data bytes, file has {found}"),
+        ));
+    }
+    Ok(())
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -112,14 +126,7 @@ fn parse_plain(bytes: &[u8], origin: &Path) -> Result<IdxArray> {
         }
     };
     let header = 4 + 4 * dims.len();
-    let found = bytes.len() - header;
-    if found != expected {
-        let what = if found < expected { "truncated" } else { "trailing bytes" };
-        return Err(Error::bad_file(
-            origin,
-            format!("{what}: dimensions {dims:?} need {expected} data bytes, file has {found}"),
-        ));
-    }
+    check_body(&dims, expected, bytes.len() - header, origin)?;
     Ok(IdxArray { dims, data: bytes[header..].to_vec() })
 }
 

@@ -73,11 +73,12 @@ pub fn split_from_arrays(
 /// Reads `train-*` and `t10k-*` IDX files (plain or `.gz`) from a directory.
 pub fn load_dir(dir: &Path) -> Result<Mnist> {
     let paths: Vec<PathBuf> = FILES.iter().map(|s| find(dir, s)).collect::<Result<_>>()?;
-    let arrays: Vec<IdxArray> = paths.iter().map(|p| read_idx(p)).collect::<Result<_>>()?;
-    let mut a = arrays.into_iter();
-    let mut next = || a.next().unwrap_or_else(|| unreachable!("four files"));
-    let train = split_from_arrays(next(), &paths[0], next(), &paths[1])?;
-    let test = split_from_arrays(next(), &paths[2], next(), &paths[3])?;
+    // one split at a time, its bytes dropped once converted: the peak memory is one split's
+    // bytes beside the pixels, not all four files
+    let split =
+        |i: usize, l: usize| split_from_arrays(read_idx(&paths[i])?, &paths[i], read_idx(&paths[l])?, &paths[l]);
+    let train = split(0, 1)?;
+    let test = split(2, 3)?;
     Ok(Mnist { train, test })
 }
 
