@@ -5,7 +5,7 @@
 //! process, then a per-layer profile of one batch.
 //!
 //! ```text
-//! RAYON_NUM_THREADS=1 cargo bench --bench cnn [-- BATCHES] [--ours-only | --profile-only]
+//! RAYON_NUM_THREADS=1 cargo bench --bench cnn [-- BATCHES] [--lightning SAMPLES_PER_S] [--ours-only | --profile-only]
 //! ```
 //! Reads /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist); without it, the
 //! embedded MNIST sample, and says so.
@@ -203,7 +203,14 @@ fn profile() -> candle_core::Result<()> {
 }
 
 fn main() -> lightning::Result<()> {
-    let batches: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(100);
+    // the first bare number (cargo adds `--bench` to the arguments)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let batches: usize = args
+        .iter()
+        .enumerate()
+        .find(|(i, a)| a.parse::<usize>().is_ok() && (*i == 0 || args[i - 1] != "--lightning"))
+        .and_then(|(_, a)| a.parse().ok())
+        .unwrap_or(100);
     let dir = Path::new("/usr/share/datasets/fashion-mnist");
     let data = if dir.join("train-images-idx3-ubyte.gz").exists() {
         println!("data: Fashion-MNIST from {}", dir.display());
@@ -244,7 +251,16 @@ fn main() -> lightning::Result<()> {
     println!("| hand loop, candle-nn layers | {candle:.0} | 1.00 | {candle_loss:.4} |");
     println!("| hand loop, lightning::nn layers | {fast:.0} | {:.2} | {fast_loss:.4} |", fast / candle);
     println!("| trainer, lightning::nn layers | {ours:.0} | {:.2} | |", ours / candle);
-    println!("ratio to PyTorch Lightning's 2,755 samples/s (measured in the issue; run scripts/bench/pytorch_reference.py for today's): {:.2}", ours / 2755.0);
+    // PyTorch Lightning's figure: today's from `pytorch_reference.py --only cnn` when given,
+    // else the one the issue measured on this kind of machine
+    let lightning = std::env::args().skip_while(|a| a != "--lightning").nth(1).and_then(|v| v.parse::<f64>().ok());
+    match lightning {
+        Some(l) => println!("trainer vs PyTorch Lightning ({l:.0} samples/s, given): {:.2}×", ours / l),
+        None => println!(
+            "trainer vs PyTorch Lightning's 2,755 samples/s from the issue: {:.2}× (pass `--lightning N` with today's figure from scripts/bench/pytorch_reference.py --only cnn)",
+            ours / 2755.0
+        ),
+    }
     profile()?;
     Ok(())
 }

@@ -1,10 +1,10 @@
 //! The trainer's cost per step: a null model (a 1×1 linear, batch 1, SGD) trained for
-//! 20,000 steps by a hand-written candle loop, by the trainer with no callbacks, and by the
-//! trainer with 10 callbacks that implement every batch-level hook with a counter.
+//! 20,000 steps (best of 9) by a hand-written candle loop, by the trainer with no callbacks,
+//! and by the trainer with 10 callbacks that implement every batch-level hook with a counter.
 //! Prints ns per step over the hand loop, measured in the same process.
 //!
 //! ```text
-//! RAYON_NUM_THREADS=1 cargo bench --bench hook_overhead
+//! RAYON_NUM_THREADS=1 cargo bench --bench hook_overhead [-- --only hand|bare]
 //! ```
 
 use std::time::Instant;
@@ -126,9 +126,19 @@ fn main() {
             Count::default(),
         )
     };
-    // warm up, then best of 5 for each (shared machines are noisy)
+    if let Some(only) = std::env::args().skip_while(|a| a != "--only").nth(1) {
+        // for profilers (`perf stat -e instructions`): one variant, five runs
+        for _ in 0..5 {
+            match only.as_str() {
+                "hand" => hand_loop(),
+                _ => trainer((), false),
+            };
+        }
+        return;
+    }
+    // warm up, then best of 9 for each (shared machines are noisy)
     let (mut hand, mut bare, mut full, mut batteries) = (f64::MAX, f64::MAX, f64::MAX, f64::MAX);
-    for _ in 0..5 {
+    for _ in 0..9 {
         hand = hand.min(hand_loop());
         bare = bare.min(trainer((), false));
         full = full.min(trainer(ten(), false));
@@ -136,7 +146,7 @@ fn main() {
     }
     let per = |t: f64| t / STEPS as f64 * 1e9;
     println!(
-        "null model, {STEPS} steps, best of 5, RAYON_NUM_THREADS={}",
+        "null model, {STEPS} steps, best of 9, RAYON_NUM_THREADS={}",
         std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "unset".into())
     );
     println!("hand-written candle loop      {:>8.0} ns/step", per(hand));

@@ -253,6 +253,7 @@ where
         val_loader = source::get(&mut val, state, model, dm, Which::Val)?;
     }
     let num_train = cfg.limit_train_batches.apply(train_loader.len(), "limit_train_batches")?;
+    let sized = train_loader.len() != usize::MAX;
     let num_val = match &val_loader {
         Some(v) if val_enabled => cfg.limit_val_batches.apply(v.len(), "limit_val_batches")?,
         _ => 0,
@@ -302,8 +303,9 @@ where
             let val_this_epoch = num_val > 0 && cfg.check_val_every_n_epoch.is_none_or(|n| (epoch + 1) % n == 0);
             let mut skipped = false;
             let mut epoch_finished = false;
-            // one batch of look-ahead, as Lightning's data fetcher: a stream's end is seen at its
-            // last batch, so epoch-end validation and schedulers work for unknown lengths too
+            // one batch of look-ahead for loaders of unknown length (streams), as Lightning's
+            // data fetcher: a stream's end is seen at its last batch, so epoch-end validation
+            // and schedulers work for it too; a sized loader's last batch is known by count
             // overfit_batches: the same batches every epoch (the loader's epoch-0 order)
             let order = if cfg.overfit_batches.is_some() { 0 } else { epoch };
             let mut batches = train_loader.batches(order).take(num_train).enumerate().skip(skip).peekable();
@@ -320,7 +322,7 @@ where
                 }
                 let batch = if L::IMPL_ON_BATCH_BEGIN { cbs.on_batch_begin(state, model, batch, i)? } else { batch };
                 let batch = model.on_batch_begin(state, batch, i)?;
-                let last = i + 1 == num_train || batches.peek().is_none();
+                let last = i + 1 == num_train || (!sized && batches.peek().is_none());
                 let stepped;
                 let step_before = state.global_step;
                 let outputs = if M::AUTOMATIC_OPTIMIZATION {
