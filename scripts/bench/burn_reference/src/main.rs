@@ -7,7 +7,8 @@
 //!     MATMUL_NUM_THREADS=1 RAYON_NUM_THREADS=1 cargo run --release [-- --cli-renderer]
 //!
 //! The Learner runs with a renderer that draws nothing unless `--cli-renderer` asks for burn's
-//! default one (a line per batch).
+//! default one (a line per batch). `--learner-only` runs just the Learner, for peak-RSS
+//! measurements (`/usr/bin/time -v`).
 //! Reads /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist).
 
 use std::io::Read;
@@ -161,27 +162,37 @@ fn items(images: &[u8], labels: &[u8], n: usize) -> Vec<Item> {
 fn main() {
     let (images, labels) = (idx("train-images-idx3-ubyte"), idx("train-labels-idx1-ubyte"));
     let train = items(&images, &labels, 60_000);
+    drop((images, labels));
     let steps = train.len() / BATCH;
     let device = Device::flex().autodiff();
 
     // the Learner, no metrics; validation is one batch so that the epoch is nearly all training
-    let loader = || DataLoaderBuilder::new(MnistBatcher).batch_size(BATCH).shuffle(42).build(InMemDataset::new(train.clone()));
+    let build = |data: Vec<Item>| DataLoaderBuilder::new(MnistBatcher).batch_size(BATCH).shuffle(42).build(InMemDataset::new(data));
     let valid = DataLoaderBuilder::new(MnistBatcher).batch_size(BATCH).build(InMemDataset::new(train[..BATCH].to_vec()));
     let dir = std::env::temp_dir().join("burn-reference");
+    // `--learner-only` (peak-RSS runs): the data set moves into the loader, as a one-run
+    // program would write it; otherwise the hand loop keeps a copy
+    let learner_only = std::env::args().any(|a| a == "--learner-only");
+    let (learner_loader, hand_data) =
+        if learner_only { (build(train), None) } else { (build(train.clone()), Some(train)) };
     let learner = Learner::new(Mlp::new(&device), AdamConfig::new().init(), ConstantLr::new(1e-3));
     let start = Instant::now();
     let quiet = std::env::args().all(|a| a != "--cli-renderer");
-    let mut training = SupervisedTraining::new(&dir, loader(), valid).num_epochs(1).with_application_logger(None);
+    let mut training = SupervisedTraining::new(&dir, learner_loader, valid).num_epochs(1).with_application_logger(None);
     if quiet {
         training = training.renderer(Box::new(Quiet));
     }
     let _ = training.launch(learner);
     let learner_sps = (steps * BATCH) as f64 / start.elapsed().as_secs_f64();
 
+    let Some(hand_data) = hand_data else {
+        println!("Learner: {learner_sps:.0} samples/s");
+        return;
+    };
     // a hand-written loop
     let mut model = Mlp::new(&device);
     let mut optim = AdamConfig::new().init();
-    let data = loader();
+    let data = build(hand_data);
     let start = Instant::now();
     for b in data.iter() {
         let out = model.classify(b.expect("a batch"));
