@@ -6,6 +6,7 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Conv2dConfig, VarBuilder};
 
 use super::conv2d_kernels::{ConvForward, Geometry};
+use super::op::LayerOp;
 use super::LayerError;
 use crate::relocate::{Relocate, Relocation};
 
@@ -156,7 +157,7 @@ impl Module for Conv2d {
         // batches, which never run backward) the backward pass rebuilds them instead.
         let keep_cols =
             self.weight.track_op() && n * c * kh * kw * oh * ow * x.dtype().size_in_bytes() <= KEEP_COLS_BYTES;
-        let op = ConvForward { g, keep_cols, cols: Mutex::new(None) };
+        let op = LayerOp(ConvForward { g, keep_cols, cols: Mutex::new(None) });
         let (x, weight) = (x.contiguous()?, self.weight.contiguous()?);
         match &self.bias {
             Some(b) => x.apply_op3(&weight, &b.contiguous()?, op),

@@ -3,10 +3,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, Result, Shape, Tensor, WithDType};
 
 use super::gemm::matmul;
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, WithDType};
+use super::op::{GradKernel, GradOp, LayerKernel};
 
 /// Sizes of one convolution: input (n, c, h, w), weight (o, c, kh, kw), output (n, o, oh, ow).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,24 +125,6 @@ fn col2im<T: WithDType>(g: &Geometry, col: &[T], dx: &mut [T]) {
     }
 }
 
-/// The contiguous data of a storage, or an error (the layers pass contiguous tensors).
-fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [T]> {
-    let (start, end) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg(format!("conv2d kernel: {what} is not contiguous")))?;
-    Ok(&T::cpu_storage_as_slice(s)?[start..end])
-}
-
-macro_rules! dispatch {
-    ($s:expr, $f:ident ( $($arg:expr),* )) => {
-        match $s {
-            CpuStorage::F32(_) => $f::<f32>($($arg),*),
-            CpuStorage::F64(_) => $f::<f64>($($arg),*),
-            other => Err(candle_core::Error::UnsupportedDTypeForOp(other.dtype(), "lightning conv2d")),
-        }
-    };
-}
-
 /// `y = conv(x, w) [+ b]`; keeps the im2col matrices when a backward pass will need them.
 pub(crate) struct ConvForward {
     pub g: Geometry,
@@ -150,8 +132,10 @@ pub(crate) struct ConvForward {
     pub cols: Mutex<Option<Arc<CpuStorage>>>,
 }
 
-impl ConvForward {
-    fn run<T: WithDType>(&self, x: &[T], w: &[T], b: Option<&[T]>) -> Result<(CpuStorage, Shape)> {
+impl LayerKernel for ConvForward {
+    const NAME: &'static str = "lightning-conv2d";
+
+    fn forward<T: WithDType>(&self, x: &[T], w: &[T], b: Option<&[T]>) -> Result<(CpuStorage, Shape)> {
         let g = &self.g;
         let (k, p) = (g.k(), g.p());
         let mut y = Vec::with_capacity(g.n * g.o * p);
@@ -175,88 +159,21 @@ impl ConvForward {
         Ok((T::to_cpu_storage_owned(y), (g.n, g.o, g.oh, g.ow).into()))
     }
 
-    /// The gradients of the input, the weight and (when `bias`) the bias.
-    fn grads(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        bias: bool,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn grads(&self, x: &Tensor, w: &Tensor, bias: bool, grad: &Tensor) -> Result<[Option<Tensor>; 3]> {
         let grad = grad.contiguous()?;
-        let dx = if x.track_op() { Some(grad.apply_op2_no_bwd(w, &ConvInputGrad { g: self.g })?) } else { None };
+        let dx =
+            if x.track_op() { Some(grad.apply_op2_no_bwd(w, &GradOp(ConvInputGrad { g: self.g }))?) } else { None };
         if !w.track_op() && !bias {
-            return Ok((dx, None, None));
+            return Ok([dx, None, None]);
         }
         let cols = self.cols.lock().unwrap_or_else(|e| e.into_inner()).clone();
         // one pass gives the weight gradient and, in an extra column, the bias gradient
-        let both = grad.apply_op2_no_bwd(x, &ConvWeightGrad { g: self.g, cols, bias })?;
+        let both = grad.apply_op2_no_bwd(x, &GradOp(ConvWeightGrad { g: self.g, cols, bias }))?;
         let k = self.g.k();
         let dw =
             w.track_op().then(|| both.narrow(1, 0, k)?.contiguous()?.reshape(self.g.weight_shape())).transpose()?;
         let db = if bias { Some(both.narrow(1, k, 1)?.flatten_all()?) } else { None };
-        Ok((dx, dw, db))
-    }
-}
-
-impl CustomOp2 for ConvForward {
-    fn name(&self) -> &'static str {
-        "lightning-conv2d"
-    }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        fn f<T: WithDType>(
-            op: &ConvForward,
-            s1: &CpuStorage,
-            l1: &Layout,
-            s2: &CpuStorage,
-            l2: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            op.run(slice::<T>(s1, l1, "input")?, slice::<T>(s2, l2, "weight")?, None)
-        }
-        dispatch!(s1, f(self, s1, l1, s2, l2))
-    }
-    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, _) = self.grads(x, w, false, grad)?;
-        Ok((dx, dw))
-    }
-}
-
-impl CustomOp3 for ConvForward {
-    fn name(&self) -> &'static str {
-        "lightning-conv2d-bias"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        #[allow(clippy::too_many_arguments)]
-        fn f<T: WithDType>(
-            op: &ConvForward,
-            s1: &CpuStorage,
-            l1: &Layout,
-            s2: &CpuStorage,
-            l2: &Layout,
-            s3: &CpuStorage,
-            l3: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            op.run(slice::<T>(s1, l1, "input")?, slice::<T>(s2, l2, "weight")?, Some(slice::<T>(s3, l3, "bias")?))
-        }
-        dispatch!(s1, f(self, s1, l1, s2, l2, s3, l3))
-    }
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        b: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        self.grads(x, w, b.track_op(), grad)
+        Ok([dx, dw, db])
     }
 }
 
@@ -265,30 +182,20 @@ struct ConvInputGrad {
     g: Geometry,
 }
 
-impl CustomOp2 for ConvInputGrad {
-    fn name(&self) -> &'static str {
-        "lightning-conv2d-input-grad"
-    }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        fn f<T: WithDType>(
-            g: &Geometry,
-            s1: &CpuStorage,
-            l1: &Layout,
-            s2: &CpuStorage,
-            l2: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            let (dy, w) = (slice::<T>(s1, l1, "output gradient")?, slice::<T>(s2, l2, "weight")?);
-            let (k, p) = (g.k(), g.p());
-            let mut dx = vec![T::from_f64(0.0); g.n * g.image()];
-            let mut dcol = vec![T::from_f64(0.0); k * p];
-            for n in 0..g.n {
-                // wᵀ is (k, o): element (r, o) of it is w[o * k + r]
-                matmul((k, p, g.o), &mut dcol, false, w, (1, k), &dy[n * g.o * p..][..g.o * p], (p, 1));
-                col2im(g, &dcol, &mut dx[n * g.image()..][..g.image()]);
-            }
-            Ok((T::to_cpu_storage_owned(dx), g.input_shape()))
+impl GradKernel for ConvInputGrad {
+    const NAME: &'static str = "lightning-conv2d-input-grad";
+
+    fn run<T: WithDType>(&self, dy: &[T], w: &[T]) -> Result<(CpuStorage, Shape)> {
+        let g = &self.g;
+        let (k, p) = (g.k(), g.p());
+        let mut dx = vec![T::from_f64(0.0); g.n * g.image()];
+        let mut dcol = vec![T::from_f64(0.0); k * p];
+        for n in 0..g.n {
+            // wᵀ is (k, o): element (r, o) of it is w[o * k + r]
+            matmul((k, p, g.o), &mut dcol, false, w, (1, k), &dy[n * g.o * p..][..g.o * p], (p, 1));
+            col2im(g, &dcol, &mut dx[n * g.image()..][..g.image()]);
         }
-        dispatch!(s1, f(&self.g, s1, l1, s2, l2))
+        Ok((T::to_cpu_storage_owned(dx), g.input_shape()))
     }
 }
 
@@ -301,54 +208,43 @@ struct ConvWeightGrad {
     bias: bool,
 }
 
-impl CustomOp2 for ConvWeightGrad {
-    fn name(&self) -> &'static str {
-        "lightning-conv2d-weight-grad"
-    }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        fn f<T: WithDType>(
-            op: &ConvWeightGrad,
-            s1: &CpuStorage,
-            l1: &Layout,
-            s2: &CpuStorage,
-            l2: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            let g = &op.g;
-            let (dy, x) = (slice::<T>(s1, l1, "output gradient")?, slice::<T>(s2, l2, "input")?);
-            let (k, p) = (g.k(), g.p());
-            let kept = match op.cols.as_deref() {
-                Some(c) => Some(T::cpu_storage_as_slice(c)?),
-                None => None,
-            };
-            let mut scratch = Vec::new();
-            let mut dw = vec![T::from_f64(0.0); g.o * k];
-            let mut db = vec![T::from_f64(0.0); if op.bias { g.o } else { 0 }];
-            for n in 0..g.n {
-                let col: &[T] = match kept {
-                    Some(c) => &c[n * k * p..][..k * p],
-                    None => {
-                        scratch.clear();
-                        im2col(g, &x[n * g.image()..][..g.image()], &mut scratch);
-                        &scratch
-                    }
-                };
-                // colᵀ is (p, k): element (q, r) of it is col[r * p + q]
-                let dyn_ = &dy[n * g.o * p..][..g.o * p];
-                matmul((g.o, k, p), &mut dw, n > 0, dyn_, (p, 1), col, (1, p));
-                for (b, row) in db.iter_mut().zip(dyn_.chunks_exact(p)) {
-                    *b += row.iter().fold(T::from_f64(0.0), |s, &v| s + v);
+impl GradKernel for ConvWeightGrad {
+    const NAME: &'static str = "lightning-conv2d-weight-grad";
+
+    fn run<T: WithDType>(&self, dy: &[T], x: &[T]) -> Result<(CpuStorage, Shape)> {
+        let g = &self.g;
+        let (k, p) = (g.k(), g.p());
+        let kept = match self.cols.as_deref() {
+            Some(c) => Some(T::cpu_storage_as_slice(c)?),
+            None => None,
+        };
+        let mut scratch = Vec::new();
+        let mut dw = vec![T::from_f64(0.0); g.o * k];
+        let mut db = vec![T::from_f64(0.0); if self.bias { g.o } else { 0 }];
+        for n in 0..g.n {
+            let col: &[T] = match kept {
+                Some(c) => &c[n * k * p..][..k * p],
+                None => {
+                    scratch.clear();
+                    im2col(g, &x[n * g.image()..][..g.image()], &mut scratch);
+                    &scratch
                 }
+            };
+            // colᵀ is (p, k): element (q, r) of it is col[r * p + q]
+            let dyn_ = &dy[n * g.o * p..][..g.o * p];
+            matmul((g.o, k, p), &mut dw, n > 0, dyn_, (p, 1), col, (1, p));
+            for (b, row) in db.iter_mut().zip(dyn_.chunks_exact(p)) {
+                *b += row.iter().fold(T::from_f64(0.0), |s, &v| s + v);
             }
-            if !op.bias {
-                return Ok((T::to_cpu_storage_owned(dw), (g.o, k).into()));
-            }
-            let mut both = Vec::with_capacity(g.o * (k + 1));
-            for (row, b) in dw.chunks_exact(k).zip(db) {
-                both.extend_from_slice(row);
-                both.push(b);
-            }
-            Ok((T::to_cpu_storage_owned(both), (g.o, k + 1).into()))
         }
-        dispatch!(s1, f(self, s1, l1, s2, l2))
+        if !self.bias {
+            return Ok((T::to_cpu_storage_owned(dw), (g.o, k).into()));
+        }
+        let mut both = Vec::with_capacity(g.o * (k + 1));
+        for (row, b) in dw.chunks_exact(k).zip(db) {
+            both.extend_from_slice(row);
+            both.push(b);
+        }
+        Ok((T::to_cpu_storage_owned(both), (g.o, k + 1).into()))
     }
 }

@@ -6,11 +6,11 @@
 //! is one custom op: `y = x·Wᵀ + b` forward; backward `dW = dyᵀ·x` and `db = Σ dy` in one
 //! pass, and `dx = dy·W` only when the input needs it.
 
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Module, Result, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, DType, Module, Result, Shape, Tensor, WithDType};
 use candle_nn::VarBuilder;
 
-use super::gemm::matmul;
+use super::gemm::{matmul, matmul_strided};
+use super::op::{GradKernel, GradOp, LayerKernel, LayerOp};
 use crate::relocate::{Relocate, Relocation};
 
 /// A linear layer with candle-nn's parameters, names and initialisation: weight (out, in),
@@ -76,7 +76,7 @@ impl Module for Linear {
         }
         let rows = lead.iter().product::<usize>();
         let x2 = x.reshape((rows, inp))?.contiguous()?;
-        let op = LinearOp { rows, inp, out };
+        let op = LayerOp(LinearOp { rows, inp, out });
         let w = self.weight.contiguous()?;
         let y = match &self.bias {
             Some(b) => x2.apply_op3(&w, &b.contiguous()?, op)?,
@@ -104,25 +104,10 @@ struct LinearOp {
     out: usize,
 }
 
-fn slice<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
-    let (a, b) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("linear kernel: operand not contiguous".into()))?;
-    Ok(&T::cpu_storage_as_slice(s)?[a..b])
-}
+impl LayerKernel for LinearOp {
+    const NAME: &'static str = "lightning-linear";
 
-macro_rules! float {
-    ($s:expr, $f:ident ( $($arg:expr),* )) => {
-        match $s {
-            CpuStorage::F32(_) => $f::<f32>($($arg),*),
-            CpuStorage::F64(_) => $f::<f64>($($arg),*),
-            other => Err(candle_core::Error::UnsupportedDTypeForOp(other.dtype(), "lightning linear")),
-        }
-    };
-}
-
-impl LinearOp {
-    fn forward<T: WithDType>(&self, x: &[T], w: &[T], b: Option<&[T]>) -> (CpuStorage, Shape) {
+    fn forward<T: WithDType>(&self, x: &[T], w: &[T], b: Option<&[T]>) -> Result<(CpuStorage, Shape)> {
         let mut y = Vec::with_capacity(self.rows * self.out);
         for _ in 0..self.rows {
             match b {
@@ -132,105 +117,33 @@ impl LinearOp {
         }
         // Wᵀ (inp×out): element (k, j) is w[j·inp + k]
         matmul((self.rows, self.out, self.inp), &mut y, b.is_some(), x, (self.inp, 1), w, (1, self.inp));
-        (T::to_cpu_storage_owned(y), (self.rows, self.out).into())
+        Ok((T::to_cpu_storage_owned(y), (self.rows, self.out).into()))
     }
 
     fn grads(&self, x: &Tensor, w: &Tensor, bias: bool, dy: &Tensor) -> Result<[Option<Tensor>; 3]> {
         let dy = dy.contiguous()?;
-        let dx = if x.track_op() { Some(dy.apply_op2_no_bwd(w, &InputGrad(*self))?) } else { None };
+        let dx = if x.track_op() { Some(dy.apply_op2_no_bwd(w, &GradOp(InputGrad(*self)))?) } else { None };
         if !w.track_op() && !bias {
             return Ok([dx, None, None]);
         }
-        let both = dy.apply_op2_no_bwd(x, &WeightGrad { op: *self, bias })?;
+        let both = dy.apply_op2_no_bwd(x, &GradOp(WeightGrad { op: *self, bias }))?;
         let dw = w.track_op().then(|| both.narrow(1, 0, self.inp)?.contiguous()).transpose()?;
         let db = if bias { Some(both.narrow(1, self.inp, 1)?.flatten_all()?) } else { None };
         Ok([dx, dw, db])
     }
 }
 
-impl CustomOp2 for LinearOp {
-    fn name(&self) -> &'static str {
-        "lightning-linear"
-    }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        fn f<T: WithDType>(
-            op: &LinearOp,
-            s1: &CpuStorage,
-            l1: &Layout,
-            s2: &CpuStorage,
-            l2: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            Ok(op.forward(slice::<T>(s1, l1)?, slice::<T>(s2, l2)?, None))
-        }
-        float!(s1, f(self, s1, l1, s2, l2))
-    }
-    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let [dx, dw, _] = self.grads(x, w, false, dy)?;
-        Ok((dx, dw))
-    }
-}
-
-impl CustomOp3 for LinearOp {
-    fn name(&self) -> &'static str {
-        "lightning-linear-bias"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        #[allow(clippy::too_many_arguments)]
-        fn f<T: WithDType>(
-            op: &LinearOp,
-            s1: &CpuStorage,
-            l1: &Layout,
-            s2: &CpuStorage,
-            l2: &Layout,
-            s3: &CpuStorage,
-            l3: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            Ok(op.forward(slice::<T>(s1, l1)?, slice::<T>(s2, l2)?, Some(slice::<T>(s3, l3)?)))
-        }
-        float!(s1, f(self, s1, l1, s2, l2, s3, l3))
-    }
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        b: &Tensor,
-        _res: &Tensor,
-        dy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let [dx, dw, db] = self.grads(x, w, b.track_op(), dy)?;
-        Ok((dx, dw, db))
-    }
-}
-
 /// `dx (rows×inp) = dy (rows×out) · W (out×inp)`. Applied as `dy.apply_op2(w)`.
 struct InputGrad(LinearOp);
 
-impl CustomOp2 for InputGrad {
-    fn name(&self) -> &'static str {
-        "lightning-linear-input-grad"
-    }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        fn f<T: WithDType>(
-            op: &LinearOp,
-            s1: &CpuStorage,
-            l1: &Layout,
-            s2: &CpuStorage,
-            l2: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            let (dy, w) = (slice::<T>(s1, l1)?, slice::<T>(s2, l2)?);
-            let mut dx = vec![T::from_f64(0.0); op.rows * op.inp];
-            matmul((op.rows, op.inp, op.out), &mut dx, false, dy, (op.out, 1), w, (op.inp, 1));
-            Ok((T::to_cpu_storage_owned(dx), (op.rows, op.inp).into()))
-        }
-        float!(s1, f(&self.0, s1, l1, s2, l2))
+impl GradKernel for InputGrad {
+    const NAME: &'static str = "lightning-linear-input-grad";
+
+    fn run<T: WithDType>(&self, dy: &[T], w: &[T]) -> Result<(CpuStorage, Shape)> {
+        let op = &self.0;
+        let mut dx = vec![T::from_f64(0.0); op.rows * op.inp];
+        matmul((op.rows, op.inp, op.out), &mut dx, false, dy, (op.out, 1), w, (op.inp, 1));
+        Ok((T::to_cpu_storage_owned(dx), (op.rows, op.inp).into()))
     }
 }
 
@@ -241,33 +154,22 @@ struct WeightGrad {
     bias: bool,
 }
 
-impl CustomOp2 for WeightGrad {
-    fn name(&self) -> &'static str {
-        "lightning-linear-weight-grad"
-    }
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        fn f<T: WithDType>(
-            g: &WeightGrad,
-            s1: &CpuStorage,
-            l1: &Layout,
-            s2: &CpuStorage,
-            l2: &Layout,
-        ) -> Result<(CpuStorage, Shape)> {
-            let (op, cols) = (&g.op, g.op.inp + g.bias as usize);
-            let (dy, x) = (slice::<T>(s1, l1)?, slice::<T>(s2, l2)?);
-            let mut dw = vec![T::from_f64(0.0); op.out * cols];
-            // dyᵀ (out×rows): element (o, r) is dy[r·out + o]; written with row stride `cols`
-            // so the bias column fits beside it
-            crate::nn::gemm::matmul_strided((op.out, op.inp, op.rows), &mut dw, cols, dy, (1, op.out), x, (op.inp, 1));
-            if g.bias {
-                for row in dy.chunks_exact(op.out) {
-                    for (o, &v) in row.iter().enumerate() {
-                        dw[o * cols + op.inp] += v;
-                    }
+impl GradKernel for WeightGrad {
+    const NAME: &'static str = "lightning-linear-weight-grad";
+
+    fn run<T: WithDType>(&self, dy: &[T], x: &[T]) -> Result<(CpuStorage, Shape)> {
+        let (op, cols) = (&self.op, self.op.inp + self.bias as usize);
+        let mut dw = vec![T::from_f64(0.0); op.out * cols];
+        // dyᵀ (out×rows): element (o, r) is dy[r·out + o]; written with row stride `cols` so
+        // the bias column fits beside it
+        matmul_strided((op.out, op.inp, op.rows), &mut dw, cols, dy, (1, op.out), x, (op.inp, 1));
+        if self.bias {
+            for row in dy.chunks_exact(op.out) {
+                for (o, &v) in row.iter().enumerate() {
+                    dw[o * cols + op.inp] += v;
                 }
             }
-            Ok((T::to_cpu_storage_owned(dw), (op.out, cols).into()))
         }
-        float!(s1, f(self, s1, l1, s2, l2))
+        Ok((T::to_cpu_storage_owned(dw), (op.out, cols).into()))
     }
 }

@@ -6,6 +6,7 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Module, Result, Shape, T
 
 use candle_core::backend::BackendStorage;
 
+use super::op::contiguous;
 use super::LayerError;
 
 /// Max pooling over `kernel` windows every `stride` pixels, without padding, as candle's
@@ -187,21 +188,14 @@ fn relu_row<T: WithDType>(y: &mut [T], arg: &mut [u32]) {
     }
 }
 
-fn contiguous<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
-    let (start, end) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("max_pool2d kernel: input is not contiguous".into()))?;
-    Ok(&T::cpu_storage_as_slice(s)?[start..end])
-}
-
 impl CustomOp1 for PoolForward {
     fn name(&self) -> &'static str {
         "lightning-max-pool2d"
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (storage, _) = match s {
-            CpuStorage::F32(_) => self.run(contiguous::<f32>(s, l)?),
-            CpuStorage::F64(_) => self.run(contiguous::<f64>(s, l)?),
+            CpuStorage::F32(_) => self.run(contiguous::<f32>(s, l, "max_pool2d input")?),
+            CpuStorage::F64(_) => self.run(contiguous::<f64>(s, l, "max_pool2d input")?),
             other => return Err(candle_core::Error::UnsupportedDTypeForOp(other.dtype(), "lightning max_pool2d")),
         };
         let dims = l.dims();
@@ -249,8 +243,8 @@ impl CustomOp1 for PoolBackward {
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let storage = match s {
-            CpuStorage::F32(_) => self.run(contiguous::<f32>(s, l)?),
-            CpuStorage::F64(_) => self.run(contiguous::<f64>(s, l)?),
+            CpuStorage::F32(_) => self.run(contiguous::<f32>(s, l, "max_pool2d input")?),
+            CpuStorage::F64(_) => self.run(contiguous::<f64>(s, l, "max_pool2d input")?),
             other => return Err(candle_core::Error::UnsupportedDTypeForOp(other.dtype(), "lightning max_pool2d")),
         };
         Ok((storage, self.input.clone().into()))

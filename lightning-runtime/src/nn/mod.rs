@@ -34,6 +34,7 @@ mod conv2d_kernels;
 mod gemm;
 mod linear;
 mod max_pool2d;
+pub(crate) mod op;
 
 pub use conv2d::{conv2d, conv2d_no_bias, Conv2d};
 pub use linear::{linear, linear_no_bias, Linear};

@@ -5,6 +5,8 @@
 //! loops vectorise.
 
 use candle_core::backend::BackendStorage;
+
+use crate::nn::op::contiguous;
 use candle_core::{CpuStorage, DType, InplaceOp3, Layout, Result, Tensor, WithDType};
 
 /// Adam's settings for one step of one parameter.
@@ -20,11 +22,6 @@ pub(crate) struct AdamStep {
     pub shrink: f64,
     pub lr: f64,
     pub step: u64,
-}
-
-fn data<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [T]> {
-    let (a, b) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("fused adam: not contiguous".into()))?;
-    Ok(&T::cpu_storage_as_slice(s)?[a..b])
 }
 
 /// The float types the kernels run on.
@@ -121,7 +118,7 @@ impl InplaceOp3 for Moment {
         p: &CpuStorage,
         pl: &Layout,
     ) -> Result<()> {
-        on_dst!(dst, dst_l, |m: T| self.run::<T>(m, data(g, gl)?, data(p, pl)?));
+        on_dst!(dst, dst_l, |m: T| self.run::<T>(m, contiguous(g, gl, "gradient")?, contiguous(p, pl, "parameter")?));
         Ok(())
     }
 }
@@ -149,7 +146,7 @@ impl InplaceOp3 for Maximum {
                 }
             }
         }
-        on_dst!(dst, dst_l, |m: T| run::<T>(m, data(v, vl)?));
+        on_dst!(dst, dst_l, |m: T| run::<T>(m, contiguous(v, vl, "second moment")?));
         Ok(())
     }
 }
@@ -206,7 +203,11 @@ impl InplaceOp3 for Apply {
         v: &CpuStorage,
         vl: &Layout,
     ) -> Result<()> {
-        on_dst!(dst, dst_l, |p: T| self.run::<T>(p, data(m, ml)?, data(v, vl)?));
+        on_dst!(dst, dst_l, |p: T| self.run::<T>(
+            p,
+            contiguous(m, ml, "first moment")?,
+            contiguous(v, vl, "second moment")?
+        ));
         Ok(())
     }
 }
