@@ -12,6 +12,7 @@ mod checkpoint;
 pub mod data;
 mod datamodule;
 mod device;
+pub mod dist;
 mod error;
 mod grads;
 mod hook_return;

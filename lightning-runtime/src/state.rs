@@ -114,6 +114,8 @@ pub struct TrainerState {
     pub(crate) batches_done: usize,
     /// The module's parameters were moved or converted at set-up.
     pub(crate) relocated: bool,
+    /// The process group of data-parallel training (`TrainerBuilder::ddp`).
+    pub(crate) world: Option<std::sync::Arc<dyn crate::dist::Collective>>,
     /// Inside `on_train_epoch_end` of a finished epoch: a checkpoint saved now resumes at the next epoch.
     pub(crate) at_epoch_end: bool,
 }
@@ -160,6 +162,7 @@ impl TrainerState {
             last_saved: None,
             batches_done: 0,
             relocated: false,
+            world: None,
             at_epoch_end: false,
         }
     }
@@ -209,5 +212,28 @@ impl TrainerState {
 
     pub(crate) fn request_save(&mut self, path: PathBuf, replaces: Option<PathBuf>, weights_only: bool) {
         self.save_requests.push(SaveRequest { path, replaces, weights_only });
+    }
+}
+
+impl TrainerState {
+    /// This process's rank among all (Lightning's `trainer.global_rank`); 0 without DDP.
+    pub fn global_rank(&self) -> usize {
+        self.world.as_ref().map_or(0, |w| w.rank())
+    }
+
+    /// The rank within this node (Lightning's `trainer.local_rank`).
+    pub fn local_rank(&self) -> usize {
+        self.world.as_ref().map_or(0, |w| w.local_rank())
+    }
+
+    /// Processes training together (Lightning's `trainer.world_size`); 1 without DDP.
+    pub fn world_size(&self) -> usize {
+        self.world.as_ref().map_or(1, |w| w.world_size())
+    }
+
+    /// Whether this is rank 0, the one that logs and saves (Lightning's `is_global_zero`,
+    /// for `rank_zero_only`-style code in hooks).
+    pub fn is_global_zero(&self) -> bool {
+        self.global_rank() == 0
     }
 }

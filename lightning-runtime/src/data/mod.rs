@@ -27,6 +27,18 @@ pub trait Loader {
     }
     /// The batches of one epoch (`epoch` seeds shuffling).
     fn batches(&mut self, epoch: usize) -> impl Iterator<Item = Result<Self::Batch>> + '_;
+    /// Data-parallel training: from now on, yield only rank `rank`'s share of every epoch out
+    /// of `world` ranks (torch's `DistributedSampler`). Loaders that cannot shard say so.
+    fn shard(&mut self, rank: usize, world: usize) -> Result<()> {
+        let _ = rank;
+        if world == 1 {
+            return Ok(());
+        }
+        Err(Error::Data(format!(
+            "{} cannot be sharded for data-parallel training yet: use a `DataLoader`",
+            std::any::type_name::<Self>()
+        )))
+    }
 }
 
 /// The loader type of a module without `*_dataloader` hooks: always empty.
@@ -70,6 +82,8 @@ pub struct DataLoader {
     batch_size: usize,
     shuffle: Option<u64>,
     drop_last: bool,
+    /// (rank, world size) under data-parallel training.
+    shard: Option<(usize, usize)>,
 }
 
 impl DataLoader {
@@ -86,7 +100,7 @@ impl DataLoader {
                 targets.dims()
             )));
         }
-        Ok(DataLoader { inputs, targets, batch_size, shuffle: None, drop_last: false })
+        Ok(DataLoader { inputs, targets, batch_size, shuffle: None, drop_last: false, shard: None })
     }
 
     /// Reshuffles every epoch, from `seed` and the epoch number (reproducible).
@@ -106,25 +120,48 @@ impl DataLoader {
         self.inputs.dim(0).unwrap_or(0)
     }
 
+    /// Samples an epoch yields: this rank's share when sharded.
+    fn epoch_samples(&self) -> usize {
+        match self.shard {
+            Some((_, world)) => self.num_samples().div_ceil(world),
+            None => self.num_samples(),
+        }
+    }
+
     /// The batch size.
     pub fn batch_size(&self) -> usize {
         self.batch_size
     }
 
-    fn order(&self, epoch: usize) -> Option<Vec<u32>> {
-        let seed = self.shuffle?;
+    /// The sample order of an epoch, `None` for 0, 1, 2, …: shuffled with the seed and the
+    /// epoch (the same on every rank), then this rank's share when sharded.
+    fn order(&self, epoch: usize) -> Result<Option<Vec<u32>>> {
+        if self.shuffle.is_none() && self.shard.is_none() {
+            return Ok(None);
+        }
         let mut idx: Vec<u32> = (0..self.num_samples() as u32).collect();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        idx.shuffle(&mut rng);
-        Some(idx)
+        if let Some(seed) = self.shuffle {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            idx.shuffle(&mut rng);
+        }
+        if let Some((rank, world)) = self.shard {
+            idx = crate::dist::shard_indices(&idx, rank, world)?;
+        }
+        Ok(Some(idx))
     }
 }
 
 impl Loader for DataLoader {
     type Batch = (Tensor, Tensor);
 
+    fn shard(&mut self, rank: usize, world: usize) -> Result<()> {
+        crate::dist::shard_indices(&[0], rank, world)?;
+        self.shard = (world > 1).then_some((rank, world));
+        Ok(())
+    }
+
     fn len(&self) -> usize {
-        let n = self.num_samples();
+        let n = self.epoch_samples();
         if self.drop_last {
             n / self.batch_size
         } else {
@@ -134,13 +171,14 @@ impl Loader for DataLoader {
 
     fn batches(&mut self, epoch: usize) -> impl Iterator<Item = Result<(Tensor, Tensor)>> + '_ {
         let order = self.order(epoch);
-        let n = self.num_samples();
+        let n = self.epoch_samples();
         (0..self.len()).map(move |b| {
             let start = b * self.batch_size;
             let len = self.batch_size.min(n - start);
             match &order {
-                None => Ok((self.inputs.narrow(0, start, len)?, self.targets.narrow(0, start, len)?)),
-                Some(order) => {
+                Err(e) => Err(Error::Data(e.to_string())),
+                Ok(None) => Ok((self.inputs.narrow(0, start, len)?, self.targets.narrow(0, start, len)?)),
+                Ok(Some(order)) => {
                     let ids = Tensor::from_slice(&order[start..start + len], len, self.inputs.device())?;
                     Ok((self.inputs.index_select(&ids, 0)?, self.targets.index_select(&ids, 0)?))
                 }

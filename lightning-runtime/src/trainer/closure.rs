@@ -70,6 +70,11 @@ impl<M: LightningModule, C: CallbackList<M>> OptimizerClosure<M> for Closure<'_,
             module.on_before_backward(state, loss)?;
             let store = module.backward(state, loss)?;
             self.grads.accumulate(store)?;
+            if let Some(world) = &state.world {
+                // DDP: the mean gradient over the ranks, before any hook sees it (as torch's
+                // DDP reduces during backward)
+                crate::dist::average_gradients(world.as_ref(), self.grads)?;
+            }
             if state.relocated && self.grads.is_empty() {
                 return Err(Error::Device(format!(
                     "the loss depends on none of the parameters moved to {:?}: a field of `{}` still holds the old tensors; implement `lightning::Relocate` for its type, or build the module on `trainer.device()` in its final dtype",

@@ -218,7 +218,12 @@ where
         }
     }
     record_learning_rates::<M>(state, &mut optim);
-    let mut grads = Gradients::new(sorted_vars(model));
+    let vars = sorted_vars(model);
+    if let Some(world) = &state.world {
+        // DDP: every replica starts from rank 0's parameters
+        crate::dist::broadcast_parameters(world.as_ref(), &vars)?;
+    }
+    let mut grads = Gradients::new(vars);
     if cfg.enable_model_summary {
         print!("{}", crate::summarize(model));
     }
@@ -251,6 +256,13 @@ where
         .ok_or(Error::MissingHook { module: M::NAME, hook: "train_dataloader" })?;
     if val_enabled && !sanity {
         val_loader = source::get(&mut val, state, model, dm, Which::Val)?;
+    }
+    let (rank, world) = (state.global_rank(), state.world_size());
+    if world > 1 {
+        train_loader.shard(rank, world)?;
+        if let Some(vl) = &mut val_loader {
+            vl.shard(rank, world)?;
+        }
     }
     let num_train = cfg.limit_train_batches.apply(train_loader.len(), "limit_train_batches")?;
     let sized = train_loader.len() != usize::MAX;

@@ -16,6 +16,7 @@ mod threads;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use candle_core::Device;
 
@@ -25,6 +26,7 @@ pub use manual::ManualOptimization;
 pub use source::EitherLoader;
 pub use threads::SMALL_MODEL_PARAMS;
 
+use crate::dist::Collective;
 use crate::module::requirements::*;
 use crate::{
     Accelerator, CallbackList, Chain, DataModule, Error, GradientClipAlgorithm, LightningModule, Loader, Logger,
@@ -55,6 +57,7 @@ pub struct TrainerBuilder<C = ()> {
     callbacks: C,
     loggers: Vec<Box<dyn Logger>>,
     checkpoint: Option<ModelCheckpoint>,
+    world: Option<Arc<dyn Collective>>,
 }
 
 macro_rules! flags {
@@ -169,7 +172,32 @@ impl<C> TrainerBuilder<C> {
 
     /// The callbacks, as a tuple, called in tuple order: `.callbacks((A, B))`.
     pub fn callbacks<C2>(self, callbacks: C2) -> TrainerBuilder<C2> {
-        TrainerBuilder { config: self.config, callbacks, loggers: self.loggers, checkpoint: self.checkpoint }
+        TrainerBuilder {
+            config: self.config,
+            callbacks,
+            loggers: self.loggers,
+            checkpoint: self.checkpoint,
+            world: self.world,
+        }
+    }
+
+    /// Data-parallel training over `world` (Lightning's `strategy="ddp"`): rank 0's parameters
+    /// are broadcast at the start of `fit`, every `DataLoader` yields its rank's share of each
+    /// epoch (torch's `DistributedSampler`), gradients are averaged over the ranks after each
+    /// backward, and only rank 0 logs, draws the progress bar and writes checkpoints.
+    /// Validation metrics are each rank's own (not yet reduced over the ranks).
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "mpi")]
+    /// # fn demo() -> lightning::Result<()> {
+    /// // under `mpirun -np 2 ./my-trainer`
+    /// let world = std::sync::Arc::new(lightning::dist::Mpi::init()?);
+    /// let trainer = lightning::Trainer::builder().ddp(world).max_epochs(3).build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn ddp(mut self, world: Arc<dyn Collective>) -> Self {
+        self.world = Some(world);
+        self
     }
 
     /// Checks the flags and opens the device.
@@ -195,6 +223,7 @@ impl<C> TrainerBuilder<C> {
             resume: None,
             loggers,
             checkpoint,
+            world: self.world,
             last_run: None,
         })
     }
@@ -211,6 +240,8 @@ pub struct Trainer<C = ()> {
     resume: Option<PathBuf>,
     loggers: Vec<Box<dyn Logger>>,
     checkpoint: Option<ModelCheckpoint>,
+    /// The process group under DDP.
+    world: Option<Arc<dyn Collective>>,
     /// (epoch, global_step) at the end of the last `fit`, for `save_checkpoint`.
     last_run: Option<(usize, usize)>,
 }
@@ -218,7 +249,13 @@ pub struct Trainer<C = ()> {
 impl Trainer<()> {
     /// A builder with Lightning's defaults and no callbacks.
     pub fn builder() -> TrainerBuilder<()> {
-        TrainerBuilder { config: TrainerConfig::default(), callbacks: (), loggers: Vec::new(), checkpoint: None }
+        TrainerBuilder {
+            config: TrainerConfig::default(),
+            callbacks: (),
+            loggers: Vec::new(),
+            checkpoint: None,
+            world: None,
+        }
     }
 }
 
@@ -301,10 +338,15 @@ impl<C> Trainer<C> {
         state.check_val_every_n_epoch = self.config.check_val_every_n_epoch;
         state.log_every_n_steps = self.config.log_every_n_steps;
         state.loggers = std::mem::take(&mut self.loggers);
+        state.world = self.world.clone();
+        // under DDP only rank 0 logs, draws the bar and writes checkpoints
+        let rank_zero = state.is_global_zero();
+        let mut parked_loggers = if rank_zero { Vec::new() } else { std::mem::take(&mut state.loggers) };
         state.val_check_once_per_epoch = self.config.val_check_interval == Limit::Fraction(1.0);
         threads::apply(threads::choose(self.config.threads, &self.device, model.parameters()));
-        let mut checkpoint = if stage == Stage::Fit { self.checkpoint.take().map(|c| (c,)) } else { None };
-        let mut bar = (stage != Stage::Predict && self.config.enable_progress_bar).then(|| (ProgressBar::new(),));
+        let mut checkpoint = if stage == Stage::Fit && rank_zero { self.checkpoint.take().map(|c| (c,)) } else { None };
+        let mut bar =
+            (stage != Stage::Predict && self.config.enable_progress_bar && rank_zero).then(|| (ProgressBar::new(),));
         let mut extra: Option<M::Callbacks> = None;
         let config = &self.config;
         let result = (|| {
@@ -341,6 +383,7 @@ impl<C> Trainer<C> {
         }
         let finalized = logs::finalize(&mut state, if result.is_ok() { "success" } else { "failed" });
         self.loggers = std::mem::take(&mut state.loggers);
+        self.loggers.append(&mut parked_loggers);
         let r = result?;
         finalized?;
         Ok((r, state))

@@ -36,6 +36,13 @@ impl<T, A: Loader<Batch = T>, B: Loader<Batch = T>, C: Loader<Batch = T>> Loader
         }
         a.into_iter().flatten().chain(b.into_iter().flatten()).chain(c.into_iter().flatten())
     }
+    fn shard(&mut self, rank: usize, world: usize) -> Result<()> {
+        match self {
+            EitherLoader::Given(a) => a.shard(rank, world),
+            EitherLoader::DataModule(b) => b.shard(rank, world),
+            EitherLoader::Module(c) => c.shard(rank, world),
+        }
+    }
 }
 
 /// The loader a run reads: given, the datamodule's or the module's.

@@ -1,0 +1,189 @@
+//! Data-parallel training: a process group ([`Collective`]) and the operations DDP needs on
+//! top of it — broadcasting the parameters from rank 0 and averaging gradients — done on one
+//! flat bucket in a fixed order (by variable name: a `VarMap` is a `HashMap`, whose order
+//! differs between processes).
+//!
+//! Backends: [`SingleProcess`] (world size 1, every operation a no-op) and, with the `mpi`
+//! feature, [`Mpi`] (rsmpi over the system's MPI, for CPU clusters and for testing
+//! multi-process training on one machine).
+//!
+//! ```
+//! use lightning::dist::{Collective, SingleProcess};
+//! let world = SingleProcess;
+//! let mut buf = [1.0f32, 2.0];
+//! world.all_reduce_sum(lightning::dist::Buf::F32(&mut buf))?;
+//! assert_eq!((world.rank(), world.world_size(), buf), (0, 1, [1.0, 2.0]));
+//! # Ok::<(), lightning::Error>(())
+//! ```
+
+#[cfg(feature = "mpi")]
+mod mpi;
+
+use candle_core::{DType, Device, Tensor, Var};
+
+#[cfg(feature = "mpi")]
+pub use self::mpi::Mpi;
+use crate::{Error, Gradients, Result};
+
+/// A host buffer for a collective operation.
+pub enum Buf<'a> {
+    F32(&'a mut [f32]),
+    F64(&'a mut [f64]),
+}
+
+/// A process group: this process's rank among `world_size` processes, and the collective
+/// operations on host buffers that every rank calls in the same order.
+pub trait Collective: Send + Sync + std::fmt::Debug {
+    fn rank(&self) -> usize;
+    fn world_size(&self) -> usize;
+    /// The rank among the processes of this node.
+    fn local_rank(&self) -> usize {
+        self.rank()
+    }
+    /// Returns once every rank has reached it.
+    fn barrier(&self) -> Result<()>;
+    /// Element-wise sum over all ranks, in place.
+    fn all_reduce_sum(&self, buf: Buf<'_>) -> Result<()>;
+    /// `root`'s buffer, copied into every rank's.
+    fn broadcast(&self, buf: Buf<'_>, root: usize) -> Result<()>;
+}
+
+/// One process: rank 0 of 1; the collective operations change nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SingleProcess;
+
+impl Collective for SingleProcess {
+    fn rank(&self) -> usize {
+        0
+    }
+    fn world_size(&self) -> usize {
+        1
+    }
+    fn barrier(&self) -> Result<()> {
+        Ok(())
+    }
+    fn all_reduce_sum(&self, _: Buf<'_>) -> Result<()> {
+        Ok(())
+    }
+    fn broadcast(&self, _: Buf<'_>, _: usize) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The tensors as one host bucket in their dtype (f32, or f64 when any is f64), the bucket
+/// operated on, then split back into tensors of the original shapes, dtypes and devices.
+fn with_bucket(tensors: &[Tensor], op: impl FnOnce(Buf<'_>) -> Result<()>) -> Result<Vec<Tensor>> {
+    if tensors.is_empty() {
+        return Ok(Vec::new());
+    }
+    let wide = tensors.iter().any(|t| t.dtype() == DType::F64);
+    let flat: Vec<Tensor> = tensors
+        .iter()
+        .map(|t| t.to_device(&Device::Cpu)?.to_dtype(if wide { DType::F64 } else { DType::F32 })?.flatten_all())
+        .collect::<candle_core::Result<_>>()?;
+    let bucket = Tensor::cat(&flat, 0)?;
+    let sizes: Vec<usize> = tensors.iter().map(|t| t.elem_count()).collect();
+    let back = |values: Tensor| -> Result<Vec<Tensor>> {
+        let mut out = Vec::with_capacity(tensors.len());
+        let mut at = 0;
+        for (t, &n) in tensors.iter().zip(&sizes) {
+            out.push(values.narrow(0, at, n)?.reshape(t.shape())?.to_dtype(t.dtype())?.to_device(t.device())?);
+            at += n;
+        }
+        Ok(out)
+    };
+    if wide {
+        let mut v = bucket.to_vec1::<f64>()?;
+        op(Buf::F64(&mut v))?;
+        back(Tensor::from_vec(v, bucket.elem_count(), &Device::Cpu)?)
+    } else {
+        let mut v = bucket.to_vec1::<f32>()?;
+        op(Buf::F32(&mut v))?;
+        back(Tensor::from_vec(v, bucket.elem_count(), &Device::Cpu)?)
+    }
+}
+
+/// Copies rank 0's values of `vars` into every rank's (DDP's start: all replicas begin equal).
+/// `vars` must be in the same order on every rank (sorted by name).
+pub fn broadcast_parameters(world: &dyn Collective, vars: &[Var]) -> Result<()> {
+    if world.world_size() == 1 {
+        return Ok(());
+    }
+    let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+    for (v, t) in vars.iter().zip(with_bucket(&tensors, |b| world.broadcast(b, 0))?) {
+        v.set(&t)?;
+    }
+    Ok(())
+}
+
+/// Replaces every gradient by its mean over the ranks, as one bucket in `grads`' variable
+/// order (sorted by name in the trainer). A variable without a gradient on this rank takes
+/// part with zeros, so that all ranks send buckets of one layout.
+pub fn average_gradients(world: &dyn Collective, grads: &mut Gradients) -> Result<()> {
+    let n = world.world_size();
+    if n == 1 {
+        return Ok(());
+    }
+    let entries: Vec<(Tensor, Tensor)> = grads
+        .iter()
+        .map(|(v, g)| Ok((v.as_tensor().clone(), g.cloned().map_or_else(|| v.as_tensor().zeros_like(), Ok)?)))
+        .collect::<candle_core::Result<_>>()?;
+    let tensors: Vec<Tensor> = entries.iter().map(|(_, g)| g.clone()).collect();
+    let summed = with_bucket(&tensors, |b| world.all_reduce_sum(b))?;
+    for ((var, _), g) in entries.iter().zip(summed) {
+        grads.set(var, (g / n as f64)?);
+    }
+    Ok(())
+}
+
+/// Sums `values` over the ranks (metric sums, counts).
+pub fn all_reduce_sum(world: &dyn Collective, values: &mut [f64]) -> Result<()> {
+    world.all_reduce_sum(Buf::F64(values))
+}
+
+/// Indices `rank, rank + world, …` of `order` padded to a multiple of `world` by repeating
+/// its first indices (torch's `DistributedSampler` with `drop_last=False`): every rank gets
+/// `ceil(len / world)` samples.
+pub fn shard_indices(order: &[u32], rank: usize, world: usize) -> Result<Vec<u32>> {
+    if world == 0 || rank >= world {
+        return Err(Error::Config { flag: "shard", reason: format!("rank {rank} is not in a world of {world}") });
+    }
+    if order.is_empty() {
+        return Ok(Vec::new());
+    }
+    let per_rank = order.len().div_ceil(world);
+    let total = per_rank * world;
+    Ok((rank..total).step_by(world).map(|i| order[i % order.len()]).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_cover_the_data_and_pad_like_torch() {
+        let order: Vec<u32> = (0..10).collect();
+        assert_eq!(shard_indices(&order, 0, 3).unwrap(), [0, 3, 6, 9]);
+        assert_eq!(shard_indices(&order, 1, 3).unwrap(), [1, 4, 7, 0]);
+        assert_eq!(shard_indices(&order, 2, 3).unwrap(), [2, 5, 8, 1]);
+        assert_eq!(shard_indices(&order, 0, 1).unwrap(), order);
+        assert!(shard_indices(&order, 3, 3).is_err());
+    }
+
+    #[test]
+    fn buckets_keep_shapes_dtypes_and_order() {
+        let a = Tensor::new(&[[1f32, 2.], [3., 4.]], &Device::Cpu).unwrap();
+        let b = Tensor::new(&[5f64, 6.], &Device::Cpu).unwrap();
+        let out = with_bucket(&[a.clone(), b.clone()], |buf| {
+            match buf {
+                Buf::F64(v) => v.iter_mut().for_each(|x| *x *= 10.0),
+                Buf::F32(_) => panic!("an f64 tensor makes the bucket f64"),
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(out[0].dtype(), DType::F32);
+        assert_eq!(out[0].to_vec2::<f32>().unwrap(), [[10., 20.], [30., 40.]]);
+        assert_eq!(out[1].to_vec1::<f64>().unwrap(), [50., 60.]);
+    }
+}
