@@ -30,9 +30,20 @@ struct Regression {
 
 #[lightning_module]
 impl Regression {
-    fn training_step(&mut self, batch: &(Tensor, Tensor)) -> candle_core::Result<Tensor> {
+    fn training_step(&mut self, batch: &(Tensor, Tensor), trainer: &mut TrainerState) -> lightning::Result<Tensor> {
+        let fail = std::env::var("LIGHTNING_DDP_FAIL_RANK").ok().and_then(|r| r.parse::<usize>().ok());
+        if fail == Some(trainer.global_rank()) && trainer.global_step == 3 {
+            return Err(lightning::Error::msg("this rank fails on purpose"));
+        }
         let out = self.l2.forward(&self.l1.forward(&batch.0)?.tanh()?)?;
-        (out - &batch.1)?.sqr()?.mean_all()
+        let loss = (out - &batch.1)?.sqr()?.mean_all()?;
+        trainer.log_with("loss", &loss, Log::new().on_epoch(true))?;
+        Ok(loss)
+    }
+
+    fn validation_step(&mut self, batch: &(Tensor, Tensor), trainer: &mut TrainerState) -> lightning::Result<()> {
+        // each rank sees its own shard; the epoch value is reduced over the ranks
+        trainer.log("val_mean_x", batch.0.mean_all()?)
     }
     fn configure_optimizers(&mut self) -> lightning::Result<Sgd> {
         Sgd::with_config(&self.vars, SgdConfig { lr: 0.1, momentum: 0.9, ..Default::default() })
@@ -64,7 +75,11 @@ fn worker() -> lightning::Result<()> {
         .enable_model_summary(false)
         .ddp(world.clone())
         .build()?;
-    trainer.fit_with(&mut model, loader, None::<DataLoader>)?;
+    let val_x = Tensor::arange(0f64, 12.0, &dev)?.reshape((12, 1))?.broadcast_as((12, 4))?.contiguous()?;
+    let val = DataLoader::new(val_x, Tensor::zeros((12, 1), DType::F64, &dev)?, 2)?;
+    let out = trainer.fit_with(&mut model, loader, Some(val))?;
+    // every rank prints the validation mean: the mean of 0..12 whatever the sharding
+    println!("\nVAL {rank} {}", out.metrics["val_mean_x"]);
     if rank == 0 {
         let data = model.vars.data().lock().unwrap_or_else(|p| p.into_inner());
         let mut names: Vec<&String> = data.keys().collect();
@@ -85,10 +100,9 @@ fn ddp_worker() {
     }
 }
 
-/// The weights rank 0 prints, by variable name.
-fn run(ranks: usize) -> BTreeMap<String, Vec<f64>> {
-    let out = Command::new("mpirun")
-        .args(["-np", &ranks.to_string()])
+fn mpirun(ranks: usize) -> Command {
+    let mut cmd = Command::new("mpirun");
+    cmd.args(["-np", &ranks.to_string()])
         .arg(std::env::current_exe().unwrap())
         .args(["--exact", "ddp_worker", "--nocapture", "--test-threads=1"])
         .env("LIGHTNING_DDP_WORKER", "1")
@@ -96,33 +110,70 @@ fn run(ranks: usize) -> BTreeMap<String, Vec<f64>> {
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
-        .env("RAYON_NUM_THREADS", "1")
-        .output()
-        .expect("mpirun (scripts/setup-mpi.sh installs it)");
+        .env("RAYON_NUM_THREADS", "1");
+    cmd
+}
+
+/// The weights rank 0 prints, by variable name, and the validation means all ranks print.
+fn run(ranks: usize) -> (BTreeMap<String, Vec<f64>>, Vec<f64>) {
+    let out = mpirun(ranks).output().expect("mpirun (scripts/setup-mpi.sh installs it)");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{ranks} ranks failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    text.lines()
+    let after = |tag: &'static str| {
         // the harness prints `test ddp_worker ... ` before the rank's own lines
-        .filter_map(|l| l.find("WEIGHT ").map(|at| &l[at + "WEIGHT ".len()..]))
+        text.lines().filter_map(move |l| l.find(tag).map(|at| &l[at + tag.len()..]))
+    };
+    let weights = after("WEIGHT ")
         .map(|l| {
             let mut parts = l.split_whitespace();
             let name = parts.next().unwrap().to_string();
             (name, parts.map(|v| v.parse().unwrap()).collect())
         })
-        .collect()
+        .collect();
+    let vals = after("VAL ").map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap()).collect();
+    (weights, vals)
 }
 
 #[test]
 fn ranks_train_the_same_weights_as_one_process() {
-    let one = run(1);
+    let (one, _) = run(1);
     assert_eq!(one.len(), 4, "{one:?}");
     for ranks in [2, 4] {
-        let many = run(ranks);
+        let (many, vals) = run(ranks);
         assert_eq!(many.keys().collect::<Vec<_>>(), one.keys().collect::<Vec<_>>());
         for (name, want) in &one {
             for (a, b) in many[name].iter().zip(want) {
                 assert!((a - b).abs() < 1e-5, "{ranks} ranks: {name} differs: {a} vs {b}");
             }
         }
+        // the validation metric is reduced over the ranks: the mean of 0..12 on every rank
+        assert_eq!(vals.len(), ranks, "{vals:?}");
+        assert!(vals.iter().all(|v| (v - 5.5).abs() < 1e-12), "{ranks} ranks: {vals:?}");
     }
+}
+
+/// A rank that fails ends the job with a non-zero status, without the others hanging.
+#[test]
+fn a_failing_rank_ends_the_job() {
+    let mut child = mpirun(2)
+        .env("LIGHTNING_DDP_FAIL_RANK", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("mpirun");
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("the job hung after a rank failed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("rank 1 of 2: ") && err.contains("this rank fails on purpose"), "{err}");
 }

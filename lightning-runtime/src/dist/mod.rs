@@ -46,6 +46,12 @@ pub trait Collective: Send + Sync + std::fmt::Debug {
     fn all_reduce_sum(&self, buf: Buf<'_>) -> Result<()>;
     /// `root`'s buffer, copied into every rank's.
     fn broadcast(&self, buf: Buf<'_>, root: usize) -> Result<()>;
+    /// Ends every rank of the job with exit status `code`: what a rank whose training failed
+    /// does, so that the others don't wait forever in their next collective operation.
+    /// A single process returns (its error goes back to the caller).
+    fn abort(&self, code: i32) {
+        let _ = code;
+    }
 }
 
 /// One process: rank 0 of 1; the collective operations change nothing.

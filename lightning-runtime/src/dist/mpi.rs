@@ -71,6 +71,9 @@ impl Collective for Mpi {
         }
         Ok(())
     }
+    fn abort(&self, code: i32) {
+        self.world.abort(code)
+    }
     fn broadcast(&self, buf: Buf<'_>, root: usize) -> Result<()> {
         let root = self.world.process_at_rank(root as i32);
         match buf {

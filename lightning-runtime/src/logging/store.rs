@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use candle_core::{DType, Tensor};
 
 use super::{Log, LogScope, MetricValue, Reduce};
+use crate::dist::{Buf, Collective};
 use crate::{Error, Result};
 
 /// The loop a value was logged in; each has its own epoch.
@@ -60,21 +61,20 @@ impl Entry {
 
     /// Reads the epoch's reduced value back (one read), due to the loggers and shown as `name`.
     fn close_epoch(&mut self, syncs: &Cell<usize>) -> Result<()> {
-        let v = match &self.acc {
+        let total = match &self.acc {
             None => f64::NAN,
-            Some(acc) => {
-                let v = read(acc, syncs)?;
-                if self.reduce == Reduce::Mean {
-                    v / self.weight
-                } else {
-                    v
-                }
-            }
+            Some(acc) => read(acc, syncs)?,
         };
+        self.set_epoch(total, self.weight);
+        Ok(())
+    }
+
+    /// The epoch value from the accumulated total and weight (summed over the ranks under DDP).
+    fn set_epoch(&mut self, total: f64, weight: f64) {
+        let v = if self.reduce == Reduce::Mean { total / weight } else { total };
         self.epoch = Some(v);
         self.epoch_fresh = true;
         self.current = Some(MetricValue::Host(v));
-        Ok(())
     }
 }
 
@@ -222,14 +222,53 @@ impl MetricStore {
         }
     }
 
-    /// A loop's epoch ended: epoch values are computed (one read per metric).
-    pub(crate) fn epoch_end(&mut self, loop_kind: LoopKind) -> Result<()> {
+    /// A loop's epoch ended: epoch values are computed (one read per metric). Under DDP
+    /// (`world` of more than one rank) the totals and weights of mean and sum metrics are
+    /// summed over the ranks first, so every rank computes the same epoch values; max and min
+    /// metrics stay each rank's own.
+    pub(crate) fn epoch_end(&mut self, loop_kind: LoopKind, world: Option<&dyn Collective>) -> Result<()> {
         if !self.ended.contains(&loop_kind) {
             self.ended.push(loop_kind);
         }
         let syncs = &self.syncs;
-        for e in self.entries.iter_mut().filter(|e| e.loop_kind == loop_kind && e.on_epoch && e.acc.is_some()) {
-            e.close_epoch(syncs)?;
+        let closing = |e: &&mut Entry| e.loop_kind == loop_kind && e.on_epoch && e.acc.is_some();
+        let Some(world) = world.filter(|w| w.world_size() > 1) else {
+            for e in self.entries.iter_mut().filter(closing) {
+                e.close_epoch(syncs)?;
+            }
+            return Ok(());
+        };
+        let mut entries: Vec<&mut Entry> = self.entries.iter_mut().filter(closing).collect();
+        // every rank must reduce the same metrics, in the same order: check the count first,
+        // so that a mismatch is an error on every rank rather than a mismatched reduction
+        let mut count = [entries.len() as f64];
+        world.all_reduce_sum(Buf::F64(&mut count))?;
+        if count[0] != (entries.len() * world.world_size()) as f64 {
+            return Err(Error::Config {
+                flag: "ddp",
+                reason: format!(
+                    "the ranks logged different epoch metrics ({} here, {} in all): log the same names on every rank",
+                    entries.len(),
+                    count[0]
+                ),
+            });
+        }
+        let mut sums = Vec::with_capacity(2 * entries.len());
+        for e in &entries {
+            let summed = matches!(e.reduce, Reduce::Mean | Reduce::Sum);
+            let total = match &e.acc {
+                Some(acc) if summed => read(acc, syncs)?,
+                _ => 0.0,
+            };
+            sums.extend([total, if summed { e.weight } else { 0.0 }]);
+        }
+        world.all_reduce_sum(Buf::F64(&mut sums))?;
+        for (e, pair) in entries.iter_mut().zip(sums.chunks_exact(2)) {
+            if matches!(e.reduce, Reduce::Mean | Reduce::Sum) {
+                e.set_epoch(pair[0], pair[1]);
+            } else {
+                e.close_epoch(syncs)?;
+            }
         }
         Ok(())
     }

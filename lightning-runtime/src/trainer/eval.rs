@@ -56,7 +56,8 @@ macro_rules! eval_loop {
                 model.$batch_end(state, &out, &batch, i, 0)?;
             }
             // epoch values are ready for the epoch-end hooks, as in Lightning's `epoch_end_reached`
-            state.metrics.epoch_end(LoopKind::$kind)?;
+            let world = state.world.clone();
+            state.metrics.epoch_end(LoopKind::$kind, world.as_deref())?;
             if L::$i_epoch_end {
                 cbs.$epoch_end(state, model)?;
             }

@@ -428,7 +428,8 @@ where
             // A checkpoint saved now resumes at the next epoch only if this one is done;
             // after `max_steps` or `should_stop` mid-epoch it resumes at the next batch.
             state.at_epoch_end = skipped || epoch_finished;
-            state.metrics.epoch_end(LoopKind::Train)?;
+            let world = state.world.clone();
+            state.metrics.epoch_end(LoopKind::Train, world.as_deref())?;
             if L::IMPL_ON_TRAIN_EPOCH_END {
                 cbs.on_train_epoch_end(state, model, false)?;
             }

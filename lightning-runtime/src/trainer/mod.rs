@@ -184,8 +184,10 @@ impl<C> TrainerBuilder<C> {
     /// Data-parallel training over `world` (Lightning's `strategy="ddp"`): rank 0's parameters
     /// are broadcast at the start of `fit`, every `DataLoader` yields its rank's share of each
     /// epoch (torch's `DistributedSampler`), gradients are averaged over the ranks after each
-    /// backward, and only rank 0 logs, draws the progress bar and writes checkpoints.
-    /// Validation metrics are each rank's own (not yet reduced over the ranks).
+    /// backward, epoch metrics (means and sums) are reduced over the ranks so that every rank
+    /// sees the same `callback_metrics`, and only rank 0 logs, draws the progress bar and
+    /// writes checkpoints. A rank whose run fails prints its error and ends the whole job
+    /// (`Collective::abort`), so the others don't hang.
     ///
     /// ```no_run
     /// # #[cfg(feature = "mpi")]
@@ -384,6 +386,13 @@ impl<C> Trainer<C> {
         let finalized = logs::finalize(&mut state, if result.is_ok() { "success" } else { "failed" });
         self.loggers = std::mem::take(&mut state.loggers);
         self.loggers.append(&mut parked_loggers);
+        if let (Err(e), Some(world)) = (&result, &self.world) {
+            if world.world_size() > 1 {
+                // the other ranks would wait for this one in their next collective operation
+                eprintln!("rank {} of {}: {e}; ending the job", world.rank(), world.world_size());
+                world.abort(1);
+            }
+        }
         let r = result?;
         finalized?;
         Ok((r, state))
