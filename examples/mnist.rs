@@ -80,6 +80,10 @@ pub struct Args {
     /// Epochs without a better `val_acc` before early stopping.
     #[arg(long, default_value_t = 3)]
     pub patience: usize,
+    /// `ddp`: data-parallel over MPI, under `mpirun -np N` (build with `--features mpi`);
+    /// each rank trains on its share with the same `--batch-size`.
+    #[arg(long, default_value = "single")]
+    pub strategy: String,
 }
 
 /// What goes into the logs' `hparams.yaml` and every checkpoint (`#[hparams]`).
@@ -296,7 +300,9 @@ impl EpochSummary {
             get("val_loss")?,
             100.0 * get("val_acc")?,
         );
-        println!("{line}");
+        if trainer.is_global_zero() {
+            println!("{line}");
+        }
         self.lines.push(line);
         Ok(())
     }
@@ -312,6 +318,8 @@ pub struct Report {
     /// `last.ckpt`, to resume from.
     pub last_checkpoint: Option<PathBuf>,
     pub epoch_lines: Vec<String>,
+    /// This process's rank under `--strategy ddp` (0 otherwise): only rank 0 reports.
+    pub rank: usize,
 }
 
 /// Trains, then tests the best checkpoint by `val_acc` (Lightning's `ckpt_path="best"`).
@@ -392,20 +400,37 @@ pub fn run(args: &Args) -> lightning::Result<Report> {
             .logger(CsvLogger::new(&args.root_dir).version(version))
             .logger(TensorBoardLogger::new(&args.root_dir).version(version));
     }
+    #[cfg_attr(not(feature = "mpi"), allow(unused_mut))]
+    let mut rank = 0;
+    match args.strategy.as_str() {
+        "single" => {}
+        #[cfg(feature = "mpi")]
+        "ddp" => {
+            use lightning::dist::Collective;
+            let world = std::sync::Arc::new(lightning::dist::Mpi::init()?);
+            rank = world.rank();
+            builder = builder.ddp(world);
+        }
+        #[cfg(not(feature = "mpi"))]
+        "ddp" => return Err(lightning::Error::msg("--strategy ddp needs the MPI build: --features mpi")),
+        other => return Err(lightning::Error::msg(format!("unknown strategy `{other}`: use single or ddp"))),
+    }
     let mut trainer = builder
         .callbacks((EpochSummary::default(), EarlyStopping::new("val_acc").mode(Mode::Max).patience(args.patience)))
         .build()?;
     if let Some(path) = &args.ckpt_path {
         trainer.resume_from(path);
     }
-    println!(
-        "MNIST-format data: {} training, {} validation, {} test images; model {}; device {:?}",
-        n - n_val,
-        n_val,
-        data.test.images.dim(0)?,
-        args.model,
-        trainer.device()
-    );
+    if rank == 0 {
+        println!(
+            "MNIST-format data: {} training, {} validation, {} test images; model {}; device {:?}",
+            n - n_val,
+            n_val,
+            data.test.images.dim(0)?,
+            args.model,
+            trainer.device()
+        );
+    }
     let device = trainer.device().clone();
     let hparams = HParams {
         model: args.model.clone(),
@@ -441,6 +466,7 @@ pub fn run(args: &Args) -> lightning::Result<Report> {
         best_checkpoint: trainer.checkpoint_callback().and_then(|c| c.best_model_path()).map(PathBuf::from),
         last_checkpoint: fit.last_checkpoint,
         epoch_lines: std::mem::take(&mut trainer.callbacks().0.lines),
+        rank,
     })
 }
 
@@ -448,6 +474,7 @@ pub fn run(args: &Args) -> lightning::Result<Report> {
 fn main() {
     let args = Args::parse();
     match run(&args) {
+        Ok(r) if r.rank != 0 => {}
         Ok(r) => {
             if let Some(p) = &r.best_checkpoint {
                 println!("best checkpoint (tested): {}", p.display());
