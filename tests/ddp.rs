@@ -49,6 +49,16 @@ impl Regression {
         // each rank sees its own shard; the epoch value is reduced over the ranks
         trainer.log("val_mean_x", batch.0.mean_all()?)
     }
+    /// Once per node under DDP: counted in `$LIGHTNING_DDP_ROOT/prepare_data.log`.
+    fn prepare_data(&mut self) -> std::io::Result<()> {
+        if let Ok(root) = std::env::var("LIGHTNING_DDP_ROOT") {
+            use std::io::Write;
+            let path = std::path::Path::new(&root).join("prepare_data.log");
+            std::fs::OpenOptions::new().create(true).append(true).open(path)?.write_all(b"prepared\n")?;
+        }
+        Ok(())
+    }
+
     fn configure_optimizers(&mut self) -> lightning::Result<Sgd> {
         Sgd::with_config(&self.vars, SgdConfig { lr: 0.1, momentum: 0.9, ..Default::default() })
     }
@@ -133,7 +143,13 @@ fn mpirun(ranks: usize) -> Command {
 
 /// The weights rank 0 prints, by variable name, and the validation means all ranks print.
 fn run(ranks: usize) -> (BTreeMap<String, Vec<f64>>, Vec<f64>) {
-    let out = mpirun(ranks).output().expect("mpirun (scripts/setup-mpi.sh installs it)");
+    let dir = tempfile::tempdir().unwrap();
+    let out = mpirun(ranks)
+        .env("LIGHTNING_DDP_ROOT", dir.path())
+        .output()
+        .expect("mpirun (scripts/setup-mpi.sh installs it)");
+    let prepared = std::fs::read_to_string(dir.path().join("prepare_data.log")).unwrap_or_default();
+    assert_eq!(prepared.lines().count(), 1, "prepare_data runs once per node, on {ranks} ranks");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{ranks} ranks failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
     let after = |tag: &'static str| {

@@ -4,8 +4,9 @@ use candle_core::Device;
 
 use crate::{CallbackList, DataModule, LightningModule, Result, Stage, TrainerState};
 
-/// `prepare_data` (datamodule, module), `setup` (datamodule, callbacks, module),
-/// `configure_model`, then the move of the parameters to the device and dtype.
+/// `prepare_data` (datamodule, module; once per node under DDP), `setup` (datamodule,
+/// callbacks, module), `configure_model`, then the move of the parameters to the device and
+/// dtype.
 pub(crate) fn setup<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch = M::Batch>>(
     stage: Stage,
     state: &mut TrainerState,
@@ -13,8 +14,15 @@ pub(crate) fn setup<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch
     cbs: &mut L,
     dm: &mut DM,
 ) -> Result<()> {
-    dm.prepare_data()?;
-    model.prepare_data(state)?;
+    // under DDP, once per node (its local rank 0, as Lightning's default
+    // `prepare_data_per_node`); the other ranks wait for it, then every rank sets up
+    if state.local_rank() == 0 {
+        dm.prepare_data()?;
+        model.prepare_data(state)?;
+    }
+    if let Some(world) = &state.world {
+        world.barrier()?;
+    }
     dm.setup(stage)?;
     if L::IMPL_SETUP {
         cbs.setup(state, model, stage)?;
