@@ -73,22 +73,35 @@ fn worker() -> lightning::Result<()> {
     }
     let dev = Device::Cpu;
     let vars = VarMap::new();
-    let vb = lightning::seeded_var_builder(&vars, 100 + rank as u64, DType::F64, &dev);
+    // `LIGHTNING_DDP_SEED` shifts the initial weights (a resume must not depend on them)
+    let shift: u64 = std::env::var("LIGHTNING_DDP_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let vb = lightning::seeded_var_builder(&vars, 100 + shift + rank as u64, DType::F64, &dev);
     let mut model =
         Regression { l1: candle_nn::linear(4, 8, vb.pp("l1"))?, l2: candle_nn::linear(8, 1, vb.pp("l2"))?, vars };
     let x: Vec<f64> = (0..SAMPLES * 4).map(|i| ((i * 37 % 101) as f64 / 50.0 - 1.0).sin()).collect();
     let x = Tensor::from_vec(x, (SAMPLES, 4), &dev)?;
     let y = x.sum_keepdim(1)?.sin()?;
     let loader = DataLoader::new(x, y, GLOBAL_BATCH / size)?;
-    let mut trainer = Trainer::builder()
-        .max_steps(20)
+    // the resume test: whole epochs, a checkpoint directory, a checkpoint to resume from
+    let env = |k: &str| std::env::var(k).ok();
+    let mut builder = Trainer::builder()
         .num_sanity_val_steps(0)
-        .enable_checkpointing(false)
         .enable_logger(false)
         .enable_progress_bar(false)
         .enable_model_summary(false)
-        .ddp(world.clone())
-        .build()?;
+        .ddp(world.clone());
+    builder = match env("LIGHTNING_DDP_EPOCHS").and_then(|e| e.parse().ok()) {
+        Some(epochs) => builder.max_epochs(epochs),
+        None => builder.max_steps(20),
+    };
+    builder = match env("LIGHTNING_DDP_CKPT_DIR") {
+        Some(dir) => builder.checkpoint(ModelCheckpoint::new().dirpath(dir).save_last(true)),
+        None => builder.enable_checkpointing(false),
+    };
+    let mut trainer = builder.build()?;
+    if let Some(path) = env("LIGHTNING_DDP_RESUME") {
+        trainer.resume_from(path);
+    }
     let val_x = Tensor::arange(0f64, 12.0, &dev)?.reshape((12, 1))?.broadcast_as((12, 4))?.contiguous()?;
     let val = DataLoader::new(val_x, Tensor::zeros((12, 1), DType::F64, &dev)?, 2)?;
     let out = trainer.fit_with(&mut model, loader, Some(val))?;
@@ -235,4 +248,49 @@ fn the_example_under_ddp_matches_one_process() {
     // rank 0 alone wrote logs and checkpoints
     let versions = std::fs::read_dir(ddp_root.join("lightning_logs")).unwrap().count();
     assert_eq!(versions, 1);
+}
+
+/// The weights rank 0 prints at the end of one `mpirun` with these settings.
+fn run_with(ranks: usize, vars: &[(&str, String)]) -> BTreeMap<String, Vec<f64>> {
+    let mut cmd = mpirun(ranks);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("mpirun");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    text.lines()
+        .filter_map(|l| l.find("WEIGHT ").map(|at| &l[at + "WEIGHT ".len()..]))
+        .map(|l| {
+            let mut parts = l.split_whitespace();
+            (parts.next().unwrap().to_string(), parts.map(|v| v.parse().unwrap()).collect())
+        })
+        .collect()
+}
+
+/// A checkpoint written by a 2-rank run resumes in a 1-rank run, and the other way round:
+/// one epoch, a resume for the second, the same weights as two epochs in one process (the
+/// global batch is the same whatever the world size).
+#[test]
+fn checkpoints_resume_across_world_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |s: &str| dir.path().join(s).to_str().unwrap().to_string();
+    let whole = run_with(1, &[("LIGHTNING_DDP_EPOCHS", "2".into())]);
+    assert_eq!(whole.len(), 4);
+    for (first, second) in [(2, 1), (1, 2)] {
+        let ckpts = path(&format!("ckpt-{first}-{second}"));
+        run_with(first, &[("LIGHTNING_DDP_EPOCHS", "1".into()), ("LIGHTNING_DDP_CKPT_DIR", ckpts.clone())]);
+        let last = format!("{ckpts}/last.ckpt");
+        assert!(std::path::Path::new(&last).is_dir(), "rank 0 saved {last}");
+        // other initial weights: only the checkpoint can bring the run back to `whole`
+        let resumed = run_with(
+            second,
+            &[("LIGHTNING_DDP_EPOCHS", "2".into()), ("LIGHTNING_DDP_RESUME", last), ("LIGHTNING_DDP_SEED", "7".into())],
+        );
+        for (name, want) in &whole {
+            for (a, b) in resumed[name].iter().zip(want) {
+                assert!((a - b).abs() < 1e-5, "{first} then {second} ranks: {name} differs: {a} vs {b}");
+            }
+        }
+    }
 }
