@@ -291,3 +291,32 @@ fn an_mnist_split_is_a_dataset() {
     assert_eq!(batches[0].0.dims(), [2, 4]);
     assert_eq!(batches[1].1.to_vec1::<u32>().unwrap(), [9]);
 }
+
+/// Under data-parallel training each rank reads its share (torch's `DistributedSampler`: the
+/// same shuffle on every rank, rank r takes positions r, r + world, …, padded): the shares
+/// cover the data set, with workers too. `DataLoader` shards the same way.
+#[test]
+fn map_loaders_and_data_loaders_shard_by_rank() {
+    let world = 3;
+    let mut seen = Vec::new();
+    for rank in 0..world {
+        let mut l = MapLoader::new(Numbers::new(23), 4).unwrap().shuffle(5).num_workers(2);
+        l.shard(rank, world).unwrap();
+        assert_eq!(l.len(), 2, "8 samples a rank (23 padded to 24), batches of 4");
+        let share: Vec<u32> = epoch(&mut l, 1).iter().flat_map(|b| b.0.iter().map(|r| r[0] as u32)).collect();
+        assert_eq!(share.len(), 8);
+        seen.extend(share);
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen, (0..23).collect::<Vec<_>>(), "the shares cover every sample");
+    let mut l = MapLoader::new(Numbers::new(23), 4).unwrap();
+    assert!(l.shard(3, 3).is_err(), "rank 3 is not in a world of 3");
+
+    let x = Tensor::arange(0f32, 10.0, &Device::Cpu).unwrap().reshape((10, 1)).unwrap();
+    let mut d = DataLoader::new(x.clone(), x, 2).unwrap();
+    d.shard(1, 2).unwrap();
+    let got: Vec<f32> =
+        d.batches(0).flat_map(|b| b.unwrap().0.flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect();
+    assert_eq!(got, [1., 3., 5., 7., 9.]);
+}

@@ -108,6 +108,8 @@ pub struct MapLoader<D: Dataset> {
     drop_last: bool,
     num_workers: usize,
     prefetch: usize,
+    /// (rank, world size) under data-parallel training.
+    shard: Option<(usize, usize)>,
 }
 
 impl<D: Dataset> MapLoader<D> {
@@ -122,6 +124,7 @@ impl<D: Dataset> MapLoader<D> {
             drop_last: false,
             num_workers: 0,
             prefetch: 2,
+            shard: None,
         })
     }
 
@@ -153,11 +156,23 @@ impl<D: Dataset> MapLoader<D> {
         &self.dataset
     }
 
+    /// Samples an epoch yields: this rank's share when sharded.
+    fn epoch_samples(&self) -> usize {
+        match self.shard {
+            Some((_, world)) => self.dataset.len().div_ceil(world),
+            None => self.dataset.len(),
+        }
+    }
+
     fn plan(&self, epoch: usize) -> Vec<Vec<usize>> {
         let mut idx: Vec<usize> = (0..self.dataset.len()).collect();
         if let Some(seed) = self.shuffle {
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             idx.shuffle(&mut rng);
+        }
+        if let Some((rank, world)) = self.shard {
+            // `shard` checked rank < world: this cannot fail
+            idx = crate::dist::shard_indices(&idx, rank, world).unwrap_or_default();
         }
         let mut batches: Vec<Vec<usize>> = idx.chunks(self.batch_size).map(<[usize]>::to_vec).collect();
         if self.drop_last && batches.last().is_some_and(|b| b.len() < self.batch_size) {
@@ -222,12 +237,18 @@ impl<D: Dataset> Loader for MapLoader<D> {
     type Batch = <D::Item as Collate>::Batch;
 
     fn len(&self) -> usize {
-        let n = self.dataset.len();
+        let n = self.epoch_samples();
         if self.drop_last {
             n / self.batch_size
         } else {
             n.div_ceil(self.batch_size)
         }
+    }
+
+    fn shard(&mut self, rank: usize, world: usize) -> Result<()> {
+        crate::dist::shard_indices(&[0usize], rank, world)?;
+        self.shard = (world > 1).then_some((rank, world));
+        Ok(())
     }
 
     fn batches(&mut self, epoch: usize) -> impl Iterator<Item = Result<Self::Batch>> + '_ {

@@ -155,7 +155,7 @@ impl Loader for DataLoader {
     type Batch = (Tensor, Tensor);
 
     fn shard(&mut self, rank: usize, world: usize) -> Result<()> {
-        crate::dist::shard_indices(&[0], rank, world)?;
+        crate::dist::shard_indices(&[0u32], rank, world)?;
         self.shard = (world > 1).then_some((rank, world));
         Ok(())
     }

@@ -150,7 +150,7 @@ pub fn all_reduce_sum(world: &dyn Collective, values: &mut [f64]) -> Result<()> 
 /// Indices `rank, rank + world, …` of `order` padded to a multiple of `world` by repeating
 /// its first indices (torch's `DistributedSampler` with `drop_last=False`): every rank gets
 /// `ceil(len / world)` samples.
-pub fn shard_indices(order: &[u32], rank: usize, world: usize) -> Result<Vec<u32>> {
+pub fn shard_indices<T: Copy>(order: &[T], rank: usize, world: usize) -> Result<Vec<T>> {
     if world == 0 || rank >= world {
         return Err(Error::Config { flag: "shard", reason: format!("rank {rank} is not in a world of {world}") });
     }
