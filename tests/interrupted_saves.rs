@@ -44,8 +44,15 @@ fn checkpoints_survive_sigkill() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // the kill must land while the child saves, not while it starts (a busy machine can
+        // take longer than the delay below to start it): wait for its first checkpoint
+        let started = std::time::Instant::now();
+        while !dir.path().join("latest.ckpt").exists() {
+            assert!(started.elapsed() < Duration::from_secs(30), "round {round}: the saving child never saved");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         // a different moment each round (deterministic, so failures reproduce)
-        std::thread::sleep(Duration::from_millis(150 + (round * 37) % 200));
+        std::thread::sleep(Duration::from_millis(50 + (round * 37) % 200));
         child.kill().unwrap(); // SIGKILL on Unix
         child.wait().unwrap();
         for entry in std::fs::read_dir(dir.path()).unwrap() {
