@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use candle_core::{Device, Tensor};
-use rand::{seq::SliceRandom, SeedableRng};
 
 use super::Loader;
+use crate::dist::Shard;
 use crate::{Error, Result};
 
 /// A data set read by index: torch's map-style `Dataset`.
@@ -108,8 +108,8 @@ pub struct MapLoader<D: Dataset> {
     drop_last: bool,
     num_workers: usize,
     prefetch: usize,
-    /// (rank, world size) under data-parallel training.
-    shard: Option<(usize, usize)>,
+    /// This rank's share under data-parallel training.
+    shard: Option<Shard>,
 }
 
 impl<D: Dataset> MapLoader<D> {
@@ -158,22 +158,11 @@ impl<D: Dataset> MapLoader<D> {
 
     /// Samples an epoch yields: this rank's share when sharded.
     fn epoch_samples(&self) -> usize {
-        match self.shard {
-            Some((_, world)) => self.dataset.len().div_ceil(world),
-            None => self.dataset.len(),
-        }
+        self.shard.map_or(self.dataset.len(), |s| s.samples(self.dataset.len()))
     }
 
     fn plan(&self, epoch: usize) -> Vec<Vec<usize>> {
-        let mut idx: Vec<usize> = (0..self.dataset.len()).collect();
-        if let Some(seed) = self.shuffle {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            idx.shuffle(&mut rng);
-        }
-        if let Some((rank, world)) = self.shard {
-            // `shard` checked rank < world: this cannot fail
-            idx = crate::dist::shard_indices(&idx, rank, world).unwrap_or_default();
-        }
+        let idx = super::epoch_order(self.dataset.len(), self.shuffle, self.shard, epoch);
         let mut batches: Vec<Vec<usize>> = idx.chunks(self.batch_size).map(<[usize]>::to_vec).collect();
         if self.drop_last && batches.last().is_some_and(|b| b.len() < self.batch_size) {
             batches.pop();
@@ -246,8 +235,8 @@ impl<D: Dataset> Loader for MapLoader<D> {
     }
 
     fn shard(&mut self, rank: usize, world: usize) -> Result<()> {
-        crate::dist::shard_indices(&[0usize], rank, world)?;
-        self.shard = (world > 1).then_some((rank, world));
+        let shard = Shard::new(rank, world)?;
+        self.shard = (world > 1).then_some(shard);
         Ok(())
     }
 

@@ -11,6 +11,7 @@ use std::marker::PhantomData;
 use candle_core::{Tensor, D};
 use rand::{seq::SliceRandom, SeedableRng};
 
+use crate::dist::Shard;
 use crate::{Error, Result};
 
 pub use dataset::{Collate, Dataset, MapLoader};
@@ -82,8 +83,8 @@ pub struct DataLoader {
     batch_size: usize,
     shuffle: Option<u64>,
     drop_last: bool,
-    /// (rank, world size) under data-parallel training.
-    shard: Option<(usize, usize)>,
+    /// This rank's share under data-parallel training.
+    shard: Option<Shard>,
 }
 
 impl DataLoader {
@@ -122,10 +123,7 @@ impl DataLoader {
 
     /// Samples an epoch yields: this rank's share when sharded.
     fn epoch_samples(&self) -> usize {
-        match self.shard {
-            Some((_, world)) => self.num_samples().div_ceil(world),
-            None => self.num_samples(),
-        }
+        self.shard.map_or(self.num_samples(), |s| s.samples(self.num_samples()))
     }
 
     /// The batch size.
@@ -133,21 +131,26 @@ impl DataLoader {
         self.batch_size
     }
 
-    /// The sample order of an epoch, `None` for 0, 1, 2, …: shuffled with the seed and the
-    /// epoch (the same on every rank), then this rank's share when sharded.
-    fn order(&self, epoch: usize) -> Result<Option<Vec<u32>>> {
+    /// The sample order of an epoch, `None` for 0, 1, 2, ….
+    fn order(&self, epoch: usize) -> Option<Vec<u32>> {
         if self.shuffle.is_none() && self.shard.is_none() {
-            return Ok(None);
+            return None;
         }
-        let mut idx: Vec<u32> = (0..self.num_samples() as u32).collect();
-        if let Some(seed) = self.shuffle {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            idx.shuffle(&mut rng);
-        }
-        if let Some((rank, world)) = self.shard {
-            idx = crate::dist::shard_indices(&idx, rank, world)?;
-        }
-        Ok(Some(idx))
+        Some(epoch_order(self.num_samples(), self.shuffle, self.shard, epoch).into_iter().map(|i| i as u32).collect())
+    }
+}
+
+/// The sample indices of an epoch: 0‥n, shuffled with `seed` and the epoch (the same on every
+/// rank), then this rank's share when sharded. Shared by the loaders.
+pub(crate) fn epoch_order(n: usize, seed: Option<u64>, shard: Option<Shard>, epoch: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    if let Some(seed) = seed {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        idx.shuffle(&mut rng);
+    }
+    match shard {
+        Some(s) => s.indices(&idx),
+        None => idx,
     }
 }
 
@@ -155,8 +158,8 @@ impl Loader for DataLoader {
     type Batch = (Tensor, Tensor);
 
     fn shard(&mut self, rank: usize, world: usize) -> Result<()> {
-        crate::dist::shard_indices(&[0u32], rank, world)?;
-        self.shard = (world > 1).then_some((rank, world));
+        let shard = Shard::new(rank, world)?;
+        self.shard = (world > 1).then_some(shard);
         Ok(())
     }
 
@@ -176,9 +179,8 @@ impl Loader for DataLoader {
             let start = b * self.batch_size;
             let len = self.batch_size.min(n - start);
             match &order {
-                Err(e) => Err(Error::Data(e.to_string())),
-                Ok(None) => Ok((self.inputs.narrow(0, start, len)?, self.targets.narrow(0, start, len)?)),
-                Ok(Some(order)) => {
+                None => Ok((self.inputs.narrow(0, start, len)?, self.targets.narrow(0, start, len)?)),
+                Some(order) => {
                     let ids = Tensor::from_slice(&order[start..start + len], len, self.inputs.device())?;
                     Ok((self.inputs.index_select(&ids, 0)?, self.targets.index_select(&ids, 0)?))
                 }

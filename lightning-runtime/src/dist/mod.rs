@@ -147,19 +147,42 @@ pub fn all_reduce_sum(world: &dyn Collective, values: &mut [f64]) -> Result<()> 
     world.all_reduce_sum(Buf::F64(values))
 }
 
-/// Indices `rank, rank + world, …` of `order` padded to a multiple of `world` by repeating
-/// its first indices (torch's `DistributedSampler` with `drop_last=False`): every rank gets
-/// `ceil(len / world)` samples.
+/// One rank's share of a loader's epoch (torch's `DistributedSampler` with
+/// `drop_last=False`): positions `rank, rank + world, …` of the epoch's order, padded to a
+/// multiple of `world` by repeating its first indices, so every rank gets `ceil(len / world)`
+/// samples. Made only for a rank inside its world.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    rank: usize,
+    world: usize,
+}
+
+impl Shard {
+    pub fn new(rank: usize, world: usize) -> Result<Self> {
+        if world == 0 || rank >= world {
+            return Err(Error::Config { flag: "shard", reason: format!("rank {rank} is not in a world of {world}") });
+        }
+        Ok(Shard { rank, world })
+    }
+
+    /// Samples this rank reads of `len`.
+    pub fn samples(&self, len: usize) -> usize {
+        len.div_ceil(self.world)
+    }
+
+    /// This rank's indices of an epoch's `order`.
+    pub fn indices<T: Copy>(&self, order: &[T]) -> Vec<T> {
+        if order.is_empty() {
+            return Vec::new();
+        }
+        let total = self.samples(order.len()) * self.world;
+        (self.rank..total).step_by(self.world).map(|i| order[i % order.len()]).collect()
+    }
+}
+
+/// [`Shard::indices`] for `rank` of `world`.
 pub fn shard_indices<T: Copy>(order: &[T], rank: usize, world: usize) -> Result<Vec<T>> {
-    if world == 0 || rank >= world {
-        return Err(Error::Config { flag: "shard", reason: format!("rank {rank} is not in a world of {world}") });
-    }
-    if order.is_empty() {
-        return Ok(Vec::new());
-    }
-    let per_rank = order.len().div_ceil(world);
-    let total = per_rank * world;
-    Ok((rank..total).step_by(world).map(|i| order[i % order.len()]).collect())
+    Ok(Shard::new(rank, world)?.indices(order))
 }
 
 #[cfg(test)]
