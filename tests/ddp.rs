@@ -155,30 +155,42 @@ fn mpirun(ranks: usize) -> Command {
     cmd
 }
 
+/// What follows `tag` on the ranks' lines (the harness prints `test ddp_worker ... ` before
+/// a rank's own lines).
+fn tagged<'a>(text: &'a str, tag: &'static str) -> impl Iterator<Item = &'a str> {
+    text.lines().filter_map(move |l| l.find(tag).map(|at| &l[at + tag.len()..]))
+}
+
+/// The `WEIGHT <name> <values…>` lines rank 0 prints, by variable name.
+fn weights(text: &str) -> BTreeMap<String, Vec<f64>> {
+    tagged(text, "WEIGHT ")
+        .map(|l| {
+            let mut parts = l.split_whitespace();
+            (parts.next().unwrap().to_string(), parts.map(|v| v.parse().unwrap()).collect())
+        })
+        .collect()
+}
+
+/// One successful `mpirun` with these extra variables; its standard output.
+fn run_ok(ranks: usize, vars: &[(&str, String)]) -> String {
+    let mut cmd = mpirun(ranks);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("mpirun (scripts/setup-mpi.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{ranks} ranks failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    text
+}
+
 /// The weights rank 0 prints, by variable name, and the validation means all ranks print.
 fn run(ranks: usize) -> (BTreeMap<String, Vec<f64>>, Vec<f64>) {
     let dir = tempfile::tempdir().unwrap();
-    let out = mpirun(ranks)
-        .env("LIGHTNING_DDP_ROOT", dir.path())
-        .output()
-        .expect("mpirun (scripts/setup-mpi.sh installs it)");
+    let text = run_ok(ranks, &[("LIGHTNING_DDP_ROOT", dir.path().to_str().unwrap().to_string())]);
     let prepared = std::fs::read_to_string(dir.path().join("prepare_data.log")).unwrap_or_default();
     assert_eq!(prepared.lines().count(), 1, "prepare_data runs once per node, on {ranks} ranks");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{ranks} ranks failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    let after = |tag: &'static str| {
-        // the harness prints `test ddp_worker ... ` before the rank's own lines
-        text.lines().filter_map(move |l| l.find(tag).map(|at| &l[at + tag.len()..]))
-    };
-    let weights = after("WEIGHT ")
-        .map(|l| {
-            let mut parts = l.split_whitespace();
-            let name = parts.next().unwrap().to_string();
-            (name, parts.map(|v| v.parse().unwrap()).collect())
-        })
-        .collect();
-    let vals = after("VAL ").map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap()).collect();
-    (weights, vals)
+    let vals = tagged(&text, "VAL ").map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap()).collect();
+    (weights(&text), vals)
 }
 
 #[test]
@@ -235,15 +247,10 @@ fn the_example_under_ddp_matches_one_process() {
     let args = mnist::Args::parse_from(["mnist", "--root-dir", single_root.to_str().unwrap()]);
     let single = mnist::run(&args).unwrap().test_accuracy;
     let ddp_root = dir.path().join("ddp");
-    let out = mpirun(2)
-        .env("LIGHTNING_DDP_WORKER", "mnist")
-        .env("LIGHTNING_DDP_ROOT", ddp_root.to_str().unwrap())
-        .output()
-        .expect("mpirun");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    let accs: Vec<f64> =
-        text.lines().filter_map(|l| l.find("ACC ").map(|at| l[at + 4..].trim().parse().unwrap())).collect();
+    let vars =
+        [("LIGHTNING_DDP_WORKER", "mnist".to_string()), ("LIGHTNING_DDP_ROOT", ddp_root.to_str().unwrap().into())];
+    let text = run_ok(2, &vars);
+    let accs: Vec<f64> = tagged(&text, "ACC ").map(|l| l.trim().parse().unwrap()).collect();
     assert_eq!(accs.len(), 1, "rank 0 alone reports: {text}");
     assert!((accs[0] - single).abs() < 0.005, "2 ranks: {}, one process: {single}", accs[0]);
     // rank 0 alone wrote logs and checkpoints
@@ -253,20 +260,7 @@ fn the_example_under_ddp_matches_one_process() {
 
 /// The weights rank 0 prints at the end of one `mpirun` with these settings.
 fn run_with(ranks: usize, vars: &[(&str, String)]) -> BTreeMap<String, Vec<f64>> {
-    let mut cmd = mpirun(ranks);
-    for (k, v) in vars {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("mpirun");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    text.lines()
-        .filter_map(|l| l.find("WEIGHT ").map(|at| &l[at + "WEIGHT ".len()..]))
-        .map(|l| {
-            let mut parts = l.split_whitespace();
-            (parts.next().unwrap().to_string(), parts.map(|v| v.parse().unwrap()).collect())
-        })
-        .collect()
+    weights(&run_ok(ranks, vars))
 }
 
 /// A checkpoint written by a 2-rank run resumes in a 1-rank run, and the other way round:
