@@ -80,10 +80,18 @@ pub struct Args {
     /// Epochs without a better `val_acc` before early stopping.
     #[arg(long, default_value_t = 3)]
     pub patience: usize,
-    /// `ddp`: data-parallel over MPI, under `mpirun -np N` (build with `--features mpi`);
-    /// each rank trains on its share with the same `--batch-size`.
-    #[arg(long, default_value = "single")]
-    pub strategy: String,
+    /// `auto`, `single_device` or `ddp` (data-parallel: each rank trains on its share with
+    /// the same `--batch-size`). Under `mpirun -np N` (feature `mpi`) or a torchrun-style
+    /// launcher (feature `nccl`), `auto` is DDP.
+    #[arg(long, default_value = "auto")]
+    pub strategy: Strategy,
+    /// Processes per node: `--devices 2` runs this program as 2 ranks (`mpirun` on CPUs,
+    /// NCCL on GPUs). Unset: as many as the launcher started, else 1.
+    #[arg(long)]
+    pub devices: Option<usize>,
+    /// Nodes of a job started by a launcher on each.
+    #[arg(long, default_value_t = 1)]
+    pub num_nodes: usize,
 }
 
 /// What goes into the logs' `hparams.yaml` and every checkpoint (`#[hparams]`).
@@ -400,20 +408,9 @@ pub fn run(args: &Args) -> lightning::Result<Report> {
             .logger(CsvLogger::new(&args.root_dir).version(version))
             .logger(TensorBoardLogger::new(&args.root_dir).version(version));
     }
-    #[cfg_attr(not(feature = "mpi"), allow(unused_mut))]
-    let mut rank = 0;
-    match args.strategy.as_str() {
-        "single" => {}
-        #[cfg(feature = "mpi")]
-        "ddp" => {
-            use lightning::dist::Collective;
-            let world = std::sync::Arc::new(lightning::dist::Mpi::init()?);
-            rank = world.rank();
-            builder = builder.ddp(world);
-        }
-        #[cfg(not(feature = "mpi"))]
-        "ddp" => return Err(lightning::Error::msg("--strategy ddp needs the MPI build: --features mpi")),
-        other => return Err(lightning::Error::msg(format!("unknown strategy `{other}`: use single or ddp"))),
+    builder = builder.strategy(args.strategy).num_nodes(args.num_nodes);
+    if let Some(devices) = args.devices {
+        builder = builder.devices(devices);
     }
     let mut trainer = builder
         .callbacks((EpochSummary::default(), EarlyStopping::new("val_acc").mode(Mode::Max).patience(args.patience)))
@@ -421,6 +418,7 @@ pub fn run(args: &Args) -> lightning::Result<Report> {
     if let Some(path) = &args.ckpt_path {
         trainer.resume_from(path);
     }
+    let rank = trainer.global_rank();
     if rank == 0 {
         println!(
             "MNIST-format data: {} training, {} validation, {} test images; model {}; device {:?}",

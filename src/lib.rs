@@ -53,6 +53,7 @@ pub mod prelude {
     pub use lightning_runtime::{
         seeded_var_builder, Accelerator, Callback, Checkpoint, CsvLogger, DataLoader, Flow, GradientClipAlgorithm,
         Gradients, LightningModule, Loader, Log, ManualOptimization, ModelCheckpoint, OptimizerClosure, Precision,
-        Reduce, Relocate, Relocation, Stage, StepOutput, TensorBoardLogger, Trainer, TrainerState, TransferBatch,
+        Reduce, Relocate, Relocation, Stage, StepOutput, Strategy, TensorBoardLogger, Trainer, TrainerState,
+        TransferBatch,
     };
 }

@@ -15,11 +15,9 @@ use std::process::Command;
 #[allow(dead_code)]
 mod mnist;
 
-use std::sync::Arc;
-
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Linear, VarMap};
-use lightning::dist::{Collective, Mpi};
+use lightning::dist::Mpi;
 use lightning::prelude::*;
 
 // 72 samples, global batch 12: every world size of 1 to 4 splits both evenly
@@ -66,31 +64,22 @@ impl Regression {
 }
 
 /// One rank's training; rank 0 prints the final weights as `WEIGHT <name> <values…>` lines.
+/// `LIGHTNING_DDP_LAUNCH`: unset, the rank joins MPI itself and passes the world to
+/// `ddp(..)`; `flags`, the trainer's `strategy(Ddp)` finds the job `mpirun` started;
+/// `devices`, this process was started alone and `devices(2)` starts the ranks.
 fn worker() -> lightning::Result<()> {
-    let world = Arc::new(Mpi::init()?);
-    let (rank, size) = (world.rank(), world.world_size());
-    if GLOBAL_BATCH % size != 0 {
-        return Err(lightning::Error::msg(format!("{size} ranks do not split a global batch of {GLOBAL_BATCH}")));
-    }
-    let dev = Device::Cpu;
-    let vars = VarMap::new();
-    // `LIGHTNING_DDP_SEED` shifts the initial weights (a resume must not depend on them)
-    let shift: u64 = std::env::var("LIGHTNING_DDP_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let vb = lightning::seeded_var_builder(&vars, 100 + shift + rank as u64, DType::F64, &dev);
-    let mut model =
-        Regression { l1: candle_nn::linear(4, 8, vb.pp("l1"))?, l2: candle_nn::linear(8, 1, vb.pp("l2"))?, vars };
-    let x: Vec<f64> = (0..SAMPLES * 4).map(|i| ((i * 37 % 101) as f64 / 50.0 - 1.0).sin()).collect();
-    let x = Tensor::from_vec(x, (SAMPLES, 4), &dev)?;
-    let y = x.sum_keepdim(1)?.sin()?;
-    let loader = DataLoader::new(x, y, GLOBAL_BATCH / size)?;
-    // the resume test: whole epochs, a checkpoint directory, a checkpoint to resume from
     let env = |k: &str| std::env::var(k).ok();
     let mut builder = Trainer::builder()
         .num_sanity_val_steps(0)
         .enable_logger(false)
         .enable_progress_bar(false)
-        .enable_model_summary(false)
-        .ddp(world.clone());
+        .enable_model_summary(false);
+    builder = match env("LIGHTNING_DDP_LAUNCH").as_deref() {
+        None => builder.ddp(Mpi::init()?),
+        Some("flags") => builder.strategy(Strategy::Ddp),
+        Some("devices") => builder.strategy(Strategy::Ddp).devices(2),
+        Some(other) => panic!("unknown launch {other}"),
+    };
     builder = match env("LIGHTNING_DDP_EPOCHS").and_then(|e| e.parse().ok()) {
         Some(epochs) => builder.max_epochs(epochs),
         None => builder.max_steps(20),
@@ -99,7 +88,27 @@ fn worker() -> lightning::Result<()> {
         Some(dir) => builder.checkpoint(ModelCheckpoint::new().dirpath(dir).save_last(true)),
         None => builder.enable_checkpointing(false),
     };
+    if let Some(k) = env("LIGHTNING_DDP_ACCUMULATE").and_then(|k| k.parse().ok()) {
+        builder = builder.accumulate_grad_batches(k);
+    }
     let mut trainer = builder.build()?;
+    let (rank, size) = (trainer.global_rank(), trainer.world_size());
+    if GLOBAL_BATCH % size != 0 {
+        return Err(lightning::Error::msg(format!("{size} ranks do not split a global batch of {GLOBAL_BATCH}")));
+    }
+    let dev = Device::Cpu;
+    let vars = VarMap::new();
+    // `LIGHTNING_DDP_SEED` shifts the initial weights (a resume must not depend on them)
+    let shift: u64 = env("LIGHTNING_DDP_SEED").and_then(|s| s.parse().ok()).unwrap_or(0);
+    let vb = lightning::seeded_var_builder(&vars, 100 + shift + rank as u64, DType::F64, &dev);
+    let mut model =
+        Regression { l1: candle_nn::linear(4, 8, vb.pp("l1"))?, l2: candle_nn::linear(8, 1, vb.pp("l2"))?, vars };
+    // `LIGHTNING_DDP_SAMPLES`: another data set size (one with a short last batch)
+    let samples = env("LIGHTNING_DDP_SAMPLES").and_then(|n| n.parse().ok()).unwrap_or(SAMPLES);
+    let x: Vec<f64> = (0..samples * 4).map(|i| ((i * 37 % 101) as f64 / 50.0 - 1.0).sin()).collect();
+    let x = Tensor::from_vec(x, (samples, 4), &dev)?;
+    let y = x.sum_keepdim(1)?.sin()?;
+    let loader = DataLoader::new(x, y, GLOBAL_BATCH / size)?;
     if let Some(path) = env("LIGHTNING_DDP_RESUME") {
         trainer.resume_from(path);
     }
@@ -285,6 +294,59 @@ fn checkpoints_resume_across_world_sizes() {
         for (name, want) in &whole {
             for (a, b) in resumed[name].iter().zip(want) {
                 assert!((a - b).abs() < 1e-5, "{first} then {second} ranks: {name} differs: {a} vs {b}");
+            }
+        }
+    }
+}
+
+/// The last batch of each epoch is short (76 = 6 × 12 + 4 samples): with 2 and 4 ranks it is
+/// split evenly too (2 + 2, 1 + 1 + 1 + 1), so the mean of the ranks' means is the global mean.
+/// With accumulation over 2 batches the ranks sync once per window (torch's `no_sync`), and
+/// train the same weights as one process.
+#[test]
+fn short_last_batches_and_accumulation_match_one_process() {
+    let base = [("LIGHTNING_DDP_SAMPLES", "76".to_string()), ("LIGHTNING_DDP_EPOCHS", "2".to_string())];
+    for accumulate in ["1", "2"] {
+        let vars: Vec<(&str, String)> =
+            base.iter().cloned().chain([("LIGHTNING_DDP_ACCUMULATE", accumulate.to_string())]).collect();
+        let one = run_with(1, &vars);
+        assert_eq!(one.len(), 4);
+        for ranks in [2, 4] {
+            let many = run_with(ranks, &vars);
+            for (name, want) in &one {
+                for (a, b) in many[name].iter().zip(want) {
+                    assert!((a - b).abs() < 1e-5, "{ranks} ranks, accumulate {accumulate}: {name}: {a} vs {b}");
+                }
+            }
+        }
+    }
+}
+
+/// The trainer's flags instead of a world passed in: `strategy(Ddp)` under `mpirun` finds
+/// the job, and `devices(2)` in a process started alone runs the program as 2 ranks under
+/// `mpirun` itself, waits, and exits with their status. Both train what one process does.
+#[test]
+fn strategy_and_devices_flags_launch_and_join_the_job() {
+    let (one, _) = run(1);
+    let flags = run_with(2, &[("LIGHTNING_DDP_LAUNCH", "flags".into())]);
+    assert_eq!(flags.len(), 4);
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "ddp_worker", "--nocapture", "--test-threads=1"])
+        .env("LIGHTNING_DDP_WORKER", "1")
+        .env("LIGHTNING_DDP_LAUNCH", "devices")
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("RAYON_NUM_THREADS", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let devices = weights(&text);
+    assert_eq!(tagged(&text, "VAL ").count(), 2, "two ranks ran: {text}");
+    for got in [flags, devices] {
+        for (name, want) in &one {
+            for (a, b) in got[name].iter().zip(want) {
+                assert!((a - b).abs() < 1e-5, "{name}: {a} vs {b}");
             }
         }
     }

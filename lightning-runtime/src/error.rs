@@ -78,6 +78,21 @@ pub enum Error {
     #[error("data: {0}")]
     Data(String),
 
+    /// A launcher's environment variable (`RANK`, `OMPI_COMM_WORLD_SIZE`, ...) is malformed
+    /// or disagrees with the others.
+    #[error("environment variable {var}={value:?}: {reason}")]
+    LaunchEnv { var: &'static str, value: String, reason: String },
+
+    /// The ranks of a distributed job could not meet (the NCCL id exchange).
+    #[error("rendezvous at {at}: {reason}")]
+    Rendezvous { at: String, reason: String },
+
+    /// A worker started by `devices(N)` failed; the launcher stopped the other workers.
+    #[error(
+        "rank {rank} of {world} exited with {status}; the other ranks were stopped (its own error is printed above)"
+    )]
+    WorkerFailed { rank: usize, world: usize, status: std::process::ExitStatus },
+
     /// A layer of [`crate::nn`] can't run on its input or with its configuration.
     #[error(transparent)]
     Layer(#[from] crate::nn::LayerError),

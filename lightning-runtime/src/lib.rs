@@ -56,7 +56,7 @@ pub use state::{Flow, Stage, TrainerState};
 pub use step::StepOutput;
 pub use summary::summarize;
 pub use trainer::{
-    EitherLoader, FitOutcome, Limit, ManualOptimization, Metrics, OptimizerClosure, Trainer, TrainerBuilder,
+    EitherLoader, FitOutcome, Limit, ManualOptimization, Metrics, OptimizerClosure, Strategy, Trainer, TrainerBuilder,
     TrainerConfig, SMALL_MODEL_PARAMS,
 };
 

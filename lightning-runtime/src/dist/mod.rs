@@ -3,9 +3,14 @@
 //! flat bucket in a fixed order (by variable name: a `VarMap` is a `HashMap`, whose order
 //! differs between processes).
 //!
-//! Backends: [`SingleProcess`] (world size 1, every operation a no-op) and, with the `mpi`
+//! Backends: [`SingleProcess`] (world size 1, every operation a no-op); with the `mpi`
 //! feature, [`Mpi`] (rsmpi over the system's MPI, for CPU clusters and for testing
-//! multi-process training on one machine).
+//! multi-process training on one machine); with the `nccl` feature, `Nccl` (GPUs).
+//!
+//! Launching: [`WorldEnv`] reads what `mpirun` or a torchrun-style launcher set,
+//! [`Rendezvous`] shares NCCL's id between the ranks, [`Workers`] is `devices(N)`'s
+//! launcher, and [`connect`] joins the job the environment describes (what the trainer's
+//! `strategy`/`devices` flags do).
 //!
 //! ```
 //! use lightning::dist::{Collective, SingleProcess};
@@ -16,13 +21,25 @@
 //! # Ok::<(), lightning::Error>(())
 //! ```
 
+mod env;
+mod launch;
 #[cfg(feature = "mpi")]
 mod mpi;
+#[cfg(feature = "nccl")]
+mod nccl;
+mod rendezvous;
+mod world;
 
 use candle_core::{DType, Device, Tensor, Var};
 
+pub use self::env::{Launcher, WorldEnv, RENDEZVOUS_VAR};
+pub use self::launch::{Spawn, Workers};
 #[cfg(feature = "mpi")]
 pub use self::mpi::Mpi;
+#[cfg(feature = "nccl")]
+pub use self::nccl::Nccl;
+pub use self::rendezvous::Rendezvous;
+pub use self::world::{connect, RENDEZVOUS_TIMEOUT};
 use crate::{Error, Gradients, Result};
 
 /// A host buffer for a collective operation.
@@ -46,6 +63,15 @@ pub trait Collective: Send + Sync + std::fmt::Debug {
     fn all_reduce_sum(&self, buf: Buf<'_>) -> Result<()>;
     /// `root`'s buffer, copied into every rank's.
     fn broadcast(&self, buf: Buf<'_>, root: usize) -> Result<()>;
+    /// Element-wise sum over all ranks of an f32 or f64 tensor. The default copies it
+    /// through host memory; a GPU backend does it on the device.
+    fn all_reduce_sum_tensor(&self, t: &Tensor) -> Result<Tensor> {
+        through_host(t, |b| self.all_reduce_sum(b))
+    }
+    /// `root`'s tensor on every rank (same shape and dtype everywhere).
+    fn broadcast_tensor(&self, t: &Tensor, root: usize) -> Result<Tensor> {
+        through_host(t, |b| self.broadcast(b, root))
+    }
     /// Ends every rank of the job with exit status `code`: what a rank whose training failed
     /// does, so that the others don't wait forever in their next collective operation.
     /// A single process returns (its error goes back to the caller).
@@ -76,37 +102,44 @@ impl Collective for SingleProcess {
     }
 }
 
-/// The tensors as one host bucket in their dtype (f32, or f64 when any is f64), the bucket
-/// operated on, then split back into tensors of the original shapes, dtypes and devices.
-fn with_bucket(tensors: &[Tensor], op: impl FnOnce(Buf<'_>) -> Result<()>) -> Result<Vec<Tensor>> {
+/// `op` on a host copy of `t` (f32 or f64), back on `t`'s device.
+fn through_host(t: &Tensor, op: impl FnOnce(Buf<'_>) -> Result<()>) -> Result<Tensor> {
+    let host = t.to_device(&Device::Cpu)?.flatten_all()?;
+    let out = match t.dtype() {
+        DType::F64 => {
+            let mut v = host.to_vec1::<f64>()?;
+            op(Buf::F64(&mut v))?;
+            Tensor::from_vec(v, t.shape(), &Device::Cpu)?
+        }
+        DType::F32 => {
+            let mut v = host.to_vec1::<f32>()?;
+            op(Buf::F32(&mut v))?;
+            Tensor::from_vec(v, t.shape(), &Device::Cpu)?
+        }
+        other => return Err(Error::Device(format!("collective operations take f32 or f64 buckets, not {other:?}"))),
+    };
+    Ok(out.to_device(t.device())?)
+}
+
+/// The tensors as one flat bucket on their device, in their widest dtype (f64 when any is
+/// f64, else f32), `op` applied to it, and the result split back into tensors of the
+/// original shapes and dtypes: one collective operation for all of them.
+fn with_bucket(tensors: &[Tensor], op: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Vec<Tensor>> {
     if tensors.is_empty() {
         return Ok(Vec::new());
     }
-    let wide = tensors.iter().any(|t| t.dtype() == DType::F64);
-    let flat: Vec<Tensor> = tensors
-        .iter()
-        .map(|t| t.to_device(&Device::Cpu)?.to_dtype(if wide { DType::F64 } else { DType::F32 })?.flatten_all())
-        .collect::<candle_core::Result<_>>()?;
-    let bucket = Tensor::cat(&flat, 0)?;
-    let sizes: Vec<usize> = tensors.iter().map(|t| t.elem_count()).collect();
-    let back = |values: Tensor| -> Result<Vec<Tensor>> {
-        let mut out = Vec::with_capacity(tensors.len());
-        let mut at = 0;
-        for (t, &n) in tensors.iter().zip(&sizes) {
-            out.push(values.narrow(0, at, n)?.reshape(t.shape())?.to_dtype(t.dtype())?.to_device(t.device())?);
-            at += n;
-        }
-        Ok(out)
-    };
-    if wide {
-        let mut v = bucket.to_vec1::<f64>()?;
-        op(Buf::F64(&mut v))?;
-        back(Tensor::from_vec(v, bucket.elem_count(), &Device::Cpu)?)
-    } else {
-        let mut v = bucket.to_vec1::<f32>()?;
-        op(Buf::F32(&mut v))?;
-        back(Tensor::from_vec(v, bucket.elem_count(), &Device::Cpu)?)
+    let dtype = if tensors.iter().any(|t| t.dtype() == DType::F64) { DType::F64 } else { DType::F32 };
+    let flat: Vec<Tensor> =
+        tensors.iter().map(|t| t.to_dtype(dtype)?.flatten_all()).collect::<candle_core::Result<_>>()?;
+    let bucket = op(&Tensor::cat(&flat, 0)?)?;
+    let mut out = Vec::with_capacity(tensors.len());
+    let mut at = 0;
+    for t in tensors {
+        let n = t.elem_count();
+        out.push(bucket.narrow(0, at, n)?.reshape(t.shape())?.to_dtype(t.dtype())?);
+        at += n;
     }
+    Ok(out)
 }
 
 /// Copies rank 0's values of `vars` into every rank's (DDP's start: all replicas begin equal).
@@ -116,7 +149,7 @@ pub fn broadcast_parameters(world: &dyn Collective, vars: &[Var]) -> Result<()> 
         return Ok(());
     }
     let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
-    for (v, t) in vars.iter().zip(with_bucket(&tensors, |b| world.broadcast(b, 0))?) {
+    for (v, t) in vars.iter().zip(with_bucket(&tensors, |b| world.broadcast_tensor(b, 0))?) {
         v.set(&t)?;
     }
     Ok(())
@@ -135,7 +168,7 @@ pub fn average_gradients(world: &dyn Collective, grads: &mut Gradients) -> Resul
         .map(|(v, g)| Ok((v.as_tensor().clone(), g.cloned().map_or_else(|| v.as_tensor().zeros_like(), Ok)?)))
         .collect::<candle_core::Result<_>>()?;
     let tensors: Vec<Tensor> = entries.iter().map(|(_, g)| g.clone()).collect();
-    let summed = with_bucket(&tensors, |b| world.all_reduce_sum(b))?;
+    let summed = with_bucket(&tensors, |b| world.all_reduce_sum_tensor(b))?;
     for ((var, _), g) in entries.iter().zip(summed) {
         grads.set(var, (g / n as f64)?);
     }
@@ -203,12 +236,15 @@ mod tests {
     fn buckets_keep_shapes_dtypes_and_order() {
         let a = Tensor::new(&[[1f32, 2.], [3., 4.]], &Device::Cpu).unwrap();
         let b = Tensor::new(&[5f64, 6.], &Device::Cpu).unwrap();
-        let out = with_bucket(&[a.clone(), b.clone()], |buf| {
-            match buf {
-                Buf::F64(v) => v.iter_mut().for_each(|x| *x *= 10.0),
-                Buf::F32(_) => panic!("an f64 tensor makes the bucket f64"),
-            }
-            Ok(())
+        let out = with_bucket(&[a.clone(), b.clone()], |bucket| {
+            assert_eq!(bucket.dtype(), DType::F64, "an f64 tensor makes the bucket f64");
+            through_host(bucket, |buf| {
+                match buf {
+                    Buf::F64(v) => v.iter_mut().for_each(|x| *x *= 10.0),
+                    Buf::F32(_) => unreachable!(),
+                }
+                Ok(())
+            })
         })
         .unwrap();
         assert_eq!(out[0].dtype(), DType::F32);

@@ -4,12 +4,15 @@ use mpi::collective::{CommunicatorCollectives, Root, SystemOperation};
 use mpi::environment::Universe;
 use mpi::topology::{Communicator, SimpleCommunicator};
 
+use std::sync::{Arc, Mutex};
+
 use super::{Buf, Collective};
 use crate::{Error, Result};
 
-/// MPI's world communicator. Create it once, in `main`, and keep it until the program ends:
-/// MPI is initialised when it is made and finalised when it is dropped, once per process.
-/// Run the program under `mpirun -np N`; started alone it is a world of one.
+/// MPI's world communicator, one per process: [`Mpi::init`] initialises MPI on its first call
+/// and returns the same world after; MPI is finalised when the process exits (as mpi4py
+/// does), so trainers can come and go. Run the program under `mpirun -np N`; started alone
+/// it is a world of one.
 pub struct Mpi {
     world: SimpleCommunicator,
     local_rank: usize,
@@ -29,10 +32,25 @@ unsafe impl Send for Mpi {}
 unsafe impl Sync for Mpi {}
 
 impl Mpi {
-    /// Initialises MPI. Fails if it was initialised before in this process.
-    pub fn init() -> Result<Self> {
+    /// The process's MPI world, initialising MPI on the first call.
+    pub fn init() -> Result<Arc<Self>> {
+        static WORLD: Mutex<Option<Arc<Mpi>>> = Mutex::new(None);
+        let mut world = WORLD.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = &*world {
+            return Ok(w.clone());
+        }
+        let w = Arc::new(Self::initialize()?);
+        // SAFETY: registers a plain `extern "C"` function; it runs once, at exit
+        if unsafe { libc::atexit(finalize) } != 0 {
+            return Err(Error::Device("cannot register MPI's finalisation at exit".into()));
+        }
+        *world = Some(w.clone());
+        Ok(w)
+    }
+
+    fn initialize() -> Result<Self> {
         let universe = mpi::initialize().ok_or_else(|| {
-            Error::Device("MPI is already initialised in this process: create `Mpi` once, in main".into())
+            Error::Device("MPI was initialised in this process by other code: use `Mpi::init()` only".into())
         })?;
         let world = universe.world();
         // OpenMPI and MPICH name the node-local rank in the environment
@@ -41,6 +59,16 @@ impl Mpi {
             .find_map(|k| std::env::var(k).ok()?.parse().ok())
             .unwrap_or(world.rank() as usize);
         Ok(Mpi { world, local_rank, _universe: universe })
+    }
+}
+
+/// Finalises MPI at process exit; the world lives in a static that is never dropped.
+extern "C" fn finalize() {
+    if mpi::environment::is_initialized() && !mpi::environment::is_finalized() {
+        // SAFETY: MPI is initialised and not finalised; no communication runs at exit
+        unsafe {
+            mpi::ffi::MPI_Finalize();
+        }
     }
 }
 

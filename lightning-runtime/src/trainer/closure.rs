@@ -33,6 +33,9 @@ pub(crate) struct Closure<'a, M: LightningModule, C> {
     pub grads: &'a mut Gradients,
     /// First batch of an accumulation window: zero the gradients.
     pub zero_grad: bool,
+    /// Last batch of an accumulation window: under DDP, average the gradients over the
+    /// ranks (earlier micro-batches only accumulate, as under torch's `no_sync`).
+    pub sync: bool,
     pub clip: (Option<f64>, GradientClipAlgorithm),
     pub output: Option<StepOutput>,
     pub stepped: bool,
@@ -70,10 +73,11 @@ impl<M: LightningModule, C: CallbackList<M>> OptimizerClosure<M> for Closure<'_,
             module.on_before_backward(state, loss)?;
             let store = module.backward(state, loss)?;
             self.grads.accumulate(store)?;
-            if let Some(world) = &state.world {
+            match &state.world {
                 // DDP: the mean gradient over the ranks, before any hook sees it (as torch's
-                // DDP reduces during backward)
-                crate::dist::average_gradients(world.as_ref(), self.grads)?;
+                // DDP reduces during backward), once per accumulation window
+                Some(world) if self.sync => crate::dist::average_gradients(world.as_ref(), self.grads)?,
+                _ => {}
             }
             if state.relocated && self.grads.is_empty() {
                 return Err(Error::Device(format!(

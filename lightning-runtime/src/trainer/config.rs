@@ -124,6 +124,12 @@ pub struct TrainerConfig {
     pub overfit_batches: Option<usize>,
     /// `None`: train in whatever dtype the module was built with.
     pub precision: Option<crate::Precision>,
+    /// One device or data-parallel (Lightning's `strategy`).
+    pub strategy: super::Strategy,
+    /// Processes (one device each) per node; `None`: as the launcher started, else 1.
+    pub devices: Option<usize>,
+    /// Nodes of the job (each started by a launcher).
+    pub num_nodes: usize,
 }
 
 impl Default for TrainerConfig {
@@ -156,6 +162,9 @@ impl Default for TrainerConfig {
             detect_anomaly: false,
             overfit_batches: None,
             precision: None,
+            strategy: super::Strategy::Auto,
+            devices: None,
+            num_nodes: 1,
         }
     }
 }

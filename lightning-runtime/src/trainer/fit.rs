@@ -347,6 +347,7 @@ where
                         batch_idx: i,
                         grads: &mut grads,
                         zero_grad: i % k == 0 || i == skip,
+                        sync: window_end,
                         clip,
                         output: None,
                         stepped: false,

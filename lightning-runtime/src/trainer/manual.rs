@@ -67,6 +67,11 @@ impl<M: LightningModule, C: CallbackList<M>> ManualOptimization<M> for Manual<'_
         module.on_before_backward(trainer, loss)?;
         let store = module.backward(trainer, loss)?;
         self.grads.accumulate(store)?;
+        if let Some(world) = &trainer.world {
+            // DDP syncs every manual backward, as torch's DDP does in backward: gradients
+            // already averaged stay equal on every rank, so the sum stays the mean
+            crate::dist::average_gradients(world.as_ref(), self.grads)?;
+        }
         if C::IMPL_ON_AFTER_BACKWARD {
             self.callbacks.on_after_backward(trainer, module, self.grads)?;
         }

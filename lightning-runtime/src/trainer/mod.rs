@@ -12,6 +12,7 @@ pub(crate) mod logs;
 mod manual;
 mod save;
 mod source;
+mod strategy;
 mod threads;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ pub use closure::OptimizerClosure;
 pub use config::{Limit, TrainerConfig};
 pub use manual::ManualOptimization;
 pub use source::EitherLoader;
+pub use strategy::Strategy;
 pub use threads::SMALL_MODEL_PARAMS;
 
 use crate::dist::Collective;
@@ -105,8 +107,21 @@ impl<C> TrainerBuilder<C> {
         /// its CPU generator: build layers with `lightning::seeded_var_builder` and shuffle
         /// loaders with `shuffle(seed)` for runs that repeat exactly.
         seed: u64 => |c, v| c.seed = Some(v);
-        /// The device: `Auto` (default), `Cpu`, `Cuda(i)`, `Metal(i)`.
+        /// The device: `Auto` (default), `Cpu`, `Cuda(i)`, `Metal(i)`. Under DDP, each rank
+        /// takes the GPU of its node-local rank.
         accelerator: Accelerator => |c, v| c.accelerator = v;
+        /// `Auto` (default: DDP when several processes train), `SingleDevice` or `Ddp`
+        /// (Lightning's `strategy`; `"ddp".parse()` works).
+        strategy: Strategy => |c, v| c.strategy = v;
+        /// Devices (one process each) per node. Under a launcher (`mpirun`, torchrun) it must
+        /// match the processes it started (unset: whatever it started). Without one, `N > 1`
+        /// makes this program its own launcher, as Lightning does: `build()` runs the program
+        /// again as N ranks (`mpirun -np N` on CPUs, feature `mpi`; N copies meeting over
+        /// NCCL on GPUs, feature `nccl`), waits for them, and exits with their outcome; the
+        /// ranks pass `build()` and train. Code before `build()` runs in every process.
+        devices: usize => |c, v| c.devices = Some(v);
+        /// Nodes of the job (Lightning's `num_nodes`); each is started by a launcher.
+        num_nodes: usize => |c, v| c.num_nodes = v;
         /// CPU threads for candle's kernels, for the whole process. Default: one thread for
         /// models of up to `SMALL_MODEL_PARAMS` parameters (measured fastest), else every core.
         threads: usize => |c, v| c.threads = Some(v);
@@ -193,7 +208,7 @@ impl<C> TrainerBuilder<C> {
     /// # #[cfg(feature = "mpi")]
     /// # fn demo() -> lightning::Result<()> {
     /// // under `mpirun -np 2 ./my-trainer`
-    /// let world = std::sync::Arc::new(lightning::dist::Mpi::init()?);
+    /// let world = lightning::dist::Mpi::init()?;
     /// let trainer = lightning::Trainer::builder().ddp(world).max_epochs(3).build()?;
     /// # Ok(()) }
     /// ```
@@ -202,10 +217,11 @@ impl<C> TrainerBuilder<C> {
         self
     }
 
-    /// Checks the flags and opens the device.
+    /// Checks the flags, joins the data-parallel job if there is one (see `devices`), and
+    /// opens the device.
     pub fn build(self) -> Result<Trainer<C>> {
         self.config.validate()?;
-        let device = self.config.accelerator.device()?;
+        let (world, device) = strategy::resolve(&self.config, self.world)?;
         if let Some(seed) = self.config.seed {
             // candle cannot seed its CPU generator; the other backends can.
             if !device.is_cpu() {
@@ -225,7 +241,7 @@ impl<C> TrainerBuilder<C> {
             resume: None,
             loggers,
             checkpoint,
-            world: self.world,
+            world,
             last_run: None,
         })
     }
@@ -278,6 +294,22 @@ impl<C> Trainer<C> {
     /// The device batches and parameters go to; build the module's variables on it.
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// This process's rank in a data-parallel job (0 otherwise): Lightning's
+    /// `trainer.global_rank`, for rank-zero-only code around `fit`.
+    pub fn global_rank(&self) -> usize {
+        self.world.as_ref().map_or(0, |w| w.rank())
+    }
+
+    /// Processes training together (1 without DDP).
+    pub fn world_size(&self) -> usize {
+        self.world.as_ref().map_or(1, |w| w.world_size())
+    }
+
+    /// Whether this is rank 0, the one that logs, prints and saves.
+    pub fn is_global_zero(&self) -> bool {
+        self.global_rank() == 0
     }
 
     /// The callbacks.

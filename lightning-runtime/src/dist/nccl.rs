@@ -1,0 +1,174 @@
+//! The NCCL backend (feature `nccl`): one process per GPU, collective operations on candle's
+//! own CUDA stream (so they are ordered with its kernels without extra synchronisation).
+//! The ranks meet once, through a [`Rendezvous`], to share NCCL's unique id.
+
+use std::time::Duration;
+
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::nccl::safe::{Comm, Id, ReduceOp};
+use candle_core::cuda_backend::{CudaStorage, CudaStorageSlice};
+use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
+
+use super::{Buf, Collective, Rendezvous, WorldEnv};
+use crate::{Error, Result};
+
+/// An NCCL communicator over the job's GPUs, on the stream of `device` (GPU `local_rank`).
+pub struct Nccl {
+    comm: Comm,
+    device: Device,
+    local_rank: usize,
+}
+
+impl std::fmt::Debug for Nccl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Nccl").field("rank", &self.comm.rank()).field("world_size", &self.comm.world_size()).finish()
+    }
+}
+
+// SAFETY: `Comm` holds NCCL's communicator handle, which NCCL allows to be used from any
+// thread but not from two at once; the trainer calls it from its training thread only.
+unsafe impl Send for Nccl {}
+unsafe impl Sync for Nccl {}
+
+fn nccl_err(what: &str, e: impl std::fmt::Debug) -> Error {
+    Error::Device(format!("NCCL {what} failed: {e:?}"))
+}
+
+impl Nccl {
+    /// Joins the job `env` describes on `device` (a CUDA device; GPU `env.local_rank`):
+    /// rank 0 makes the NCCL id and publishes it at the rendezvous, the others fetch it,
+    /// then every rank builds its communicator.
+    pub fn connect(env: &WorldEnv, device: &Device, timeout: Duration) -> Result<Self> {
+        let stream = device
+            .as_cuda_device()
+            .map_err(|_| Error::Device("the NCCL backend needs a CUDA device: use accelerator(Cuda(..))".into()))?
+            .cuda_stream();
+        let point = env.rendezvous_point()?;
+        let id = if env.rank == 0 {
+            let id = Id::new().map_err(|e| nccl_err("ncclGetUniqueId", e))?;
+            let bytes: Vec<u8> = id.internal().iter().map(|&c| c as u8).collect();
+            point.publish(env.world_size, &bytes, timeout)?;
+            id
+        } else {
+            let bytes = point.fetch(env.rank, env.world_size, timeout)?;
+            let mut internal = [0 as std::ffi::c_char; 128];
+            if bytes.len() != internal.len() {
+                return Err(Error::Rendezvous {
+                    at: format!("{point:?}"),
+                    reason: format!("rank 0 sent {} bytes, an NCCL id has 128", bytes.len()),
+                });
+            }
+            for (d, s) in internal.iter_mut().zip(bytes) {
+                *d = s as std::ffi::c_char;
+            }
+            Id::uninit(internal)
+        };
+        let comm =
+            Comm::from_rank(stream, env.rank, env.world_size, id).map_err(|e| nccl_err("ncclCommInitRank", e))?;
+        if env.rank == 0 {
+            // every rank is in: the id has served
+            Rendezvous::finish(&point);
+        }
+        Ok(Nccl { comm, device: device.clone(), local_rank: env.local_rank })
+    }
+
+    /// The GPU this rank trains on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn host_op(&self, buf: Buf<'_>, op: &Op<'_>) -> Result<()> {
+        match buf {
+            Buf::F32(v) => {
+                let t = Tensor::from_slice(v, v.len(), &self.device)?.apply_op1_no_bwd(op)?;
+                v.copy_from_slice(&t.to_vec1::<f32>()?);
+            }
+            Buf::F64(v) => {
+                let t = Tensor::from_slice(v, v.len(), &self.device)?.apply_op1_no_bwd(op)?;
+                v.copy_from_slice(&t.to_vec1::<f64>()?);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A collective operation as a candle op on the GPU: the output is a new buffer.
+enum Op<'a> {
+    Sum(&'a Comm),
+    Broadcast(&'a Comm, usize),
+}
+
+impl CustomOp1 for Op<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Op::Sum(_) => "nccl-all-reduce-sum",
+            Op::Broadcast(..) => "nccl-broadcast",
+        }
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        candle_core::bail!("{} runs on CUDA tensors only", self.name())
+    }
+
+    fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
+        let Some((start, end)) = l.contiguous_offsets() else {
+            candle_core::bail!("{} needs a contiguous tensor", self.name())
+        };
+        let dev = s.device().clone();
+        macro_rules! run {
+            ($slice:expr, $t:ty) => {{
+                let src = $slice.slice(start..end);
+                // SAFETY: NCCL writes all `end - start` elements before anyone reads them
+                let mut dst = unsafe { dev.alloc::<$t>(end - start) }?;
+                let r = match self {
+                    Op::Sum(comm) => comm.all_reduce(&src, &mut dst, &ReduceOp::Sum),
+                    Op::Broadcast(comm, root) => comm.broadcast(Some(&src), &mut dst, *root as i32),
+                };
+                r.map_err(|e| candle_core::Error::Msg(format!("{}: {e:?}", self.name())))?;
+                CudaStorage::wrap_cuda_slice(dst, dev)
+            }};
+        }
+        let out = match &s.slice {
+            CudaStorageSlice::F32(v) => run!(v, f32),
+            CudaStorageSlice::F64(v) => run!(v, f64),
+            _ => candle_core::bail!("{}: f32 or f64 buckets only, got {:?}", self.name(), s.dtype()),
+        };
+        Ok((out, l.shape().clone()))
+    }
+}
+
+impl Collective for Nccl {
+    fn rank(&self) -> usize {
+        self.comm.rank()
+    }
+    fn world_size(&self) -> usize {
+        self.comm.world_size()
+    }
+    fn local_rank(&self) -> usize {
+        self.local_rank
+    }
+    fn barrier(&self) -> Result<()> {
+        // an all-reduce nobody passes before every rank arrives, then wait for it
+        let mut one = [1f32];
+        self.all_reduce_sum(Buf::F32(&mut one))?;
+        self.device.synchronize()?;
+        Ok(())
+    }
+    fn all_reduce_sum(&self, buf: Buf<'_>) -> Result<()> {
+        self.host_op(buf, &Op::Sum(&self.comm))
+    }
+    fn broadcast(&self, buf: Buf<'_>, root: usize) -> Result<()> {
+        self.host_op(buf, &Op::Broadcast(&self.comm, root))
+    }
+    fn all_reduce_sum_tensor(&self, t: &Tensor) -> Result<Tensor> {
+        Ok(t.contiguous()?.apply_op1_no_bwd(&Op::Sum(&self.comm))?)
+    }
+    fn broadcast_tensor(&self, t: &Tensor, root: usize) -> Result<Tensor> {
+        Ok(t.contiguous()?.apply_op1_no_bwd(&Op::Broadcast(&self.comm, root))?)
+    }
+    fn abort(&self, code: i32) {
+        // NCCL has no job-wide abort: exiting ends this rank, and the launcher (devices(N),
+        // torchrun) stops the others
+        std::process::exit(code)
+    }
+}
