@@ -9,6 +9,14 @@
 set -euo pipefail
 PREFIX=${CUDA_PREFIX:-$HOME/.cache/cuda13}
 CUDA_HOME=$PREFIX/nvidia/cu13
+if ! python3 -m pip --version > /dev/null 2>&1; then
+  echo "cuda-toolkit: installing pip (apt)" >&2
+  sudo=""; [ "$(id -u)" != 0 ] && sudo=sudo
+  $sudo apt-get update -qq >&2 || true
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-pip > /dev/null
+fi
+# --target installs into our own directory, never into the system's Python (PEP 668)
+export PIP_BREAK_SYSTEM_PACKAGES=1
 pip() { python3 -m pip install --quiet --disable-pip-version-check --target "$PREFIX" --upgrade "$@" >&2; }
 # 13.0: the H200 machines' driver (580) JIT-compiles PTX up to ISA 9.0 (CUDA 13.0)
 if [ ! -x "$CUDA_HOME/bin/nvcc" ]; then

@@ -45,8 +45,10 @@ impl Regression {
     }
 
     fn validation_step(&mut self, batch: &(Tensor, Tensor), trainer: &mut TrainerState) -> lightning::Result<()> {
-        // each rank sees its own shard; the epoch value is reduced over the ranks
-        trainer.log("val_mean_x", batch.0.mean_all()?)
+        // each rank sees its own shard; the epoch values are reduced over the ranks
+        trainer.log("val_mean_x", batch.0.mean_all()?)?;
+        trainer.log_with("val_max_x", batch.0.max_all()?, Log::new().reduce(Reduce::Max))?;
+        trainer.log_with("val_min_x", batch.0.min_all()?, Log::new().reduce(Reduce::Min))
     }
     /// Once per node under DDP: counted in `$LIGHTNING_DDP_ROOT/prepare_data.log`.
     fn prepare_data(&mut self) -> std::io::Result<()> {
@@ -56,6 +58,40 @@ impl Regression {
             std::fs::OpenOptions::new().create(true).append(true).open(path)?.write_all(b"prepared\n")?;
         }
         Ok(())
+    }
+
+    fn configure_optimizers(&mut self) -> lightning::Result<Sgd> {
+        Sgd::with_config(&self.vars, SgdConfig { lr: 0.1, momentum: 0.9, ..Default::default() })
+    }
+}
+
+/// `Regression` under manual optimization: each batch in two halves, two `manual_backward`
+/// calls (each synced over the ranks, as torch's DDP does in backward), one step.
+#[lightning_module]
+struct ManualRegression {
+    vars: VarMap,
+    l1: Linear,
+    l2: Linear,
+}
+
+#[lightning_module(manual_optimization)]
+impl ManualRegression {
+    fn training_step(
+        &mut self,
+        batch: &(Tensor, Tensor),
+        trainer: &mut TrainerState,
+        manual: &mut impl ManualOptimization<Self>,
+    ) -> lightning::Result<()> {
+        let n = batch.0.dim(0)?;
+        manual.zero_grad()?;
+        for (start, len) in [(0, n / 2), (n / 2, n - n / 2)] {
+            let (x, y) = (batch.0.narrow(0, start, len)?, batch.1.narrow(0, start, len)?);
+            let out = self.l2.forward(&self.l1.forward(&x)?.tanh()?)?;
+            // the halves' sums over the whole batch's size: together, the batch mean
+            let loss = ((out - y)?.sqr()?.sum_all()? / n as f64)?;
+            manual.backward(self, trainer, &loss)?;
+        }
+        manual.step(self, trainer, 0)
     }
 
     fn configure_optimizers(&mut self) -> lightning::Result<Sgd> {
@@ -114,9 +150,15 @@ fn worker() -> lightning::Result<()> {
     }
     let val_x = Tensor::arange(0f64, 12.0, &dev)?.reshape((12, 1))?.broadcast_as((12, 4))?.contiguous()?;
     let val = DataLoader::new(val_x, Tensor::zeros((12, 1), DType::F64, &dev)?, 2)?;
-    let out = trainer.fit_with(&mut model, loader, Some(val))?;
-    // every rank prints the validation mean: the mean of 0..12 whatever the sharding
-    println!("\nVAL {rank} {}", out.metrics["val_mean_x"]);
+    if env("LIGHTNING_DDP_MANUAL").is_some() {
+        let mut manual = ManualRegression { vars: model.vars.clone(), l1: model.l1.clone(), l2: model.l2.clone() };
+        trainer.fit_with(&mut manual, loader, None::<DataLoader>)?;
+    } else {
+        let out = trainer.fit_with(&mut model, loader, Some(val))?;
+        // every rank prints the validation metrics: those of 0..12 whatever the sharding
+        let m = &out.metrics;
+        println!("\nVAL {rank} {} {} {}", m["val_mean_x"], m["val_max_x"], m["val_min_x"]);
+    }
     if rank == 0 {
         let data = model.vars.data().lock().unwrap_or_else(|p| p.into_inner());
         let mut names: Vec<&String> = data.keys().collect();
@@ -192,13 +234,16 @@ fn run_ok(ranks: usize, vars: &[(&str, String)]) -> String {
     text
 }
 
-/// The weights rank 0 prints, by variable name, and the validation means all ranks print.
-fn run(ranks: usize) -> (BTreeMap<String, Vec<f64>>, Vec<f64>) {
+/// The weights rank 0 prints, by variable name, and the validation mean, max and min all
+/// ranks print.
+fn run(ranks: usize) -> (BTreeMap<String, Vec<f64>>, Vec<Vec<f64>>) {
     let dir = tempfile::tempdir().unwrap();
     let text = run_ok(ranks, &[("LIGHTNING_DDP_ROOT", dir.path().to_str().unwrap().to_string())]);
     let prepared = std::fs::read_to_string(dir.path().join("prepare_data.log")).unwrap_or_default();
     assert_eq!(prepared.lines().count(), 1, "prepare_data runs once per node, on {ranks} ranks");
-    let vals = tagged(&text, "VAL ").map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap()).collect();
+    let vals = tagged(&text, "VAL ")
+        .map(|l| l.split_whitespace().skip(1).map(|v| v.parse().unwrap()).collect::<Vec<f64>>())
+        .collect();
     (weights(&text), vals)
 }
 
@@ -214,9 +259,10 @@ fn ranks_train_the_same_weights_as_one_process() {
                 assert!((a - b).abs() < 1e-5, "{ranks} ranks: {name} differs: {a} vs {b}");
             }
         }
-        // the validation metric is reduced over the ranks: the mean of 0..12 on every rank
+        // the validation metrics are reduced over the ranks: the mean, max and min of 0..12
+        // on every rank, though each saw only its shard
         assert_eq!(vals.len(), ranks, "{vals:?}");
-        assert!(vals.iter().all(|v| (v - 5.5).abs() < 1e-12), "{ranks} ranks: {vals:?}");
+        assert!(vals.iter().all(|v| (v[0] - 5.5).abs() < 1e-12 && v[1..] == [11.0, 0.0]), "{ranks} ranks: {vals:?}");
     }
 }
 
@@ -317,6 +363,22 @@ fn short_last_batches_and_accumulation_match_one_process() {
                 for (a, b) in many[name].iter().zip(want) {
                     assert!((a - b).abs() < 1e-5, "{ranks} ranks, accumulate {accumulate}: {name}: {a} vs {b}");
                 }
+            }
+        }
+    }
+}
+
+/// Manual optimization: the gradients of each `manual_backward` are averaged over the ranks.
+#[test]
+fn manual_optimization_matches_one_process() {
+    let vars = [("LIGHTNING_DDP_MANUAL", "1".to_string())];
+    let one = run_with(1, &vars);
+    assert_eq!(one.len(), 4);
+    for ranks in [2, 4] {
+        let many = run_with(ranks, &vars);
+        for (name, want) in &one {
+            for (a, b) in many[name].iter().zip(want) {
+                assert!((a - b).abs() < 1e-5, "{ranks} ranks: {name}: {a} vs {b}");
             }
         }
     }

@@ -61,6 +61,8 @@ pub trait Collective: Send + Sync + std::fmt::Debug {
     fn barrier(&self) -> Result<()>;
     /// Element-wise sum over all ranks, in place.
     fn all_reduce_sum(&self, buf: Buf<'_>) -> Result<()>;
+    /// Element-wise maximum over all ranks, in place (max/min metrics).
+    fn all_reduce_max(&self, buf: Buf<'_>) -> Result<()>;
     /// `root`'s buffer, copied into every rank's.
     fn broadcast(&self, buf: Buf<'_>, root: usize) -> Result<()>;
     /// Element-wise sum over all ranks of an f32 or f64 tensor. The default copies it
@@ -95,6 +97,9 @@ impl Collective for SingleProcess {
         Ok(())
     }
     fn all_reduce_sum(&self, _: Buf<'_>) -> Result<()> {
+        Ok(())
+    }
+    fn all_reduce_max(&self, _: Buf<'_>) -> Result<()> {
         Ok(())
     }
     fn broadcast(&self, _: Buf<'_>, _: usize) -> Result<()> {

@@ -62,6 +62,22 @@ impl Mpi {
     }
 }
 
+impl Mpi {
+    fn all_reduce(&self, buf: Buf<'_>, op: SystemOperation) -> Result<()> {
+        match buf {
+            Buf::F32(v) => {
+                let local = v.to_vec();
+                self.world.all_reduce_into(&local[..], v, op);
+            }
+            Buf::F64(v) => {
+                let local = v.to_vec();
+                self.world.all_reduce_into(&local[..], v, op);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Finalises MPI at process exit; the world lives in a static that is never dropped.
 extern "C" fn finalize() {
     if mpi::environment::is_initialized() && !mpi::environment::is_finalized() {
@@ -87,17 +103,10 @@ impl Collective for Mpi {
         Ok(())
     }
     fn all_reduce_sum(&self, buf: Buf<'_>) -> Result<()> {
-        match buf {
-            Buf::F32(v) => {
-                let local = v.to_vec();
-                self.world.all_reduce_into(&local[..], v, SystemOperation::sum());
-            }
-            Buf::F64(v) => {
-                let local = v.to_vec();
-                self.world.all_reduce_into(&local[..], v, SystemOperation::sum());
-            }
-        }
-        Ok(())
+        self.all_reduce(buf, SystemOperation::sum())
+    }
+    fn all_reduce_max(&self, buf: Buf<'_>) -> Result<()> {
+        self.all_reduce(buf, SystemOperation::max())
     }
     fn abort(&self, code: i32) {
         self.world.abort(code)

@@ -95,6 +95,7 @@ impl Nccl {
 /// A collective operation as a candle op on the GPU: the output is a new buffer.
 enum Op<'a> {
     Sum(&'a Comm),
+    Max(&'a Comm),
     Broadcast(&'a Comm, usize),
 }
 
@@ -102,6 +103,7 @@ impl CustomOp1 for Op<'_> {
     fn name(&self) -> &'static str {
         match self {
             Op::Sum(_) => "nccl-all-reduce-sum",
+            Op::Max(_) => "nccl-all-reduce-max",
             Op::Broadcast(..) => "nccl-broadcast",
         }
     }
@@ -122,6 +124,7 @@ impl CustomOp1 for Op<'_> {
                 let mut dst = unsafe { dev.alloc::<$t>(end - start) }?;
                 let r = match self {
                     Op::Sum(comm) => comm.all_reduce(&src, &mut dst, &ReduceOp::Sum),
+                    Op::Max(comm) => comm.all_reduce(&src, &mut dst, &ReduceOp::Max),
                     Op::Broadcast(comm, root) => comm.broadcast(Some(&src), &mut dst, *root as i32),
                 };
                 r.map_err(|e| candle_core::Error::Msg(format!("{}: {e:?}", self.name())))?;
@@ -156,6 +159,9 @@ impl Collective for Nccl {
     }
     fn all_reduce_sum(&self, buf: Buf<'_>) -> Result<()> {
         self.host_op(buf, &Op::Sum(&self.comm))
+    }
+    fn all_reduce_max(&self, buf: Buf<'_>) -> Result<()> {
+        self.host_op(buf, &Op::Max(&self.comm))
     }
     fn broadcast(&self, buf: Buf<'_>, root: usize) -> Result<()> {
         self.host_op(buf, &Op::Broadcast(&self.comm, root))

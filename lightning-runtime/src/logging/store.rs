@@ -224,8 +224,8 @@ impl MetricStore {
 
     /// A loop's epoch ended: epoch values are computed (one read per metric). Under DDP
     /// (`world` of more than one rank) the totals and weights of mean and sum metrics are
-    /// summed over the ranks first, so every rank computes the same epoch values; max and min
-    /// metrics stay each rank's own.
+    /// summed over the ranks first, and max and min metrics take the max (min) over the
+    /// ranks, so every rank computes the same epoch values.
     pub(crate) fn epoch_end(&mut self, loop_kind: LoopKind, world: Option<&dyn Collective>) -> Result<()> {
         if !self.ended.contains(&loop_kind) {
             self.ended.push(loop_kind);
@@ -253,21 +253,31 @@ impl MetricStore {
                 ),
             });
         }
+        // sums: (total, weight) of mean and sum metrics; extremes: max, and -min as a max
         let mut sums = Vec::with_capacity(2 * entries.len());
+        let mut extremes = Vec::with_capacity(entries.len());
         for e in &entries {
-            let summed = matches!(e.reduce, Reduce::Mean | Reduce::Sum);
-            let total = match &e.acc {
-                Some(acc) if summed => read(acc, syncs)?,
-                _ => 0.0,
+            let value = match &e.acc {
+                Some(acc) => read(acc, syncs)?,
+                None => f64::NAN,
             };
-            sums.extend([total, if summed { e.weight } else { 0.0 }]);
+            match e.reduce {
+                Reduce::Mean | Reduce::Sum => sums.extend([value, e.weight]),
+                Reduce::Max => extremes.push(value),
+                Reduce::Min => extremes.push(-value),
+            }
         }
         world.all_reduce_sum(Buf::F64(&mut sums))?;
-        for (e, pair) in entries.iter_mut().zip(sums.chunks_exact(2)) {
-            if matches!(e.reduce, Reduce::Mean | Reduce::Sum) {
-                e.set_epoch(pair[0], pair[1]);
-            } else {
-                e.close_epoch(syncs)?;
+        world.all_reduce_max(Buf::F64(&mut extremes))?;
+        let (mut sums, mut extremes) = (sums.chunks_exact(2), extremes.into_iter());
+        for e in entries.iter_mut() {
+            match e.reduce {
+                Reduce::Mean | Reduce::Sum => {
+                    let pair = sums.next().expect("one pair per summed metric");
+                    e.set_epoch(pair[0], pair[1]);
+                }
+                Reduce::Max => e.set_epoch(extremes.next().expect("one value per max metric"), 1.0),
+                Reduce::Min => e.set_epoch(-extremes.next().expect("one value per min metric"), 1.0),
             }
         }
         Ok(())
