@@ -19,6 +19,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Linear, VarMap};
 use lightning::dist::Mpi;
 use lightning::prelude::*;
+use lightning::EitherLoader;
 
 // 72 samples, global batch 12: every world size of 1 to 4 splits both evenly
 const SAMPLES: usize = 72;
@@ -144,7 +145,17 @@ fn worker() -> lightning::Result<()> {
     let x: Vec<f64> = (0..samples * 4).map(|i| ((i * 37 % 101) as f64 / 50.0 - 1.0).sin()).collect();
     let x = Tensor::from_vec(x, (samples, 4), &dev)?;
     let y = x.sum_keepdim(1)?.sin()?;
-    let loader = DataLoader::new(x, y, GLOBAL_BATCH / size)?;
+    // `LIGHTNING_DDP_STREAM`: the same samples, in order, from a `StreamLoader`
+    let loader = if env("LIGHTNING_DDP_STREAM").is_some() {
+        let stream = move |_epoch| {
+            let (x, y) = (x.clone(), y.clone());
+            (0..samples).map(move |i| Ok((x.get(i)?, y.get(i)?)))
+        };
+        EitherLoader::Given(lightning::data::StreamLoader::new(stream, GLOBAL_BATCH / size)?)
+    } else {
+        EitherLoader::DataModule(DataLoader::new(x, y, GLOBAL_BATCH / size)?)
+    };
+    let loader: EitherLoader<_, _, DataLoader> = loader;
     if let Some(path) = env("LIGHTNING_DDP_RESUME") {
         trainer.resume_from(path);
     }
@@ -363,6 +374,23 @@ fn short_last_batches_and_accumulation_match_one_process() {
                 for (a, b) in many[name].iter().zip(want) {
                     assert!((a - b).abs() < 1e-5, "{ranks} ranks, accumulate {accumulate}: {name}: {a} vs {b}");
                 }
+            }
+        }
+    }
+}
+
+/// A `StreamLoader` under DDP: each rank keeps every world-th sample of each round, so 2 and
+/// 3 ranks train what one process does on the same stream.
+#[test]
+fn streams_are_sharded_by_rank() {
+    let vars = [("LIGHTNING_DDP_STREAM", "1".to_string())];
+    let one = run_with(1, &vars);
+    assert_eq!(one.len(), 4);
+    for ranks in [2, 3] {
+        let many = run_with(ranks, &vars);
+        for (name, want) in &one {
+            for (a, b) in many[name].iter().zip(want) {
+                assert!((a - b).abs() < 1e-5, "{ranks} ranks: {name}: {a} vs {b}");
             }
         }
     }

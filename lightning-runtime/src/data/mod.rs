@@ -36,7 +36,7 @@ pub trait Loader {
             return Ok(());
         }
         Err(Error::Data(format!(
-            "{} cannot be sharded for data-parallel training yet: use a `DataLoader`",
+            "{} cannot be sharded for data-parallel training: implement `Loader::shard` for it, or use a `DataLoader`, `MapLoader` or `StreamLoader`",
             std::any::type_name::<Self>()
         )))
     }
