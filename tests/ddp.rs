@@ -39,6 +39,10 @@ impl Regression {
         if fail == Some(trainer.global_rank()) && trainer.global_step == 3 {
             return Err(lightning::Error::msg("this rank fails on purpose"));
         }
+        let stall = std::env::var("LIGHTNING_DDP_STALL_RANK").ok().and_then(|r| r.parse::<usize>().ok());
+        if stall == Some(trainer.global_rank()) && trainer.global_step == 3 {
+            std::thread::sleep(std::time::Duration::from_secs(120));
+        }
         let out = self.l2.forward(&self.l1.forward(&batch.0)?.tanh()?)?;
         let loss = (out - &batch.1)?.sqr()?.mean_all()?;
         trainer.log_with("loss", &loss, Log::new().on_epoch(true))?;
@@ -277,11 +281,10 @@ fn ranks_train_the_same_weights_as_one_process() {
     }
 }
 
-/// A rank that fails ends the job with a non-zero status, without the others hanging.
-#[test]
-fn a_failing_rank_ends_the_job() {
-    let mut child = mpirun(2)
-        .env("LIGHTNING_DDP_FAIL_RANK", "1")
+/// `mpirun` with these variables, run to its end within 60 s: its status and standard error.
+fn run_bounded(ranks: usize, vars: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let mut child = mpirun(ranks)
+        .envs(vars.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -299,8 +302,24 @@ fn a_failing_rank_ends_the_job() {
     };
     let mut err = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    (status, err)
+}
+
+/// A rank that fails ends the job with a non-zero status, without the others hanging.
+#[test]
+fn a_failing_rank_ends_the_job() {
+    let (status, err) = run_bounded(2, &[("LIGHTNING_DDP_FAIL_RANK", "1")]);
     assert!(!status.success(), "{err}");
     assert!(err.contains("rank 1 of 2: ") && err.contains("this rank fails on purpose"), "{err}");
+}
+
+/// A rank that hangs (here: sleeps for 2 minutes) makes the others' next collective operation
+/// time out; they find out which rank is missing, say so, and end the job.
+#[test]
+fn a_hanging_rank_is_named_after_the_collective_timeout() {
+    let (status, err) = run_bounded(3, &[("LIGHTNING_DDP_STALL_RANK", "1"), ("LIGHTNING_COLLECTIVE_TIMEOUT", "2")]);
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("waited 2s in all-reduce; rank(s) 1 did not arrive"), "{err}");
 }
 
 /// `examples/mnist.rs --strategy ddp` on 2 ranks with batch 32 reaches the accuracy of one

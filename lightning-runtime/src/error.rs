@@ -93,6 +93,10 @@ pub enum Error {
     )]
     WorkerFailed { rank: usize, world: usize, status: std::process::ExitStatus },
 
+    /// A collective operation waited longer than its timeout for the other ranks.
+    #[error("rank {rank} of {world} waited {waited:?} in {op}; {}: ending the job (raise LIGHTNING_COLLECTIVE_TIMEOUT if the ranks are only slow)", if missing.is_empty() { "every rank answered the roll call, so one is stuck in another operation".to_string() } else { format!("rank(s) {} did not arrive (stuck, or dead)", missing.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ")) })]
+    CollectiveTimeout { op: String, rank: usize, world: usize, waited: std::time::Duration, missing: Vec<usize> },
+
     /// A layer of [`crate::nn`] can't run on its input or with its configuration.
     #[error(transparent)]
     Layer(#[from] crate::nn::LayerError),

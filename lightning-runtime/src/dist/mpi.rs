@@ -1,10 +1,14 @@
 //! The MPI backend (feature `mpi`): rsmpi over the system's MPI library (OpenMPI here).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use mpi::collective::{CommunicatorCollectives, Root, SystemOperation};
 use mpi::environment::Universe;
+use mpi::point_to_point::{Destination, Source};
+use mpi::request::{Request, Scope, StaticScope};
 use mpi::topology::{Communicator, SimpleCommunicator};
-
-use std::sync::{Arc, Mutex};
 
 use super::{Buf, Collective};
 use crate::{Error, Result};
@@ -13,11 +17,23 @@ use crate::{Error, Result};
 /// and returns the same world after; MPI is finalised when the process exits (as mpi4py
 /// does), so trainers can come and go. Run the program under `mpirun -np N`; started alone
 /// it is a world of one.
+///
+/// Every collective operation waits at most a timeout (30 minutes, as torch's; the variable
+/// `LIGHTNING_COLLECTIVE_TIMEOUT` in seconds or [`Mpi::set_timeout`] changes it). Then the
+/// ranks that did arrive find out which did not, print it, and end the job.
 pub struct Mpi {
     world: SimpleCommunicator,
     local_rank: usize,
+    timeout_ms: AtomicU64,
     _universe: Universe,
 }
+
+/// torch.distributed's default collective timeout.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How long a rank that timed out listens for the others' "I am here".
+const ROLL_CALL: Duration = Duration::from_secs(3);
+/// The tag of the roll-call messages (user code does not share this communicator's tags).
+const TAG_HERE: i32 = 0x4c54;
 
 impl std::fmt::Debug for Mpi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -58,23 +74,99 @@ impl Mpi {
             .iter()
             .find_map(|k| std::env::var(k).ok()?.parse().ok())
             .unwrap_or(world.rank() as usize);
-        Ok(Mpi { world, local_rank, _universe: universe })
+        let timeout = std::env::var("LIGHTNING_COLLECTIVE_TIMEOUT")
+            .ok()
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map_or(DEFAULT_TIMEOUT, Duration::from_secs_f64);
+        Ok(Mpi { world, local_rank, timeout_ms: AtomicU64::new(timeout.as_millis() as u64), _universe: universe })
     }
-}
 
-impl Mpi {
+    /// How long a collective operation may wait for the other ranks.
+    pub fn set_timeout(&self, timeout: Duration) {
+        self.timeout_ms.store(timeout.as_millis().max(1) as u64, Ordering::Relaxed);
+    }
+
     fn all_reduce(&self, buf: Buf<'_>, op: SystemOperation) -> Result<()> {
         match buf {
             Buf::F32(v) => {
                 let local = v.to_vec();
-                self.world.all_reduce_into(&local[..], v, op);
+                mpi::request::scope(|s| {
+                    self.finish(self.world.immediate_all_reduce_into(s, &local[..], v, op), "all-reduce")
+                })
             }
             Buf::F64(v) => {
                 let local = v.to_vec();
-                self.world.all_reduce_into(&local[..], v, op);
+                mpi::request::scope(|s| {
+                    self.finish(self.world.immediate_all_reduce_into(s, &local[..], v, op), "all-reduce")
+                })
             }
         }
-        Ok(())
+    }
+
+    /// Waits for a non-blocking collective operation, answering other ranks' roll calls;
+    /// past the timeout, names the missing ranks and ends the job.
+    fn finish<'a, D: ?Sized, S: Scope<'a>>(&self, mut req: Request<'a, D, S>, what: &str) -> Result<()> {
+        let timeout = Duration::from_millis(self.timeout_ms.load(Ordering::Relaxed));
+        let start = Instant::now();
+        let mut answered = false;
+        let mut polls = 0u32;
+        loop {
+            req = match req.test() {
+                Ok(_) => return Ok(()),
+                Err(req) => req,
+            };
+            polls = polls.wrapping_add(1);
+            // leave the core to the other ranks when there are more ranks than cores
+            std::thread::yield_now();
+            if polls % 64 == 0 {
+                // another rank timed out and calls the roll: say this one is here
+                if !answered && self.world.any_process().immediate_probe_with_tag(TAG_HERE).is_some() {
+                    self.say_here();
+                    answered = true;
+                }
+                if start.elapsed() >= timeout {
+                    let missing = self.roll_call(answered);
+                    let e = Error::CollectiveTimeout {
+                        op: what.to_string(),
+                        rank: self.rank(),
+                        world: self.world_size(),
+                        waited: timeout,
+                        missing,
+                    };
+                    eprintln!("{e}");
+                    // the operation's buffers stay with MPI: end the job without returning
+                    self.world.abort(1)
+                }
+            }
+        }
+    }
+
+    /// Tells every other rank "here" (a message of one byte, never completed: the job ends).
+    fn say_here(&self) {
+        static HERE: [u8; 1] = [1];
+        for r in (0..self.world_size()).filter(|&r| r != self.rank()) {
+            let req = self.world.process_at_rank(r as i32).immediate_send_with_tag(StaticScope, &HERE[..], TAG_HERE);
+            std::mem::forget(req);
+        }
+    }
+
+    /// The ranks that did not answer "here" within [`ROLL_CALL`].
+    fn roll_call(&self, answered: bool) -> Vec<usize> {
+        if !answered {
+            self.say_here();
+        }
+        let n = self.world_size();
+        let mut heard = vec![false; n];
+        heard[self.rank()] = true;
+        let until = Instant::now() + ROLL_CALL;
+        while heard.contains(&false) && Instant::now() < until {
+            for (r, h) in heard.iter_mut().enumerate().filter(|(_, h)| !**h) {
+                *h = self.world.process_at_rank(r as i32).immediate_probe_with_tag(TAG_HERE).is_some();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (0..n).filter(|&r| !heard[r]).collect()
     }
 }
 
@@ -99,8 +191,7 @@ impl Collective for Mpi {
         self.local_rank
     }
     fn barrier(&self) -> Result<()> {
-        self.world.barrier();
-        Ok(())
+        self.finish(self.world.immediate_barrier(), "barrier")
     }
     fn all_reduce_sum(&self, buf: Buf<'_>) -> Result<()> {
         self.all_reduce(buf, SystemOperation::sum())
@@ -114,9 +205,8 @@ impl Collective for Mpi {
     fn broadcast(&self, buf: Buf<'_>, root: usize) -> Result<()> {
         let root = self.world.process_at_rank(root as i32);
         match buf {
-            Buf::F32(v) => root.broadcast_into(v),
-            Buf::F64(v) => root.broadcast_into(v),
+            Buf::F32(v) => mpi::request::scope(|s| self.finish(root.immediate_broadcast_into(s, v), "broadcast")),
+            Buf::F64(v) => mpi::request::scope(|s| self.finish(root.immediate_broadcast_into(s, v), "broadcast")),
         }
-        Ok(())
     }
 }
