@@ -174,6 +174,10 @@ fn worker() -> lightning::Result<()> {
         let m = &out.metrics;
         println!("\nVAL {rank} {} {} {}", m["val_mean_x"], m["val_max_x"], m["val_min_x"]);
     }
+    if let Some(best) = trainer.checkpoint_callback().and_then(|c| c.best_model_path()) {
+        // every rank knows rank 0's checkpoint, and it is on disk when fit returns
+        println!("\nBEST {rank} {} {}", best.display(), best.exists());
+    }
     if rank == 0 {
         let data = model.vars.data().lock().unwrap_or_else(|p| p.into_inner());
         let mut names: Vec<&String> = data.keys().collect();
@@ -359,7 +363,13 @@ fn checkpoints_resume_across_world_sizes() {
     assert_eq!(whole.len(), 4);
     for (first, second) in [(2, 1), (1, 2)] {
         let ckpts = path(&format!("ckpt-{first}-{second}"));
-        run_with(first, &[("LIGHTNING_DDP_EPOCHS", "1".into()), ("LIGHTNING_DDP_CKPT_DIR", ckpts.clone())]);
+        let text = run_ok(first, &[("LIGHTNING_DDP_EPOCHS", "1".into()), ("LIGHTNING_DDP_CKPT_DIR", ckpts.clone())]);
+        let best: Vec<&str> = tagged(&text, "BEST ").collect();
+        assert_eq!(best.len(), first, "{text}");
+        for (rank, line) in best.iter().enumerate() {
+            let want = format!("{ckpts}/epoch=0-step={}.ckpt true", SAMPLES / GLOBAL_BATCH);
+            assert!(line.ends_with(&want) && line.len() > want.len(), "rank {rank}: {line}");
+        }
         let last = format!("{ckpts}/last.ckpt");
         assert!(std::path::Path::new(&last).is_dir(), "rank 0 saved {last}");
         // other initial weights: only the checkpoint can bring the run back to `whole`

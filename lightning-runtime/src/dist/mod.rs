@@ -46,6 +46,8 @@ use crate::{Error, Gradients, Result};
 pub enum Buf<'a> {
     F32(&'a mut [f32]),
     F64(&'a mut [f64]),
+    /// Bytes (paths, names): broadcast only.
+    U8(&'a mut [u8]),
 }
 
 /// A process group: this process's rank among `world_size` processes, and the collective
@@ -121,6 +123,11 @@ fn through_host(t: &Tensor, op: impl FnOnce(Buf<'_>) -> Result<()>) -> Result<Te
             op(Buf::F32(&mut v))?;
             Tensor::from_vec(v, t.shape(), &Device::Cpu)?
         }
+        DType::U8 => {
+            let mut v = host.to_vec1::<u8>()?;
+            op(Buf::U8(&mut v))?;
+            Tensor::from_vec(v, t.shape(), &Device::Cpu)?
+        }
         other => return Err(Error::Device(format!("collective operations take f32 or f64 buckets, not {other:?}"))),
     };
     Ok(out.to_device(t.device())?)
@@ -185,6 +192,23 @@ pub fn all_reduce_sum(world: &dyn Collective, values: &mut [f64]) -> Result<()> 
     world.all_reduce_sum(Buf::F64(values))
 }
 
+/// Rank 0's `path` on every rank (where rank 0's logs and checkpoints go, for the ranks
+/// that do not write them).
+pub fn broadcast_path(world: &dyn Collective, path: Option<std::path::PathBuf>) -> Result<Option<std::path::PathBuf>> {
+    if world.world_size() == 1 {
+        return Ok(path);
+    }
+    let mut bytes = path.as_ref().map(|p| p.to_string_lossy().into_owned().into_bytes()).unwrap_or_default();
+    let mut len = [path.as_ref().map_or(-1.0, |_| bytes.len() as f64)];
+    world.broadcast(Buf::F64(&mut len), 0)?;
+    if len[0] < 0.0 {
+        return Ok(None);
+    }
+    bytes.resize(len[0] as usize, 0);
+    world.broadcast(Buf::U8(&mut bytes), 0)?;
+    Ok(Some(String::from_utf8_lossy(&bytes).into_owned().into()))
+}
+
 /// One rank's share of a loader's epoch (torch's `DistributedSampler` with
 /// `drop_last=False`): positions `rank, rank + world, …` of the epoch's order, padded to a
 /// multiple of `world` by repeating its first indices, so every rank gets `ceil(len / world)`
@@ -246,7 +270,7 @@ mod tests {
             through_host(bucket, |buf| {
                 match buf {
                     Buf::F64(v) => v.iter_mut().for_each(|x| *x *= 10.0),
-                    Buf::F32(_) => unreachable!(),
+                    _ => unreachable!(),
                 }
                 Ok(())
             })

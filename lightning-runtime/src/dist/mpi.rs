@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mpi::collective::{CommunicatorCollectives, Root, SystemOperation};
+use mpi::datatype::Equivalence;
 use mpi::environment::Universe;
 use mpi::point_to_point::{Destination, Source};
 use mpi::request::{Request, Scope, StaticScope};
@@ -89,19 +90,20 @@ impl Mpi {
 
     fn all_reduce(&self, buf: Buf<'_>, op: SystemOperation) -> Result<()> {
         match buf {
-            Buf::F32(v) => {
-                let local = v.to_vec();
-                mpi::request::scope(|s| {
-                    self.finish(self.world.immediate_all_reduce_into(s, &local[..], v, op), "all-reduce")
-                })
-            }
-            Buf::F64(v) => {
-                let local = v.to_vec();
-                mpi::request::scope(|s| {
-                    self.finish(self.world.immediate_all_reduce_into(s, &local[..], v, op), "all-reduce")
-                })
-            }
+            Buf::F32(v) => self.all_reduce_slice(v, op),
+            Buf::F64(v) => self.all_reduce_slice(v, op),
+            Buf::U8(v) => self.all_reduce_slice(v, op),
         }
+    }
+
+    fn all_reduce_slice<T: Equivalence + Clone>(&self, v: &mut [T], op: SystemOperation) -> Result<()> {
+        let local = v.to_vec();
+        mpi::request::scope(|s| self.finish(self.world.immediate_all_reduce_into(s, &local[..], v, op), "all-reduce"))
+    }
+
+    fn broadcast_slice<T: Equivalence>(&self, v: &mut [T], root: usize) -> Result<()> {
+        let root = self.world.process_at_rank(root as i32);
+        mpi::request::scope(|s| self.finish(root.immediate_broadcast_into(s, v), "broadcast"))
     }
 
     /// Waits for a non-blocking collective operation, answering other ranks' roll calls;
@@ -203,10 +205,10 @@ impl Collective for Mpi {
         self.world.abort(code)
     }
     fn broadcast(&self, buf: Buf<'_>, root: usize) -> Result<()> {
-        let root = self.world.process_at_rank(root as i32);
         match buf {
-            Buf::F32(v) => mpi::request::scope(|s| self.finish(root.immediate_broadcast_into(s, v), "broadcast")),
-            Buf::F64(v) => mpi::request::scope(|s| self.finish(root.immediate_broadcast_into(s, v), "broadcast")),
+            Buf::F32(v) => self.broadcast_slice(v, root),
+            Buf::F64(v) => self.broadcast_slice(v, root),
+            Buf::U8(v) => self.broadcast_slice(v, root),
         }
     }
 }

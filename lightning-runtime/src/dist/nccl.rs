@@ -87,6 +87,10 @@ impl Nccl {
                 let t = Tensor::from_slice(v, v.len(), &self.device)?.apply_op1_no_bwd(op)?;
                 v.copy_from_slice(&t.to_vec1::<f64>()?);
             }
+            Buf::U8(v) => {
+                let t = Tensor::from_slice(v, v.len(), &self.device)?.apply_op1_no_bwd(op)?;
+                v.copy_from_slice(&t.to_vec1::<u8>()?);
+            }
         }
         Ok(())
     }
@@ -134,7 +138,8 @@ impl CustomOp1 for Op<'_> {
         let out = match &s.slice {
             CudaStorageSlice::F32(v) => run!(v, f32),
             CudaStorageSlice::F64(v) => run!(v, f64),
-            _ => candle_core::bail!("{}: f32 or f64 buckets only, got {:?}", self.name(), s.dtype()),
+            CudaStorageSlice::U8(v) => run!(v, u8),
+            _ => candle_core::bail!("{}: f32, f64 or u8 only, got {:?}", self.name(), s.dtype()),
         };
         Ok((out, l.shape().clone()))
     }

@@ -324,7 +324,8 @@ impl<C> Trainer<C> {
 
     /// Writes a checkpoint of `model` now (Lightning's `trainer.save_checkpoint`), with the
     /// epoch and step of the last `fit`. The optimizer went with that run, so the checkpoint
-    /// is weights-only: for `load_from_checkpoint`, not for resuming.
+    /// is weights-only: for `load_from_checkpoint`, not for resuming. Under DDP every rank
+    /// calls it; rank 0 writes.
     pub fn save_checkpoint<M: LightningModule>(&self, model: &M, path: impl AsRef<std::path::Path>) -> Result<()> {
         let (epoch, global_step) = self.last_run.unwrap_or((0, 0));
         let ck = crate::Checkpoint {
@@ -336,7 +337,14 @@ impl<C> Trainer<C> {
             weights_only: true,
             ..Default::default()
         };
-        ck.save(path.as_ref())
+        // under DDP rank 0 writes, and every rank returns once the file is there
+        if self.is_global_zero() {
+            ck.save(path.as_ref())?;
+        }
+        match &self.world {
+            Some(world) if world.world_size() > 1 => world.barrier(),
+            _ => Ok(()),
+        }
     }
 
     /// Resumes the next `fit` from this checkpoint (Lightning's `ckpt_path`).
@@ -378,7 +386,9 @@ impl<C> Trainer<C> {
         let mut parked_loggers = if rank_zero { Vec::new() } else { std::mem::take(&mut state.loggers) };
         state.val_check_once_per_epoch = self.config.val_check_interval == Limit::Fraction(1.0);
         threads::apply(threads::choose(self.config.threads, &self.device, model.parameters()));
-        let mut checkpoint = if stage == Stage::Fit && rank_zero { self.checkpoint.take().map(|c| (c,)) } else { None };
+        // every rank runs the checkpoint callback (its best path and score are the same
+        // everywhere, since it watches metrics reduced over the ranks); rank 0 alone writes
+        let mut checkpoint = if stage == Stage::Fit { self.checkpoint.take().map(|c| (c,)) } else { None };
         let mut bar =
             (stage != Stage::Predict && self.config.enable_progress_bar && rank_zero).then(|| (ProgressBar::new(),));
         let mut extra: Option<M::Callbacks> = None;
@@ -396,10 +406,19 @@ impl<C> Trainer<C> {
             if stage != Stage::Predict {
                 logs::hyperparams(&mut state, model)?;
             }
+            if let Some(world) = state.world.clone().filter(|w| w.world_size() > 1) {
+                // rank 0's log directory, where the checkpoint callback saves on every rank
+                state.log_dir = crate::dist::broadcast_path(world.as_ref(), state.log_dir.take())?;
+            }
             let mut tail = Chain(&mut bar, &mut checkpoint);
             let mut inner = Chain(&mut extra, &mut tail);
             let mut cbs = Chain(&mut self.callbacks, &mut inner);
-            body(config, &mut state, model, &mut cbs, &mut *dm)
+            let out = body(config, &mut state, model, &mut cbs, &mut *dm)?;
+            if let Some(world) = state.world.as_ref().filter(|w| w.world_size() > 1) {
+                // rank 0's checkpoints are on disk before any rank reads them
+                world.barrier()?;
+            }
+            Ok(out)
         })();
         let result = result.inspect_err(|e| {
             let mut tail = Chain(&mut bar, &mut checkpoint);

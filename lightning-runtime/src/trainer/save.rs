@@ -49,7 +49,7 @@ pub(crate) fn build<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch
     Ok(ck)
 }
 
-/// Writes every requested checkpoint. A replaced file is removed only after its
+/// Writes every requested checkpoint (on rank 0 under DDP). A replaced file is removed only after its
 /// successor is safely on disk.
 #[inline]
 pub(crate) fn flush<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch = M::Batch>>(
@@ -62,8 +62,15 @@ pub(crate) fn flush<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch
     if state.save_requests.is_empty() {
         return Ok(());
     }
+    // under DDP every rank builds the checkpoint (its hooks run everywhere, as in Lightning)
+    // and rank 0 alone writes it
+    let writer = state.is_global_zero();
     for req in std::mem::take(&mut state.save_requests) {
         let ck = build(state, model, cbs, dm, optim.as_deref_mut(), req.weights_only)?;
+        if !writer {
+            state.last_saved = Some(req.path);
+            continue;
+        }
         ck.save(&req.path)?;
         if let Some(old) = req.replaces.filter(|old| *old != req.path) {
             let removed = if old.is_dir() { std::fs::remove_dir_all(&old) } else { std::fs::remove_file(&old) };
