@@ -134,6 +134,7 @@ fn worker() -> lightning::Result<()> {
     }
     let mut trainer = builder.build()?;
     let (rank, size) = (trainer.global_rank(), trainer.world_size());
+    lightning::dist::rank_zero_only(|| println!("\nRANKZERO {rank}"));
     if GLOBAL_BATCH % size != 0 {
         return Err(lightning::Error::msg(format!("{size} ranks do not split a global batch of {GLOBAL_BATCH}")));
     }
@@ -260,10 +261,30 @@ fn run(ranks: usize) -> (BTreeMap<String, Vec<f64>>, Vec<Vec<f64>>) {
     let text = run_ok(ranks, &[("LIGHTNING_DDP_ROOT", dir.path().to_str().unwrap().to_string())]);
     let prepared = std::fs::read_to_string(dir.path().join("prepare_data.log")).unwrap_or_default();
     assert_eq!(prepared.lines().count(), 1, "prepare_data runs once per node, on {ranks} ranks");
+    assert_eq!(tagged(&text, "RANKZERO ").collect::<Vec<_>>(), ["0"], "rank_zero_only on {ranks} ranks");
     let vals = tagged(&text, "VAL ")
         .map(|l| l.split_whitespace().skip(1).map(|v| v.parse().unwrap()).collect::<Vec<f64>>())
         .collect();
     (weights(&text), vals)
+}
+
+/// Asserts that `got` holds `want`'s weights, to 1e-5.
+fn assert_same(got: &BTreeMap<String, Vec<f64>>, want: &BTreeMap<String, Vec<f64>>, context: &str) {
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{context}");
+    for (name, w) in want {
+        for (a, b) in got[name].iter().zip(w) {
+            assert!((a - b).abs() < 1e-5, "{context}: {name} differs: {a} vs {b}");
+        }
+    }
+}
+
+/// One process's weights with `vars`, and those of each of `ranks`, must agree.
+fn assert_ranks_match_one_process(vars: &[(&str, String)], ranks: &[usize]) {
+    let one = run_with(1, vars);
+    assert_eq!(one.len(), 4);
+    for &n in ranks {
+        assert_same(&run_with(n, vars), &one, &format!("{n} ranks, {vars:?}"));
+    }
 }
 
 #[test]
@@ -272,12 +293,7 @@ fn ranks_train_the_same_weights_as_one_process() {
     assert_eq!(one.len(), 4, "{one:?}");
     for ranks in [2, 3, 4] {
         let (many, vals) = run(ranks);
-        assert_eq!(many.keys().collect::<Vec<_>>(), one.keys().collect::<Vec<_>>());
-        for (name, want) in &one {
-            for (a, b) in many[name].iter().zip(want) {
-                assert!((a - b).abs() < 1e-5, "{ranks} ranks: {name} differs: {a} vs {b}");
-            }
-        }
+        assert_same(&many, &one, &format!("{ranks} ranks"));
         // the validation metrics are reduced over the ranks: the mean, max and min of 0..12
         // on every rank, though each saw only its shard
         assert_eq!(vals.len(), ranks, "{vals:?}");
@@ -377,11 +393,7 @@ fn checkpoints_resume_across_world_sizes() {
             second,
             &[("LIGHTNING_DDP_EPOCHS", "2".into()), ("LIGHTNING_DDP_RESUME", last), ("LIGHTNING_DDP_SEED", "7".into())],
         );
-        for (name, want) in &whole {
-            for (a, b) in resumed[name].iter().zip(want) {
-                assert!((a - b).abs() < 1e-5, "{first} then {second} ranks: {name} differs: {a} vs {b}");
-            }
-        }
+        assert_same(&resumed, &whole, &format!("{first} then {second} ranks"));
     }
 }
 
@@ -391,20 +403,13 @@ fn checkpoints_resume_across_world_sizes() {
 /// train the same weights as one process.
 #[test]
 fn short_last_batches_and_accumulation_match_one_process() {
-    let base = [("LIGHTNING_DDP_SAMPLES", "76".to_string()), ("LIGHTNING_DDP_EPOCHS", "2".to_string())];
     for accumulate in ["1", "2"] {
-        let vars: Vec<(&str, String)> =
-            base.iter().cloned().chain([("LIGHTNING_DDP_ACCUMULATE", accumulate.to_string())]).collect();
-        let one = run_with(1, &vars);
-        assert_eq!(one.len(), 4);
-        for ranks in [2, 4] {
-            let many = run_with(ranks, &vars);
-            for (name, want) in &one {
-                for (a, b) in many[name].iter().zip(want) {
-                    assert!((a - b).abs() < 1e-5, "{ranks} ranks, accumulate {accumulate}: {name}: {a} vs {b}");
-                }
-            }
-        }
+        let vars = [
+            ("LIGHTNING_DDP_SAMPLES", "76".to_string()),
+            ("LIGHTNING_DDP_EPOCHS", "2".to_string()),
+            ("LIGHTNING_DDP_ACCUMULATE", accumulate.to_string()),
+        ];
+        assert_ranks_match_one_process(&vars, &[2, 4]);
     }
 }
 
@@ -412,33 +417,13 @@ fn short_last_batches_and_accumulation_match_one_process() {
 /// 3 ranks train what one process does on the same stream.
 #[test]
 fn streams_are_sharded_by_rank() {
-    let vars = [("LIGHTNING_DDP_STREAM", "1".to_string())];
-    let one = run_with(1, &vars);
-    assert_eq!(one.len(), 4);
-    for ranks in [2, 3] {
-        let many = run_with(ranks, &vars);
-        for (name, want) in &one {
-            for (a, b) in many[name].iter().zip(want) {
-                assert!((a - b).abs() < 1e-5, "{ranks} ranks: {name}: {a} vs {b}");
-            }
-        }
-    }
+    assert_ranks_match_one_process(&[("LIGHTNING_DDP_STREAM", "1".to_string())], &[2, 3]);
 }
 
 /// Manual optimization: the gradients of each `manual_backward` are averaged over the ranks.
 #[test]
 fn manual_optimization_matches_one_process() {
-    let vars = [("LIGHTNING_DDP_MANUAL", "1".to_string())];
-    let one = run_with(1, &vars);
-    assert_eq!(one.len(), 4);
-    for ranks in [2, 4] {
-        let many = run_with(ranks, &vars);
-        for (name, want) in &one {
-            for (a, b) in many[name].iter().zip(want) {
-                assert!((a - b).abs() < 1e-5, "{ranks} ranks: {name}: {a} vs {b}");
-            }
-        }
-    }
+    assert_ranks_match_one_process(&[("LIGHTNING_DDP_MANUAL", "1".to_string())], &[2, 4]);
 }
 
 /// The trainer's flags instead of a world passed in: `strategy(Ddp)` under `mpirun` finds
@@ -448,7 +433,6 @@ fn manual_optimization_matches_one_process() {
 fn strategy_and_devices_flags_launch_and_join_the_job() {
     let (one, _) = run(1);
     let flags = run_with(2, &[("LIGHTNING_DDP_LAUNCH", "flags".into())]);
-    assert_eq!(flags.len(), 4);
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "ddp_worker", "--nocapture", "--test-threads=1"])
         .env("LIGHTNING_DDP_WORKER", "1")
@@ -462,11 +446,6 @@ fn strategy_and_devices_flags_launch_and_join_the_job() {
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     let devices = weights(&text);
     assert_eq!(tagged(&text, "VAL ").count(), 2, "two ranks ran: {text}");
-    for got in [flags, devices] {
-        for (name, want) in &one {
-            for (a, b) in got[name].iter().zip(want) {
-                assert!((a - b).abs() < 1e-5, "{name}: {a} vs {b}");
-            }
-        }
-    }
+    assert_same(&flags, &one, "strategy(Ddp) under mpirun");
+    assert_same(&devices, &one, "devices(2)");
 }

@@ -27,6 +27,7 @@ mod launch;
 mod mpi;
 #[cfg(feature = "nccl")]
 mod nccl;
+mod rank_zero;
 mod rendezvous;
 mod world;
 
@@ -38,6 +39,8 @@ pub use self::launch::{Spawn, Workers};
 pub use self::mpi::Mpi;
 #[cfg(feature = "nccl")]
 pub use self::nccl::Nccl;
+pub(crate) use self::rank_zero::set_global_rank;
+pub use self::rank_zero::{global_rank, rank_zero_only};
 pub use self::rendezvous::Rendezvous;
 pub use self::world::{connect, RENDEZVOUS_TIMEOUT};
 use crate::{Error, Gradients, Result};

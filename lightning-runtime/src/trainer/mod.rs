@@ -222,6 +222,9 @@ impl<C> TrainerBuilder<C> {
     pub fn build(self) -> Result<Trainer<C>> {
         self.config.validate()?;
         let (world, device) = strategy::resolve(&self.config, self.world)?;
+        if let Some(w) = &world {
+            crate::dist::set_global_rank(w.rank());
+        }
         if let Some(seed) = self.config.seed {
             // candle cannot seed its CPU generator; the other backends can.
             if !device.is_cpu() {
