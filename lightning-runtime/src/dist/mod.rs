@@ -42,6 +42,7 @@ pub use self::nccl::Nccl;
 pub(crate) use self::rank_zero::set_global_rank;
 pub use self::rank_zero::{global_rank, rank_zero_only};
 pub use self::rendezvous::Rendezvous;
+pub(crate) use self::world::wants_cuda;
 pub use self::world::{connect, RENDEZVOUS_TIMEOUT};
 use crate::{Error, Gradients, Result};
 

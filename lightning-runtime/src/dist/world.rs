@@ -29,13 +29,9 @@ pub fn connect(env: &WorldEnv, accelerator: Accelerator) -> Result<(Arc<dyn Coll
     if let Some((world, device)) = &*joined {
         return Ok((world.clone(), device.clone()));
     }
-    let cuda = match accelerator {
-        Accelerator::Cuda(_) => true,
-        Accelerator::Auto => cfg!(feature = "cuda") && candle_core::utils::cuda_is_available(),
-        _ => false,
-    };
     // one GPU per rank: the node-local rank picks it
-    let device = if cuda { Accelerator::Cuda(env.local_rank).device()? } else { accelerator.device()? };
+    let device =
+        if wants_cuda(accelerator) { Accelerator::Cuda(env.local_rank).device()? } else { accelerator.device()? };
     let world = backend(env, &device)?;
     if world.world_size() != env.world_size || world.rank() != env.rank {
         return Err(Error::Device(format!(
@@ -48,6 +44,16 @@ pub fn connect(env: &WorldEnv, accelerator: Accelerator) -> Result<(Arc<dyn Coll
     }
     *joined = Some((world.clone(), device.clone()));
     Ok((world, device))
+}
+
+/// Whether `accelerator` means CUDA here: asked for, or `Auto` in a CUDA build that finds a GPU.
+pub(crate) fn wants_cuda(accelerator: Accelerator) -> bool {
+    match accelerator {
+        Accelerator::Cuda(_) => true,
+        // candle's `cuda_is_available` only says whether CUDA was compiled in
+        Accelerator::Auto => cfg!(feature = "cuda") && Device::new_cuda(0).is_ok(),
+        _ => false,
+    }
 }
 
 fn backend(env: &WorldEnv, device: &Device) -> Result<Arc<dyn Collective>> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use candle_core::Device;
 
 use super::TrainerConfig;
-use crate::dist::{self, Collective, Spawn, Workers, WorldEnv};
+use crate::dist::{self, wants_cuda, Collective, Spawn, Workers, WorldEnv};
 use crate::{Accelerator, Error, Result};
 
 /// Lightning's `strategy` flag.
@@ -33,15 +33,6 @@ impl std::str::FromStr for Strategy {
             "ddp" => Ok(Strategy::Ddp),
             other => Err(Error::config("strategy", format!("`{other}` is not one of auto, single_device, ddp"))),
         }
-    }
-}
-
-/// Whether this build trains on CUDA for `accelerator`.
-fn wants_cuda(accelerator: Accelerator) -> bool {
-    match accelerator {
-        Accelerator::Cuda(_) => true,
-        Accelerator::Auto => cfg!(feature = "cuda") && candle_core::utils::cuda_is_available(),
-        _ => false,
     }
 }
 
