@@ -32,6 +32,7 @@ pub struct Workers {
     env: Vec<(OsString, OsString)>,
     devices: usize,
     spawn: Spawn,
+    quiet: bool,
 }
 
 impl Workers {
@@ -42,7 +43,7 @@ impl Workers {
     }
 
     pub fn new(program: impl Into<PathBuf>, devices: usize, spawn: Spawn) -> Self {
-        Workers { program: program.into(), args: Vec::new(), env: Vec::new(), devices, spawn }
+        Workers { program: program.into(), args: Vec::new(), env: Vec::new(), devices, spawn, quiet: false }
     }
 
     pub fn args(mut self, args: impl IntoIterator<Item = impl Into<OsString>>) -> Self {
@@ -54,6 +55,20 @@ impl Workers {
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
         self.env.push((key.into(), value.into()));
         self
+    }
+
+    /// Discards the ranks' standard output (their errors still show).
+    pub fn quiet(mut self) -> Self {
+        self.quiet = true;
+        self
+    }
+
+    fn stdout(&self) -> std::process::Stdio {
+        if self.quiet {
+            std::process::Stdio::null()
+        } else {
+            std::process::Stdio::inherit()
+        }
     }
 
     /// Runs the ranks to their end: `Ok` when all succeeded, else the first failure, after
@@ -94,7 +109,8 @@ impl Workers {
                     .env("NODE_RANK", "0")
                     .env("MASTER_ADDR", "127.0.0.1")
                     .env("MASTER_PORT", port.to_string())
-                    .env(RENDEZVOUS_VAR, format!("file:{}", dir.join("nccl-id").display()));
+                    .env(RENDEZVOUS_VAR, format!("file:{}", dir.join("nccl-id").display()))
+                    .stdout(self.stdout());
                 children.push(cmd.spawn().map_err(|e| Error::io(&self.program, e))?);
             }
             supervise(&mut children)
@@ -116,6 +132,7 @@ impl Workers {
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             // `devices(N)` asks for N processes whatever the core count, as in Lightning
             .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
+            .stdout(self.stdout())
             .status()
             .map_err(|e| Error::Device(format!(
                 "cannot start {}: {e}. devices(N) on CPUs runs the ranks under MPI: install OpenMPI (scripts/setup-mpi.sh) or set $MPIRUN",
