@@ -13,6 +13,11 @@ mkdir -p gpu/bin
 strip -o gpu/bin/mnist "$CARGO_TARGET_DIR/release/examples/mnist"
 # what the binary needs at run time: libcuda.so.1 from the driver, the rest from CUDA 13 wheels
 readelf -d gpu/bin/mnist | grep NEEDED
-# it starts here with the stub driver (and says there is no GPU when asked for one)
-LD_LIBRARY_PATH=$CUDA_HOME/lib/stubs:$CUDA_HOME/lib:${CUDA_PREFIX:-$HOME/.cache/cuda13}/nvidia/nccl/lib gpu/bin/mnist --help > /dev/null
+# it starts here with the stub driver, and says there is no GPU when asked for one
+export LD_LIBRARY_PATH=$CUDA_HOME/lib/stubs:$CUDA_HOME/lib:${CUDA_PREFIX:-$HOME/.cache/cuda13}/nvidia/nccl/lib
+gpu/bin/mnist --help > /dev/null
+if out=$(gpu/bin/mnist --accelerator cuda --epochs 1 --root-dir "$(mktemp -d)" 2>&1); then
+  echo "cuda-build: a CUDA run succeeded without a GPU?" >&2; exit 1
+fi
+echo "without a GPU, as expected: $(echo "$out" | tail -1)"
 ls -l gpu/bin/mnist

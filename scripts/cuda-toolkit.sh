@@ -40,6 +40,8 @@ if [ "${1:-}" = link ]; then
   grep -ohE '^pub unsafe fn cu[A-Za-z0-9_]+' "$src" | awk '{print "int " $4 "(void) { return 999; }"}' | sort -u \
     > "$CUDA_HOME/lib/stubs/libcuda_stub.c"
   gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$CUDA_HOME/lib/stubs/libcuda.so" "$CUDA_HOME/lib/stubs/libcuda_stub.c"
+  # the name the binaries ask for at run time, to start them here (they find no GPU)
+  ln -sf libcuda.so "$CUDA_HOME/lib/stubs/libcuda.so.1"
 fi
 echo "export CUDA_HOME=$CUDA_HOME"
 # cudarc's build script runs the plain `nvcc --version` from PATH
