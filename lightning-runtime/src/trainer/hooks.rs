@@ -21,6 +21,7 @@ pub(crate) fn setup<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch
         model.prepare_data(state)?;
     }
     if let Some(world) = &state.world {
+        // Lightning's "pre_setup" barrier
         world.barrier()?;
     }
     dm.setup(stage)?;
@@ -28,6 +29,10 @@ pub(crate) fn setup<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch
         cbs.setup(state, model, stage)?;
     }
     model.setup(state, stage)?;
+    if let Some(world) = &state.world {
+        // Lightning's "post_setup" barrier: no rank starts its loop before all are set up
+        world.barrier()?;
+    }
     model.configure_model(state)?;
     // Lightning's strategy moves the module here: after configure_model, before the optimizers
     let dtype = state.precision.map(|p| p.dtype());
