@@ -30,9 +30,19 @@ pub fn conv2d(
     config: Conv2dConfig,
     vb: VarBuilder,
 ) -> Result<Conv2d> {
+    named(vb, config, kernel_size, |vb| candle_nn::conv2d(in_channels, out_channels, kernel_size, config, vb))
+}
+
+/// The layer candle-nn's `make` builds, checked and named after `vb`'s prefix.
+fn named(
+    vb: VarBuilder,
+    config: Conv2dConfig,
+    kernel_size: usize,
+    make: impl FnOnce(VarBuilder) -> candle_core::Result<candle_nn::Conv2d>,
+) -> Result<Conv2d> {
     let name = vb.prefix();
     check_config(&name, &config, kernel_size)?;
-    Ok(Conv2d::from(candle_nn::conv2d(in_channels, out_channels, kernel_size, config, vb)?).named(name))
+    Ok(Conv2d::from(make(vb)?).named(name))
 }
 
 /// [`conv2d`] without a bias.
@@ -43,9 +53,7 @@ pub fn conv2d_no_bias(
     config: Conv2dConfig,
     vb: VarBuilder,
 ) -> Result<Conv2d> {
-    let name = vb.prefix();
-    check_config(&name, &config, kernel_size)?;
-    Ok(Conv2d::from(candle_nn::conv2d_no_bias(in_channels, out_channels, kernel_size, config, vb)?).named(name))
+    named(vb, config, kernel_size, |vb| candle_nn::conv2d_no_bias(in_channels, out_channels, kernel_size, config, vb))
 }
 
 fn check_config(layer: &str, config: &Conv2dConfig, kernel: usize) -> std::result::Result<(), LayerError> {
