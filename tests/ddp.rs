@@ -357,6 +357,8 @@ fn the_example_under_ddp_matches_one_process() {
     let text = run_ok(2, &vars);
     let accs: Vec<f64> = tagged(&text, "ACC ").map(|l| l.trim().parse().unwrap()).collect();
     assert_eq!(accs.len(), 1, "rank 0 alone reports: {text}");
+    // OpenMPI gives ranks a pseudo-terminal even when the output is piped: the bar prints lines
+    assert!(!text.contains('\x1b'), "terminal escapes in the job's output:\n{text}");
     assert!((accs[0] - single).abs() < 0.005, "2 ranks: {}, one process: {single}", accs[0]);
     // rank 0 alone wrote logs and checkpoints
     let versions = std::fs::read_dir(ddp_root.join("lightning_logs")).unwrap().count();

@@ -62,9 +62,12 @@ impl Default for ProgressBar {
 }
 
 impl ProgressBar {
-    /// Draws when stdout is a terminal, else prints plain lines.
+    /// Draws when stdout is a terminal, else prints plain lines. Under `mpirun` it prints
+    /// plain lines too: OpenMPI hands each rank a pseudo-terminal even when the job's output
+    /// goes to a file.
     pub fn new() -> Self {
-        Self::with_terminal(std::io::stdout().is_terminal())
+        let mpi_rank = std::env::var_os("OMPI_COMM_WORLD_RANK").is_some() || std::env::var_os("PMI_RANK").is_some();
+        Self::with_terminal(std::io::stdout().is_terminal() && !mpi_rank)
     }
 
     /// Forces the terminal (`true`) or plain-line (`false`) mode.
