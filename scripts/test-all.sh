@@ -3,12 +3,16 @@
 # under mpirun; then the GPU build's compile check (features cuda and nccl, with CUDA 13.0's
 # compiler from PyPI: scripts/cuda-check.sh, ~6 min of nvcc on a fresh target directory;
 # LIGHTNING_SKIP_CUDA_CHECK=1 skips it). Installs OpenMPI and libclang by apt first when they
-# are missing (scripts/setup-mpi.sh; root, Debian). This is the README's test command;
-# .ci/run calls it.
+# are missing (scripts/setup-mpi.sh; root, Debian). Ends with one summary line over every
+# test binary, doc tests included. This is the README's test command; .ci/run runs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-mpi.sh install
-cargo test --workspace --locked --features mpi "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked --features mpi "$@" 2>&1 | tee "$log"
 if [ "${LIGHTNING_SKIP_CUDA_CHECK:-0}" != 1 ]; then
   scripts/cuda-check.sh
 fi
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "all tests: %d passed, %d failed\n", p, f }' "$log"
