@@ -34,6 +34,16 @@ pub struct WorldEnv {
 /// Set by `devices(N)` in the processes it starts: the rendezvous to use.
 pub const RENDEZVOUS_VAR: &str = "LIGHTNING_RENDEZVOUS";
 
+/// A timeout from the environment variable `var` in seconds (fractions allowed), else
+/// `default` (also for values that are not a positive number).
+pub(crate) fn duration_var(var: &str, default: std::time::Duration) -> std::time::Duration {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(default, std::time::Duration::from_secs_f64)
+}
+
 impl WorldEnv {
     /// The launcher's description of this process, from the environment; `None` when no
     /// launcher started it.

@@ -42,8 +42,8 @@ pub use self::nccl::Nccl;
 pub(crate) use self::rank_zero::set_global_rank;
 pub use self::rank_zero::{global_rank, rank_zero_only};
 pub use self::rendezvous::Rendezvous;
-pub(crate) use self::world::wants_cuda;
 pub use self::world::{connect, RENDEZVOUS_TIMEOUT};
+pub(crate) use self::world::{rank_device, wants_cuda};
 use crate::{Error, Gradients, Result};
 
 /// A host buffer for a collective operation.
@@ -132,7 +132,9 @@ fn through_host(t: &Tensor, op: impl FnOnce(Buf<'_>) -> Result<()>) -> Result<Te
             op(Buf::U8(&mut v))?;
             Tensor::from_vec(v, t.shape(), &Device::Cpu)?
         }
-        other => return Err(Error::Device(format!("collective operations take f32 or f64 buckets, not {other:?}"))),
+        other => {
+            return Err(Error::Device(format!("collective operations take f32, f64 or u8 buffers, not {other:?}")))
+        }
     };
     Ok(out.to_device(t.device())?)
 }

@@ -11,7 +11,8 @@ use mpi::point_to_point::{Destination, Source};
 use mpi::request::{Request, Scope, StaticScope};
 use mpi::topology::{Communicator, SimpleCommunicator};
 
-use super::{Buf, Collective};
+use super::env::duration_var;
+use super::{Buf, Collective, WorldEnv};
 use crate::{Error, Result};
 
 /// MPI's world communicator, one per process: [`Mpi::init`] initialises MPI on its first call
@@ -70,16 +71,9 @@ impl Mpi {
             Error::Device("MPI was initialised in this process by other code: use `Mpi::init()` only".into())
         })?;
         let world = universe.world();
-        // OpenMPI and MPICH name the node-local rank in the environment
-        let local_rank = ["OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "LOCAL_RANK"]
-            .iter()
-            .find_map(|k| std::env::var(k).ok()?.parse().ok())
-            .unwrap_or(world.rank() as usize);
-        let timeout = std::env::var("LIGHTNING_COLLECTIVE_TIMEOUT")
-            .ok()
-            .and_then(|s| s.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s > 0.0)
-            .map_or(DEFAULT_TIMEOUT, Duration::from_secs_f64);
+        // the launcher names the node-local rank (OpenMPI, MPICH); started alone, it is the rank
+        let local_rank = WorldEnv::detect().ok().flatten().map_or(world.rank() as usize, |e| e.local_rank);
+        let timeout = duration_var("LIGHTNING_COLLECTIVE_TIMEOUT", DEFAULT_TIMEOUT);
         Ok(Mpi { world, local_rank, timeout_ms: AtomicU64::new(timeout.as_millis() as u64), _universe: universe })
     }
 

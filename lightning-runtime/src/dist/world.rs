@@ -14,10 +14,7 @@ use crate::{Accelerator, Error, Result};
 pub const RENDEZVOUS_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn timeout() -> Duration {
-    std::env::var("LIGHTNING_RENDEZVOUS_TIMEOUT")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .map_or(RENDEZVOUS_TIMEOUT, Duration::from_secs)
+    super::env::duration_var("LIGHTNING_RENDEZVOUS_TIMEOUT", RENDEZVOUS_TIMEOUT)
 }
 
 /// Joins the job `env` describes and opens this rank's device: NCCL on GPU `local_rank`
@@ -29,9 +26,7 @@ pub fn connect(env: &WorldEnv, accelerator: Accelerator) -> Result<(Arc<dyn Coll
     if let Some((world, device)) = &*joined {
         return Ok((world.clone(), device.clone()));
     }
-    // one GPU per rank: the node-local rank picks it
-    let device =
-        if wants_cuda(accelerator) { Accelerator::Cuda(env.local_rank).device()? } else { accelerator.device()? };
+    let device = rank_device(accelerator, env.local_rank)?;
     let world = backend(env, &device)?;
     if world.world_size() != env.world_size || world.rank() != env.rank {
         return Err(Error::Device(format!(
@@ -44,6 +39,16 @@ pub fn connect(env: &WorldEnv, accelerator: Accelerator) -> Result<(Arc<dyn Coll
     }
     *joined = Some((world.clone(), device.clone()));
     Ok((world, device))
+}
+
+/// The device of the rank with node-local rank `local_rank`: on CUDA, one GPU per rank,
+/// picked by the local rank; else the accelerator's device.
+pub(crate) fn rank_device(accelerator: Accelerator, local_rank: usize) -> Result<Device> {
+    if wants_cuda(accelerator) {
+        Accelerator::Cuda(local_rank).device()
+    } else {
+        accelerator.device()
+    }
 }
 
 /// Whether `accelerator` means CUDA here: asked for, or `Auto` in a CUDA build that finds a GPU.

@@ -8,7 +8,7 @@ use candle_core::Device;
 
 use super::TrainerConfig;
 use crate::dist::{self, wants_cuda, Collective, Spawn, Workers, WorldEnv};
-use crate::{Accelerator, Error, Result};
+use crate::{Error, Result};
 
 /// Lightning's `strategy` flag.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -49,12 +49,8 @@ pub(crate) fn resolve(
         return Err(Error::config("num_nodes", "must be at least 1"));
     }
     if let Some(world) = explicit {
-        // `ddp(world)`: the caller joined the job; one GPU per node-local rank
-        let device = if wants_cuda(config.accelerator) {
-            Accelerator::Cuda(world.local_rank()).device()?
-        } else {
-            config.accelerator.device()?
-        };
+        // `ddp(world)`: the caller joined the job
+        let device = dist::rank_device(config.accelerator, world.local_rank())?;
         return Ok((Some(world), device));
     }
     if strategy == Strategy::SingleDevice {
