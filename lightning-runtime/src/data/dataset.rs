@@ -158,7 +158,7 @@ impl<D: Dataset> MapLoader<D> {
 
     /// Samples an epoch yields: this rank's share when sharded.
     fn epoch_samples(&self) -> usize {
-        self.shard.map_or(self.dataset.len(), |s| s.samples(self.dataset.len()))
+        super::epoch_samples(self.dataset.len(), self.shard)
     }
 
     fn plan(&self, epoch: usize) -> Vec<Vec<usize>> {
@@ -235,8 +235,7 @@ impl<D: Dataset> Loader for MapLoader<D> {
     }
 
     fn shard(&mut self, rank: usize, world: usize) -> Result<()> {
-        let shard = Shard::new(rank, world)?;
-        self.shard = (world > 1).then_some(shard);
+        self.shard = Shard::of(rank, world)?;
         Ok(())
     }
 

@@ -123,7 +123,7 @@ impl DataLoader {
 
     /// Samples an epoch yields: this rank's share when sharded.
     fn epoch_samples(&self) -> usize {
-        self.shard.map_or(self.num_samples(), |s| s.samples(self.num_samples()))
+        epoch_samples(self.num_samples(), self.shard)
     }
 
     /// The batch size.
@@ -138,6 +138,11 @@ impl DataLoader {
         }
         Some(epoch_order(self.num_samples(), self.shuffle, self.shard, epoch).into_iter().map(|i| i as u32).collect())
     }
+}
+
+/// Samples an epoch of `n` yields: this rank's share when sharded. Shared by the loaders.
+pub(crate) fn epoch_samples(n: usize, shard: Option<Shard>) -> usize {
+    shard.map_or(n, |s| s.samples(n))
 }
 
 /// The sample indices of an epoch: 0‥n, shuffled with `seed` and the epoch (the same on every
@@ -158,8 +163,7 @@ impl Loader for DataLoader {
     type Batch = (Tensor, Tensor);
 
     fn shard(&mut self, rank: usize, world: usize) -> Result<()> {
-        let shard = Shard::new(rank, world)?;
-        self.shard = (world > 1).then_some(shard);
+        self.shard = Shard::of(rank, world)?;
         Ok(())
     }
 

@@ -26,7 +26,7 @@ use crate::Result;
 pub struct StreamLoader<F, I, T> {
     make: F,
     batch_size: usize,
-    shard: Option<(usize, usize)>,
+    shard: Option<Shard>,
     _items: PhantomData<fn() -> (I, T)>,
 }
 
@@ -57,15 +57,14 @@ where
     }
 
     fn shard(&mut self, rank: usize, world: usize) -> Result<()> {
-        Shard::new(rank, world)?;
-        self.shard = (world > 1).then_some((rank, world));
+        self.shard = Shard::of(rank, world)?;
         Ok(())
     }
 
     fn batches(&mut self, epoch: usize) -> impl Iterator<Item = Result<T::Batch>> + '_ {
         let mut items = (self.make)(epoch);
         let size = self.batch_size;
-        let (rank, world) = self.shard.unwrap_or((0, 1));
+        let (rank, world) = self.shard.map_or((0, 1), |s| (s.rank(), s.world()));
         let mut failed = false;
         std::iter::from_fn(move || {
             if failed {

@@ -233,6 +233,20 @@ impl Shard {
         Ok(Shard { rank, world })
     }
 
+    /// What a loader keeps for `rank` of `world`: `None` in a world of one (nothing to split).
+    pub fn of(rank: usize, world: usize) -> Result<Option<Self>> {
+        let shard = Shard::new(rank, world)?;
+        Ok((world > 1).then_some(shard))
+    }
+
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    pub fn world(&self) -> usize {
+        self.world
+    }
+
     /// Samples this rank reads of `len`.
     pub fn samples(&self, len: usize) -> usize {
         len.div_ceil(self.world)
