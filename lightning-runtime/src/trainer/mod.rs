@@ -197,11 +197,12 @@ impl<C> TrainerBuilder<C> {
     }
 
     /// Data-parallel training over `world` (Lightning's `strategy="ddp"`): rank 0's parameters
-    /// are broadcast at the start of `fit`, every `DataLoader` yields its rank's share of each
-    /// epoch (torch's `DistributedSampler`), gradients are averaged over the ranks after each
-    /// backward, epoch metrics (means and sums) are reduced over the ranks so that every rank
-    /// sees the same `callback_metrics`, and only rank 0 logs, draws the progress bar and
-    /// writes checkpoints. A rank whose run fails prints its error and ends the whole job
+    /// are broadcast at the start of `fit`, every `DataLoader`, `MapLoader` and `StreamLoader`
+    /// yields its rank's share of each epoch (torch's `DistributedSampler`), gradients are
+    /// averaged over the ranks after backward (once per accumulation window), epoch metrics
+    /// (mean, sum, max, min) are reduced over the ranks so that every rank sees the same
+    /// `callback_metrics`, and only rank 0 logs, draws the progress bar and writes
+    /// checkpoints (every rank knows their paths). A rank whose run fails prints its error and ends the whole job
     /// (`Collective::abort`), so the others don't hang.
     ///
     /// ```no_run
