@@ -19,7 +19,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Linear, VarMap};
 use lightning::dist::Mpi;
 use lightning::prelude::*;
-use lightning::EitherLoader;
+use lightning::{EarlyStopping, EitherLoader};
 
 // 72 samples, global batch 12: every world size of 1 to 4 splits both evenly
 const SAMPLES: usize = 72;
@@ -134,6 +134,9 @@ fn worker() -> lightning::Result<()> {
     }
     let mut trainer = builder.build()?;
     let (rank, size) = (trainer.global_rank(), trainer.world_size());
+    if let Some(via) = env("LIGHTNING_DDP_VIA") {
+        println!("\nVIA {rank} {via}");
+    }
     lightning::dist::rank_zero_only(|| println!("\nRANKZERO {rank}"));
     if GLOBAL_BATCH % size != 0 {
         return Err(lightning::Error::msg(format!("{size} ranks do not split a global batch of {GLOBAL_BATCH}")));
@@ -202,12 +205,121 @@ fn mnist_worker(root: &str) -> lightning::Result<()> {
     Ok(())
 }
 
+/// A module whose ranks disagree unless the trainer makes them agree: `wobble`, logged in
+/// `on_validation_epoch_end` without `sync_dist`, improves every epoch on rank 0 and never on
+/// rank 1; `synced` is the rank with `sync_dist`; `LIGHTNING_DDP_STOP_RANK` sets
+/// `should_stop` on that rank alone after its fourth batch.
+#[lightning_module]
+struct Agree {
+    vars: VarMap,
+    l1: Linear,
+}
+
+#[lightning_module]
+impl Agree {
+    fn training_step(&mut self, batch: &(Tensor, Tensor), trainer: &mut TrainerState) -> lightning::Result<Tensor> {
+        let _ = trainer;
+        Ok((self.l1.forward(&batch.0)? - &batch.1)?.sqr()?.mean_all()?)
+    }
+
+    fn on_train_batch_end(&mut self, trainer: &mut TrainerState) {
+        let stop = std::env::var("LIGHTNING_DDP_STOP_RANK").ok().and_then(|r| r.parse::<usize>().ok());
+        if stop == Some(trainer.global_rank()) && trainer.global_step == 4 {
+            trainer.should_stop = true;
+        }
+    }
+
+    fn validation_step(&mut self, batch: &(Tensor, Tensor), trainer: &mut TrainerState) -> lightning::Result<()> {
+        trainer.log_with("val_n", batch.0.dim(0)? as f64, Log::new().reduce(Reduce::Sum))
+    }
+
+    fn on_validation_epoch_end(&mut self, trainer: &mut TrainerState) -> lightning::Result<()> {
+        let (rank, epoch) = (trainer.global_rank() as f64, trainer.current_epoch as f64);
+        trainer.log("wobble", if rank == 0.0 { -epoch } else { 0.0 })?;
+        trainer.log_with("synced", rank, Log::new().sync_dist(true))?;
+        trainer.log_with("synced_max", rank, Log::new().sync_dist(true).reduce(Reduce::Max))?;
+        trainer.log("own", rank)?;
+        // the collectives of hooks: every rank's pair, and the rank summed, maxed, minimised, averaged
+        let pair = Tensor::new(&[rank as f32, 10.0], &Device::Cpu)?;
+        let gathered = trainer.all_gather(&pair)?.flatten_all()?.to_vec1::<f32>()?;
+        let r = Tensor::new(&[rank], &Device::Cpu)?;
+        let reduced: Vec<f64> = [Reduce::Sum, Reduce::Max, Reduce::Min, Reduce::Mean]
+            .into_iter()
+            .map(|op| Ok(trainer.all_reduce(&r, op)?.to_vec1::<f64>()?[0]))
+            .collect::<lightning::Result<_>>()?;
+        trainer.barrier()?;
+        let any = trainer.reduce_boolean_decision(rank == 1.0, false)?;
+        let all = trainer.reduce_boolean_decision(rank == 1.0, true)?;
+        println!("\nCOLLECT {rank} {gathered:?} {reduced:?} {any} {all}");
+        Ok(())
+    }
+
+    fn test_step(&mut self, batch: &(Tensor, Tensor), trainer: &mut TrainerState) -> lightning::Result<()> {
+        trainer.log_with("test_n", batch.0.dim(0)? as f64, Log::new().reduce(Reduce::Sum))?;
+        trainer.log("test_mean_x", batch.0.mean_all()?)
+    }
+
+    fn predict_step(&mut self, batch: &(Tensor, Tensor)) -> candle_core::Result<Tensor> {
+        Ok(batch.0.clone())
+    }
+
+    fn configure_optimizers(&mut self) -> lightning::Result<Sgd> {
+        Sgd::with_config(&self.vars, SgdConfig { lr: 0.01, ..Default::default() })
+    }
+}
+
+/// `rows` rows whose features all equal the row's index.
+fn indexed(rows: usize, batch: usize) -> lightning::Result<DataLoader> {
+    let x =
+        Tensor::arange(0f64, rows as f64, &Device::Cpu)?.reshape((rows, 1))?.broadcast_as((rows, 4))?.contiguous()?;
+    DataLoader::new(x, Tensor::zeros((rows, 1), DType::F64, &Device::Cpu)?, batch)
+}
+
+/// One rank of the agreement checks: fit with EarlyStopping and ModelCheckpoint on `wobble`,
+/// then test and predict on 66 rows; prints what each rank ended with.
+fn agree_worker(dir: &str) -> lightning::Result<()> {
+    let mut trainer = Trainer::builder()
+        .ddp(Mpi::init()?)
+        .max_epochs(8)
+        .num_sanity_val_steps(0)
+        .enable_logger(false)
+        .enable_progress_bar(false)
+        .enable_model_summary(false)
+        .callbacks((EarlyStopping::new("wobble").patience(1),))
+        .checkpoint(ModelCheckpoint::new().dirpath(dir).monitor("wobble").filename("{epoch}-{own:.0f}"))
+        .build()?;
+    let rank = trainer.global_rank();
+    let vars = VarMap::new();
+    let vb = lightning::seeded_var_builder(&vars, 5, DType::F64, &Device::Cpu);
+    let mut model = Agree { l1: candle_nn::linear(4, 1, vb.pp("l1"))?, vars };
+    let out = trainer.fit_with(&mut model, indexed(48, 4)?, Some(indexed(10, 2)?))?;
+    let m = &out.metrics;
+    println!("\nSTOPPED {rank} {} {}", out.current_epoch, out.global_step);
+    println!("\nSYNCED {rank} {} {} {} {}", m["synced"], m["synced_max"], m["own"], m["val_n"]);
+    let best = trainer.checkpoint_callback().and_then(|c| c.best_model_path()).map(|p| p.display().to_string());
+    println!("\nBESTPATH {rank} {}", best.unwrap_or_default());
+    let tested = trainer.test_with(&mut model, indexed(66, 4)?)?;
+    println!("\nTESTED {rank} {} {}", tested["test_n"], tested["test_mean_x"]);
+    let predicted: usize = trainer.predict_with(&mut model, indexed(66, 4)?)?.iter().map(|p| p.dim(0).unwrap()).sum();
+    println!("\nPREDICTED {rank} {predicted}");
+    Ok(())
+}
+
 /// The test harness entry of a rank; does nothing unless `mpirun` started it.
 #[test]
 fn ddp_worker() {
     match std::env::var("LIGHTNING_DDP_WORKER").as_deref() {
         Ok("mnist") => mnist_worker(&std::env::var("LIGHTNING_DDP_ROOT").unwrap()).expect("the rank failed"),
-        Ok(_) => worker().expect("the rank failed"),
+        Ok("agree") => agree_worker(&std::env::var("LIGHTNING_DDP_ROOT").unwrap()).expect("the rank failed"),
+        Ok(_) => {
+            let exit = std::env::var("LIGHTNING_DDP_EXIT_RANK").ok();
+            if exit.is_some() && exit == std::env::var("OMPI_COMM_WORLD_RANK").ok() {
+                // this rank ends before it reaches the trainer (after the others did)
+                std::thread::sleep(std::time::Duration::from_secs(2));
+                std::process::exit(3);
+            }
+            worker().expect("the rank failed")
+        }
         Err(_) => {}
     }
 }
@@ -435,12 +547,15 @@ fn manual_optimization_matches_one_process() {
 fn strategy_and_devices_flags_launch_and_join_the_job() {
     let (one, _) = run(1);
     let flags = run_with(2, &[("LIGHTNING_DDP_LAUNCH", "flags".into())]);
+    // as root (CI), devices(N) itself passes OpenMPI's run-as-root settings; $MPIRUN holds a
+    // command line with arguments, split as a shell does
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "ddp_worker", "--nocapture", "--test-threads=1"])
         .env("LIGHTNING_DDP_WORKER", "1")
         .env("LIGHTNING_DDP_LAUNCH", "devices")
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env_remove("OMPI_ALLOW_RUN_AS_ROOT")
+        .env_remove("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM")
+        .env("MPIRUN", "mpirun -x 'LIGHTNING_DDP_VIA=split like a shell'")
         .env("RAYON_NUM_THREADS", "1")
         .output()
         .unwrap();
@@ -448,6 +563,108 @@ fn strategy_and_devices_flags_launch_and_join_the_job() {
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     let devices = weights(&text);
     assert_eq!(tagged(&text, "VAL ").count(), 2, "two ranks ran: {text}");
+    assert_eq!(tagged(&text, "VIA ").filter(|l| l.ends_with(" split like a shell")).count(), 2, "{text}");
     assert_same(&flags, &one, "strategy(Ddp) under mpirun");
     assert_same(&devices, &one, "devices(2)");
+}
+
+/// The `TAG rank values…` lines of a run, one per rank, by rank.
+fn per_rank(text: &str, tag: &'static str) -> Vec<String> {
+    let mut lines: Vec<(usize, String)> = tagged(text, tag)
+        .map(|l| {
+            let (rank, rest) = l.trim().split_once(' ').unwrap_or((l.trim(), ""));
+            (rank.parse::<f64>().unwrap() as usize, rest.to_string())
+        })
+        .collect();
+    lines.sort();
+    lines.into_iter().map(|(_, rest)| rest).collect()
+}
+
+/// The agreement checks on `ranks` ranks with these extra variables: each rank's lines by tag.
+fn agree(ranks: usize, vars: &[(&str, &str)]) -> BTreeMap<&'static str, Vec<String>> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = vec![("LIGHTNING_DDP_WORKER", "agree".to_string())];
+    all.push(("LIGHTNING_DDP_ROOT", dir.path().to_str().unwrap().to_string()));
+    // ranks that disagree end in a mismatched collective: fail in seconds, not 30 minutes
+    all.push(("LIGHTNING_COLLECTIVE_TIMEOUT", "20".to_string()));
+    all.extend(vars.iter().map(|(k, v)| (*k, v.to_string())));
+    let text = run_ok(ranks, &all);
+    let tags = ["STOPPED ", "SYNCED ", "BESTPATH ", "TESTED ", "PREDICTED ", "COLLECT "];
+    let out: BTreeMap<_, _> = tags.into_iter().map(|t| (t, per_rank(&text, t))).collect();
+    for (tag, lines) in &out {
+        if *tag != "COLLECT " {
+            assert_eq!(lines.len(), ranks, "{tag}on {ranks} ranks:\n{text}");
+        }
+    }
+    out
+}
+
+/// `validate`/`test`/`predict` read one shard per rank, as fit does: a `Reduce::Sum` count of
+/// a 66-row test set is 66 on 2 ranks, as in one process, not 132; each rank predicts 33 rows.
+/// A monitor logged by each rank for itself (`wobble`) still gives every rank the same stop
+/// epoch and the same best checkpoint (EarlyStopping and plateau schedulers decide from the
+/// ranks' mean; ModelCheckpoint from rank 0's values, path included).
+#[test]
+fn evaluation_is_sharded_and_the_ranks_decide_alike() {
+    let one = agree(1, &[]);
+    let two = agree(2, &[]);
+    assert_eq!(one["TESTED "], ["66 32.5"]);
+    assert_eq!(two["TESTED "], ["66 32.5", "66 32.5"], "each test row counted once on 2 ranks");
+    assert_eq!(two["PREDICTED "], ["33", "33"], "each rank predicts its shard");
+    assert_eq!(one["PREDICTED "], ["66"]);
+    // the validation count is summed over the shards: 10 rows on 1 and on 2 ranks
+    assert!(two["SYNCED "].iter().all(|l| l.ends_with(" 10")), "{:?}", two["SYNCED "]);
+    // one stop epoch and one best path on every rank: the mean of -epoch and 0 keeps
+    // improving, as rank 0's own value does in one process
+    assert_eq!(two["STOPPED "][0], two["STOPPED "][1], "{two:?}");
+    assert_eq!(two["BESTPATH "][0], two["BESTPATH "][1], "{two:?}");
+    assert!(two["BESTPATH "][0].ends_with("epoch=7-own=0.ckpt"), "rank 0's best, named by rank 0's `own`: {two:?}");
+    assert_eq!(one["STOPPED "], ["8 96"], "{one:?}");
+}
+
+/// `should_stop` set on one rank only stops every rank after the same batch, step 4 (Lightning's
+/// `reduce_boolean_decision(should_stop, all=False)`); in one process the same hook stops
+/// at the same step.
+#[test]
+fn a_stop_on_one_rank_stops_all_ranks_together() {
+    let two = agree(2, &[("LIGHTNING_DDP_STOP_RANK", "1")]);
+    assert_eq!(two["STOPPED "], ["1 4", "1 4"], "{two:?}");
+    let one = agree(1, &[("LIGHTNING_DDP_STOP_RANK", "0")]);
+    assert_eq!(one["STOPPED "], ["1 4"], "{one:?}");
+}
+
+/// `Log::sync_dist(true)` in an epoch-end hook reduces the value over the ranks (mean 0.5 and
+/// max 1 of the ranks 0 and 1); without it each rank keeps its own. `all_gather`,
+/// `all_reduce`, `barrier` and `reduce_boolean_decision` work in hooks, and change nothing
+/// in one process.
+#[test]
+fn hooks_sync_values_and_call_collectives() {
+    let two = agree(2, &[]);
+    assert_eq!(two["SYNCED "], ["0.5 1 0 10", "0.5 1 1 10"], "{two:?}");
+    let collect = &two["COLLECT "];
+    assert!(!collect.is_empty() && collect.len() % 2 == 0, "{collect:?}");
+    // any rank (rank 1) decided true; not all did
+    assert!(collect.iter().all(|l| l == "[0.0, 10.0, 1.0, 10.0] [1.0, 1.0, 0.0, 0.5] true false"), "{collect:?}");
+    let one = agree(1, &[]);
+    assert_eq!(one["SYNCED "], ["0 0 0 10"]);
+    assert!(one["COLLECT "].iter().all(|l| l == "[0.0, 10.0] [0.0, 0.0, 0.0, 0.0] false false"), "{one:?}");
+}
+
+/// `devices(N)`'s launcher tells a job whose ranks never started (here: an option mpirun does
+/// not know) from one where a rank failed, and names a rank that never reached the trainer.
+#[test]
+fn ranks_that_never_started_are_reported_as_such() {
+    use lightning::dist::{Spawn, Workers};
+    let workers = || {
+        Workers::new(std::env::current_exe().unwrap(), 2, Spawn::Mpirun)
+            .args(["--exact", "ddp_worker", "--nocapture", "--test-threads=1"])
+            .env("LIGHTNING_DDP_WORKER", "1")
+            .env("LIGHTNING_DDP_LAUNCH", "flags")
+            .env("LIGHTNING_COLLECTIVE_TIMEOUT", "20")
+            .quiet()
+    };
+    let e = workers().mpirun("mpirun --no-such-option").run().unwrap_err().to_string();
+    assert!(e.contains("before any rank reached the trainer"), "{e}");
+    let e = workers().env("LIGHTNING_DDP_EXIT_RANK", "1").run().unwrap_err().to_string();
+    assert!(e.contains("rank(s) 1 never reached the trainer"), "{e}");
 }

@@ -178,7 +178,11 @@ impl TrainerState {
     /// `log` with options: `trainer.log_with("loss", &loss, Log::new().prog_bar(true))`.
     pub fn log_with(&mut self, name: &str, value: impl LogValue, opts: Log) -> Result<()> {
         let v = value.into_metric()?;
-        self.metrics.log(name, v, opts, self.scope, self.hook, self.running, self.batch_size)
+        let synced = match self.group() {
+            Some(world) if opts.sync_dist => Some(crate::dist::sync_metric(world, &v, opts.reduce)?),
+            _ => None,
+        };
+        self.metrics.log(name, v, synced, opts, self.scope, self.hook, self.running, self.batch_size)
     }
 
     /// Lightning's `trainer.callback_metrics`: every logged metric's latest value (epoch

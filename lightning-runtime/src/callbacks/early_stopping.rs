@@ -119,7 +119,8 @@ impl EarlyStopping {
         if t.sanity_checking || t.stage != Stage::Fit {
             return Ok(());
         }
-        let Some(current) = t.metric(&self.monitor)? else {
+        // under DDP, the ranks' mean: every rank checks the same value
+        let Some(current) = t.monitored_metric(&self.monitor)? else {
             if self.strict {
                 let logged: Vec<String> = t.callback_metrics()?.into_keys().collect();
                 return Err(Error::config(

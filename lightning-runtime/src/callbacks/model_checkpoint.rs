@@ -212,7 +212,8 @@ impl ModelCheckpoint {
         {
             return Ok(());
         }
-        let metrics = t.callback_metrics()?;
+        // rank 0's values under DDP: every rank keeps the same checkpoint and path
+        let metrics = t.rank_zero_callback_metrics()?;
         let weights_only = self.save_weights_only;
         match &self.monitor {
             _ if self.save_top_k == 0 => {}

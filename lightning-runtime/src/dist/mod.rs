@@ -21,6 +21,7 @@
 //! # Ok::<(), lightning::Error>(())
 //! ```
 
+mod collectives;
 mod env;
 mod launch;
 #[cfg(feature = "mpi")]
@@ -33,14 +34,17 @@ mod world;
 
 use candle_core::{DType, Device, Tensor, Var};
 
+pub(crate) use self::collectives::sync_metric;
+pub use self::collectives::{all_gather, all_reduce, reduce_boolean_decision};
 pub use self::env::{Launcher, WorldEnv, RENDEZVOUS_VAR};
+pub(crate) use self::launch::mark_started;
 pub use self::launch::{Spawn, Workers};
 #[cfg(feature = "mpi")]
 pub use self::mpi::Mpi;
 #[cfg(feature = "nccl")]
 pub use self::nccl::Nccl;
 pub(crate) use self::rank_zero::set_global_rank;
-pub use self::rank_zero::{global_rank, rank_zero_only};
+pub use self::rank_zero::{global_rank, rank_zero_only, rank_zero_warn};
 pub use self::rendezvous::Rendezvous;
 pub use self::world::{connect, RENDEZVOUS_TIMEOUT};
 pub(crate) use self::world::{rank_device, wants_cuda};

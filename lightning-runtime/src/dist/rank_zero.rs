@@ -31,3 +31,9 @@ pub fn global_rank() -> usize {
 pub fn rank_zero_only<R>(f: impl FnOnce() -> R) -> Option<R> {
     (global_rank() == 0).then(f)
 }
+
+/// Prints `warning: {message}` to standard error on rank 0 only, so a job prints it once
+/// (Lightning's `rank_zero_warn`).
+pub fn rank_zero_warn(message: impl std::fmt::Display) {
+    rank_zero_only(|| eprintln!("warning: {message}"));
+}

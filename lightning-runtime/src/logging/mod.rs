@@ -55,11 +55,25 @@ pub struct Log {
     /// Weight of this value in the epoch mean; default: the batch's size.
     pub batch_size: Option<usize>,
     pub reduce: Reduce,
+    /// Reduce the value over the ranks when it is logged (Lightning's `sync_dist`), with
+    /// `reduce` (a mean is the plain mean of the ranks' values). Every rank must log it.
+    /// Values logged per step are summed into epoch values on each rank and reduced at the
+    /// epoch's end in any case; this also reduces the step value, and a value logged in an
+    /// epoch-end hook, which is otherwise this rank's own.
+    pub sync_dist: bool,
 }
 
 impl Default for Log {
     fn default() -> Self {
-        Log { on_step: None, on_epoch: None, prog_bar: false, logger: true, batch_size: None, reduce: Reduce::Mean }
+        Log {
+            on_step: None,
+            on_epoch: None,
+            prog_bar: false,
+            logger: true,
+            batch_size: None,
+            reduce: Reduce::Mean,
+            sync_dist: false,
+        }
     }
 }
 
@@ -90,6 +104,19 @@ impl Log {
     }
     pub fn reduce(mut self, r: Reduce) -> Self {
         self.reduce = r;
+        self
+    }
+    /// Lightning's `sync_dist=True`: the value is reduced over the ranks as it is logged
+    /// (see [`Log::sync_dist`](Log#structfield.sync_dist)); a no-op in one process.
+    ///
+    /// ```
+    /// # use lightning::{Log, TrainerState};
+    /// # fn on_validation_epoch_end(trainer: &mut TrainerState, r2: f64) -> lightning::Result<()> {
+    /// trainer.log_with("val_r2", r2, Log::new().sync_dist(true))?; // the mean over the ranks
+    /// # Ok(()) }
+    /// ```
+    pub fn sync_dist(mut self, v: bool) -> Self {
+        self.sync_dist = v;
         self
     }
 }

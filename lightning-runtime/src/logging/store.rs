@@ -146,6 +146,7 @@ impl MetricStore {
         &mut self,
         name: &str,
         value: MetricValue,
+        synced: Option<MetricValue>,
         opts: Log,
         scope: LogScope,
         hook: &'static str,
@@ -175,6 +176,13 @@ impl MetricStore {
             }
         };
         let ended = self.ended.contains(&loop_kind);
+        // `sync_dist`: the ranks' reduced value is the step value, and the epoch value when the
+        // epoch has ended; a running epoch sums this rank's own, reduced at its end
+        let (value, epoch_value) = match synced {
+            None => (value, None),
+            Some(s) if ended => (s.clone(), Some(s)),
+            Some(s) => (s, Some(value)),
+        };
         let syncs = &self.syncs;
         let e = &mut self.entries[idx];
         // the latest call's options apply, as in Lightning
@@ -182,7 +190,8 @@ impl MetricStore {
             (on_step, on_epoch, opts.prog_bar, opts.logger, opts.reduce);
         if on_epoch {
             let w = opts.batch_size.unwrap_or(batch_size).max(1) as f64;
-            let add = if e.reduce == Reduce::Mean { scaled(&value, w)? } else { value.clone() };
+            let v = epoch_value.as_ref().unwrap_or(&value);
+            let add = if e.reduce == Reduce::Mean { scaled(v, w)? } else { v.clone() };
             e.acc = Some(match &e.acc {
                 Some(a) => combine(a, &add, e.reduce)?,
                 None => add,

@@ -1,5 +1,7 @@
 //! The validation, test and predict loops (reference §2.3 rows 12–31, §2.4).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use super::source::{self, RunLoader, Which};
 use super::{hooks, logs, save, Limit, TrainerConfig};
 use crate::logging::store::LoopKind;
@@ -74,6 +76,8 @@ macro_rules! eval_loop {
             // Checkpoint callbacks run last, so a save they ask for lands before the module's hook.
             save::flush(state, model, cbs, dm, optim)?;
             model.$end(state)?;
+            // DDP: EarlyStopping or a hook on any rank stops them all
+            state.sync_should_stop()?;
             // Lightning calls the `*_model_train` hook only when it is overridden.
             if M::$impl_train {
                 model.$train(state)?;
@@ -131,6 +135,27 @@ eval_loop!(
     ]
 );
 
+/// Under DDP, `validate`, `test` and `predict` read one shard per rank, as the fit loop does
+/// (Lightning's `DistributedSampler`), so that each sample is evaluated once and metrics
+/// reduced over the ranks count it once. A set that does not split evenly is padded by
+/// repeating its first samples; as Lightning, say so once per process.
+fn shard<D: Loader>(state: &TrainerState, loader: &mut D, stage: Stage) -> Result<()> {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    let (rank, world) = (state.global_rank(), state.world_size());
+    if world == 1 {
+        return Ok(());
+    }
+    loader.shard(rank, world)?;
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        crate::dist::rank_zero_warn(format_args!(
+            "`{stage}` under DDP: each of the {world} ranks evaluates its shard of the data; a set whose size \
+             is not a multiple of {world} is padded by repeating its first samples, which then count twice in \
+             the reduced metrics (for exact figures, use such a size or one process)"
+        ));
+    }
+    Ok(())
+}
+
 /// One run of an evaluation loop over `n` batches.
 type LoopFn<M, L, DM, D> = fn(
     &mut TrainerState,
@@ -166,6 +191,7 @@ where
     hooks::setup(stage, state, model, cbs, dm)?;
     if !limit.is_zero() {
         if let Some(mut loader) = source::get(&mut given, state, model, dm, which)? {
+            shard(state, &mut loader, stage)?;
             let n = limit.apply(loader.len(), flag)?;
             if which == Which::Val {
                 state.num_val_batches = n;
@@ -230,6 +256,7 @@ where
     let mut predictions = Vec::new();
     if !cfg.limit_predict_batches.is_zero() {
         if let Some(mut loader) = source::get(&mut given, state, model, dm, Which::Predict)? {
+            shard(state, &mut loader, Stage::Predict)?;
             let n = cfg.limit_predict_batches.apply(loader.len(), "limit_predict_batches")?;
             predictions.reserve(n);
             state.training = false;

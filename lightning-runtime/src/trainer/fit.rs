@@ -76,7 +76,8 @@ fn step_scheduler<M: LightningModule>(
     }
     let metric = match &cfg.monitor {
         None => None,
-        Some(key) => match state.metric(key)? {
+        // under DDP, the ranks' mean: every rank's scheduler steps alike
+        Some(key) => match state.monitored_metric(key)? {
             Some(v) => Some(v),
             None => {
                 let logged: Vec<String> = state.callback_metrics()?.into_keys().collect();
@@ -399,6 +400,8 @@ where
                 save::flush(state, model, cbs, dm, Some(&mut optim))?;
                 model.on_train_batch_end(state, &outputs, &batch, i)?;
                 logs::after_train_batch(state, stepped)?;
+                // DDP: a stop asked for on any rank stops every rank at this batch
+                state.sync_should_stop()?;
                 let counter = if cfg.check_val_every_n_epoch.is_none() { total_batch_idx } else { i + 1 };
                 let interval_is_epoch = cfg.val_check_interval == super::Limit::Fraction(1.0);
                 if val_this_epoch
@@ -411,8 +414,9 @@ where
                         eval::validation(state, model, cbs, dm, vl, num_val, Some(&mut optim))?;
                     }
                 }
-                if cfg.max_time.is_some_and(|m| started.elapsed() >= m) {
-                    state.should_stop = true;
+                if let Some(m) = cfg.max_time {
+                    state.should_stop |= started.elapsed() >= m;
+                    state.sync_should_stop()?; // the ranks' clocks differ
                 }
                 if crate::interrupt::take() {
                     return Err(Error::Interrupted { epoch: state.current_epoch, step: state.global_step });
@@ -438,6 +442,7 @@ where
             if L::IMPL_ON_TRAIN_EPOCH_END {
                 cbs.on_train_epoch_end(state, model, true)?;
             }
+            state.sync_should_stop()?;
             save::flush(state, model, cbs, dm, Some(&mut optim))?;
             logs::after_epoch(state, LoopKind::Train)?;
             state.at_epoch_end = false;

@@ -49,6 +49,7 @@ pub(crate) fn resolve(
         return Err(Error::config("num_nodes", "must be at least 1"));
     }
     if let Some(world) = explicit {
+        dist::mark_started(world.rank());
         // `ddp(world)`: the caller joined the job
         let device = dist::rank_device(config.accelerator, world.local_rank())?;
         return Ok((Some(world), device));
@@ -64,6 +65,7 @@ pub(crate) fn resolve(
     }
     match WorldEnv::detect()? {
         Some(env) => {
+            dist::mark_started(env.rank);
             check_against_launcher(&env, devices, nodes)?;
             if env.world_size == 1 && strategy == Strategy::Auto {
                 return Ok((None, config.accelerator.device()?));
