@@ -200,8 +200,8 @@ impl<C> TrainerBuilder<C> {
     /// are broadcast at the start of `fit`, every `DataLoader`, `MapLoader` and `StreamLoader`
     /// yields its rank's share of each epoch (torch's `DistributedSampler`), gradients are
     /// averaged over the ranks after backward (once per accumulation window), epoch metrics
-    /// (mean, sum, max, min) are reduced over the ranks so that every rank sees the same
-    /// `callback_metrics`, and only rank 0 logs, draws the progress bar and writes
+    /// logged in steps (mean, sum, max, min) are reduced over the ranks, and values logged in
+    /// epoch-end hooks when asked (`Log::sync_dist`), a stop on any rank stops all, and only rank 0 logs, draws the progress bar and writes
     /// checkpoints (every rank knows their paths). A rank whose run fails prints its error and ends the whole job
     /// (`Collective::abort`), so the others don't hang.
     ///
