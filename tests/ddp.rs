@@ -250,7 +250,11 @@ impl Agree {
         trainer.barrier()?;
         let any = trainer.reduce_boolean_decision(rank == 1.0, false)?;
         let all = trainer.reduce_boolean_decision(rank == 1.0, true)?;
-        println!("\nCOLLECT {rank} {gathered:?} {reduced:?} {any} {all}");
+        // tensors of different shapes: an error on every rank, not a scrambled gather
+        let uneven = Tensor::zeros(trainer.global_rank() + 1, DType::F32, &Device::Cpu)?;
+        let refused =
+            trainer.all_gather(&uneven).map_or_else(|e| e.to_string().contains("different shapes"), |_| false);
+        println!("\nCOLLECT {rank} {gathered:?} {reduced:?} {any} {all} {refused}");
         Ok(())
     }
 
@@ -588,11 +592,17 @@ fn agree(ranks: usize, vars: &[(&str, &str)]) -> BTreeMap<&'static str, Vec<Stri
     // ranks that disagree end in a mismatched collective: fail in seconds, not 30 minutes
     all.push(("LIGHTNING_COLLECTIVE_TIMEOUT", "20".to_string()));
     all.extend(vars.iter().map(|(k, v)| (*k, v.to_string())));
-    let text = run_ok(ranks, &all);
+    let mut cmd = mpirun(ranks);
+    cmd.envs(all);
+    let out = cmd.output().expect("mpirun (scripts/setup-mpi.sh installs it)");
+    let (text, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{ranks} ranks failed:\n{text}\n{err}");
     let tags = ["STOPPED ", "SYNCED ", "BESTPATH ", "TESTED ", "PREDICTED ", "COLLECT "];
-    let out: BTreeMap<_, _> = tags.into_iter().map(|t| (t, per_rank(&text, t))).collect();
+    let mut out: BTreeMap<_, _> = tags.into_iter().map(|t| (t, per_rank(&text, t))).collect();
+    // the padding warning of sharded evaluation: rank 0 prints it once, for test and predict
+    out.insert("WARNINGS ", vec![err.matches("padded by repeating its first samples").count().to_string()]);
     for (tag, lines) in &out {
-        if *tag != "COLLECT " {
+        if !matches!(*tag, "COLLECT " | "WARNINGS ") {
             assert_eq!(lines.len(), ranks, "{tag}on {ranks} ranks:\n{text}");
         }
     }
@@ -612,6 +622,11 @@ fn evaluation_is_sharded_and_the_ranks_decide_alike() {
     assert_eq!(two["TESTED "], ["66 32.5", "66 32.5"], "each test row counted once on 2 ranks");
     assert_eq!(two["PREDICTED "], ["33", "33"], "each rank predicts its shard");
     assert_eq!(one["PREDICTED "], ["66"]);
+    assert_eq!(
+        (one["WARNINGS "][0].as_str(), two["WARNINGS "][0].as_str()),
+        ("0", "1"),
+        "one padding warning on 2 ranks"
+    );
     // the validation count is summed over the shards: 10 rows on 1 and on 2 ranks
     assert!(two["SYNCED "].iter().all(|l| l.ends_with(" 10")), "{:?}", two["SYNCED "]);
     // one stop epoch and one best path on every rank: the mean of -epoch and 0 keeps
@@ -635,8 +650,8 @@ fn a_stop_on_one_rank_stops_all_ranks_together() {
 
 /// `Log::sync_dist(true)` in an epoch-end hook reduces the value over the ranks (mean 0.5 and
 /// max 1 of the ranks 0 and 1); without it each rank keeps its own. `all_gather`,
-/// `all_reduce`, `barrier` and `reduce_boolean_decision` work in hooks, and change nothing
-/// in one process.
+/// `all_reduce`, `barrier` and `reduce_boolean_decision` work in hooks (a gather of tensors
+/// of different shapes is an error on every rank), and change nothing in one process.
 #[test]
 fn hooks_sync_values_and_call_collectives() {
     let two = agree(2, &[]);
@@ -644,10 +659,10 @@ fn hooks_sync_values_and_call_collectives() {
     let collect = &two["COLLECT "];
     assert!(!collect.is_empty() && collect.len() % 2 == 0, "{collect:?}");
     // any rank (rank 1) decided true; not all did
-    assert!(collect.iter().all(|l| l == "[0.0, 10.0, 1.0, 10.0] [1.0, 1.0, 0.0, 0.5] true false"), "{collect:?}");
+    assert!(collect.iter().all(|l| l == "[0.0, 10.0, 1.0, 10.0] [1.0, 1.0, 0.0, 0.5] true false true"), "{collect:?}");
     let one = agree(1, &[]);
     assert_eq!(one["SYNCED "], ["0 0 0 10"]);
-    assert!(one["COLLECT "].iter().all(|l| l == "[0.0, 10.0] [0.0, 0.0, 0.0, 0.0] false false"), "{one:?}");
+    assert!(one["COLLECT "].iter().all(|l| l == "[0.0, 10.0] [0.0, 0.0, 0.0, 0.0] false false false"), "{one:?}");
 }
 
 /// `devices(N)`'s launcher tells a job whose ranks never started (here: an option mpirun does
