@@ -230,7 +230,10 @@ impl Agree {
     }
 
     fn validation_step(&mut self, batch: &(Tensor, Tensor), trainer: &mut TrainerState) -> lightning::Result<()> {
-        trainer.log_with("val_n", batch.0.dim(0)? as f64, Log::new().reduce(Reduce::Sum))
+        let n = batch.0.dim(0)? as f64;
+        trainer.log_with("val_n", n, Log::new().reduce(Reduce::Sum))?;
+        // synced as logged, and still counted once in the epoch's sum
+        trainer.log_with("val_n_synced", n, Log::new().reduce(Reduce::Sum).sync_dist(true))
     }
 
     fn on_validation_epoch_end(&mut self, trainer: &mut TrainerState) -> lightning::Result<()> {
@@ -299,7 +302,7 @@ fn agree_worker(dir: &str) -> lightning::Result<()> {
     let out = trainer.fit_with(&mut model, indexed(48, 4)?, Some(indexed(10, 2)?))?;
     let m = &out.metrics;
     println!("\nSTOPPED {rank} {} {}", out.current_epoch, out.global_step);
-    println!("\nSYNCED {rank} {} {} {} {}", m["synced"], m["synced_max"], m["own"], m["val_n"]);
+    println!("\nSYNCED {rank} {} {} {} {} {}", m["synced"], m["synced_max"], m["own"], m["val_n"], m["val_n_synced"]);
     let best = trainer.checkpoint_callback().and_then(|c| c.best_model_path()).map(|p| p.display().to_string());
     println!("\nBESTPATH {rank} {}", best.unwrap_or_default());
     let tested = trainer.test_with(&mut model, indexed(66, 4)?)?;
@@ -628,7 +631,7 @@ fn evaluation_is_sharded_and_the_ranks_decide_alike() {
         "one padding warning on 2 ranks"
     );
     // the validation count is summed over the shards: 10 rows on 1 and on 2 ranks
-    assert!(two["SYNCED "].iter().all(|l| l.ends_with(" 10")), "{:?}", two["SYNCED "]);
+    assert!(two["SYNCED "].iter().all(|l| l.ends_with(" 10 10")), "{:?}", two["SYNCED "]);
     // one stop epoch and one best path on every rank: the mean of -epoch and 0 keeps
     // improving, as rank 0's own value does in one process
     assert_eq!(two["STOPPED "][0], two["STOPPED "][1], "{two:?}");
@@ -649,19 +652,20 @@ fn a_stop_on_one_rank_stops_all_ranks_together() {
 }
 
 /// `Log::sync_dist(true)` in an epoch-end hook reduces the value over the ranks (mean 0.5 and
-/// max 1 of the ranks 0 and 1); without it each rank keeps its own. `all_gather`,
+/// max 1 of the ranks 0 and 1); without it each rank keeps its own. A summed count logged
+/// with `sync_dist` in `validation_step` is still counted once (10 rows, not 20). `all_gather`,
 /// `all_reduce`, `barrier` and `reduce_boolean_decision` work in hooks (a gather of tensors
 /// of different shapes is an error on every rank), and change nothing in one process.
 #[test]
 fn hooks_sync_values_and_call_collectives() {
     let two = agree(2, &[]);
-    assert_eq!(two["SYNCED "], ["0.5 1 0 10", "0.5 1 1 10"], "{two:?}");
+    assert_eq!(two["SYNCED "], ["0.5 1 0 10 10", "0.5 1 1 10 10"], "{two:?}");
     let collect = &two["COLLECT "];
     assert!(!collect.is_empty() && collect.len() % 2 == 0, "{collect:?}");
     // any rank (rank 1) decided true; not all did
     assert!(collect.iter().all(|l| l == "[0.0, 10.0, 1.0, 10.0] [1.0, 1.0, 0.0, 0.5] true false true"), "{collect:?}");
     let one = agree(1, &[]);
-    assert_eq!(one["SYNCED "], ["0 0 0 10"]);
+    assert_eq!(one["SYNCED "], ["0 0 0 10 10"]);
     assert!(one["COLLECT "].iter().all(|l| l == "[0.0, 10.0] [0.0, 0.0, 0.0, 0.0] false false false"), "{one:?}");
 }
 
