@@ -270,8 +270,13 @@ impl Agree {
         Ok(batch.0.clone())
     }
 
-    fn configure_optimizers(&mut self) -> lightning::Result<Sgd> {
-        Sgd::with_config(&self.vars, SgdConfig { lr: 0.01, ..Default::default() })
+    fn configure_optimizers(&mut self) -> lightning::Result<(Sgd, ReduceLrOnPlateau, SchedulerConfig)> {
+        let sgd = Sgd::with_config(&self.vars, SgdConfig { lr: 0.01, ..Default::default() })?;
+        Ok((sgd, ReduceLrOnPlateau::new(0.5, 0), SchedulerConfig::every_epoch().monitor("wobble")))
+    }
+
+    fn on_fit_end(&mut self, trainer: &mut TrainerState) {
+        println!("\nLR {} {:?}", trainer.global_rank(), trainer.learning_rates);
     }
 }
 
@@ -600,7 +605,7 @@ fn agree(ranks: usize, vars: &[(&str, &str)]) -> BTreeMap<&'static str, Vec<Stri
     let out = cmd.output().expect("mpirun (scripts/setup-mpi.sh installs it)");
     let (text, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{ranks} ranks failed:\n{text}\n{err}");
-    let tags = ["STOPPED ", "SYNCED ", "BESTPATH ", "TESTED ", "PREDICTED ", "COLLECT "];
+    let tags = ["STOPPED ", "SYNCED ", "BESTPATH ", "TESTED ", "PREDICTED ", "COLLECT ", "LR "];
     let mut out: BTreeMap<_, _> = tags.into_iter().map(|t| (t, per_rank(&text, t))).collect();
     // the padding warning of sharded evaluation: rank 0 prints it once, for test and predict
     out.insert("WARNINGS ", vec![err.matches("padded by repeating its first samples").count().to_string()]);
@@ -615,8 +620,8 @@ fn agree(ranks: usize, vars: &[(&str, &str)]) -> BTreeMap<&'static str, Vec<Stri
 /// `validate`/`test`/`predict` read one shard per rank, as fit does: a `Reduce::Sum` count of
 /// a 66-row test set is 66 on 2 ranks, as in one process, not 132; each rank predicts 33 rows.
 /// A monitor logged by each rank for itself (`wobble`) still gives every rank the same stop
-/// epoch and the same best checkpoint (EarlyStopping and plateau schedulers decide from the
-/// ranks' mean; ModelCheckpoint from rank 0's values, path included).
+/// epoch, the same learning rate and the same best checkpoint (EarlyStopping and the plateau
+/// scheduler decide from the ranks' mean; ModelCheckpoint from rank 0's values, path included).
 #[test]
 fn evaluation_is_sharded_and_the_ranks_decide_alike() {
     let one = agree(1, &[]);
@@ -636,6 +641,9 @@ fn evaluation_is_sharded_and_the_ranks_decide_alike() {
     // improving, as rank 0's own value does in one process
     assert_eq!(two["STOPPED "][0], two["STOPPED "][1], "{two:?}");
     assert_eq!(two["BESTPATH "][0], two["BESTPATH "][1], "{two:?}");
+    // the plateau scheduler on `wobble` keeps the rate on both ranks, as in one process
+    assert_eq!(two["LR "], [r#"[("lr-Sgd", 0.01)]"#; 2], "{two:?}");
+    assert_eq!(one["LR "], [r#"[("lr-Sgd", 0.01)]"#], "{one:?}");
     assert!(two["BESTPATH "][0].ends_with("epoch=7-own=0.ckpt"), "rank 0's best, named by rank 0's `own`: {two:?}");
     assert_eq!(one["STOPPED "], ["8 96"], "{one:?}");
 }
