@@ -251,13 +251,14 @@ impl Agree {
             .map(|op| Ok(trainer.all_reduce(&r, op)?.to_vec1::<f64>()?[0]))
             .collect::<lightning::Result<_>>()?;
         trainer.barrier()?;
+        let from_one = trainer.broadcast(&r, trainer.world_size() - 1)?.to_vec1::<f64>()?[0];
         let any = trainer.reduce_boolean_decision(rank == 1.0, false)?;
         let all = trainer.reduce_boolean_decision(rank == 1.0, true)?;
         // tensors of different shapes: an error on every rank, not a scrambled gather
         let uneven = Tensor::zeros(trainer.global_rank() + 1, DType::F32, &Device::Cpu)?;
         let refused =
             trainer.all_gather(&uneven).map_or_else(|e| e.to_string().contains("different shapes"), |_| false);
-        println!("\nCOLLECT {rank} {gathered:?} {reduced:?} {any} {all} {refused}");
+        println!("\nCOLLECT {rank} {gathered:?} {reduced:?} {from_one} {any} {all} {refused}");
         Ok(())
     }
 
@@ -662,7 +663,8 @@ fn a_stop_on_one_rank_stops_all_ranks_together() {
 /// `Log::sync_dist(true)` in an epoch-end hook reduces the value over the ranks (mean 0.5 and
 /// max 1 of the ranks 0 and 1); without it each rank keeps its own. A summed count logged
 /// with `sync_dist` in `validation_step` is still counted once (10 rows, not 20). `all_gather`,
-/// `all_reduce`, `barrier` and `reduce_boolean_decision` work in hooks (a gather of tensors
+/// `all_reduce`, `barrier`, `broadcast` (from the last rank) and `reduce_boolean_decision`
+/// work in hooks (a gather of tensors
 /// of different shapes is an error on every rank), and change nothing in one process.
 #[test]
 fn hooks_sync_values_and_call_collectives() {
@@ -671,10 +673,13 @@ fn hooks_sync_values_and_call_collectives() {
     let collect = &two["COLLECT "];
     assert!(!collect.is_empty() && collect.len() % 2 == 0, "{collect:?}");
     // any rank (rank 1) decided true; not all did
-    assert!(collect.iter().all(|l| l == "[0.0, 10.0, 1.0, 10.0] [1.0, 1.0, 0.0, 0.5] true false true"), "{collect:?}");
+    assert!(
+        collect.iter().all(|l| l == "[0.0, 10.0, 1.0, 10.0] [1.0, 1.0, 0.0, 0.5] 1 true false true"),
+        "{collect:?}"
+    );
     let one = agree(1, &[]);
     assert_eq!(one["SYNCED "], ["0 0 0 10 10"]);
-    assert!(one["COLLECT "].iter().all(|l| l == "[0.0, 10.0] [0.0, 0.0, 0.0, 0.0] false false false"), "{one:?}");
+    assert!(one["COLLECT "].iter().all(|l| l == "[0.0, 10.0] [0.0, 0.0, 0.0, 0.0] 0 false false false"), "{one:?}");
 }
 
 /// `devices(N)`'s launcher tells a job whose ranks never started (here: an option mpirun does

@@ -91,6 +91,20 @@ pub fn all_reduce(world: &dyn Collective, t: &Tensor, op: Reduce) -> Result<Tens
     Ok(out.to_dtype(t.dtype())?)
 }
 
+/// `root`'s `t` on every rank (Lightning's `strategy.broadcast`). The shape and dtype must
+/// agree between the ranks; otherwise every rank returns an error.
+pub fn broadcast(world: &dyn Collective, t: &Tensor, root: usize) -> Result<Tensor> {
+    if world.world_size() == 1 {
+        return Ok(t.clone());
+    }
+    if root >= world.world_size() {
+        return Err(Error::msg(format!("broadcast from rank {root}, but the world has {} ranks", world.world_size())));
+    }
+    check_same_layout(world, t, "broadcast")?;
+    let wide = t.to_dtype(wire_dtype(t.dtype()))?.contiguous()?;
+    Ok(world.broadcast_tensor(&wide, root)?.to_dtype(t.dtype())?)
+}
+
 /// Lightning's `strategy.reduce_boolean_decision`: `true` when every rank decided `true`
 /// (`all`), or when any rank did (`!all`). The same answer on every rank.
 pub fn reduce_boolean_decision(world: &dyn Collective, decision: bool, all: bool) -> Result<bool> {
@@ -195,6 +209,12 @@ impl TrainerState {
     /// ```
     pub fn all_reduce(&self, tensor: &Tensor, op: Reduce) -> Result<Tensor> {
         self.group().map_or_else(|| Ok(tensor.clone()), |w| all_reduce(w, tensor, op))
+    }
+
+    /// Rank `root`'s `tensor` on every rank (Lightning's `trainer.strategy.broadcast`); in
+    /// one process, `tensor` itself. Every rank must call it.
+    pub fn broadcast(&self, tensor: &Tensor, root: usize) -> Result<Tensor> {
+        self.group().map_or_else(|| Ok(tensor.clone()), |w| broadcast(w, tensor, root))
     }
 
     /// Waits until every rank has reached it (Lightning's `trainer.strategy.barrier()`).

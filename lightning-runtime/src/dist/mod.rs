@@ -35,7 +35,7 @@ mod world;
 use candle_core::{DType, Device, Tensor, Var};
 
 pub(crate) use self::collectives::sync_metric;
-pub use self::collectives::{all_gather, all_reduce, reduce_boolean_decision};
+pub use self::collectives::{all_gather, all_reduce, broadcast, reduce_boolean_decision};
 pub use self::env::{Launcher, WorldEnv, RENDEZVOUS_VAR};
 pub(crate) use self::launch::mark_started;
 pub use self::launch::{Spawn, Workers};
