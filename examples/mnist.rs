@@ -71,9 +71,10 @@ pub struct Args {
     /// Turns off the one-pixel shift augmentation of training batches.
     #[arg(long)]
     pub no_jitter: bool,
-    /// Resume training from this checkpoint (e.g. `<root-dir>/lightning_logs/version_0/checkpoints/last.ckpt`).
+    /// Resume training from this checkpoint (e.g. `<root-dir>/lightning_logs/version_0/checkpoints/last.ckpt`),
+    /// `last` (the newest `last.ckpt` under `--root-dir`) or `best`.
     #[arg(long)]
-    pub ckpt_path: Option<PathBuf>,
+    pub ckpt_path: Option<lightning::CkptPath>,
     /// Also write TensorBoard event files next to the CSV logs.
     #[arg(long)]
     pub tensorboard: bool,
@@ -341,8 +342,8 @@ fn train_model<N: Net>(
 ) -> lightning::Result<(lightning::FitOutcome, lightning::Metrics)> {
     model.jitter = jitter;
     let fit = trainer.fit_with(&mut model, train, Some(val))?;
-    if let Some(best) = trainer.checkpoint_callback().and_then(|c| c.best_model_path()) {
-        lightning::load_from_checkpoint(&mut model, best)?;
+    if trainer.checkpoint_callback().and_then(|c| c.best_model_path()).is_some() {
+        trainer.ckpt_path("best");
     }
     let metrics = trainer.test_with(&mut model, test)?;
     Ok((fit, metrics))
@@ -416,7 +417,7 @@ pub fn run(args: &Args) -> lightning::Result<Report> {
         .callbacks((EpochSummary::default(), EarlyStopping::new("val_acc").mode(Mode::Max).patience(args.patience)))
         .build()?;
     if let Some(path) = &args.ckpt_path {
-        trainer.resume_from(path);
+        trainer.ckpt_path(path.clone());
     }
     let rank = trainer.global_rank();
     if rank == 0 {

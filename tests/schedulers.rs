@@ -28,43 +28,159 @@ fn close(what: &str, got: &[f64], want: &[f64]) {
     }
 }
 
-#[test]
-fn every_fixture_scheduler_matches_torch() {
+/// Receives each fixture case: torch's name, our scheduler built with the same options, and
+/// torch's learning rate before each step.
+trait Visit {
+    fn visit<S: LrScheduler + Clone + 'static>(&mut self, name: &str, sched: S, want: &[f64]);
+}
+
+/// The metric the fixture's `ReduceLROnPlateau` was stepped with.
+fn plateau_metric() -> Vec<f64> {
+    serde_json::from_value(fixture()["schedulers"]["plateau_metric"].clone()).unwrap()
+}
+
+/// Runs `v` over every scheduler case of the fixture (all at a base rate of 0.1).
+fn each_case(v: &mut impl Visit) {
     let f = fixture();
     let s = &f["schedulers"];
-    let base = s["base_lr"].as_f64().unwrap();
-    let metrics: Vec<f64> = serde_json::from_value(s["plateau_metric"].clone()).unwrap();
-    let mut seen = Vec::new();
-    for case in s["cases"].as_array().unwrap() {
+    assert_eq!(s["base_lr"].as_f64(), Some(0.1));
+    let cases = s["cases"].as_array().unwrap();
+    for case in cases {
         let name = case["scheduler"].as_str().unwrap();
         let o = &case["options"];
         let num = |k: &str| o[k].as_f64().unwrap();
         let int = |k: &str| o[k].as_u64().unwrap() as usize;
         let want: Vec<f64> = serde_json::from_value(case["lr_before_step"].clone()).unwrap();
-        let n = want.len();
-        let got = match name {
-            "StepLR" => trajectory(StepLr::new(int("step_size"), num("gamma")), base, None, n),
+        assert_eq!(want.len(), 30);
+        match name {
+            "StepLR" => v.visit(name, StepLr::new(int("step_size"), num("gamma")), &want),
             "MultiStepLR" => {
                 let m: Vec<usize> = serde_json::from_value(o["milestones"].clone()).unwrap();
-                trajectory(MultiStepLr::new(m, num("gamma")), base, None, n)
+                v.visit(name, MultiStepLr::new(m, num("gamma")), &want)
             }
-            "ExponentialLR" => trajectory(ExponentialLr::new(num("gamma")), base, None, n),
-            "CosineAnnealingLR" => trajectory(CosineAnnealingLr::new(int("T_max"), num("eta_min")), base, None, n),
+            "ExponentialLR" => v.visit(name, ExponentialLr::new(num("gamma")), &want),
+            "CosineAnnealingLR" => v.visit(name, CosineAnnealingLr::new(int("T_max"), num("eta_min")), &want),
             "CosineAnnealingWarmRestarts" => {
-                trajectory(CosineAnnealingWarmRestarts::new(int("T_0"), int("T_mult"), 0.0), base, None, n)
+                v.visit(name, CosineAnnealingWarmRestarts::new(int("T_0"), int("T_mult"), 0.0), &want)
             }
-            "OneCycleLR" => trajectory(OneCycleLr::new(num("max_lr"), int("total_steps")), base, None, n),
-            "LinearLR" => trajectory(LinearLr::new(num("start_factor"), 1.0, int("total_iters")), base, None, n),
-            "ReduceLROnPlateau" => {
-                trajectory(ReduceLrOnPlateau::new(num("factor"), int("patience")), base, Some(&metrics), n)
-            }
+            "OneCycleLR" => v.visit(name, OneCycleLr::new(num("max_lr"), int("total_steps")), &want),
+            "LinearLR" => v.visit(name, LinearLr::new(num("start_factor"), 1.0, int("total_iters")), &want),
+            "ReduceLROnPlateau" => v.visit(name, ReduceLrOnPlateau::new(num("factor"), int("patience")), &want),
             other => panic!("no scheduler for {other}"),
-        };
-        assert_eq!(n, 30);
-        close(name, &got, &want);
-        seen.push(name);
+        }
     }
-    assert_eq!(seen.len(), 8);
+}
+
+#[test]
+fn every_fixture_scheduler_matches_torch() {
+    struct Direct(Vec<f64>, usize);
+    impl Visit for Direct {
+        fn visit<S: LrScheduler + Clone + 'static>(&mut self, name: &str, s: S, want: &[f64]) {
+            let metric = S::NEEDS_METRIC.then_some(&self.0[..]);
+            close(name, &trajectory(s, 0.1, metric, want.len()), want);
+            self.1 += 1;
+        }
+    }
+    let mut d = Direct(plateau_metric(), 0);
+    each_case(&mut d);
+    assert_eq!(d.1, 8);
+}
+
+/// One weight, SGD at the fixture's rate, the scheduler under test; `training_step` logs the
+/// fixture's plateau metric for the current step as `m`.
+#[lightning_module]
+struct Traj<S: LrScheduler + Clone + 'static> {
+    vars: VarMap,
+    w: Var,
+    sched: S,
+    config: SchedulerConfig,
+    metric: Vec<f64>,
+}
+
+#[lightning_module]
+impl<S: LrScheduler + Clone + 'static> Traj<S> {
+    fn training_step(&mut self, batch: &(Tensor, Tensor), trainer: &mut TrainerState) -> lightning::Result<Tensor> {
+        let loss = batch.0.matmul(self.w.as_tensor())?.sub(&batch.1)?.sqr()?.mean_all()?;
+        trainer.log("m", self.metric.get(trainer.global_step).copied().unwrap_or(0.0))?;
+        Ok(loss)
+    }
+    fn configure_optimizers(&mut self) -> lightning::Result<(Sgd, S, SchedulerConfig)> {
+        Ok((Sgd::new(vec![self.w.clone()], 0.1)?, self.sched.clone(), self.config.clone()))
+    }
+}
+
+/// Records the learning rate each optimizer step runs at.
+struct SeenLr(Vec<f64>);
+
+#[callback]
+impl SeenLr {
+    fn on_before_optimizer_step(&mut self, optimizer: &mut Sgd) {
+        self.0.push(optimizer.learning_rate(0));
+    }
+}
+
+/// The rates `Trainer::fit` runs `sched` at over `epochs` × `batches` steps.
+fn fit_rates<S: LrScheduler + Clone + 'static>(
+    sched: S,
+    config: SchedulerConfig,
+    epochs: usize,
+    batches: usize,
+    metric: &[f64],
+) -> Vec<f64> {
+    let w = Var::zeros((1, 1), DType::F64, &Device::Cpu).unwrap();
+    let mut m = Traj { vars: VarMap::new(), w, sched, config, metric: metric.to_vec() };
+    let x = Tensor::zeros((batches, 1), DType::F64, &Device::Cpu).unwrap();
+    let loader = DataLoader::new(x.clone(), x, 1).unwrap();
+    let mut t = Trainer::builder()
+        .accelerator(Accelerator::Cpu)
+        .enable_checkpointing(false)
+        .enable_logger(false)
+        .enable_progress_bar(false)
+        .enable_model_summary(false)
+        .max_epochs(epochs)
+        .callbacks((SeenLr(vec![]),))
+        .build()
+        .unwrap();
+    t.fit_with(&mut m, loader, None::<DataLoader>).unwrap();
+    std::mem::take(&mut t.callbacks().0 .0)
+}
+
+#[test]
+fn fit_runs_every_fixture_scheduler_at_torchs_rates_per_step() {
+    // interval="step": optimizer step i runs at torch's rate before scheduler step i, from
+    // step 0 (the rate torch's constructor sets: LinearLR's start_factor × lr, OneCycleLR's
+    // max_lr / div_factor); ReduceLROnPlateau steps after every batch with its monitor
+    struct Fit(Vec<f64>, usize);
+    impl Visit for Fit {
+        fn visit<S: LrScheduler + Clone + 'static>(&mut self, name: &str, s: S, want: &[f64]) {
+            let config = SchedulerConfig::every_step().monitor("m");
+            close(name, &fit_rates(s, config, 1, want.len(), &self.0), want);
+            self.1 += 1;
+        }
+    }
+    let mut f = Fit(plateau_metric(), 0);
+    each_case(&mut f);
+    assert_eq!(f.1, 8);
+}
+
+#[test]
+fn fit_runs_epoch_interval_schedulers_at_torchs_rate_from_the_first_epoch() {
+    // interval="epoch": every step of epoch e runs at torch's rate before scheduler step e
+    struct Fit(usize);
+    impl Visit for Fit {
+        fn visit<S: LrScheduler + Clone + 'static>(&mut self, name: &str, s: S, want: &[f64]) {
+            if S::NEEDS_METRIC {
+                return;
+            }
+            let got = fit_rates(s, SchedulerConfig::every_epoch(), 10, 3, &[]);
+            let want: Vec<f64> = want[..10].iter().flat_map(|&lr| [lr; 3]).collect();
+            close(name, &got, &want);
+            self.0 += 1;
+        }
+    }
+    let mut f = Fit(0);
+    each_case(&mut f);
+    assert_eq!(f.0, 7);
 }
 
 #[test]
@@ -168,4 +284,111 @@ fn plateau_schedulers_need_and_use_a_monitored_metric() {
     trainer(3).fit_with(&mut m, four_batches(), None::<DataLoader>).unwrap();
     assert_eq!(m.lrs.len(), 12);
     assert!(m.lrs[..4].iter().all(|&l| l == (0.1, 0.2)));
+}
+
+#[test]
+fn plateau_threshold_mode_eps_and_min_lr_as_torch() {
+    // mode min, patience 0: 0.95 beats 1.0 both ways; 0.94 beats 0.95 relatively
+    // (0.94 < 0.95 × 0.99) but not absolutely (0.94 ≥ 0.95 − 0.01)
+    let run = |mut s: ReduceLrOnPlateau, base: f64, metrics: &[f64]| {
+        metrics.iter().for_each(|&m| s.step(Some(m)));
+        s.learning_rate(base)
+    };
+    let m = [1.0, 0.95, 0.94];
+    let rel = ReduceLrOnPlateau::new(0.5, 0).threshold(0.01);
+    assert_eq!(run(rel.clone(), 1.0, &m), 1.0);
+    assert_eq!(run(rel.threshold_mode(ThresholdMode::Abs), 1.0, &m), 0.5);
+    // mode max mirrors it: 0.608 > 0.6 × 1.01, but not > 0.6 + 0.01
+    let up = [0.5, 0.6, 0.608];
+    let max = ReduceLrOnPlateau::new(0.5, 0).mode(Mode::Max).threshold(0.01);
+    assert_eq!(run(max.clone(), 1.0, &up), 1.0);
+    assert_eq!(run(max.threshold_mode(ThresholdMode::Abs), 1.0, &up), 0.5);
+    // torch skips a reduction smaller than eps (1e-8): 1.5e-8 → 0.75e-8 is one
+    let flat = [1.0, 1.0, 1.0];
+    assert_eq!(run(ReduceLrOnPlateau::new(0.5, 0), 1.5e-8, &flat), 1.5e-8);
+    assert_eq!(run(ReduceLrOnPlateau::new(0.5, 0).eps(0.0), 1.5e-8, &flat), 1.5e-8 / 4.0);
+    // min_lr floors it: 1 → 0.5 → 0.3, then nothing left to reduce
+    assert_eq!(run(ReduceLrOnPlateau::new(0.5, 0).min_lr(0.3), 1.0, &flat), 0.3);
+    // cooldown: after a reduction, bad steps are not counted for `cooldown` steps
+    let cool = ReduceLrOnPlateau::new(0.5, 0).cooldown(2);
+    assert_eq!(run(cool, 1.0, &[1.0, 1.0, 1.0, 1.0, 1.0]), 0.25);
+}
+
+/// torch's OneCycleLR momentum (cos annealing, two phases): from `max_momentum` down to
+/// `base_momentum` while the rate rises, then back up.
+fn one_cycle_momentum(t: usize, total: usize, pct_start: f64) -> f64 {
+    let anneal = |from: f64, to: f64, pct: f64| to + (from - to) / 2.0 * ((std::f64::consts::PI * pct).cos() + 1.0);
+    let up_end = pct_start * total as f64 - 1.0;
+    let t = t as f64;
+    if t <= up_end {
+        anneal(0.95, 0.85, t / up_end)
+    } else {
+        anneal(0.85, 0.95, (t - up_end) / (total as f64 - 1.0 - up_end))
+    }
+}
+
+/// Records the momentum each optimizer step runs with.
+struct SeenMomentum(Vec<f64>);
+
+#[callback]
+impl SeenMomentum {
+    fn on_before_optimizer_step(&mut self, optimizer: &mut Sgd) {
+        self.0.push(optimizer.rule().momentum);
+    }
+}
+
+#[test]
+fn one_cycle_cycles_sgd_momentum_through_fit_as_torch() {
+    let fit = |sched: OneCycleLr| {
+        let w = Var::zeros((1, 1), DType::F64, &Device::Cpu).unwrap();
+        let config = SchedulerConfig::every_step();
+        let mut m = Traj { vars: VarMap::new(), w, sched, config, metric: vec![] };
+        let x = Tensor::zeros((30, 1), DType::F64, &Device::Cpu).unwrap();
+        let mut t = Trainer::builder()
+            .accelerator(Accelerator::Cpu)
+            .enable_checkpointing(false)
+            .enable_logger(false)
+            .enable_progress_bar(false)
+            .enable_model_summary(false)
+            .max_epochs(1)
+            .callbacks((SeenMomentum(vec![]),))
+            .build()
+            .unwrap();
+        t.fit_with(&mut m, DataLoader::new(x.clone(), x, 1).unwrap(), None::<DataLoader>).unwrap();
+        std::mem::take(&mut t.callbacks().0 .0)
+    };
+    // the epochs + steps_per_epoch form: 3 × 10 = 30 steps
+    let got = fit(OneCycleLr::with_epochs(0.1, 3, 10));
+    let want: Vec<f64> = (0..30).map(|t| one_cycle_momentum(t, 30, 0.3)).collect();
+    close("OneCycleLR momentum", &got, &want);
+    assert_eq!(got[0], 0.95);
+    // off: the optimizer's own momentum (0) stays
+    assert!(fit(OneCycleLr::new(0.1, 30).cycle_momentum(false)).iter().all(|&m| m == 0.0));
+}
+
+/// A module whose optimizer has no momentum, with a OneCycleLR that cycles it.
+#[lightning_module]
+struct NoMomentum {
+    vars: VarMap,
+    w: Var,
+}
+
+#[lightning_module]
+impl NoMomentum {
+    fn training_step(&mut self, batch: &(Tensor, Tensor)) -> lightning::Result<Tensor> {
+        Ok(batch.0.matmul(self.w.as_tensor())?.sub(&batch.1)?.sqr()?.mean_all()?)
+    }
+    fn configure_optimizers(&mut self) -> lightning::Result<(Adagrad, OneCycleLr, SchedulerConfig)> {
+        let opt = Adagrad::new(vec![self.w.clone()], AdagradConfig::default())?;
+        Ok((opt, OneCycleLr::new(0.1, 8), SchedulerConfig::every_step()))
+    }
+}
+
+#[test]
+fn cycling_momentum_of_an_optimizer_without_one_is_an_error() {
+    let w = Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap();
+    let mut m = NoMomentum { vars: VarMap::new(), w };
+    let e = trainer(1).fit_with(&mut m, four_batches(), None::<DataLoader>).unwrap_err();
+    assert!(matches!(e, lightning::Error::Config { flag: "cycle_momentum", .. }), "{e}");
+    assert!(e.to_string().contains("Adagrad") && e.to_string().contains(".cycle_momentum(false)"), "{e}");
 }

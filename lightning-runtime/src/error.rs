@@ -34,6 +34,11 @@ pub enum Error {
     #[error("the training loss is {value} at epoch {epoch}, step {step} (batch {batch_idx}): lower the learning rate, clip gradients (`gradient_clip_val`), or check the data")]
     NonFiniteLoss { value: f64, epoch: usize, step: usize, batch_idx: usize },
 
+    /// A loss to back-propagate is not a single value (torch: "grad can be implicitly created
+    /// only for scalar outputs"); candle would silently back-propagate its sum.
+    #[error("the loss {from} has shape {shape:?}, not a single value: reduce it first (`.mean_all()?` or `.sum_all()?`), as torch requires (\"grad can be implicitly created only for scalar outputs\")")]
+    NonScalarLoss { from: &'static str, shape: Vec<usize> },
+
     /// `log` was called from a hook where Lightning forbids logging (reference §4.10).
     #[error("you can't log `{name}` inside `{hook}`: log from the steps, the batch hooks, or the loop and epoch start/end hooks")]
     LogNotAllowed { hook: &'static str, name: String },
@@ -123,6 +128,16 @@ impl Error {
 
     pub(crate) fn bad_file(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
         Error::BadFile { path: path.into(), reason: reason.into() }
+    }
+
+    /// `Error::NonScalarLoss` unless `loss` holds exactly one value (torch's rule: shape
+    /// `()` or `(1,)`).
+    pub(crate) fn check_scalar_loss(loss: &candle_core::Tensor, from: &'static str) -> Result<()> {
+        if loss.elem_count() == 1 {
+            Ok(())
+        } else {
+            Err(Error::NonScalarLoss { from, shape: loss.dims().to_vec() })
+        }
     }
 
     pub(crate) fn config(flag: &'static str, reason: impl Into<String>) -> Self {

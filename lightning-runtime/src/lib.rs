@@ -56,8 +56,8 @@ pub use state::{Flow, Stage, TrainerState};
 pub use step::StepOutput;
 pub use summary::summarize;
 pub use trainer::{
-    EitherLoader, FitOutcome, Limit, ManualOptimization, Metrics, OptimizerClosure, Strategy, Trainer, TrainerBuilder,
-    TrainerConfig, SMALL_MODEL_PARAMS,
+    CkptPath, EitherLoader, FitOutcome, Limit, ManualOptimization, Metrics, OptimizerClosure, StopReason, Strategy,
+    Trainer, TrainerBuilder, TrainerConfig, SMALL_MODEL_PARAMS,
 };
 
 pub use candle_core as candle;

@@ -118,6 +118,10 @@ pub struct TrainerState {
     pub(crate) world: Option<std::sync::Arc<dyn crate::dist::Collective>>,
     /// Inside `on_train_epoch_end` of a finished epoch: a checkpoint saved now resumes at the next epoch.
     pub(crate) at_epoch_end: bool,
+    /// Why `should_stop` was set, when the one who set it said ([`TrainerState::stop`]).
+    pub(crate) stop_reason: Option<String>,
+    /// `estimated_stepping_batches`, or why it is unknown; `None` outside `fit`.
+    pub(crate) stepping_batches: Option<std::result::Result<usize, String>>,
 }
 
 /// A checkpoint save asked for during a hook, carried out when the hook pass returns.
@@ -164,6 +168,8 @@ impl TrainerState {
             relocated: false,
             world: None,
             at_epoch_end: false,
+            stop_reason: None,
+            stepping_batches: None,
         }
     }
 
@@ -207,6 +213,41 @@ impl TrainerState {
     /// atomically (a crash leaves the old file or the new one, never half of one).
     pub fn save_checkpoint(&mut self, path: impl Into<PathBuf>) {
         self.save_requests.push(SaveRequest { path: path.into(), replaces: None, weights_only: false });
+    }
+
+    /// Sets `should_stop` and says why: `fit` prints the reason when it stops ("`Trainer.fit`
+    /// stopped: `trainer.should_stop` was set: {reason}") and returns it in
+    /// `FitOutcome::stopped`. `EarlyStopping` and `Timer` stop this way.
+    pub fn stop(&mut self, reason: impl Into<String>) {
+        self.should_stop = true;
+        self.stop_reason = Some(reason.into());
+    }
+
+    /// Lightning's `trainer.estimated_stepping_batches`: the optimizer steps `fit` will take,
+    /// known in `configure_optimizers` (and after), so a schedule can span the run. Lightning's
+    /// arithmetic: `max_steps` when no epoch limit is set, else
+    /// `ceil(batches per epoch / accumulate_grad_batches) × max_epochs`, capped by `max_steps`,
+    /// where the batches are the training loader's per rank after `limit_train_batches`.
+    ///
+    /// An error says why there is no estimate: outside `fit`; a stream of unknown length with
+    /// no `limit_train_batches(n)` or `max_steps`; or, inside `configure_optimizers`, a
+    /// loader that comes from `train_dataloader` or a datamodule (called later in Lightning's
+    /// order): give it to `fit_with`, or bound the run by `max_steps` alone.
+    ///
+    /// ```
+    /// use lightning::prelude::*;
+    /// # fn configure(trainer: &mut TrainerState, vars: &candle_nn::VarMap) -> lightning::Result<(AdamW, OneCycleLr, SchedulerConfig)> {
+    /// // in `fn configure_optimizers(&mut self, trainer: &mut TrainerState)`:
+    /// let total = trainer.estimated_stepping_batches()?;
+    /// Ok((AdamW::with_lr(vars, 1e-3)?, OneCycleLr::new(1e-2, total), SchedulerConfig::every_step()))
+    /// # }
+    /// ```
+    pub fn estimated_stepping_batches(&self) -> Result<usize> {
+        match &self.stepping_batches {
+            Some(Ok(n)) => Ok(*n),
+            Some(Err(why)) => Err(crate::Error::config("estimated_stepping_batches", why.clone())),
+            None => Err(crate::Error::config("estimated_stepping_batches", "known only during `fit`")),
+        }
     }
 
     /// The last checkpoint written in this run.

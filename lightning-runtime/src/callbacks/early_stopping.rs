@@ -167,7 +167,7 @@ impl EarlyStopping {
             }
         };
         if let Some(r) = reason {
-            t.should_stop = true;
+            t.stop(r.clone());
             self.stopped_epoch = Some(t.current_epoch);
             self.stopping_reason = Some(r);
         }

@@ -132,7 +132,7 @@ impl Timer {
         let Some(budget) = self.duration else { return };
         let elapsed = self.time_elapsed(TimedStage::Train);
         if elapsed >= budget && !trainer.should_stop {
-            trainer.should_stop = true;
+            trainer.stop(format!("the Timer's budget of {budget:?} ran out (elapsed {elapsed:.1?})."));
             if self.verbose {
                 println!("Time limit reached. Elapsed time is {elapsed:.1?}. Signaling Trainer to stop.");
             }

@@ -20,6 +20,15 @@ pub trait Rule {
     fn update(&self, lr: f64, step: u64, p: &Tensor, g: &Tensor, state: &mut [Option<Tensor>]) -> Result<Tensor>;
     /// The same step done in place, fused, where the rule, the device and the dtypes allow it
     /// (`false`, with nothing changed, sends the step to `update`).
+    /// The momentum `OneCycleLR` cycles: SGD's and RMSprop's `momentum`, Adam's β1; `None`
+    /// for rules without one.
+    fn momentum(&self) -> Option<f64> {
+        None
+    }
+    /// Sets that momentum (rules without one ignore it).
+    fn set_momentum(&mut self, momentum: f64) {
+        let _ = momentum;
+    }
     fn update_in_place(
         &self,
         lr: f64,
@@ -150,6 +159,14 @@ impl<R: Rule> Optimizer for Optim<R> {
         if let Some(g) = self.groups.get_mut(group) {
             g.lr = lr;
         }
+    }
+
+    fn momentum(&self) -> Option<f64> {
+        self.rule.momentum()
+    }
+
+    fn set_momentum(&mut self, momentum: f64) {
+        self.rule.set_momentum(momentum);
     }
 
     fn state_dict(&self) -> Result<OptimizerState> {

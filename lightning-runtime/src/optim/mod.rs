@@ -12,7 +12,7 @@ pub use params::{ParamGroup, Params};
 pub use rules::{Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, RmsProp, RmsPropConfig, Sgd, SgdConfig};
 pub use scheduler::{
     Anneal, CosineAnnealingLr, CosineAnnealingWarmRestarts, ExponentialLr, Interval, LinearLr, LrScheduler, Mode,
-    MultiStepLr, NoScheduler, OneCycleLr, ReduceLrOnPlateau, SchedulerConfig, SequentialLr, StepLr,
+    MultiStepLr, NoScheduler, OneCycleLr, ReduceLrOnPlateau, SchedulerConfig, SequentialLr, StepLr, ThresholdMode,
 };
 
 use crate::{Error, Gradients, Result};
@@ -29,6 +29,15 @@ pub trait Optimizer {
     fn initial_learning_rate(&self, group: usize) -> f64;
     /// Sets a group's learning rate (schedulers do this after each step).
     fn set_learning_rate(&mut self, group: usize, lr: f64);
+    /// The momentum a scheduler may cycle (`OneCycleLR`'s `cycle_momentum`): SGD's and
+    /// RMSprop's `momentum`, Adam's and AdamW's β1; `None` for optimizers without one.
+    fn momentum(&self) -> Option<f64> {
+        None
+    }
+    /// Sets that momentum, for every group (optimizers without one ignore it).
+    fn set_momentum(&mut self, momentum: f64) {
+        let _ = momentum;
+    }
     /// The state to checkpoint, keyed by parameter name (a copy: steps update it in place).
     fn state_dict(&self) -> Result<OptimizerState>;
     /// Restores a saved state; names, groups and shapes must match.

@@ -53,6 +53,12 @@ impl Rule for SgdConfig {
     fn lr(&self) -> f64 {
         self.lr
     }
+    fn momentum(&self) -> Option<f64> {
+        Some(self.momentum)
+    }
+    fn set_momentum(&mut self, momentum: f64) {
+        self.momentum = momentum;
+    }
     fn validate(&self) -> Result<()> {
         super::check_lr(self.lr)?;
         non_negative("momentum", self.momentum)?;
@@ -162,6 +168,12 @@ impl Rule for AdamConfig {
     fn lr(&self) -> f64 {
         self.lr
     }
+    fn momentum(&self) -> Option<f64> {
+        Some(self.beta1)
+    }
+    fn set_momentum(&mut self, momentum: f64) {
+        self.beta1 = momentum;
+    }
     fn validate(&self) -> Result<()> {
         adam_checks(self.lr, self.beta1, self.beta2, self.eps, self.weight_decay)
     }
@@ -187,6 +199,12 @@ impl Rule for AdamWConfig {
     const BUFFERS: &'static [&'static str] = &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"];
     fn lr(&self) -> f64 {
         self.lr
+    }
+    fn momentum(&self) -> Option<f64> {
+        Some(self.beta1)
+    }
+    fn set_momentum(&mut self, momentum: f64) {
+        self.beta1 = momentum;
     }
     fn validate(&self) -> Result<()> {
         adam_checks(self.lr, self.beta1, self.beta2, self.eps, self.weight_decay)
@@ -231,6 +249,12 @@ impl Rule for RmsPropConfig {
     const BUFFERS: &'static [&'static str] = &["square_avg", "momentum_buffer", "grad_avg"];
     fn lr(&self) -> f64 {
         self.lr
+    }
+    fn momentum(&self) -> Option<f64> {
+        Some(self.momentum)
+    }
+    fn set_momentum(&mut self, momentum: f64) {
+        self.momentum = momentum;
     }
     fn validate(&self) -> Result<()> {
         super::check_lr(self.lr)?;

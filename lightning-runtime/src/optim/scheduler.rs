@@ -69,6 +69,11 @@ pub trait LrScheduler: Serialize + DeserializeOwned {
     fn step(&mut self, metric: Option<f64>);
     /// The learning rate now, given the initial one.
     fn learning_rate(&self, base_lr: f64) -> f64;
+    /// The momentum (SGD, RMSprop) or β1 (Adam) now, for schedulers that cycle it
+    /// (`OneCycleLr`); `None` leaves the optimizer's own.
+    fn momentum(&self) -> Option<f64> {
+        None
+    }
     /// The state saved in checkpoints.
     fn state(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
@@ -226,8 +231,16 @@ pub enum Anneal {
 
 /// `OneCycleLR`: up from `max_lr / div_factor` to `max_lr`, then down to
 /// `max_lr / div_factor / final_div_factor`, over `total_steps`. It ignores the optimizer's
-/// own rate, as torch does. Momentum is not cycled; stepping past `total_steps` holds the
-/// last rate (torch raises an error).
+/// own rate, as torch does. With `cycle_momentum` (on, as in torch) the optimizer's momentum
+/// (SGD, RMSprop) or β1 (Adam, AdamW) moves the other way, between `max_momentum` and
+/// `base_momentum`. Stepping past `total_steps` holds the last rate (torch raises an error).
+///
+/// ```
+/// use lightning::optim::{Anneal, OneCycleLr};
+/// // torch: OneCycleLR(opt, max_lr=0.1, epochs=10, steps_per_epoch=50, pct_start=0.25, anneal_strategy="linear")
+/// let s = OneCycleLr::with_epochs(0.1, 10, 50).pct_start(0.25).anneal_strategy(Anneal::Linear);
+/// assert_eq!(s.total_steps, 500);
+/// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OneCycleLr {
     pub max_lr: f64,
@@ -237,11 +250,46 @@ pub struct OneCycleLr {
     pub final_div_factor: f64,
     pub three_phase: bool,
     pub anneal: Anneal,
+    /// Cycle the momentum inversely to the rate (torch's default: on).
+    #[serde(default = "yes")]
+    pub cycle_momentum: bool,
+    /// The momentum at the peak rate (torch: 0.85).
+    #[serde(default = "base_momentum")]
+    pub base_momentum: f64,
+    /// The momentum at the lowest rates (torch: 0.95).
+    #[serde(default = "max_momentum")]
+    pub max_momentum: f64,
     step_num: usize,
 }
 
+/// A phase's (start, end) value.
+type Span = (f64, f64);
+
+fn yes() -> bool {
+    true
+}
+fn base_momentum() -> f64 {
+    0.85
+}
+fn max_momentum() -> f64 {
+    0.95
+}
+
+/// Builder methods for torch's optional arguments, named as torch names them.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty => $field:ident;)*) => {$(
+        $(#[$doc])*
+        #[must_use]
+        pub fn $name(mut self, v: $ty) -> Self {
+            self.$field = v;
+            self
+        }
+    )*};
+}
+
 impl OneCycleLr {
-    /// torch's defaults: `pct_start` 0.3, cosine, `div_factor` 25, `final_div_factor` 1e4.
+    /// torch's defaults: `pct_start` 0.3, cosine, `div_factor` 25, `final_div_factor` 1e4,
+    /// momentum cycled between 0.85 and 0.95.
     pub fn new(max_lr: f64, total_steps: usize) -> Self {
         OneCycleLr {
             max_lr,
@@ -251,7 +299,70 @@ impl OneCycleLr {
             final_div_factor: 1e4,
             three_phase: false,
             anneal: Anneal::Cos,
+            cycle_momentum: true,
+            base_momentum: 0.85,
+            max_momentum: 0.95,
             step_num: 0,
+        }
+    }
+
+    /// torch's `epochs` + `steps_per_epoch` form: `total_steps = epochs × steps_per_epoch`
+    /// (`trainer.estimated_stepping_batches()` gives the total directly).
+    pub fn with_epochs(max_lr: f64, epochs: usize, steps_per_epoch: usize) -> Self {
+        Self::new(max_lr, epochs.saturating_mul(steps_per_epoch))
+    }
+
+    setters! {
+        /// The fraction of the cycle spent raising the rate (0.3).
+        pct_start: f64 => pct_start;
+        /// `Anneal::Cos` (default) or `Anneal::Linear`.
+        anneal_strategy: Anneal => anneal;
+        /// The first rate is `max_lr / div_factor` (25).
+        div_factor: f64 => div_factor;
+        /// The last rate is the first `/ final_div_factor` (1e4).
+        final_div_factor: f64 => final_div_factor;
+        /// Down to the first rate before annealing to the last (torch's `three_phase`; off).
+        three_phase: bool => three_phase;
+        /// Cycle the optimizer's momentum or β1 (on).
+        cycle_momentum: bool => cycle_momentum;
+        /// Momentum at the peak rate (0.85).
+        base_momentum: f64 => base_momentum;
+        /// Momentum at the lowest rates (0.95).
+        max_momentum: f64 => max_momentum;
+    }
+
+    /// The phase step `step_num` is in: its (start rate, end rate), (start momentum, end
+    /// momentum) and how far through it the step is (torch's `_schedule_phases`).
+    fn phase(&self) -> (Span, Span, f64) {
+        let initial = self.max_lr / self.div_factor;
+        let min = initial / self.final_div_factor;
+        let (lo, hi) = (self.base_momentum, self.max_momentum);
+        let total = self.total_steps as f64;
+        let up_end = self.pct_start * total - 1.0;
+        let phases: &[(f64, Span, Span)] = if self.three_phase {
+            &[
+                (up_end, (initial, self.max_lr), (hi, lo)),
+                (2.0 * self.pct_start * total - 2.0, (self.max_lr, initial), (lo, hi)),
+                (total - 1.0, (initial, min), (hi, hi)),
+            ]
+        } else {
+            &[(up_end, (initial, self.max_lr), (hi, lo)), (total - 1.0, (self.max_lr, min), (lo, hi))]
+        };
+        let t = self.step_num as f64;
+        let mut start_step = 0.0;
+        for (i, &(end_step, lr, momentum)) in phases.iter().enumerate() {
+            if t <= end_step || i == phases.len() - 1 {
+                return (lr, momentum, (t - start_step) / (end_step - start_step));
+            }
+            start_step = end_step;
+        }
+        ((min, min), (hi, hi), 1.0)
+    }
+
+    fn anneal(&self, (from, to): Span, pct: f64) -> f64 {
+        match self.anneal {
+            Anneal::Cos => to + (from - to) / 2.0 * ((PI * pct).cos() + 1.0),
+            Anneal::Linear => (to - from) * pct + from,
         }
     }
 }
@@ -261,32 +372,12 @@ impl LrScheduler for OneCycleLr {
         self.step_num = (self.step_num + 1).min(self.total_steps - 1);
     }
     fn learning_rate(&self, _: f64) -> f64 {
-        let initial = self.max_lr / self.div_factor;
-        let min = initial / self.final_div_factor;
-        let total = self.total_steps as f64;
-        let up_end = self.pct_start * total - 1.0;
-        let phases: Vec<(f64, f64, f64)> = if self.three_phase {
-            vec![
-                (up_end, initial, self.max_lr),
-                (2.0 * self.pct_start * total - 2.0, self.max_lr, initial),
-                (total - 1.0, initial, min),
-            ]
-        } else {
-            vec![(up_end, initial, self.max_lr), (total - 1.0, self.max_lr, min)]
-        };
-        let t = self.step_num as f64;
-        let mut start_step = 0.0;
-        for (i, &(end_step, from, to)) in phases.iter().enumerate() {
-            if t <= end_step || i == phases.len() - 1 {
-                let pct = (t - start_step) / (end_step - start_step);
-                return match self.anneal {
-                    Anneal::Cos => to + (from - to) / 2.0 * ((PI * pct).cos() + 1.0),
-                    Anneal::Linear => (to - from) * pct + from,
-                };
-            }
-            start_step = end_step;
-        }
-        min
+        let (lr, _, pct) = self.phase();
+        self.anneal(lr, pct)
+    }
+    fn momentum(&self) -> Option<f64> {
+        let (_, momentum, pct) = self.phase();
+        self.cycle_momentum.then(|| self.anneal(momentum, pct))
     }
 }
 
@@ -349,6 +440,13 @@ impl<A: LrScheduler, B: LrScheduler> LrScheduler for SequentialLr<A, B> {
             self.second.learning_rate(base)
         }
     }
+    fn momentum(&self) -> Option<f64> {
+        if self.last_epoch < self.milestone {
+            self.first.momentum()
+        } else {
+            self.second.momentum()
+        }
+    }
 }
 
 /// Whether a lower or a higher metric is better.
@@ -358,32 +456,65 @@ pub enum Mode {
     Max,
 }
 
-/// `ReduceLROnPlateau`: × `factor` when the monitored metric has not improved (by a
-/// relative `threshold`) for more than `patience` steps; then waits `cooldown` steps.
+/// How `ReduceLrOnPlateau` measures an improvement (torch's `threshold_mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ThresholdMode {
+    /// Better than the best by a fraction `threshold` of it (torch's `"rel"`, the default).
+    #[default]
+    Rel,
+    /// Better than the best by `threshold` (torch's `"abs"`).
+    Abs,
+}
+
+/// `ReduceLROnPlateau`: × `factor` when the monitored metric has not improved (by
+/// `threshold`, relative or absolute) for more than `patience` steps; then waits `cooldown`
+/// steps. The rate never goes below `min_lr`, and a reduction smaller than `eps` is skipped.
+///
+/// ```
+/// use lightning::optim::{Mode, ReduceLrOnPlateau, ThresholdMode};
+/// // torch: ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=3, threshold=0.01, threshold_mode="abs", cooldown=1, min_lr=1e-5)
+/// let s = ReduceLrOnPlateau::new(0.5, 3)
+///     .mode(Mode::Max)
+///     .threshold(0.01)
+///     .threshold_mode(ThresholdMode::Abs)
+///     .cooldown(1)
+///     .min_lr(1e-5);
+/// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReduceLrOnPlateau {
     pub mode: Mode,
     pub factor: f64,
     pub patience: usize,
     pub threshold: f64,
+    #[serde(default)]
+    pub threshold_mode: ThresholdMode,
     pub cooldown: usize,
     pub min_lr: f64,
+    /// Reductions smaller than this are skipped (torch: 1e-8).
+    #[serde(default = "plateau_eps")]
+    pub eps: f64,
     best: Option<f64>,
     num_bad: usize,
     cooldown_counter: usize,
     reductions: i32,
 }
 
+fn plateau_eps() -> f64 {
+    1e-8
+}
+
 impl ReduceLrOnPlateau {
-    /// torch's defaults: `Min`, `threshold` 1e-4 (relative), no cooldown, `min_lr` 0.
+    /// torch's defaults: `Min`, `threshold` 1e-4 (relative), no cooldown, `min_lr` 0, `eps` 1e-8.
     pub fn new(factor: f64, patience: usize) -> Self {
         ReduceLrOnPlateau {
             mode: Mode::Min,
             factor,
             patience,
             threshold: 1e-4,
+            threshold_mode: ThresholdMode::Rel,
             cooldown: 0,
             min_lr: 0.0,
+            eps: 1e-8,
             best: None,
             num_bad: 0,
             cooldown_counter: 0,
@@ -391,10 +522,27 @@ impl ReduceLrOnPlateau {
         }
     }
 
+    setters! {
+        /// `Mode::Min` (default): lower is better; `Mode::Max`: higher is better.
+        mode: Mode => mode;
+        /// The least change that counts as an improvement (1e-4).
+        threshold: f64 => threshold;
+        /// Whether `threshold` is relative (default) or absolute.
+        threshold_mode: ThresholdMode => threshold_mode;
+        /// Steps to wait after a reduction before counting bad steps again (0).
+        cooldown: usize => cooldown;
+        /// The rate never goes below this (0).
+        min_lr: f64 => min_lr;
+        /// Reductions smaller than this are skipped (1e-8).
+        eps: f64 => eps;
+    }
+
     fn better(&self, a: f64, best: f64) -> bool {
-        match self.mode {
-            Mode::Min => a < best * (1.0 - self.threshold),
-            Mode::Max => a > best * (1.0 + self.threshold),
+        match (self.mode, self.threshold_mode) {
+            (Mode::Min, ThresholdMode::Rel) => a < best * (1.0 - self.threshold),
+            (Mode::Min, ThresholdMode::Abs) => a < best - self.threshold,
+            (Mode::Max, ThresholdMode::Rel) => a > best * (1.0 + self.threshold),
+            (Mode::Max, ThresholdMode::Abs) => a > best + self.threshold,
         }
     }
 }
@@ -422,6 +570,16 @@ impl LrScheduler for ReduceLrOnPlateau {
     }
 
     fn learning_rate(&self, base: f64) -> f64 {
-        (base * self.factor.powi(self.reductions)).max(self.min_lr)
+        // torch, at each reduction: new = max(old × factor, min_lr), kept only if old − new > eps.
+        // Once a reduction is skipped every later one would be too (the gap only shrinks).
+        let mut lr = base;
+        for _ in 0..self.reductions {
+            let new = (lr * self.factor).max(self.min_lr);
+            if lr - new <= self.eps {
+                break;
+            }
+            lr = new;
+        }
+        lr
     }
 }

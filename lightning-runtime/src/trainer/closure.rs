@@ -58,6 +58,9 @@ impl<M: LightningModule, C: CallbackList<M>> OptimizerClosure<M> for Closure<'_,
                 out.loss = Some((loss / k as f64)?);
             }
         }
+        if let Some(loss) = &out.loss {
+            Error::check_scalar_loss(loss, "returned by `training_step`")?;
+        }
         if self.zero_grad {
             if C::IMPL_ON_BEFORE_ZERO_GRAD {
                 cbs.on_before_zero_grad(state, module, optimizer)?;

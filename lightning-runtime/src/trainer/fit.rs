@@ -7,7 +7,8 @@ use candle_core::Var;
 use super::closure::{ensure_called, Closure};
 use super::manual::Manual;
 use super::source::{self, Which};
-use super::{eval, hooks, logs, save, TrainerConfig};
+use super::stop::{self, StopReason};
+use super::{estimate, eval, hooks, logs, save, TrainerConfig};
 use crate::logging::store::LoopKind;
 use crate::{
     CallbackList, Checkpoint, DataModule, Error, Flow, Gradients, Interval, LightningModule, Loader, LrScheduler,
@@ -69,8 +70,7 @@ fn step_scheduler<M: LightningModule>(
     interval: Interval,
     count: usize,
 ) -> Result<()> {
-    let (opt, sched) = optim.parts();
-    let Some((sched, cfg)) = sched else { return Ok(()) };
+    let Some((sched, cfg)) = optim.parts().1 else { return Ok(()) };
     if cfg.interval != interval || count % cfg.frequency.max(1) != 0 {
         return Ok(());
     }
@@ -89,12 +89,25 @@ fn step_scheduler<M: LightningModule>(
         },
     };
     model.lr_scheduler_step(state, sched, metric)?;
-    for g in 0..opt.num_groups() {
-        let lr = sched.learning_rate(opt.initial_learning_rate(g));
-        opt.set_learning_rate(g, lr);
+    apply_scheduler_rates::<M>(state, optim);
+    Ok(())
+}
+
+/// Sets every parameter group's rate to the scheduler's rate now. Called when the scheduler
+/// is attached (torch's constructor sets the step-0 rate: `LinearLR`'s `start_factor × lr`,
+/// `OneCycleLR`'s `max_lr / div_factor`; after a resume, the restored schedule's rate) and
+/// after each scheduler step.
+fn apply_scheduler_rates<M: LightningModule>(state: &mut TrainerState, optim: &mut M::Optim) {
+    if let (opt, Some((sched, _))) = optim.parts() {
+        for g in 0..opt.num_groups() {
+            let lr = sched.learning_rate(opt.initial_learning_rate(g));
+            opt.set_learning_rate(g, lr);
+        }
+        if let Some(m) = sched.momentum() {
+            opt.set_momentum(m);
+        }
     }
     record_learning_rates::<M>(state, optim);
-    Ok(())
 }
 
 /// `Optim<AdamConfig>` → `Adam`, as Lightning names optimizers by class.
@@ -128,12 +141,20 @@ fn record_learning_rates<M: LightningModule>(state: &mut TrainerState, optim: &m
     }
 }
 
-/// Plateau schedulers need a metric; Lightning requires `monitor` for them.
+/// Plateau schedulers need a metric (Lightning requires `monitor` for them, on either
+/// interval); a scheduler that cycles momentum needs an optimizer with one.
 fn check_scheduler<M: LightningModule>(optim: &mut M::Optim) -> Result<bool> {
     let needs = <<M::Optim as Optimizers>::Scheduler as LrScheduler>::NEEDS_METRIC;
-    if let (_, Some((_, cfg))) = optim.parts() {
+    if let (opt, Some((sched, cfg))) = optim.parts() {
         if needs && cfg.monitor.is_none() {
             return Err(Error::config("monitor", "this LR scheduler needs a metric: return it with `SchedulerConfig::every_epoch().monitor(\"val_loss\")`"));
+        }
+        if sched.momentum().is_some() && opt.momentum().is_none() {
+            let name = optimizer_name::<<M::Optim as Optimizers>::Optimizer>();
+            return Err(Error::config(
+                "cycle_momentum",
+                format!("the scheduler cycles momentum, which {name} has none of (torch: \"optimizer must support momentum or beta1 with `cycle_momentum` option enabled\"): use SGD, RMSprop, Adam or AdamW, or turn it off with `.cycle_momentum(false)`"),
+            ));
         }
     }
     Ok(needs)
@@ -176,7 +197,7 @@ pub(crate) fn run<M, L, DM, T, V>(
     mut train: Option<T>,
     mut val: Option<V>,
     resume: Option<&Path>,
-) -> Result<()>
+) -> Result<StopReason>
 where
     M: LightningModule,
     L: CallbackList<M>,
@@ -191,6 +212,20 @@ where
         None => Start { epoch: 0, skip_batches: 0, checkpoint: None },
     };
     let resumed = start.checkpoint.is_some();
+    let (rank, world) = (state.global_rank(), state.world_size());
+    // a loader given to fit is known now: sharded, counted and estimated before
+    // configure_optimizers, as Lightning's estimated_stepping_batches sets it up
+    let given_len = match &mut train {
+        Some(t) => {
+            if world > 1 {
+                t.shard(rank, world)?;
+            }
+            state.num_training_batches = cfg.limit_train_batches.apply(t.len(), "limit_train_batches")?;
+            Some(t.len())
+        }
+        None => None,
+    };
+    state.stepping_batches = Some(estimate::stepping_batches(cfg, cfg.accumulate_grad_batches, given_len));
     let mut optim = model.configure_optimizers(state)?;
     let plateau = check_scheduler::<M>(&mut optim)?;
     check_optimization::<M>(cfg, &optim)?;
@@ -218,7 +253,7 @@ where
             sched.load_state(s)?;
         }
     }
-    record_learning_rates::<M>(state, &mut optim);
+    apply_scheduler_rates::<M>(state, &mut optim);
     let vars = sorted_vars(model);
     if let Some(world) = &state.world {
         // DDP: every replica starts from rank 0's parameters
@@ -258,7 +293,6 @@ where
     if val_enabled && !sanity {
         val_loader = source::get(&mut val, state, model, dm, Which::Val)?;
     }
-    let (rank, world) = (state.global_rank(), state.world_size());
     if world > 1 {
         train_loader.shard(rank, world)?;
         if let Some(vl) = &mut val_loader {
@@ -273,12 +307,18 @@ where
     };
     state.num_training_batches = num_train;
     state.num_val_batches = num_val;
+    state.stepping_batches =
+        Some(estimate::stepping_batches(cfg, cfg.accumulate_grad_batches, Some(train_loader.len())));
     let val_check_batch = match cfg.val_check_interval {
         super::Limit::Batches(n) => n.max(1),
         other => other.apply(num_train, "val_check_interval")?.max(1),
     };
 
-    if num_train > 0 {
+    let mut stopped = StopReason::NoTrainingBatches;
+    if num_train == 0 {
+        let limit = if train_loader.len() > 0 { " after `limit_train_batches`" } else { "" };
+        crate::dist::rank_zero_warn(format_args!("the training loader has no batches{limit}: `fit` trains nothing"));
+    } else {
         if L::IMPL_ON_TRAIN_START {
             cbs.on_train_start(state, model)?;
         }
@@ -298,9 +338,12 @@ where
         let stop_now = |s: &mut TrainerState| {
             if s.should_stop && !may_stop(s) {
                 s.should_stop = false;
+                s.stop_reason = None;
             }
             s.should_stop
         };
+        warn_if_nothing_to_do(cfg, state.global_step, max_epochs, &start, resume);
+        let mut timed_out = false;
         while !(max_epochs.is_some_and(|m| state.current_epoch >= m) || steps_done(state) || stop_now(state)) {
             let epoch = state.current_epoch;
             state.batches_done = skip;
@@ -414,8 +457,16 @@ where
                         eval::validation(state, model, cbs, dm, vl, num_val, Some(&mut optim))?;
                     }
                 }
+                // plateau schedulers on interval "step" step after every optimizer step, once
+                // its metrics are logged and any validation ran (Lightning's
+                // `update_lr_schedulers("step", update_plateau_schedulers=True)`)
+                if plateau && stepped && M::AUTOMATIC_OPTIMIZATION {
+                    step_scheduler(state, model, &mut optim, Interval::Step, i + 1)?;
+                }
                 if let Some(m) = cfg.max_time {
-                    state.should_stop |= started.elapsed() >= m;
+                    let out_of_time = started.elapsed() >= m;
+                    timed_out |= out_of_time;
+                    state.should_stop |= out_of_time;
                     state.sync_should_stop()?; // the ranks' clocks differ
                 }
                 if crate::interrupt::take() {
@@ -453,6 +504,16 @@ where
             }
             state.current_epoch += 1;
         }
+        stopped = if steps_done(state) {
+            StopReason::MaxSteps(cfg.max_steps.unwrap_or_default())
+        } else if let Some(m) = max_epochs.filter(|&m| state.current_epoch >= m) {
+            StopReason::MaxEpochs(m)
+        } else if timed_out {
+            StopReason::MaxTime(cfg.max_time.unwrap_or_default())
+        } else {
+            StopReason::ShouldStop(state.stop_reason.clone())
+        };
+        stop::report(state, &stopped);
         if L::IMPL_ON_TRAIN_END {
             cbs.on_train_end(state, model)?;
         }
@@ -462,5 +523,32 @@ where
         cbs.on_fit_end(state, model)?;
     }
     model.on_fit_end(state)?;
-    hooks::teardown(Stage::Fit, state, model, cbs, dm)
+    hooks::teardown(Stage::Fit, state, model, cbs, dm)?;
+    Ok(stopped)
+}
+
+/// Lightning warns when `fit` has nothing to do: `max_epochs=0`, or a resumed run already
+/// past `max_epochs` or `max_steps`.
+fn warn_if_nothing_to_do(
+    cfg: &TrainerConfig,
+    step: usize,
+    max_epochs: Option<usize>,
+    start: &Start,
+    resume: Option<&Path>,
+) {
+    let from = resume.map(|p| format!(" (resumed from {})", p.display())).unwrap_or_default();
+    if let Some(m) = max_epochs.filter(|&m| start.epoch >= m) {
+        let what = if m == 0 {
+            "`max_epochs=0`".to_string()
+        } else {
+            format!("epoch {} is past `max_epochs={m}`", start.epoch)
+        };
+        crate::dist::rank_zero_warn(format_args!(
+            "{what}{from}: `fit` trains nothing; raise `max_epochs` to train more"
+        ));
+    } else if let Some(m) = cfg.max_steps.filter(|&m| step >= m) {
+        crate::dist::rank_zero_warn(format_args!(
+            "step {step} is past `max_steps={m}`{from}: `fit` trains nothing; raise `max_steps` to train more"
+        ));
+    }
 }

@@ -61,6 +61,7 @@ fn no_optimizer(index: usize, count: usize) -> Error {
 
 impl<M: LightningModule, C: CallbackList<M>> ManualOptimization<M> for Manual<'_, M, C> {
     fn backward(&mut self, module: &mut M, trainer: &mut TrainerState, loss: &Tensor) -> Result<()> {
+        Error::check_scalar_loss(loss, "passed to `manual_backward`")?;
         if C::IMPL_ON_BEFORE_BACKWARD {
             self.callbacks.on_before_backward(trainer, module, loss)?;
         }

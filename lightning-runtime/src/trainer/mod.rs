@@ -3,8 +3,10 @@
 //! The trainer is generic over the module and the callback tuple, so every hook call
 //! is a static call the compiler can inline; hooks nothing implements vanish.
 
+mod ckpt_path;
 mod closure;
 mod config;
+mod estimate;
 mod eval;
 mod fit;
 mod hooks;
@@ -12,6 +14,7 @@ pub(crate) mod logs;
 mod manual;
 mod save;
 mod source;
+mod stop;
 mod strategy;
 mod threads;
 
@@ -21,10 +24,12 @@ use std::sync::Arc;
 
 use candle_core::Device;
 
+pub use ckpt_path::CkptPath;
 pub use closure::OptimizerClosure;
 pub use config::{Limit, TrainerConfig};
 pub use manual::ManualOptimization;
 pub use source::EitherLoader;
+pub use stop::StopReason;
 pub use strategy::Strategy;
 pub use threads::SMALL_MODEL_PARAMS;
 
@@ -49,6 +54,8 @@ pub struct FitOutcome {
     pub current_epoch: usize,
     /// The last checkpoint written, if any.
     pub last_checkpoint: Option<PathBuf>,
+    /// Why training stopped (`fit` prints it, as Lightning does).
+    pub stopped: StopReason,
 }
 
 /// Builds a [`Trainer`]; every method is a Lightning `Trainer(...)` flag.
@@ -259,7 +266,8 @@ pub struct Trainer<C = ()> {
     config: TrainerConfig,
     callbacks: C,
     device: Device,
-    resume: Option<PathBuf>,
+    /// The next entry point's `ckpt_path`.
+    resume: Option<CkptPath>,
     loggers: Vec<Box<dyn Logger>>,
     checkpoint: Option<ModelCheckpoint>,
     /// The process group under DDP.
@@ -351,10 +359,45 @@ impl<C> Trainer<C> {
         }
     }
 
-    /// Resumes the next `fit` from this checkpoint (Lightning's `ckpt_path`).
-    pub fn resume_from(&mut self, path: impl Into<PathBuf>) -> &mut Self {
+    /// The checkpoint the next entry point starts from (Lightning's `ckpt_path`): `fit`
+    /// resumes from it (with a larger `max_epochs` it goes on training), `validate`, `test`
+    /// and `predict` load its weights into the module first. `"best"` is the trainer's
+    /// `ModelCheckpoint`'s best, `"last"` its last save (or the newest `last.ckpt` under
+    /// `default_root_dir`), anything else a path; see [`CkptPath`]. A missing best or last
+    /// is an error of that entry point.
+    ///
+    /// ```no_run
+    /// # use lightning::prelude::*;
+    /// # fn demo<M>(trainer: &mut Trainer, model: &mut M, test: DataLoader) -> lightning::Result<()>
+    /// # where M: LightningModule<Batch = (candle_core::Tensor, candle_core::Tensor)> + lightning::requirements::HasTestStep {
+    /// // Lightning: trainer.test(model, test_loader, ckpt_path="best")
+    /// trainer.ckpt_path("best").test_with(model, test)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn ckpt_path(&mut self, path: impl Into<CkptPath>) -> &mut Self {
         self.resume = Some(path.into());
         self
+    }
+
+    /// Resumes the next `fit` from this checkpoint: [`Trainer::ckpt_path`].
+    pub fn resume_from(&mut self, path: impl Into<CkptPath>) -> &mut Self {
+        self.ckpt_path(path)
+    }
+
+    /// The checkpoint `ckpt_path` named, resolved now, once per entry point.
+    fn take_ckpt_path(&mut self) -> Result<Option<PathBuf>> {
+        match self.resume.take() {
+            Some(c) => c.resolve(self.checkpoint.as_ref(), &self.config.default_root_dir).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// `validate`, `test` and `predict` with a `ckpt_path`: its weights go into the module.
+    fn load_ckpt_path<M: LightningModule>(&mut self, model: &mut M) -> Result<()> {
+        if let Some(path) = self.take_ckpt_path()? {
+            crate::load_from_checkpoint(model, path)?;
+        }
+        Ok(())
     }
 
     /// Runs one entry point: builds the callback list (the trainer's, the module's
@@ -498,8 +541,8 @@ impl<C> Trainer<C> {
         T: Loader<Batch = M::Batch>,
         V: Loader<Batch = M::Batch>,
     {
-        let resume = self.resume.take();
-        let ((), state) = self.run(Stage::Fit, model, dm, |cfg, state, model, cbs, dm| {
+        let resume = self.take_ckpt_path()?;
+        let (stopped, state) = self.run(Stage::Fit, model, dm, |cfg, state, model, cbs, dm| {
             fit::run(cfg, state, model, cbs, dm, train, val, resume.as_deref())
         })?;
         self.last_run = Some((state.current_epoch, state.global_step));
@@ -508,6 +551,7 @@ impl<C> Trainer<C> {
             global_step: state.global_step,
             current_epoch: state.current_epoch,
             last_checkpoint: state.last_saved.clone(),
+            stopped,
         })
     }
 
@@ -547,6 +591,7 @@ impl<C> Trainer<C> {
         DM: DataModule<Batch = M::Batch>,
         L: Loader<Batch = M::Batch>,
     {
+        self.load_ckpt_path(model)?;
         let ((), state) = self.run(Stage::Validate, model, dm, |cfg, state, model, cbs, dm| {
             eval::run_validate(cfg, state, model, cbs, dm, loader)
         })?;
@@ -589,6 +634,7 @@ impl<C> Trainer<C> {
         DM: DataModule<Batch = M::Batch>,
         L: Loader<Batch = M::Batch>,
     {
+        self.load_ckpt_path(model)?;
         let ((), state) = self.run(Stage::Test, model, dm, |cfg, state, model, cbs, dm| {
             eval::run_test(cfg, state, model, cbs, dm, loader)
         })?;
@@ -631,6 +677,7 @@ impl<C> Trainer<C> {
         DM: DataModule<Batch = M::Batch>,
         L: Loader<Batch = M::Batch>,
     {
+        self.load_ckpt_path(model)?;
         let (preds, _) = self.run(Stage::Predict, model, dm, |cfg, state, model, cbs, dm| {
             eval::run_predict(cfg, state, model, cbs, dm, loader)
         })?;
