@@ -78,3 +78,20 @@ fn without_network_the_download_falls_back_to_the_embedded_sample() {
     assert_eq!(report.data, "the embedded sample (download failed)");
     assert!(report.test_accuracy > 0.8);
 }
+
+#[test]
+fn ckpt_path_last_goes_on_training_from_the_newest_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let first = mnist::Args::parse_from(["mnist", "--accelerator", "cpu", "--root-dir", root, "--epochs", "1"]);
+    let one = mnist::run(&first).unwrap();
+    assert_eq!(one.epoch_lines.len(), 1);
+    // Lightning's ckpt_path="last", parsed by the flag: the first run's last.ckpt, then epoch 2 only
+    let more = ["mnist", "--accelerator", "cpu", "--root-dir", root, "--epochs", "2", "--ckpt-path", "last"];
+    let args = mnist::Args::parse_from(more);
+    assert_eq!(args.ckpt_path, Some(lightning::CkptPath::Last));
+    let two = mnist::run(&args).unwrap();
+    assert_eq!(two.epoch_lines.len(), 1, "{:?}", two.epoch_lines);
+    assert!(two.epoch_lines[0].starts_with("epoch  1 "), "{:?}", two.epoch_lines);
+    assert!(two.last_checkpoint.unwrap().ends_with("version_1/checkpoints/last.ckpt"));
+}

@@ -392,3 +392,39 @@ fn cycling_momentum_of_an_optimizer_without_one_is_an_error() {
     assert!(matches!(e, lightning::Error::Config { flag: "cycle_momentum", .. }), "{e}");
     assert!(e.to_string().contains("Adagrad") && e.to_string().contains(".cycle_momentum(false)"), "{e}");
 }
+
+#[test]
+fn a_resumed_run_starts_at_the_restored_schedules_rate() {
+    // LinearLR(0.1, total_iters=5) on interval "step": 3 steps, a checkpoint, then 3 more in
+    // a new trainer; the resumed steps run at torch's rates 3, 4 and 5
+    let want: Vec<f64> = (0..6).map(|t| 0.1 * (0.1 + 0.9 * (t.min(5) as f64) / 5.0)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let fit = |epochs: usize, resume: Option<std::path::PathBuf>| {
+        let vars = VarMap::new();
+        let w = Var::zeros((1, 1), DType::F64, &Device::Cpu).unwrap();
+        vars.data().lock().unwrap().insert("w".into(), w.clone());
+        let sched = LinearLr::new(0.1, 1.0, 5);
+        let mut m = Traj { vars, w, sched, config: SchedulerConfig::every_step(), metric: vec![] };
+        let x = Tensor::zeros((3, 1), DType::F64, &Device::Cpu).unwrap();
+        let mut t = Trainer::builder()
+            .accelerator(Accelerator::Cpu)
+            .default_root_dir(dir.path())
+            .checkpoint(ModelCheckpoint::new().save_last(true))
+            .enable_logger(false)
+            .enable_progress_bar(false)
+            .enable_model_summary(false)
+            .max_epochs(epochs)
+            .callbacks((SeenLr(vec![]),))
+            .build()
+            .unwrap();
+        if let Some(p) = resume {
+            t.ckpt_path(p);
+        }
+        let out = t.fit_with(&mut m, DataLoader::new(x.clone(), x, 1).unwrap(), None::<DataLoader>).unwrap();
+        (std::mem::take(&mut t.callbacks().0 .0), out.last_checkpoint)
+    };
+    let (first, last) = fit(1, None);
+    close("LinearLR before the checkpoint", &first, &want[..3]);
+    let (resumed, _) = fit(2, last);
+    close("LinearLR after the resume", &resumed, &want[3..]);
+}
