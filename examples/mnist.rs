@@ -403,11 +403,8 @@ pub fn run(args: &Args) -> lightning::Result<Report> {
         .default_root_dir(&args.root_dir)
         .checkpoint(ModelCheckpoint::new().monitor("val_acc").mode(Mode::Max).save_last(true));
     if args.tensorboard {
-        // both loggers write to one version directory
-        let version = lightning::logging::next_version(&args.root_dir, "lightning_logs");
-        builder = builder
-            .logger(CsvLogger::new(&args.root_dir).version(version))
-            .logger(TensorBoardLogger::new(&args.root_dir).version(version));
+        // both loggers write to the one version directory the first claims
+        builder = builder.logger(CsvLogger::new(&args.root_dir)).logger(TensorBoardLogger::new(&args.root_dir));
     }
     builder = builder.strategy(args.strategy).num_nodes(args.num_nodes);
     if let Some(devices) = args.devices {

@@ -10,6 +10,7 @@
 //! Format 2 (one safetensors file holding everything) is still read.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor, Var};
@@ -17,6 +18,7 @@ use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::ckpt_files::{self, remove_any, sync_dir, Tag};
 use crate::optim::{OptimizerMeta, OptimizerState};
 use crate::{Error, Result};
 
@@ -79,6 +81,9 @@ struct Meta {
     hyper_parameters: Option<Value>,
     #[serde(default)]
     weights_only: bool,
+    /// The crc32c of each other file of the directory, by file name (absent before checksums).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    checksums: BTreeMap<String, u32>,
 }
 
 impl Meta {
@@ -130,42 +135,141 @@ fn synced_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
-fn remove_any(path: &Path) -> std::io::Result<()> {
-    if path.is_dir() {
-        std::fs::remove_dir_all(path)
-    } else {
-        std::fs::remove_file(path)
-    }
-}
-
-/// `(dir, name)` of a checkpoint path, and its sibling names for temporary and replaced copies.
-fn parts(path: &Path) -> Result<(PathBuf, String)> {
+/// `(dir, name)` of a checkpoint path.
+fn parts(path: &Path) -> Result<(PathBuf, OsString)> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
     let name = path.file_name().ok_or_else(|| Error::bad_file(path, "a checkpoint path needs a file name"))?;
-    Ok((dir, name.to_string_lossy().into_owned()))
+    Ok((dir, name.to_os_string()))
 }
 
-/// A checkpoint directory left as `.name.old-PID` by a save killed between its two renames.
+/// A checkpoint directory set aside (`.NAME.old-PID-N`) by a save killed between its two renames.
 fn recover(path: &Path) -> Option<PathBuf> {
     set_aside(path).into_iter().find(|p| p.join(STATE_FILE).is_file())
 }
 
-/// The `.name.old-PID` copies of `path` that saves set aside (by any process).
+/// The `.NAME.old-PID-N` copies of `path` that saves set aside (by any process).
 fn set_aside(path: &Path) -> Vec<PathBuf> {
     let Ok((dir, name)) = parts(path) else { return Vec::new() };
-    let prefix = format!(".{name}.old-");
     let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
     entries
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .filter(|e| ckpt_files::parse(&e.file_name()).is_some_and(|(n, tag, _)| n == name && tag == Tag::Old))
         .map(|e| e.path())
         .collect()
+}
+
+/// Why a path given as a checkpoint cannot be read, in words that say what to do.
+fn missing(path: &Path) -> Error {
+    use std::io::{Error as IoError, ErrorKind};
+    let is_loop = std::fs::metadata(path).err().and_then(|e| e.raw_os_error()) == Some(ELOOP);
+    let reason = if is_loop {
+        "a symbolic link loop (the link points back to itself): give the checkpoint's real path"
+    } else {
+        "no such checkpoint"
+    };
+    Error::io(path, IoError::new(ErrorKind::NotFound, reason))
+}
+
+/// Linux's and macOS's "too many levels of symbolic links".
+#[cfg(target_os = "linux")]
+const ELOOP: i32 = 40;
+#[cfg(not(target_os = "linux"))]
+const ELOOP: i32 = 62;
+
+/// A file of a checkpoint directory given instead of the directory.
+fn inside_checkpoint(path: &Path) -> Option<Error> {
+    let name = path.file_name()?.to_str()?;
+    let dir = path.parent()?;
+    let ours = [WEIGHTS_FILE, OPTIMIZER_FILE, STATE_FILE, EXTRA_FILE].contains(&name);
+    (ours && dir.join(STATE_FILE).is_file()).then(|| {
+        Error::bad_file(
+            path,
+            format!("`{name}` is one file of a checkpoint: pass the `.ckpt` directory: {}", dir.display()),
+        )
+    })
+}
+
+/// The counters a resume trusts, each at most this: no run reaches it, and adding to any
+/// value below it cannot overflow.
+const MAX_COUNTER: usize = 1 << 53;
+
+impl Meta {
+    /// Parses `trainer_state.json` (or a format-2 file's metadata), each counter checked
+    /// first: a whole number in range, so that a resume cannot wrap or index past anything.
+    fn parse(text: &[u8], path: &Path) -> Result<Meta> {
+        let bad = |r: String| Error::bad_file(path, r);
+        let raw: Value = serde_json::from_slice(text).map_err(|e| bad(format!("{STATE_FILE}: {e}")))?;
+        for field in ["epoch", "global_step", "batches_done"] {
+            let v = &raw[field];
+            if v.as_u64().is_none_or(|n| n > MAX_COUNTER as u64) {
+                return Err(Error::CheckpointField {
+                    path: Some(path.to_path_buf()),
+                    field: field.into(),
+                    reason: format!("is {v}, not a count in range (a whole number from 0 to 2^53)"),
+                });
+            }
+        }
+        serde_json::from_value(raw).map_err(|e| bad(format!("{STATE_FILE}: {e}")))
+    }
+}
+
+/// Checks a file's bytes against the crc32c recorded for it (checkpoints from before
+/// checksums have none and are taken as they are).
+fn verify(checksums: &BTreeMap<String, u32>, dir: &Path, file: &str, bytes: &[u8]) -> Result<()> {
+    let Some(&expected) = checksums.get(file) else { return Ok(()) };
+    let found = crc32c::crc32c(bytes);
+    if found != expected {
+        return Err(Error::ChecksumMismatch { path: dir.join(file), expected, found });
+    }
+    Ok(())
+}
+
+/// Renames the whole temporary directory `tmp` to `path`. A checkpoint already there is
+/// renamed aside first and deleted once the new one holds the name.
+fn install(tmp: &Path, path: &Path, dir: &Path, name: &std::ffi::OsStr) -> std::io::Result<()> {
+    if std::fs::symlink_metadata(path).is_ok() {
+        let old = ckpt_files::sibling(dir, name, Tag::Old);
+        std::fs::rename(path, &old)?;
+        std::fs::rename(tmp, path)?;
+        sync_dir(dir);
+        remove_any(&old)?;
+    } else {
+        std::fs::rename(tmp, path)?;
+        sync_dir(dir);
+    }
+    // copies set aside by saves that were killed between their renames are superseded now
+    for stale in set_aside(path) {
+        if ckpt_files::parse(stale.file_name().unwrap_or_default()).is_some_and(|(_, _, pid)| !ckpt_files::alive(pid)) {
+            remove_any(&stale)?;
+        }
+    }
+    Ok(())
+}
+
+/// The optimizers' states and the scheduler's, from `optimizer.safetensors`.
+fn optimizer_state(bytes: &[u8], bad: impl Fn(String) -> Error) -> Result<(Vec<OptimizerState>, Option<Value>)> {
+    let (_, header) =
+        safetensors::SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("{OPTIMIZER_FILE}: {e}")))?;
+    let info = header.metadata().clone().unwrap_or_default();
+    let field = |k: &str| -> Result<Value> {
+        let text = info.get(k).ok_or_else(|| bad(format!("{OPTIMIZER_FILE} lacks `{k}` metadata")))?;
+        serde_json::from_str(text).map_err(|e| bad(format!("{OPTIMIZER_FILE} `{k}`: {e}")))
+    };
+    let metas: Vec<OptimizerMeta> =
+        serde_json::from_value(field("optimizers")?).map_err(|e| bad(format!("{OPTIMIZER_FILE} optimizers: {e}")))?;
+    let scheduler = Some(field("scheduler")?).filter(|v| !v.is_null());
+    let mut optimizers: Vec<OptimizerState> =
+        metas.into_iter().map(|meta| OptimizerState { tensors: BTreeMap::new(), meta }).collect();
+    let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
+        .map_err(|e| bad(format!("{OPTIMIZER_FILE}: {e}")))?;
+    for (name, t) in tensors {
+        let (i, k) = optimizer_key(&name).ok_or_else(|| bad(format!("unexpected optimizer tensor `{name}`")))?;
+        let o = optimizers
+            .get_mut(i)
+            .ok_or_else(|| bad(format!("optimizer tensor `{name}` has no optimizer to belong to")))?;
+        o.tensors.insert(k.to_owned(), t);
+    }
+    Ok((optimizers, scheduler))
 }
 
 impl Checkpoint {
@@ -183,6 +287,7 @@ impl Checkpoint {
             datamodule: self.datamodule.clone(),
             hyper_parameters: self.hyper_parameters.clone(),
             weights_only: self.weights_only,
+            checksums: BTreeMap::new(),
         }
     }
 
@@ -201,57 +306,45 @@ impl Checkpoint {
         safetensors::serialize(buffers, Some(info)).map_err(|e| Error::msg(format!("cannot serialize optimizer: {e}")))
     }
 
+    /// The files of the checkpoint directory, `trainer_state.json` last, holding the others' crc32c.
+    fn files(&self) -> Result<Vec<(&'static str, Vec<u8>)>> {
+        let weights = safetensors::serialize(self.state_dict.iter(), None)
+            .map_err(|e| Error::msg(format!("cannot serialize weights: {e}")))?;
+        let mut files = vec![(WEIGHTS_FILE, weights)];
+        if !self.weights_only {
+            files.push((OPTIMIZER_FILE, self.optimizer_bytes()?));
+        }
+        if !self.tensors.is_empty() {
+            let extra = safetensors::serialize(self.tensors.iter(), None)
+                .map_err(|e| Error::msg(format!("cannot serialize the hooks' tensors: {e}")))?;
+            files.push((EXTRA_FILE, extra));
+        }
+        let mut meta = self.meta();
+        meta.checksums = files.iter().map(|(f, b)| (f.to_string(), crc32c::crc32c(b))).collect();
+        let state =
+            serde_json::to_vec_pretty(&meta).map_err(|e| Error::msg(format!("checkpoint trainer state: {e}")))?;
+        files.push((STATE_FILE, state));
+        Ok(files)
+    }
+
     /// Writes the checkpoint directory atomically: its files go to a temporary sibling
-    /// directory, each synced, which is then renamed to `path`. A checkpoint it replaces is
-    /// first renamed aside and deleted after, so a crash leaves the old checkpoint or the new
-    /// one (`load` finds the set-aside copy if the crash fell between the two renames).
+    /// directory (`.NAME.tmp-PID-N`), each synced, which is then renamed to `path`. A
+    /// checkpoint it replaces is first renamed aside (`.NAME.old-PID-N`) and deleted after,
+    /// so a crash leaves the old checkpoint or the new one (`load` finds the set-aside copy
+    /// if the crash fell between the two renames, and the next run's `ModelCheckpoint` puts
+    /// it back and cleans the rest).
     pub fn save(&self, path: &Path) -> Result<()> {
         let (dir, name) = parts(path)?;
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let weights = safetensors::serialize(self.state_dict.iter(), None)
-            .map_err(|e| Error::msg(format!("cannot serialize weights: {e}")))?;
-        let optimizer = if self.weights_only { None } else { Some(self.optimizer_bytes()?) };
-        let extra = match self.tensors.is_empty() {
-            true => None,
-            false => Some(
-                safetensors::serialize(self.tensors.iter(), None)
-                    .map_err(|e| Error::msg(format!("cannot serialize the hooks' tensors: {e}")))?,
-            ),
-        };
-        let state = serde_json::to_vec_pretty(&self.meta())
-            .map_err(|e| Error::msg(format!("checkpoint trainer state: {e}")))?;
-        let pid = std::process::id();
-        let tmp = dir.join(format!(".{name}.tmp-{pid}"));
-        let old = dir.join(format!(".{name}.old-{pid}"));
+        let files = self.files()?;
+        let tmp = ckpt_files::sibling(&dir, &name, Tag::Tmp);
         let write = || -> std::io::Result<()> {
-            if tmp.exists() {
-                remove_any(&tmp)?;
-            }
             std::fs::create_dir(&tmp)?;
-            synced_write(&tmp.join(WEIGHTS_FILE), &weights)?;
-            if let Some(o) = &optimizer {
-                synced_write(&tmp.join(OPTIMIZER_FILE), o)?;
+            for (file, bytes) in &files {
+                synced_write(&tmp.join(file), bytes)?;
             }
-            if let Some(t) = &extra {
-                synced_write(&tmp.join(EXTRA_FILE), t)?;
-            }
-            synced_write(&tmp.join(STATE_FILE), &state)?;
             sync_dir(&tmp);
-            if path.exists() {
-                if old.exists() {
-                    remove_any(&old)?;
-                }
-                std::fs::rename(path, &old)?;
-                std::fs::rename(&tmp, path)?;
-            } else {
-                std::fs::rename(&tmp, path)?;
-            }
-            sync_dir(&dir);
-            // copies left by saves killed between their renames are superseded now
-            for stale in set_aside(path) {
-                remove_any(&stale)?;
-            }
-            Ok(())
+            install(&tmp, path, &dir, &name)
         };
         write().map_err(|e| {
             let _ = remove_any(&tmp);
@@ -259,69 +352,53 @@ impl Checkpoint {
         })
     }
 
-    /// Reads a checkpoint (a format-3 directory, or a format-2 file); tensors load on the CPU.
+    /// Reads a checkpoint (a format-3 directory, or a format-2 file); tensors load on the
+    /// CPU, each file checked against the crc32c recorded for it.
     pub fn load(path: &Path) -> Result<Self> {
         let path = match path.exists() {
             true => path.to_path_buf(),
-            false => recover(path).ok_or_else(|| {
-                Error::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such checkpoint"))
-            })?,
+            false => recover(path).ok_or_else(|| missing(path))?,
         };
         if path.is_file() {
+            if let Some(e) = inside_checkpoint(&path) {
+                return Err(e);
+            }
             let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
             return Self::from_bytes(&bytes, &path);
         }
         let bad = |r: String| Error::bad_file(&path, r);
-        let state_path = path.join(STATE_FILE);
-        let json = std::fs::read(&state_path)
+        let json = std::fs::read(path.join(STATE_FILE))
             .map_err(|e| bad(format!("not a checkpoint directory: cannot read {STATE_FILE}: {e}")))?;
-        let meta: Meta = serde_json::from_slice(&json).map_err(|e| bad(format!("{STATE_FILE}: {e}")))?;
+        let meta = Meta::parse(&json, &path)?;
         if meta.format != FORMAT {
             return Err(bad(format!(
                 "checkpoint format {} is not supported (this build reads formats {LEGACY_FORMAT} and {FORMAT})",
                 meta.format
             )));
         }
-        let weights_path = path.join(WEIGHTS_FILE);
-        let state_dict: BTreeMap<String, Tensor> = candle_core::safetensors::load(&weights_path, &Device::Cpu)
+        let read = |file: &str| -> Result<Vec<u8>> {
+            let bytes = std::fs::read(path.join(file)).map_err(|e| bad(format!("cannot read {file}: {e}")))?;
+            verify(&meta.checksums, &path, file, &bytes)?;
+            Ok(bytes)
+        };
+        let weights = read(WEIGHTS_FILE)?;
+        let state_dict: BTreeMap<String, Tensor> = candle_core::safetensors::load_buffer(&weights, &Device::Cpu)
             .map_err(|e| bad(format!("{WEIGHTS_FILE}: {e}")))?
             .into_iter()
             .collect();
-        let mut optimizers = Vec::new();
-        let mut scheduler = None;
-        let opt_path = path.join(OPTIMIZER_FILE);
-        if !meta.weights_only {
-            let bytes = std::fs::read(&opt_path).map_err(|e| bad(format!("cannot read {OPTIMIZER_FILE}: {e}")))?;
-            let (_, header) =
-                safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("{OPTIMIZER_FILE}: {e}")))?;
-            let info = header.metadata().clone().unwrap_or_default();
-            let field = |k: &str| -> Result<Value> {
-                let text = info.get(k).ok_or_else(|| bad(format!("{OPTIMIZER_FILE} lacks `{k}` metadata")))?;
-                serde_json::from_str(text).map_err(|e| bad(format!("{OPTIMIZER_FILE} `{k}`: {e}")))
-            };
-            let metas: Vec<OptimizerMeta> = serde_json::from_value(field("optimizers")?)
-                .map_err(|e| bad(format!("{OPTIMIZER_FILE} optimizers: {e}")))?;
-            scheduler = Some(field("scheduler")?).filter(|v| !v.is_null());
-            optimizers = metas.into_iter().map(|meta| OptimizerState { tensors: BTreeMap::new(), meta }).collect();
-            let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
-                .map_err(|e| bad(format!("{OPTIMIZER_FILE}: {e}")))?;
-            for (name, t) in tensors {
-                let (i, k) =
-                    optimizer_key(&name).ok_or_else(|| bad(format!("unexpected optimizer tensor `{name}`")))?;
-                let o = optimizers
-                    .get_mut(i)
-                    .ok_or_else(|| bad(format!("optimizer tensor `{name}` has no optimizer to belong to")))?;
-                o.tensors.insert(k.to_owned(), t);
-            }
-        }
-        let mut checkpoint = meta.into_checkpoint(state_dict, optimizers, scheduler);
-        let extra_path = path.join(EXTRA_FILE);
-        if extra_path.exists() {
-            checkpoint.tensors = candle_core::safetensors::load(&extra_path, &Device::Cpu)
+        let (optimizers, scheduler) = match meta.weights_only {
+            true => (Vec::new(), None),
+            false => optimizer_state(&read(OPTIMIZER_FILE)?, bad)?,
+        };
+        let tensors = match path.join(EXTRA_FILE).exists() || meta.checksums.contains_key(EXTRA_FILE) {
+            true => candle_core::safetensors::load_buffer(&read(EXTRA_FILE)?, &Device::Cpu)
                 .map_err(|e| bad(format!("{EXTRA_FILE}: {e}")))?
                 .into_iter()
-                .collect();
-        }
+                .collect(),
+            false => BTreeMap::new(),
+        };
+        let mut checkpoint = meta.into_checkpoint(state_dict, optimizers, scheduler);
+        checkpoint.tensors = tensors;
         Ok(checkpoint)
     }
 
@@ -334,7 +411,7 @@ impl Checkpoint {
         let json = header.metadata().as_ref().and_then(|m| m.get(META_KEY)).ok_or_else(|| {
             bad(format!("a safetensors file without `{META_KEY}` metadata is not a candle-lightning checkpoint"))
         })?;
-        let mut meta: Meta = serde_json::from_str(json).map_err(|e| bad(format!("checkpoint metadata: {e}")))?;
+        let mut meta = Meta::parse(json.as_bytes(), origin)?;
         if meta.format != LEGACY_FORMAT {
             return Err(bad(format!(
                 "checkpoint format {} is not supported (this build reads formats {LEGACY_FORMAT} and {FORMAT})",

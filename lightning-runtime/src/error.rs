@@ -75,6 +75,15 @@ pub enum Error {
     #[error("checkpoint {path} does not fit the module: {reason}")]
     CheckpointMismatch { path: PathBuf, reason: String },
 
+    /// A value restored from a checkpoint is out of range or of the wrong type; `field`
+    /// names it (`global_step`, `callbacks.EarlyStopping.wait_count`, ...).
+    #[error("checkpoint{} field `{field}` {reason}: the checkpoint is damaged or was edited; resume from another one", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    CheckpointField { path: Option<PathBuf>, field: String, reason: String },
+
+    /// A file of a checkpoint does not match the crc32c recorded for it when it was written.
+    #[error("{path}: the file is corrupt (crc32c {found:08x}, recorded when saved {expected:08x}): resume from another checkpoint")]
+    ChecksumMismatch { path: PathBuf, expected: u32, found: u32 },
+
     /// No mirror could provide a file.
     #[error("could not download {file}: {}. Without network, get the IDX files elsewhere and pass `--data-dir DIR` (any directory holding them, plain or gzipped)", attempts.join("; "))]
     Download { file: String, attempts: Vec<String> },

@@ -9,6 +9,7 @@ mod batch;
 mod callback;
 pub mod callbacks;
 mod checkpoint;
+mod ckpt_files;
 pub mod data;
 mod datamodule;
 mod device;

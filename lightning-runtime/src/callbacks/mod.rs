@@ -6,6 +6,7 @@ mod grad_accum;
 mod lambda;
 mod lr_monitor;
 mod model_checkpoint;
+mod model_checkpoint_state;
 mod on_exception_checkpoint;
 mod progress_bar;
 mod timer;

@@ -1,10 +1,9 @@
 //! `ModelCheckpoint`: Lightning's checkpoint callback, with monitor, top-k and `last.ckpt`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
+use super::model_checkpoint_state::Saved;
 use super::Mode;
 use crate::{Error, Result, TrainerState};
 
@@ -43,20 +42,21 @@ pub struct ModelCheckpoint {
     save_weights_only: bool,
     save_on_train_epoch_end: Option<bool>,
     state: State,
+    /// The checkpoints this process wrote: the only ones top-k ever deletes.
+    written: BTreeSet<PathBuf>,
 }
 
-/// What `state_dict` keeps, so a resumed run goes on ranking where it stopped.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct State {
-    best_k_models: BTreeMap<String, f64>,
-    best_model_path: Option<PathBuf>,
-    best_model_score: Option<f64>,
-    last_model_path: Option<PathBuf>,
+/// What `state_dict` keeps, so a resumed run goes on ranking where it stopped. Paths are
+/// whole here; the checkpoint holds them as names in `dirpath` (see [`Saved`]).
+#[derive(Debug, Clone, Default)]
+pub(super) struct State {
+    pub(super) best_k_models: BTreeMap<PathBuf, f64>,
+    pub(super) best_model_path: Option<PathBuf>,
+    pub(super) best_model_score: Option<f64>,
+    pub(super) last_model_path: Option<PathBuf>,
     // Run-local, as in Lightning: a resumed run keeps the checkpoint it resumed from.
-    #[serde(skip)]
     last_global_step_saved: Option<usize>,
     /// The checkpoint a monitor-less top-1 replaces next.
-    #[serde(skip)]
     latest: Option<PathBuf>,
 }
 
@@ -74,6 +74,7 @@ impl Default for ModelCheckpoint {
             save_weights_only: false,
             save_on_train_epoch_end: None,
             state: State::default(),
+            written: BTreeSet::new(),
         }
     }
 }
@@ -144,7 +145,7 @@ impl ModelCheckpoint {
         self.state.best_model_score
     }
     /// The checkpoints kept by top-k, with their scores.
-    pub fn best_k_models(&self) -> &BTreeMap<String, f64> {
+    pub fn best_k_models(&self) -> &BTreeMap<PathBuf, f64> {
         &self.state.best_k_models
     }
     /// The last checkpoint this callback asked for.
@@ -214,13 +215,12 @@ impl ModelCheckpoint {
         }
         // rank 0's values under DDP: every rank keeps the same checkpoint and path
         let metrics = t.rank_zero_callback_metrics()?;
-        let weights_only = self.save_weights_only;
         match &self.monitor {
             _ if self.save_top_k == 0 => {}
             None => {
                 let path = self.path_for(t, &metrics)?;
                 let replaces = if self.save_top_k == 1 { self.state.latest.replace(path.clone()) } else { None };
-                t.request_save(path.clone(), replaces, weights_only);
+                self.request(t, path.clone(), replaces);
                 self.state.best_model_path = Some(path);
             }
             Some(key) => {
@@ -241,28 +241,28 @@ impl ModelCheckpoint {
                 let enters = !full || worst.as_ref().is_some_and(|(_, w)| self.better(current, *w));
                 if enters {
                     let path = self.path_for(t, &metrics)?;
-                    let replaces = if full { worst.map(|(p, _)| PathBuf::from(p)) } else { None };
+                    let replaces = if full { worst.map(|(p, _)| p) } else { None };
                     if let Some(r) = &replaces {
-                        self.state.best_k_models.remove(&r.to_string_lossy().into_owned());
+                        self.state.best_k_models.remove(r);
                     }
-                    self.state.best_k_models.insert(path.to_string_lossy().into_owned(), current);
+                    self.state.best_k_models.insert(path.clone(), current);
                     let best = self
                         .state
                         .best_k_models
                         .iter()
                         .min_by(|a, b| self.rank(*a.1, *b.1))
-                        .map(|(p, v)| (PathBuf::from(p), *v));
+                        .map(|(p, v)| (p.clone(), *v));
                     if let Some((p, v)) = best {
                         self.state.best_model_path = Some(p);
                         self.state.best_model_score = Some(v);
                     }
-                    t.request_save(path, replaces, weights_only);
+                    self.request(t, path, replaces);
                 }
             }
         }
         if self.save_last {
             let last = self.dir(t).join("last.ckpt");
-            t.request_save(last.clone(), None, weights_only);
+            self.request(t, last.clone(), None);
             self.state.last_model_path = Some(last);
         } else if let Some(p) = &self.state.best_model_path {
             if self.monitor.is_none() {
@@ -272,6 +272,56 @@ impl ModelCheckpoint {
         self.state.last_global_step_saved = Some(t.global_step);
         Ok(())
     }
+}
+
+impl ModelCheckpoint {
+    /// Asks for a save at `path`. The checkpoint it `replaces` is deleted only if this
+    /// process wrote it: no run deletes a file of another run, or one it did not make.
+    fn request(&mut self, t: &mut TrainerState, path: PathBuf, replaces: Option<PathBuf>) {
+        let replaces = replaces.filter(|r| {
+            let ours = self.written.contains(r);
+            if !ours && t.is_global_zero() {
+                eprintln!(
+                    "warning: ModelCheckpoint keeps {}: it fell out of the top {} but this run did not write it",
+                    r.display(),
+                    self.save_top_k
+                );
+            }
+            ours
+        });
+        self.written.insert(path.clone());
+        t.request_save(path, replaces, self.save_weights_only);
+    }
+
+    /// Takes a saved state: all of it when it was saved for this checkpoint directory;
+    /// otherwise only `best_model_path` (Lightning's rule), with a warning.
+    fn restore(&mut self, t: &TrainerState, saved: Saved) -> Result<()> {
+        let dir = self.dir(t);
+        let restored = saved.resolve(self.mode)?;
+        if restored.dirpath.as_ref().is_some_and(|from| !same_dir(from, &dir)) {
+            if t.is_global_zero() {
+                eprintln!(
+                    "warning: ModelCheckpoint: the dirpath has changed from {} to {}, therefore `best_model_score`, \
+                     `last_model_path` and `best_k_models` won't be reloaded (nor deleted). Only `best_model_path` \
+                     will be reloaded.",
+                    restored.dirpath.as_deref().unwrap_or(Path::new("")).display(),
+                    dir.display()
+                );
+            }
+            self.state.best_model_path = restored.best_model_path;
+            return Ok(());
+        }
+        self.state.best_k_models = restored.best_k_models;
+        self.state.best_model_path = restored.best_model_path;
+        self.state.best_model_score = restored.best_model_score;
+        self.state.last_model_path = restored.last_model_path;
+        Ok(())
+    }
+}
+
+/// One directory under two spellings (`runs/x` and `./runs/x`, or through a link).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(x), Ok(y)) if x == y)
 }
 
 /// Fills a filename template: `{name}` or `{name:.Nf}`/`{name:.Ne}`, each as `name=value`.
@@ -341,13 +391,28 @@ impl ModelCheckpoint {
         Ok(())
     }
 
-    fn state_dict(&mut self) -> serde_json::Value {
-        serde_json::to_value(&self.state).unwrap_or_default()
+    fn on_fit_start(&mut self, trainer: &mut TrainerState) -> Result<()> {
+        if trainer.is_global_zero() {
+            let dir = self.dir(trainer);
+            let cleaned = crate::ckpt_files::clean_leftovers(&dir)?;
+            if !cleaned.is_empty() {
+                eprintln!(
+                    "ModelCheckpoint: cleaned {} leftover(s) of interrupted saves in {}",
+                    cleaned.len(),
+                    dir.display()
+                );
+            }
+        }
+        Ok(())
     }
 
-    fn load_state_dict(&mut self, state_dict: &serde_json::Value) -> Result<()> {
-        self.state = serde_json::from_value(state_dict.clone())
-            .map_err(|e| Error::msg(format!("ModelCheckpoint state in the checkpoint: {e}")))?;
-        Ok(())
+    fn state_dict(&mut self, trainer: &mut TrainerState) -> serde_json::Value {
+        let dir = self.dir(trainer);
+        Saved::of(&dir, &self.state)
+    }
+
+    fn load_state_dict(&mut self, trainer: &mut TrainerState, state_dict: &serde_json::Value) -> Result<()> {
+        let saved = Saved::parse(state_dict)?;
+        self.restore(trainer, saved)
     }
 }

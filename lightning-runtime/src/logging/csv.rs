@@ -70,14 +70,12 @@ impl CsvLogger {
         if self.keys.len() != before && path.exists() {
             // new columns: rewrite the file under the new header, atomically
             let old = read_rows(&path)?;
-            let tmp = path.with_extension("csv.tmp");
             let mut text = line(&self.keys, None);
             for r in old.iter().chain(&rows) {
                 text.push_str(&line(&self.keys, Some(r)));
             }
-            fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-            fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
-            return Ok(());
+            // a temporary name of this writer's own, never a shared `metrics.csv.tmp`
+            return crate::atomic::write_atomic(&path, text.as_bytes());
         }
         let fresh = !path.exists();
         let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
@@ -171,8 +169,7 @@ impl Logger for CsvLogger {
     }
 
     fn prepare(&mut self) -> Result<()> {
-        self.dir.fix_version();
-        Ok(())
+        self.dir.fix_version()
     }
 
     fn log_dir(&self) -> Option<PathBuf> {

@@ -6,13 +6,13 @@
 
 mod csv;
 mod hparams;
-mod run_dir;
+pub(crate) mod run_dir;
 pub(crate) mod store;
 pub mod tensorboard;
 
 pub use csv::CsvLogger;
 pub use hparams::to_yaml;
-pub use run_dir::next_version;
+pub use run_dir::{claim as claim_version, next_version};
 pub use store::MetricStore;
 pub use tensorboard::TensorBoardLogger;
 

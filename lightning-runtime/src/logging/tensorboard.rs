@@ -358,8 +358,7 @@ impl Logger for TensorBoardLogger {
     }
 
     fn prepare(&mut self) -> Result<()> {
-        self.dir.fix_version();
-        Ok(())
+        self.dir.fix_version()
     }
 
     fn log_dir(&self) -> Option<PathBuf> {

@@ -309,6 +309,16 @@ where
     state.num_val_batches = num_val;
     state.stepping_batches =
         Some(estimate::stepping_batches(cfg, cfg.accumulate_grad_batches, Some(train_loader.len())));
+    if sized && start.skip_batches > num_train {
+        return Err(Error::CheckpointField {
+            path: resume.map(Path::to_path_buf),
+            field: "batches_done".into(),
+            reason: format!(
+                "is {}, more than the {num_train} training batches of an epoch here (a changed loader, batch size or world size?)",
+                start.skip_batches
+            ),
+        });
+    }
     let val_check_batch = match cfg.val_check_interval {
         super::Limit::Batches(n) => n.max(1),
         other => other.apply(num_train, "val_check_interval")?.max(1),

@@ -53,9 +53,8 @@ pub(crate) fn hyperparams<M: HasParameters>(state: &mut TrainerState, model: &M)
         state.log_dir = None;
         return Ok(());
     }
-    for l in &mut state.loggers {
-        l.prepare()?;
-    }
+    // loggers of one root and name share the version the first one claims
+    crate::logging::run_dir::sharing_versions(|| state.loggers.iter_mut().try_for_each(|l| l.prepare()))?;
     state.log_dir = state.loggers[0].log_dir();
     if let Some(h) = model.hyperparameters()? {
         for l in &mut state.loggers {

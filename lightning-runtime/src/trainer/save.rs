@@ -1,9 +1,9 @@
 //! Carrying out checkpoint saves that hooks asked for.
 
 use crate::checkpoint::module_state;
+use crate::ckpt_files::delete_checkpoint;
 use crate::{
-    CallbackList, Checkpoint, DataModule, Error, LightningModule, LrScheduler, Optimizer, Optimizers, Result,
-    TrainerState,
+    CallbackList, Checkpoint, DataModule, LightningModule, LrScheduler, Optimizer, Optimizers, Result, TrainerState,
 };
 
 /// Builds a checkpoint in Lightning's order: the trainer's counters and the weights,
@@ -49,8 +49,10 @@ pub(crate) fn build<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch
     Ok(ck)
 }
 
-/// Writes every requested checkpoint (on rank 0 under DDP). A replaced file is removed only after its
-/// successor is safely on disk.
+/// Writes every requested checkpoint (on rank 0 under DDP). Files replaced by top-k are
+/// deleted only after every new checkpoint (`last.ckpt` included) is on disk, so no
+/// checkpoint left by a crash names a best that is gone; each is renamed aside before it is
+/// deleted, so none is left half-deleted under its name.
 #[inline]
 pub(crate) fn flush<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch = M::Batch>>(
     state: &mut TrainerState,
@@ -65,26 +67,21 @@ pub(crate) fn flush<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch
     // under DDP every rank builds the checkpoint (its hooks run everywhere, as in Lightning)
     // and rank 0 alone writes it
     let writer = state.is_global_zero();
-    for req in std::mem::take(&mut state.save_requests) {
+    let requests = std::mem::take(&mut state.save_requests);
+    for req in &requests {
         let ck = build(state, model, cbs, dm, optim.as_deref_mut(), req.weights_only)?;
-        if !writer {
-            state.last_saved = Some(req.path);
-            continue;
+        if writer {
+            ck.save(&req.path)?;
         }
-        ck.save(&req.path)?;
-        if let Some(old) = req.replaces.filter(|old| *old != req.path) {
-            let removed = if old.is_dir() { std::fs::remove_dir_all(&old) } else { std::fs::remove_file(&old) };
-            removed.or_else(
-                |e| {
-                    if e.kind() == std::io::ErrorKind::NotFound {
-                        Ok(())
-                    } else {
-                        Err(Error::io(&old, e))
-                    }
-                },
-            )?;
+        state.last_saved = Some(req.path.clone());
+    }
+    if writer {
+        let written: Vec<&std::path::Path> = requests.iter().map(|r| r.path.as_path()).collect();
+        for old in requests.iter().filter_map(|r| r.replaces.as_deref()) {
+            if !written.contains(&old) {
+                delete_checkpoint(old)?;
+            }
         }
-        state.last_saved = Some(req.path);
     }
     Ok(())
 }
