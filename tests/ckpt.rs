@@ -235,7 +235,8 @@ fn restored_values_of_the_wrong_kind_are_errors_naming_the_field() {
     let ck = || ModelCheckpoint::new().dirpath(root.path().join("ck")).every_n_train_steps(2).save_top_k(-1);
     fit(root.path(), 1, &[0.1, 0.2], ck(), None).1.unwrap();
     let mid = root.path().join("ck/epoch=0-step=2.ckpt");
-    let cases: [(&str, fn(&mut Value)); 4] = [
+    type Edit = fn(&mut Value);
+    let cases: [(&str, Edit); 4] = [
         ("batches_done", |v| v["batches_done"] = json!(99)),
         ("callbacks.EarlyStopping.wait_count", |v| v["callbacks"]["EarlyStopping"]["wait_count"] = json!("3")),
         ("callbacks.EarlyStopping.wait_count", |v| v["callbacks"]["EarlyStopping"]["wait_count"] = json!(-1)),
