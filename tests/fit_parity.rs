@@ -261,3 +261,37 @@ fn ckpt_path_best_and_last_for_test_and_their_errors() {
         .test_with(&mut lin(), line(1));
     assert!(e.unwrap_err().to_string().contains("no last.ckpt under"));
 }
+
+/// Rank 0 of a world of 2 whose collectives change nothing: what rank 0 computes alone.
+#[derive(Debug)]
+struct RankZeroOfTwo;
+
+impl lightning::dist::Collective for RankZeroOfTwo {
+    fn rank(&self) -> usize {
+        0
+    }
+    fn world_size(&self) -> usize {
+        2
+    }
+    fn barrier(&self) -> lightning::Result<()> {
+        Ok(())
+    }
+    fn all_reduce_sum(&self, _: lightning::dist::Buf<'_>) -> lightning::Result<()> {
+        Ok(())
+    }
+    fn all_reduce_max(&self, _: lightning::dist::Buf<'_>) -> lightning::Result<()> {
+        Ok(())
+    }
+    fn broadcast(&self, _: lightning::dist::Buf<'_>, _: usize) -> lightning::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn estimated_stepping_batches_counts_a_ranks_share_of_the_loader() {
+    // 10 batches over 2 ranks: 5 a rank, × 3 epochs (Lightning's num_training_batches is per rank)
+    let mut m = lin();
+    let b = quiet().ddp(std::sync::Arc::new(RankZeroOfTwo)).max_epochs(3);
+    b.build().unwrap().fit_with(&mut m, line(10), None::<DataLoader>).unwrap();
+    assert_eq!((m.estimate.unwrap(), m.batches_seen_in_configure), (Ok(15), 5));
+}

@@ -279,6 +279,14 @@ fn plateau_schedulers_need_and_use_a_monitored_metric() {
     let e = trainer(1).fit_with(&mut m, four_batches(), None::<DataLoader>).unwrap_err();
     assert!(e.to_string().contains("`nope`, which was not logged") && e.to_string().contains("train_loss"), "{e}");
 
+    // on interval "step" too: the same errors (it used to be never stepped, silently)
+    let mut m = sched_model(ReduceLrOnPlateau::new(0.5, 0), SchedulerConfig::every_step());
+    let e = trainer(1).fit_with(&mut m, four_batches(), None::<DataLoader>).unwrap_err();
+    assert!(matches!(e, lightning::Error::Config { flag: "monitor", .. }), "{e}");
+    let mut m = sched_model(ReduceLrOnPlateau::new(0.5, 0), SchedulerConfig::every_step().monitor("nope"));
+    let e = trainer(1).fit_with(&mut m, four_batches(), None::<DataLoader>).unwrap_err();
+    assert!(e.to_string().contains("`nope`, which was not logged"), "{e}");
+
     // with a monitor it steps once per epoch, after the epoch-end hooks
     let mut m = sched_model(ReduceLrOnPlateau::new(0.5, 0), SchedulerConfig::every_epoch().monitor("train_loss"));
     trainer(3).fit_with(&mut m, four_batches(), None::<DataLoader>).unwrap();
