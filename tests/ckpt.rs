@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
-use lightning::callbacks::{EarlyStopping, Mode};
+use lightning::callbacks::{EarlyStopping, EmaWeights, Mode, Timer};
 use lightning::prelude::*;
 use lightning::serde_json::{json, Value};
 
@@ -53,7 +53,7 @@ fn fit(
     scores: &[f64],
     ck: ModelCheckpoint,
     resume: Option<&Path>,
-) -> (Trainer<(EarlyStopping,)>, lightning::Result<lightning::FitOutcome>) {
+) -> (Trainer<(EarlyStopping, Timer, EmaWeights)>, lightning::Result<lightning::FitOutcome>) {
     let mut t = Trainer::builder()
         .max_epochs(epochs)
         .num_sanity_val_steps(0)
@@ -61,7 +61,11 @@ fn fit(
         .checkpoint(ck)
         .enable_progress_bar(false)
         .enable_model_summary(false)
-        .callbacks((EarlyStopping::new("score").mode(Mode::Max).patience(100),))
+        .callbacks((
+            EarlyStopping::new("score").mode(Mode::Max).patience(100),
+            Timer::new(std::time::Duration::from_secs(3600)),
+            EmaWeights::new(0.9),
+        ))
         .build()
         .unwrap();
     if let Some(p) = resume {
@@ -236,10 +240,12 @@ fn restored_values_of_the_wrong_kind_are_errors_naming_the_field() {
     fit(root.path(), 1, &[0.1, 0.2], ck(), None).1.unwrap();
     let mid = root.path().join("ck/epoch=0-step=2.ckpt");
     type Edit = fn(&mut Value);
-    let cases: [(&str, Edit); 4] = [
+    let cases: [(&str, Edit); 6] = [
         ("batches_done", |v| v["batches_done"] = json!(99)),
         ("callbacks.EarlyStopping.wait_count", |v| v["callbacks"]["EarlyStopping"]["wait_count"] = json!("3")),
         ("callbacks.EarlyStopping.wait_count", |v| v["callbacks"]["EarlyStopping"]["wait_count"] = json!(-1)),
+        ("callbacks.EmaWeights.updates", |v| v["callbacks"]["EmaWeights"]["updates"] = json!(1.5)),
+        ("callbacks.Timer.time_elapsed.train", |v| v["callbacks"]["Timer"]["time_elapsed"]["train"] = json!(-4.0)),
         ("callbacks.ModelCheckpoint.best_model_score", |v| {
             v["callbacks"]["ModelCheckpoint"]["best_model_score"] = json!("high")
         }),

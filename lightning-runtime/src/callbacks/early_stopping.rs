@@ -2,6 +2,7 @@
 
 use serde_json::{json, Value};
 
+use super::restored;
 use crate::{Error, Result, Stage, TrainerState};
 
 /// Whether lower or higher values of the monitored metric are better.
@@ -196,34 +197,21 @@ impl EarlyStopping {
     }
 
     fn load_state_dict(&mut self, state_dict: &Value) -> Result<()> {
-        let wait_count = restored_count(state_dict, "wait_count")?;
+        const ME: &str = "EarlyStopping";
+        let wait_count = restored::count(state_dict, ME, "wait_count")?;
         let best = match &state_dict["best_score"] {
             Value::Null => None,
-            v => Some(v.as_f64().ok_or_else(|| bad_field("best_score", format!("is {v}, not a number or null")))?),
+            v => Some(
+                v.as_f64().ok_or_else(|| restored::bad(ME, "best_score", format!("is {v}, not a number or null")))?,
+            ),
         };
         let stopped_epoch = match &state_dict["stopped_epoch"] {
             Value::Null => None,
-            _ => restored_count(state_dict, "stopped_epoch")?,
+            _ => restored::count(state_dict, ME, "stopped_epoch")?,
         };
         self.wait_count = wait_count.unwrap_or(0);
         self.best = best;
         self.stopped_epoch = stopped_epoch;
         Ok(())
-    }
-}
-
-fn bad_field(key: &str, reason: String) -> Error {
-    Error::CheckpointField { path: None, field: format!("callbacks.EarlyStopping.{key}"), reason }
-}
-
-/// A whole, non-negative count no run reaches the end of (absent: `None`); anything else
-/// is an error naming the field, never a silent 0.
-fn restored_count(state: &Value, key: &str) -> Result<Option<usize>> {
-    match state.get(key) {
-        None => Ok(None),
-        Some(v) => match v.as_u64().filter(|n| *n <= 1 << 53) {
-            Some(n) => Ok(Some(n as usize)),
-            None => Err(bad_field(key, format!("is {v}, not a count (a whole number from 0 to 2^53)"))),
-        },
     }
 }

@@ -91,8 +91,9 @@ impl EmaWeights {
         serde_json::json!({ "updates": self.updates, "decay": self.decay })
     }
 
-    fn load_state_dict(&mut self, state_dict: &serde_json::Value) {
-        self.updates = state_dict["updates"].as_u64().unwrap_or(0) as usize;
+    fn load_state_dict(&mut self, state_dict: &serde_json::Value) -> Result<()> {
+        self.updates = super::restored::count(state_dict, "EmaWeights", "updates")?.unwrap_or(0);
+        Ok(())
     }
 
     fn on_save_checkpoint(&mut self, checkpoint: &mut Checkpoint) {

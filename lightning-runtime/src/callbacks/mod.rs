@@ -9,6 +9,7 @@ mod model_checkpoint;
 mod model_checkpoint_state;
 mod on_exception_checkpoint;
 mod progress_bar;
+mod restored;
 mod timer;
 
 pub use early_stopping::{EarlyStopping, Mode};

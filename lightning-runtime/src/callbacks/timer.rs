@@ -175,11 +175,17 @@ impl Timer {
             STAGES.iter().map(|(s, name)| (name.to_string(), json!(self.time_elapsed(*s).as_secs_f64()))).collect();
         json!({ "time_elapsed": elapsed })
     }
-    fn load_state_dict(&mut self, state_dict: &Value) {
-        for (i, (_, name)) in STAGES.iter().enumerate() {
-            let secs = state_dict["time_elapsed"][name].as_f64().unwrap_or(0.0);
-            self.offset[i] = Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO);
+    fn load_state_dict(&mut self, state_dict: &Value) -> crate::Result<()> {
+        let elapsed = &state_dict["time_elapsed"];
+        let mut offsets = [Duration::ZERO; STAGES.len()];
+        for (offset, (_, name)) in offsets.iter_mut().zip(STAGES) {
+            let field = format!("time_elapsed.{name}");
+            *offset = super::restored::seconds(elapsed.get(name), "Timer", &field)?.unwrap_or_default();
+        }
+        for (i, offset) in offsets.into_iter().enumerate() {
+            self.offset[i] = offset;
             (self.start[i], self.end[i]) = (None, None);
         }
+        Ok(())
     }
 }
