@@ -4,7 +4,8 @@
 //! - `optimizer.safetensors`: the optimizers' buffers (`{i}/{name}`), with their counters and
 //!   the LR scheduler's state as JSON in its metadata (absent in weights-only checkpoints);
 //! - `trainer_state.json`: format version, epoch, global step, batch within the epoch,
-//!   callback and datamodule states, hyperparameters, and what the hooks added;
+//!   callback and datamodule states, hyperparameters, what the hooks added, and the crc32c
+//!   of each other file (`checksums`, checked on load; older checkpoints have none);
 //! - `extra.safetensors`, only when hooks added tensors (an EMA callback's averages).
 //!
 //! Format 2 (one safetensors file holding everything) is still read.

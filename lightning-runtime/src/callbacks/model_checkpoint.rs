@@ -11,8 +11,12 @@ use crate::{Error, Result, TrainerState};
 ///
 /// Without a `monitor` it keeps the latest checkpoint (`save_top_k(1)`) or all of them
 /// (`save_top_k(-1)`). With one it keeps the `save_top_k` best by `mode`, deleting the files
-/// that fall out (only after the new one is safely written), and tracks `best_model_path` and
-/// `best_model_score`. `save_last(true)` also writes `last.ckpt` at every save.
+/// that fall out (only after the new ones and `last.ckpt` are safely written, and only files
+/// this process wrote: a resume never deletes an earlier run's checkpoints), and tracks
+/// `best_model_path` and `best_model_score`. `save_last(true)` also writes `last.ckpt` at
+/// every save. A resume restores the top-k only into the same directory (Lightning's rule;
+/// otherwise it warns and keeps only `best_model_path`). At the start of `fit` it cleans what
+/// saves killed in its directory left behind.
 ///
 /// It saves in `on_train_epoch_end` every `every_n_epochs` epochs when validation runs once
 /// per epoch (or not at all), otherwise after each validation run; every
@@ -280,7 +284,7 @@ impl ModelCheckpoint {
     fn request(&mut self, t: &mut TrainerState, path: PathBuf, replaces: Option<PathBuf>) {
         let replaces = replaces.filter(|r| {
             let ours = self.written.contains(r);
-            if !ours && t.is_global_zero() {
+            if !ours && t.is_global_zero() && r.exists() {
                 eprintln!(
                     "warning: ModelCheckpoint keeps {}: it fell out of the top {} but this run did not write it",
                     r.display(),
