@@ -275,35 +275,28 @@ fn paths_that_are_not_a_checkpoint_say_what_to_pass() {
     assert!(e.contains("no such checkpoint"), "{e}");
 }
 
-#[test]
-fn runs_started_together_each_claim_their_own_version() {
-    let root = tempfile::tempdir().unwrap();
-    for round in 0..3 {
-        std::thread::scope(|s| {
-            for i in 0..8 {
-                let root = root.path();
-                s.spawn(move || {
-                    let mut t = Trainer::builder()
-                        .max_epochs(1)
-                        .num_sanity_val_steps(0)
-                        .default_root_dir(root)
-                        .logger(CsvLogger::new(root))
-                        .logger(TensorBoardLogger::new(root))
-                        .checkpoint(ModelCheckpoint::new())
-                        .enable_progress_bar(false)
-                        .enable_model_summary(false)
-                        .build()
-                        .unwrap();
-                    let mut m = model(&[i as f64]);
-                    t.fit_with(&mut m, data(), Some(data())).unwrap_or_else(|e| panic!("round {round} run {i}: {e}"));
-                });
-            }
-        });
-    }
-    let logs = root.path().join("lightning_logs");
-    assert_eq!(names(&logs).len(), 24, "{:?}", names(&logs));
+/// One run of the concurrency tests: CSV and TensorBoard loggers on `root`, no version given.
+fn run_on(root: &Path, score: f64) {
+    let mut t = Trainer::builder()
+        .max_epochs(1)
+        .num_sanity_val_steps(0)
+        .default_root_dir(root)
+        .logger(CsvLogger::new(root))
+        .logger(TensorBoardLogger::new(root))
+        .checkpoint(ModelCheckpoint::new())
+        .enable_progress_bar(false)
+        .enable_model_summary(false)
+        .build()
+        .unwrap();
+    t.fit_with(&mut model(&[score]), data(), Some(data())).unwrap_or_else(|e| panic!("run {score}: {e}"));
+}
+
+/// `runs` versions under `root`, each with one run's complete files; 8 distinct scores.
+fn check_versions(root: &Path, runs: usize) {
+    let logs = root.join("lightning_logs");
+    assert_eq!(names(&logs).len(), runs, "{:?}", names(&logs));
     let mut scores = Vec::new();
-    for v in 0..24 {
+    for v in 0..runs {
         let dir = logs.join(format!("version_{v}"));
         let listing = names(&dir);
         assert_eq!(listing.len(), 3, "version_{v}: {listing:?}");
@@ -313,6 +306,7 @@ fn runs_started_together_each_claim_their_own_version() {
             "version_{v}: {listing:?}"
         );
         assert_eq!(names(&dir.join("checkpoints")), ["epoch=0-step=4.ckpt"], "version_{v}");
+        Checkpoint::load(&dir.join("checkpoints/epoch=0-step=4.ckpt")).unwrap();
         // one run's rows only: a header and its epoch's validation row
         let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
         let rows: Vec<&str> = csv.lines().collect();
@@ -322,4 +316,53 @@ fn runs_started_together_each_claim_their_own_version() {
     scores.sort();
     scores.dedup();
     assert_eq!(scores.len(), 8, "each of the 8 runs of a round logged its own score: {scores:?}");
+}
+
+#[test]
+fn runs_started_together_each_claim_their_own_version() {
+    let root = tempfile::tempdir().unwrap();
+    for _round in 0..3 {
+        std::thread::scope(|s| {
+            for i in 0..8 {
+                let root = root.path();
+                s.spawn(move || run_on(root, i as f64));
+            }
+        });
+    }
+    check_versions(root.path(), 24);
+}
+
+const ROOT_VAR: &str = "LIGHTNING_CONCURRENT_ROOT";
+
+/// A child of `processes_started_together_each_claim_their_own_version`.
+#[test]
+#[ignore = "run by processes_started_together_each_claim_their_own_version in a child process"]
+fn concurrent_child() {
+    let (Some(root), Ok(score)) = (std::env::var_os(ROOT_VAR), std::env::var("LIGHTNING_CONCURRENT_SCORE")) else {
+        return;
+    };
+    run_on(Path::new(&root), score.parse().unwrap());
+}
+
+#[test]
+fn processes_started_together_each_claim_their_own_version() {
+    let root = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    for _round in 0..2 {
+        let children: Vec<_> = (0..8)
+            .map(|i| {
+                std::process::Command::new(&exe)
+                    .args(["--ignored", "--exact", "concurrent_child"])
+                    .env(ROOT_VAR, root.path())
+                    .env("LIGHTNING_CONCURRENT_SCORE", i.to_string())
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut c in children {
+            assert!(c.wait().unwrap().success());
+        }
+    }
+    check_versions(root.path(), 16);
 }
