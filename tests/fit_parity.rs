@@ -295,3 +295,41 @@ fn estimated_stepping_batches_counts_a_ranks_share_of_the_loader() {
     b.build().unwrap().fit_with(&mut m, line(10), None::<DataLoader>).unwrap();
     assert_eq!((m.estimate.unwrap(), m.batches_seen_in_configure), (Ok(15), 5));
 }
+
+/// A module with its own `train_dataloader`, whose `configure_optimizers` sizes a OneCycleLR
+/// by the estimate; it records the order of the two hooks.
+#[lightning_module]
+struct OwnLoader {
+    vars: VarMap,
+    w: Var,
+    order: Vec<&'static str>,
+}
+
+#[lightning_module]
+impl OwnLoader {
+    fn training_step(&mut self, batch: &(Tensor, Tensor)) -> lightning::Result<Tensor> {
+        Ok(batch.0.matmul(self.w.as_tensor())?.sub(&batch.1)?.sqr()?.mean_all()?)
+    }
+    fn train_dataloader(&mut self) -> lightning::Result<DataLoader> {
+        self.order.push("train_dataloader");
+        Ok(line(8))
+    }
+    fn configure_optimizers(
+        &mut self,
+        trainer: &mut TrainerState,
+    ) -> lightning::Result<(Sgd, OneCycleLr, SchedulerConfig)> {
+        self.order.push("configure_optimizers");
+        let total = trainer.estimated_stepping_batches()?;
+        Ok((Sgd::new(vec![self.w.clone()], 0.1)?, OneCycleLr::new(0.1, total), SchedulerConfig::every_step()))
+    }
+}
+
+#[test]
+fn estimated_stepping_batches_fetches_a_train_dataloader_first_when_configure_optimizers_reads_it() {
+    let w = Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap();
+    let mut m = OwnLoader { vars: VarMap::new(), w, order: vec![] };
+    let out = quiet().max_epochs(2).limit_train_batches(6).build().unwrap().fit(&mut m).unwrap();
+    // once, before configure_optimizers, as Lightning does when the property is read there
+    assert_eq!(m.order, ["train_dataloader", "configure_optimizers"]);
+    assert_eq!(out.global_step, 12);
+}

@@ -107,6 +107,24 @@ fn first_usable<'a>(it: impl Iterator<Item = &'a Type>) -> Option<&'a Type> {
     it.into_iter().find(|t| !types::mentions_self_or_impl(t))
 }
 
+/// Whether the module's `configure_optimizers` reads `estimated_stepping_batches`: the
+/// trainer then fetches the training loader before calling it, as Lightning does when the
+/// property is read there.
+fn reads_stepping_estimate(item: &ItemImpl, bound: &[BoundHook]) -> bool {
+    fn mentions(ts: TokenStream) -> bool {
+        ts.into_iter().any(|t| match t {
+            proc_macro2::TokenTree::Ident(i) => i == "estimated_stepping_batches",
+            proc_macro2::TokenTree::Group(g) => mentions(g.stream()),
+            _ => false,
+        })
+    }
+    let Some(b) = bound.iter().find(|b| b.hook.name == "configure_optimizers") else { return false };
+    item.items.iter().any(|i| match i {
+        syn::ImplItem::Fn(f) => &f.sig.ident == b.method && mentions(quote::ToTokens::to_token_stream(&f.block)),
+        _ => false,
+    })
+}
+
 fn ret_of<'a>(bound: &'a [BoundHook], hook: &str) -> Option<&'a Type> {
     let t = bound.iter().find(|b| b.hook.name == hook)?.ret?;
     Some(types::result_ok(t).unwrap_or(t))
@@ -262,6 +280,11 @@ pub fn module_impl(item: &ItemImpl, bound: &[BoundHook], args: &ModuleArgs, erro
     let name = type_name(self_ty);
     let automatic = !args.manual;
     let methods = methods(bound, self_ty, &Place::Module, true);
+    let estimate = reads_stepping_estimate(item, bound).then(|| {
+        quote!(
+            const ESTIMATE_IN_CONFIGURE_OPTIMIZERS: bool = true;
+        )
+    });
     let markers = bound.iter().filter_map(|b| {
         let marker = match b.hook.name {
             "training_step" => "TrainingStep",
@@ -282,6 +305,7 @@ pub fn module_impl(item: &ItemImpl, bound: &[BoundHook], args: &ModuleArgs, erro
         impl #ig ::lightning::LightningModule for #self_ty #wc {
             const NAME: &'static str = #name;
             const AUTOMATIC_OPTIMIZATION: bool = #automatic;
+            #estimate
             type Batch = #batch;
             type Optim = #optim;
             type Prediction = #prediction;

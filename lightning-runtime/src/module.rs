@@ -75,6 +75,11 @@ pub trait LightningModule: HasParameters + Sized {
     /// `false` under `#[lightning_module(manual_optimization)]`: `training_step` then steps
     /// the optimizers itself (Lightning's `automatic_optimization`).
     const AUTOMATIC_OPTIMIZATION: bool = true;
+    /// Set by `#[lightning_module]` when `configure_optimizers` reads
+    /// `trainer.estimated_stepping_batches()`: `fit` then gets the training loader (from
+    /// `train_dataloader` or the datamodule) before it, as Lightning does.
+    #[doc(hidden)]
+    const ESTIMATE_IN_CONFIGURE_OPTIMIZERS: bool = false;
     /// What a data loader yields and the steps take.
     type Batch: TransferBatch;
     /// What `configure_optimizers` returns.

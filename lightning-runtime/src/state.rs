@@ -229,10 +229,14 @@ impl TrainerState {
     /// `ceil(batches per epoch / accumulate_grad_batches) × max_epochs`, capped by `max_steps`,
     /// where the batches are the training loader's per rank after `limit_train_batches`.
     ///
+    /// A loader given to `fit_with` is known from the start. One from `train_dataloader` or
+    /// a datamodule is fetched before `configure_optimizers` when `configure_optimizers`
+    /// itself reads the estimate (as Lightning fetches it when the property is read there),
+    /// otherwise at its usual place, after `on_fit_start` and the sanity check.
+    ///
     /// An error says why there is no estimate: outside `fit`; a stream of unknown length with
-    /// no `limit_train_batches(n)` or `max_steps`; or, inside `configure_optimizers`, a
-    /// loader that comes from `train_dataloader` or a datamodule (called later in Lightning's
-    /// order): give it to `fit_with`, or bound the run by `max_steps` alone.
+    /// no `limit_train_batches(n)` or `max_steps`; or a hook that reads it before a
+    /// `train_dataloader` loader is fetched.
     ///
     /// ```
     /// use lightning::prelude::*;

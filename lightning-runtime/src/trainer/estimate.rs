@@ -16,8 +16,9 @@ pub(crate) fn stepping_batches(
         return Ok(cfg.max_steps.unwrap_or(usize::MAX));
     };
     let Some(len) = loader_len else {
-        return Err("the training loader comes from `train_dataloader` or the datamodule, which run after \
-                    `configure_optimizers`: pass the loader to `fit_with`, or bound the run by `max_steps` alone"
+        return Err("the training loader comes from `train_dataloader` or the datamodule and is not fetched yet: \
+                    read `estimated_stepping_batches` in `configure_optimizers` itself (`fit` then fetches the \
+                    loader first, as Lightning does), pass the loader to `fit_with`, or bound the run by `max_steps` alone"
             .into());
     };
     let per_epoch = if len == usize::MAX {

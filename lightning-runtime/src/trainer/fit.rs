@@ -213,9 +213,12 @@ where
     };
     let resumed = start.checkpoint.is_some();
     let (rank, world) = (state.global_rank(), state.world_size());
-    // a loader given to fit is known now: sharded, counted and estimated before
-    // configure_optimizers, as Lightning's estimated_stepping_batches sets it up
-    let given_len = match &mut train {
+    // a loader given to fit is known now, and one from train_dataloader or the datamodule
+    // is fetched now when configure_optimizers reads estimated_stepping_batches (Lightning
+    // then calls those hooks early): sharded, counted and estimated before it
+    let fetched_early = train.is_some() || M::ESTIMATE_IN_CONFIGURE_OPTIMIZERS;
+    let mut early_train = if fetched_early { source::get(&mut train, state, model, dm, Which::Train)? } else { None };
+    let early_len = match &mut early_train {
         Some(t) => {
             if world > 1 {
                 t.shard(rank, world)?;
@@ -225,7 +228,7 @@ where
         }
         None => None,
     };
-    state.stepping_batches = Some(estimate::stepping_batches(cfg, cfg.accumulate_grad_batches, given_len));
+    state.stepping_batches = Some(estimate::stepping_batches(cfg, cfg.accumulate_grad_batches, early_len));
     let mut optim = model.configure_optimizers(state)?;
     let plateau = check_scheduler::<M>(&mut optim)?;
     check_optimization::<M>(cfg, &optim)?;
@@ -288,8 +291,9 @@ where
             cbs.on_sanity_check_end(state, model)?;
         }
     }
-    let mut train_loader = source::get(&mut train, state, model, dm, Which::Train)?
-        .ok_or(Error::MissingHook { module: M::NAME, hook: "train_dataloader" })?;
+    let train_loader =
+        if fetched_early { early_train } else { source::get(&mut train, state, model, dm, Which::Train)? };
+    let mut train_loader = train_loader.ok_or(Error::MissingHook { module: M::NAME, hook: "train_dataloader" })?;
     if val_enabled && !sanity {
         val_loader = source::get(&mut val, state, model, dm, Which::Val)?;
     }
