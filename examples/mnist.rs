@@ -21,8 +21,13 @@ use lightning::callbacks::Mode;
 use lightning::data::{download, mnist};
 use lightning::nn;
 use lightning::prelude::*;
-use lightning::EarlyStopping;
+use lightning::{serde_json, EarlyStopping, OnExceptionCheckpoint};
 use rand::{Rng, SeedableRng};
+
+/// The generator of the jitter and the dropout masks: ChaCha12 (what `StdRng` is today),
+/// whose position can be read and set, so checkpoints hold it and a resumed run draws what
+/// an uninterrupted one would.
+type Gen = rand_chacha::ChaCha12Rng;
 
 const SAMPLE: [&[u8]; 4] = [
     include_bytes!("data/mnist-sample/train-images-idx3-ubyte.gz"),
@@ -33,18 +38,22 @@ const SAMPLE: [&[u8]; 4] = [
 
 /// Train an MLP on MNIST-format data.
 #[derive(Parser, Debug, Clone)]
+// `--epochs -1` reaches the value check ("-1 is not in 0..") instead of reading as a flag
+#[command(allow_negative_numbers = true)]
 pub struct Args {
     /// A directory of MNIST-format IDX files (`train-images-idx3-ubyte[.gz]`, ...);
     /// default: the embedded 5,000-digit MNIST sample.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = at_least(0))]
     pub epochs: usize,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = at_least(1))]
     pub batch_size: usize,
-    #[arg(long, default_value_t = 2e-3)]
+    /// The learning rate: a positive number.
+    #[arg(long, default_value_t = 2e-3, value_parser = positive, allow_hyphen_values = true)]
     pub lr: f64,
-    #[arg(long, default_value_t = 128)]
+    /// Width of the hidden layer, 1 to 1048576.
+    #[arg(long, default_value_t = 128, value_parser = at_least(1).range(1..=1 << 20))]
     pub hidden: usize,
     /// auto, cpu, cuda or metal.
     #[arg(long, default_value = "auto")]
@@ -79,7 +88,7 @@ pub struct Args {
     #[arg(long)]
     pub tensorboard: bool,
     /// Epochs without a better `val_acc` before early stopping.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = at_least(0))]
     pub patience: usize,
     /// `auto`, `single_device` or `ddp` (data-parallel: each rank trains on its share with
     /// the same `--batch-size`). Under `mpirun -np N` (feature `mpi`) or a torchrun-style
@@ -88,11 +97,30 @@ pub struct Args {
     pub strategy: Strategy,
     /// Processes per node: `--devices 2` runs this program as 2 ranks (`mpirun` on CPUs,
     /// NCCL on GPUs). Unset: as many as the launcher started, else 1.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least(1))]
     pub devices: Option<usize>,
     /// Nodes of a job started by a launcher on each.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = at_least(1))]
     pub num_nodes: usize,
+    /// Under SLURM, requeue the job (`scontrol requeue $SLURM_JOB_ID`) when SIGUSR1 stops
+    /// it (`sbatch --signal=USR1@90`), after its checkpoint is written.
+    #[arg(long)]
+    pub auto_requeue: bool,
+}
+
+/// A count flag's parser: a whole number from `min` up (read as `i64` first, so a negative
+/// value is reported as out of range rather than as "invalid digit").
+fn at_least(min: i64) -> clap::builder::RangedI64ValueParser<usize> {
+    clap::builder::RangedI64ValueParser::<usize>::new().range(min..)
+}
+
+/// A positive, finite number (`--lr`).
+fn positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        Ok(v) => Err(format!("{v} is not a positive finite number")),
+        Err(e) => Err(format!("{e}")),
+    }
 }
 
 /// What goes into the logs' `hparams.yaml` and every checkpoint (`#[hparams]`).
@@ -112,12 +140,12 @@ pub trait Net: Relocate + 'static {
     where
         Self: Sized;
     /// `train` carries the RNG for dropout while training; `None` in evaluation.
-    fn logits(&self, x: &Tensor, train: Option<&mut rand::rngs::StdRng>) -> candle_core::Result<Tensor>;
+    fn logits(&self, x: &Tensor, train: Option<&mut Gen>) -> candle_core::Result<Tensor>;
 }
 
 /// Inverted dropout with a mask drawn from the module's seeded RNG, so runs repeat bit-for-bit
 /// (candle's own `dropout` draws from an unseeded generator).
-fn dropout(x: &Tensor, p: f32, rng: Option<&mut rand::rngs::StdRng>) -> candle_core::Result<Tensor> {
+fn dropout(x: &Tensor, p: f32, rng: Option<&mut Gen>) -> candle_core::Result<Tensor> {
     let Some(rng) = rng else { return Ok(x.clone()) };
     let keep = 1.0 / (1.0 - p);
     let mask: Vec<f32> = (0..x.elem_count()).map(|_| if rng.random::<f32>() < p { 0.0 } else { keep }).collect();
@@ -135,7 +163,7 @@ impl Net for MlpNet {
     fn new(vb: VarBuilder, hidden: usize) -> candle_core::Result<Self> {
         Ok(MlpNet { fc1: nn::linear(784, hidden, vb.pp("fc1"))?, fc2: nn::linear(hidden, 10, vb.pp("fc2"))? })
     }
-    fn logits(&self, x: &Tensor, _train: Option<&mut rand::rngs::StdRng>) -> candle_core::Result<Tensor> {
+    fn logits(&self, x: &Tensor, _train: Option<&mut Gen>) -> candle_core::Result<Tensor> {
         self.fc2.forward(&self.fc1.forward(x)?.relu()?)
     }
 }
@@ -169,7 +197,7 @@ impl Net for CnnNet {
             fc2: nn::linear(hidden, 10, vb.pp("fc2"))?,
         })
     }
-    fn logits(&self, x: &Tensor, train: Option<&mut rand::rngs::StdRng>) -> candle_core::Result<Tensor> {
+    fn logits(&self, x: &Tensor, train: Option<&mut Gen>) -> candle_core::Result<Tensor> {
         let x = x.reshape((x.dim(0)?, 1, 28, 28))?;
         let x = self.relu_pool.forward(&self.c1.forward(&x)?)?;
         let x = self.relu_pool.forward(&self.c2.forward(&x)?)?.flatten_from(1)?;
@@ -198,7 +226,7 @@ pub struct Classifier<N: Net> {
     net: N,
     #[hparams]
     hparams: HParams,
-    rng: rand::rngs::StdRng,
+    rng: Gen,
     jitter: bool,
 }
 
@@ -206,7 +234,7 @@ impl<N: Net> Classifier<N> {
     pub fn new(hparams: HParams, device: &candle_core::Device) -> lightning::Result<Self> {
         let vars = VarMap::new();
         let net = N::new(lightning::seeded_var_builder(&vars, hparams.seed, DType::F32, device), hparams.hidden)?;
-        let rng = rand::rngs::StdRng::seed_from_u64(hparams.seed);
+        let rng = Gen::seed_from_u64(hparams.seed);
         Ok(Classifier { vars, net, hparams, rng, jitter: true })
     }
 }
@@ -259,11 +287,48 @@ impl<N: Net> Classifier<N> {
         Ok(())
     }
 
+    /// The generator goes into every checkpoint (`last.ckpt`, the best, `on_exception.ckpt`).
+    fn on_save_checkpoint(&mut self, checkpoint: &mut Checkpoint) {
+        checkpoint.extra.insert(RNG_KEY.into(), rng_state(&self.rng));
+    }
+
+    /// … and comes back from it before the run resumes.
+    fn on_load_checkpoint(&mut self, checkpoint: &mut Checkpoint) -> lightning::Result<()> {
+        match checkpoint.extra.get(RNG_KEY) {
+            Some(state) => self.rng = rng_from_state(state)?,
+            None => eprintln!("warning: the checkpoint has no `{RNG_KEY}`: the jitter and dropout draws restart from the seed, so this resume is not exact"),
+        }
+        Ok(())
+    }
+
     fn configure_optimizers(&mut self) -> lightning::Result<(AdamW, StepLr)> {
         let adamw =
             AdamW::new(&self.vars, AdamWConfig { lr: self.hparams.lr, weight_decay: 1e-4, ..Default::default() })?;
         Ok((adamw, StepLr::new(4, 0.5)))
     }
+}
+
+/// Where checkpoints keep the example's generator (`Checkpoint::extra`).
+const RNG_KEY: &str = "example_rng";
+
+/// The generator's seed, stream and position (in 32-bit words; a string, as JSON numbers
+/// stop at 64 bits).
+fn rng_state(rng: &Gen) -> serde_json::Value {
+    let seed: String = rng.get_seed().iter().map(|b| format!("{b:02x}")).collect();
+    serde_json::json!({ "seed": seed, "stream": rng.get_stream(), "word_pos": rng.get_word_pos().to_string() })
+}
+
+fn rng_from_state(v: &serde_json::Value) -> lightning::Result<Gen> {
+    let bad = || lightning::Error::msg(format!("checkpoint `{RNG_KEY}` is malformed: {v}"));
+    let hex = v["seed"].as_str().filter(|s| s.len() == 64 && s.is_ascii()).ok_or_else(bad)?;
+    let mut seed = [0u8; 32];
+    for (i, b) in seed.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    let mut rng = Gen::from_seed(seed);
+    rng.set_stream(v["stream"].as_u64().ok_or_else(bad)?);
+    rng.set_word_pos(v["word_pos"].as_str().and_then(|s| s.parse().ok()).ok_or_else(bad)?);
+    Ok(rng)
 }
 
 /// Prints one line per epoch: mean training loss, validation metrics, time.
@@ -331,9 +396,14 @@ pub struct Report {
     pub rank: usize,
 }
 
+/// The example's callbacks. `OnExceptionCheckpoint` writes `<run>/checkpoints/on_exception.ckpt`
+/// when a run fails or a signal stops it (Ctrl-C, SIGTERM, SIGUSR1, SIGHUP): a mid-epoch
+/// checkpoint to resume from.
+type Callbacks = (EpochSummary, EarlyStopping, OnExceptionCheckpoint);
+
 /// Trains, then tests the best checkpoint by `val_acc` (Lightning's `ckpt_path="best"`).
 fn train_model<N: Net>(
-    trainer: &mut Trainer<(EpochSummary, EarlyStopping)>,
+    trainer: &mut Trainer<Callbacks>,
     mut model: Classifier<N>,
     jitter: bool,
     train: DataLoader,
@@ -347,6 +417,22 @@ fn train_model<N: Net>(
     }
     let metrics = trainer.test_with(&mut model, test)?;
     Ok((fit, metrics))
+}
+
+/// Names an empty split before training, instead of the symptom at its end ("`val_acc` was
+/// not logged"): the last tenth of `train` images is held out for validation.
+fn check_split_sizes(train: usize, test: usize, source: &str) -> lightning::Result<()> {
+    if train / 10 == 0 {
+        return Err(lightning::Error::Data(format!(
+            "0 validation samples: {source} has {train} training images and a tenth of them is held out for validation; give it at least 10"
+        )));
+    }
+    if test == 0 {
+        return Err(lightning::Error::Data(format!(
+            "0 test samples: {source} has no test images (t10k-*), so the best checkpoint could not be tested"
+        )));
+    }
+    Ok(())
 }
 
 pub fn run(args: &Args) -> lightning::Result<Report> {
@@ -389,6 +475,7 @@ pub fn run(args: &Args) -> lightning::Result<Report> {
     // Hold out the last tenth of the training split for validation.
     let n = data.train.images.dim(0)?;
     let n_val = n / 10;
+    check_split_sizes(n, data.test.images.dim(0)?, &source)?;
     let (x, y) = (&data.train.images, &data.train.labels);
     let train_data =
         DataLoader::new(x.narrow(0, 0, n - n_val)?, y.narrow(0, 0, n - n_val)?, args.batch_size)?.shuffle(args.seed);
@@ -406,13 +493,13 @@ pub fn run(args: &Args) -> lightning::Result<Report> {
         // both loggers write to the one version directory the first claims
         builder = builder.logger(CsvLogger::new(&args.root_dir)).logger(TensorBoardLogger::new(&args.root_dir));
     }
-    builder = builder.strategy(args.strategy).num_nodes(args.num_nodes);
+    builder = builder.strategy(args.strategy).num_nodes(args.num_nodes).auto_requeue(args.auto_requeue);
     if let Some(devices) = args.devices {
         builder = builder.devices(devices);
     }
-    let mut trainer = builder
-        .callbacks((EpochSummary::default(), EarlyStopping::new("val_acc").mode(Mode::Max).patience(args.patience)))
-        .build()?;
+    let early_stopping = EarlyStopping::new("val_acc").mode(Mode::Max).patience(args.patience);
+    let mut trainer =
+        builder.callbacks((EpochSummary::default(), early_stopping, OnExceptionCheckpoint::default())).build()?;
     if let Some(path) = &args.ckpt_path {
         trainer.ckpt_path(path.clone());
     }
@@ -435,25 +522,18 @@ pub fn run(args: &Args) -> lightning::Result<Report> {
         batch_size: args.batch_size,
         seed: args.seed,
     };
-    let (fit, metrics) = match args.model.as_str() {
-        "mlp" => train_model(
-            &mut trainer,
-            Classifier::<MlpNet>::new(hparams, &device)?,
-            !args.no_jitter,
-            train_data,
-            val,
-            test,
-        )?,
-        "cnn" => train_model(
-            &mut trainer,
-            Classifier::<CnnNet>::new(hparams, &device)?,
-            !args.no_jitter,
-            train_data,
-            val,
-            test,
-        )?,
+    let jitter = !args.no_jitter;
+    let trained = match args.model.as_str() {
+        "mlp" => train_model(&mut trainer, Classifier::<MlpNet>::new(hparams, &device)?, jitter, train_data, val, test),
+        "cnn" => train_model(&mut trainer, Classifier::<CnnNet>::new(hparams, &device)?, jitter, train_data, val, test),
         other => return Err(lightning::Error::msg(format!("unknown model `{other}`: use mlp or cnn"))),
     };
+    let (fit, metrics) = trained.inspect_err(|e| {
+        let saved = trainer.callbacks().2.written().filter(|p| p.exists());
+        if let (lightning::Error::Interrupted { .. }, Some(p), 0) = (e, saved, rank) {
+            eprintln!("saved {}\nresume with: --ckpt-path {}", p.display(), p.display());
+        }
+    })?;
     let test_accuracy =
         metrics.get("test_acc").copied().ok_or_else(|| lightning::Error::msg("test_acc was not logged"))?;
     Ok(Report {
@@ -488,7 +568,8 @@ fn main() {
         }
         Err(e) => {
             eprintln!("error: {e}");
-            std::process::exit(1);
+            // 128 + the signal for a run a signal stopped (130 for Ctrl-C), else 1
+            std::process::exit(e.exit_code());
         }
     }
 }

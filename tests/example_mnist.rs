@@ -95,3 +95,185 @@ fn ckpt_path_last_goes_on_training_from_the_newest_run() {
     assert!(two.epoch_lines[0].starts_with("epoch  1 "), "{:?}", two.epoch_lines);
     assert!(two.last_checkpoint.unwrap().ends_with("version_1/checkpoints/last.ckpt"));
 }
+
+#[test]
+fn bad_sizes_are_typed_errors_not_panics_or_aborts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = mnist::Args::parse_from(["mnist", "--epochs", "1", "--root-dir", dir.path().to_str().unwrap()]);
+    // past clap's range check (a program building `Args` itself): the layers check their sizes
+    for (hidden, says) in [(0, "layer `fc1`: out_dim must be at least 1"), (100_000_000_000, "elements, more than")] {
+        args.hidden = hidden;
+        let e = mnist::run(&args).err().expect("a bad size is an error").to_string();
+        assert!(e.contains(says), "--hidden {hidden}: {e}");
+    }
+    for (flag, value, says) in [
+        ("--hidden", "0", "0 is not in 1..=1048576"),
+        ("--hidden", "100000000000", "is not in 1..=1048576"),
+        ("--epochs", "-1", "-1 is not in 0.."),
+        ("--batch-size", "0", "0 is not in 1.."),
+        ("--patience", "-3", "-3 is not in 0.."),
+        ("--lr", "-1e-3", "-0.001 is not a positive finite number"),
+        ("--lr", "nan", "NaN is not a positive finite number"),
+    ] {
+        let e = mnist::Args::try_parse_from(["mnist", flag, value]).unwrap_err().to_string();
+        assert!(e.contains(says) && !e.contains("unexpected argument"), "{flag} {value}: {e}");
+    }
+}
+
+#[test]
+fn empty_splits_are_named_before_training() {
+    use lightning::data::idx::{encode_idx, IdxArray};
+    let write = |dir: &std::path::Path, train: usize, test: usize| {
+        for (name, n) in [("train", train), ("t10k", test)] {
+            let images = IdxArray { dims: vec![n, 28, 28], data: vec![0; n * 784] };
+            let labels = IdxArray { dims: vec![n], data: vec![1; n] };
+            std::fs::write(dir.join(format!("{name}-images-idx3-ubyte")), encode_idx(&images)).unwrap();
+            std::fs::write(dir.join(format!("{name}-labels-idx1-ubyte")), encode_idx(&labels)).unwrap();
+        }
+    };
+    for (train, test, says) in
+        [(9, 5, "0 validation samples: "), (0, 5, "0 validation samples: "), (20, 0, "0 test samples: ")]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), train, test);
+        let root = dir.path().join("runs");
+        let args = mnist::Args::parse_from([
+            "mnist",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--root-dir",
+            root.to_str().unwrap(),
+        ]);
+        let e = mnist::run(&args).err().expect("an empty split is an error").to_string();
+        assert!(e.contains(says), "{train} training, {test} test images: {e}");
+        assert!(!root.exists(), "nothing was trained or written");
+    }
+}
+
+const PREEMPT_ROOT: &str = "MNIST_PREEMPTED_ROOT";
+
+#[test]
+#[ignore = "run by a_preempted_run_saves_requeues_and_resumes in a child process"]
+fn preempted_example_child() {
+    let Some(root) = std::env::var_os(PREEMPT_ROOT) else { return };
+    let args = mnist::Args::parse_from([
+        "mnist",
+        "--accelerator",
+        "cpu",
+        "--epochs",
+        "6",
+        "--patience",
+        "10",
+        "--auto-requeue",
+        "--root-dir",
+        root.to_str().unwrap(),
+    ]);
+    match mnist::run(&args) {
+        Ok(_) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(e.exit_code())
+        }
+    }
+}
+
+/// SLURM's warning signal mid-training: the example stops after the batch, writes a
+/// mid-epoch checkpoint, requeues the job (a fake `scontrol` records its arguments), exits
+/// with 128 + SIGUSR1, and a run started again from that checkpoint continues to the end.
+#[test]
+fn a_preempted_run_saves_requeues_and_resumes() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let (bin, root) = (dir.path().join("bin"), dir.path().join("runs"));
+    std::fs::create_dir(&bin).unwrap();
+    let log = dir.path().join("scontrol.log");
+    std::fs::write(bin.join("scontrol"), format!("#!/bin/sh\necho \"$@\" >> '{}'\n", log.display())).unwrap();
+    std::fs::set_permissions(bin.join("scontrol"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = std::env::join_paths(
+        std::iter::once(bin.clone()).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "preempted_example_child", "--nocapture"])
+        .env(PREEMPT_ROOT, &root)
+        .env("PATH", path)
+        .env("SLURM_JOB_ID", "777")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // the first epoch's checkpoint: the run is in its second epoch now
+    let ckpts = root.join("lightning_logs/version_0/checkpoints");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !ckpts.join("last.ckpt").exists() {
+        assert!(Instant::now() < deadline, "the child never finished an epoch");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: sends a signal to our own child process, which is still running (not yet waited for).
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGUSR1) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(128 + libc::SIGUSR1), "{stderr}");
+    assert!(stderr.contains("error: interrupted by SIGUSR1 at epoch "), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "requeue 777\n");
+    let saved = ckpts.join("on_exception.ckpt");
+    assert!(stderr.contains(&format!("resume with: --ckpt-path {}", saved.display())), "{stderr}");
+    let ck = lightning::Checkpoint::load(&saved).unwrap();
+    assert!(ck.epoch >= 1 && ck.global_step > 0, "epoch {}, step {}", ck.epoch, ck.global_step);
+
+    // started again with `--ckpt-path last`: the newest of the runs' last.ckpt and
+    // on_exception.ckpt, the latter here (the same run as from its explicit path)
+    let again = |ckpt: &str| {
+        let r = root.to_str().unwrap();
+        let argv = [
+            "mnist",
+            "--accelerator",
+            "cpu",
+            "--epochs",
+            "6",
+            "--patience",
+            "10",
+            "--root-dir",
+            r,
+            "--ckpt-path",
+            ckpt,
+        ];
+        let report = mnist::run(&mnist::Args::parse_from(argv)).unwrap();
+        assert_eq!(report.epoch_lines.len(), 6 - ck.epoch, "it continued from epoch {}", ck.epoch);
+        assert!(report.test_accuracy > 0.85, "{}", report.test_accuracy);
+        let last = lightning::Checkpoint::load(report.last_checkpoint.as_ref().unwrap()).unwrap();
+        last.state_dict.values().map(|t| t.flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect::<Vec<_>>()
+    };
+    assert_eq!(again("last"), again(saved.to_str().unwrap()));
+}
+
+/// With the example's defaults (jitter on, its generator in every checkpoint), 3 epochs and
+/// 3 more resumed from `last.ckpt` end bit-identical to 6 epochs in one run.
+#[test]
+fn three_plus_three_epochs_equal_six_with_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |root: &str, epochs: &str, resume: Option<&std::path::Path>| {
+        let mut argv = vec!["mnist", "--accelerator", "cpu", "--epochs", epochs, "--root-dir", root];
+        if let Some(p) = resume {
+            argv.extend(["--ckpt-path", p.to_str().unwrap()]);
+        }
+        mnist::run(&mnist::Args::parse_from(argv)).unwrap()
+    };
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let straight = run(a.to_str().unwrap(), "6", None);
+    let first = run(b.to_str().unwrap(), "3", None);
+    let resumed = run(b.to_str().unwrap(), "6", first.last_checkpoint.as_deref());
+    let weights = |p: &Option<std::path::PathBuf>| {
+        let ck = lightning::Checkpoint::load(p.as_ref().unwrap()).unwrap();
+        assert!(ck.extra.contains_key("example_rng"), "the generator is in the checkpoint");
+        ck.state_dict
+            .iter()
+            .map(|(k, t)| (k.clone(), t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(weights(&straight.last_checkpoint), weights(&resumed.last_checkpoint), "bit-identical weights");
+    assert_eq!(straight.test_accuracy, resumed.test_accuracy);
+    let strip = |lines: &[String]| lines.iter().map(|l| l.rsplit_once("  ").unwrap().0.to_string()).collect::<Vec<_>>();
+    assert_eq!(strip(&straight.epoch_lines[3..]), strip(&resumed.epoch_lines));
+}

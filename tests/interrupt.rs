@@ -1,6 +1,9 @@
-//! Ctrl-C stops training gracefully: the child process (this test binary, on an ignored
-//! test) gets SIGINT mid-training; `on_exception` runs, `OnExceptionCheckpoint` writes a
-//! checkpoint that loads, and the run ends with `Error::Interrupted` (exit status 42 here).
+//! Ctrl-C and preemption signals stop training gracefully: the child process (this test
+//! binary, on an ignored test) gets SIGINT, SIGTERM, SIGUSR1 or SIGHUP mid-training;
+//! `on_exception` runs, `OnExceptionCheckpoint` writes a mid-epoch checkpoint that loads, and
+//! the run ends with `Error::Interrupted` naming the signal, the process with 128 + its
+//! number. Under SLURM with `auto_requeue`, SIGUSR1 requeues the job through `scontrol` (a
+//! fake one on `PATH` here, recording its arguments).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -12,6 +15,7 @@ use lightning::prelude::*;
 use lightning::{Checkpoint, OnExceptionCheckpoint};
 
 const DIR_VAR: &str = "LIGHTNING_INTERRUPT_DIR";
+const REQUEUE_VAR: &str = "LIGHTNING_INTERRUPT_REQUEUE";
 
 #[lightning_module]
 struct Slow {
@@ -35,7 +39,7 @@ impl Slow {
 }
 
 #[test]
-#[ignore = "run by ctrl_c_stops_gracefully in a child process"]
+#[ignore = "run by the signal tests in a child process"]
 fn interrupted_child() {
     let Some(dir) = std::env::var_os(DIR_VAR) else { return };
     let dir = Path::new(&dir);
@@ -48,37 +52,94 @@ fn interrupted_child() {
         .accelerator(Accelerator::Cpu)
         .enable_checkpointing(false)
         .max_epochs(1)
+        .auto_requeue(std::env::var_os(REQUEUE_VAR).is_some())
         .callbacks((OnExceptionCheckpoint::new(dir),))
         .build()
         .unwrap();
     match t.fit_with(&mut m, DataLoader::new(x.clone(), x, 1).unwrap(), None::<DataLoader>) {
-        Err(lightning::Error::Interrupted { .. }) => std::process::exit(42),
+        Err(e @ lightning::Error::Interrupted { .. }) => {
+            std::fs::write(dir.join("error"), e.to_string()).unwrap();
+            std::process::exit(e.exit_code())
+        }
         other => panic!("expected an interruption, got {other:?}"),
     }
 }
 
-#[test]
-fn ctrl_c_stops_gracefully() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "interrupted_child", "--nocapture"])
-        .env(DIR_VAR, dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+/// Starts the child in `dir`, waits until it trains, sends `signal`, and returns its exit
+/// status and error message.
+fn interrupt_child(dir: &Path, signal: libc::c_int, env: &[(&str, &std::ffi::OsStr)]) -> (Option<i32>, String) {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--ignored", "--exact", "interrupted_child", "--nocapture"]).env(DIR_VAR, dir);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    // SAFETY: `signal` is async-signal-safe; the child starts with the default dispositions
+    // even where this test runs under `nohup` (which ignores SIGHUP, and the handler leaves
+    // an ignored signal alone, as it should)
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGUSR1, libc::SIGHUP] {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !dir.path().join("ready").exists() {
+    while !dir.join("ready").exists() {
         assert!(Instant::now() < deadline, "the child never started training");
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(100));
     // SAFETY: sends a signal to our own child process, which is still running (not yet waited for).
-    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
     assert_eq!(sent, 0);
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(42), "the run ended with Error::Interrupted");
-    let ck = Checkpoint::load(&dir.path().join("on_exception.ckpt")).unwrap();
-    assert!(ck.global_step > 0 && !ck.epoch_complete, "saved mid-epoch at step {}", ck.global_step);
-    assert_eq!(ck.batches_done, ck.global_step);
+    (status.code(), std::fs::read_to_string(dir.join("error")).unwrap_or_default())
+}
+
+#[test]
+fn ctrl_c_and_preemption_signals_stop_gracefully() {
+    for (signal, name) in [
+        (libc::SIGINT, "Ctrl-C (SIGINT)"),
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGUSR1, "SIGUSR1"),
+        (libc::SIGHUP, "SIGHUP"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (code, error) = interrupt_child(dir.path(), signal, &[]);
+        assert_eq!(code, Some(128 + signal), "{name}: exit status 128 + the signal ({error})");
+        assert!(error.starts_with(&format!("interrupted by {name} at epoch 0, step ")), "{error}");
+        let ck = Checkpoint::load(&dir.path().join("on_exception.ckpt")).unwrap();
+        assert!(ck.global_step > 0 && !ck.epoch_complete, "{name}: saved mid-epoch at step {}", ck.global_step);
+        assert_eq!(ck.batches_done, ck.global_step);
+    }
+}
+
+/// Lightning's `SLURMEnvironment(auto_requeue=True)`: SIGUSR1 requeues the job after the
+/// checkpoint is written; SIGTERM (`scancel`) does not.
+#[test]
+fn under_slurm_sigusr1_requeues_the_job() {
+    let bin = tempfile::tempdir().unwrap();
+    let log = bin.path().join("scontrol.log");
+    let script = bin.path().join("scontrol");
+    std::fs::write(&script, format!("#!/bin/sh\necho \"$@\" >> '{}'\n", log.display())).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = std::env::join_paths(
+        std::iter::once(bin.path().to_path_buf()).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let on = std::ffi::OsStr::new("1");
+    let env = [("PATH", path.as_os_str()), ("SLURM_JOB_ID", std::ffi::OsStr::new("4242")), (REQUEUE_VAR, on)];
+
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _) = interrupt_child(dir.path(), libc::SIGTERM, &env);
+    assert_eq!(code, Some(128 + libc::SIGTERM));
+    assert!(!log.exists(), "SIGTERM does not requeue");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (code, error) = interrupt_child(dir.path(), libc::SIGUSR1, &env);
+    assert_eq!(code, Some(128 + libc::SIGUSR1), "{error}");
+    assert!(dir.path().join("on_exception.ckpt").is_dir(), "the checkpoint was written");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "requeue 4242\n");
 }

@@ -55,9 +55,10 @@ pub enum Error {
     #[error("two stateful callbacks share the state key `{0}`: give one `#[callback(state_key = \"...\")]`")]
     DuplicateStateKey(&'static str),
 
-    /// Training was interrupted (Ctrl-C / SIGINT) and stopped after the current batch.
-    #[error("interrupted by Ctrl-C (SIGINT) at epoch {epoch}, step {step}")]
-    Interrupted { epoch: usize, step: usize },
+    /// Training was interrupted by a signal (Ctrl-C, SIGTERM, SIGUSR1, SIGHUP) and stopped
+    /// after the current batch; exit with [`Error::exit_code`] (128 + the signal's number).
+    #[error("interrupted by {signal} at epoch {epoch}, step {step}")]
+    Interrupted { signal: crate::Signal, epoch: usize, step: usize },
 
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]

@@ -25,6 +25,7 @@ pub mod nn;
 pub mod optim;
 mod precision;
 mod relocate;
+mod requeue;
 mod state;
 mod step;
 mod summary;
@@ -43,6 +44,7 @@ pub use device::Accelerator;
 pub use error::{Error, Result};
 pub use grads::{GradientClipAlgorithm, Gradients};
 pub use init::seeded_var_builder;
+pub use interrupt::Signal;
 pub use logging::{CsvLogger, Log, LogValue, Logger, Reduce, TensorBoardLogger};
 pub use module::{requirements, HasParameters, LightningModule};
 pub use optim::{

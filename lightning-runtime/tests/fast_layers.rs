@@ -437,6 +437,40 @@ fn bad_shapes_and_settings_are_typed_errors_naming_the_layer() {
     assert!(matches!(as_lightning, lightning::Error::Layer(LayerError::Zero { .. })));
 }
 
+/// Zero sizes (a panic in the backward pass before) and sizes whose weight is too large (an
+/// allocation abort before) are typed errors at construction, before anything is allocated.
+#[test]
+fn zero_and_huge_sizes_are_refused_before_allocating() {
+    let dev = Device::Cpu;
+    let vars = lightning::candle_nn::VarMap::new();
+    let vb = lightning::candle_nn::VarBuilder::from_varmap(&vars, DType::F32, &dev);
+    // candle appends a backtrace under RUST_BACKTRACE
+    let msg = |e: lightning::candle::Error| e.to_string().lines().next().unwrap().to_string();
+    let e = msg(lightning::nn::linear(784, 0, vb.pp("fc1")).unwrap_err());
+    assert_eq!(e, "layer `fc1`: out_dim must be at least 1, got 0");
+    let e = msg(lightning::nn::linear_no_bias(0, 10, vb.pp("fc2")).unwrap_err());
+    assert_eq!(e, "layer `fc2`: in_dim must be at least 1, got 0");
+    let e = msg(lightning::nn::linear(784, 100_000_000_000, vb.pp("fc1")).unwrap_err());
+    assert!(
+        e.starts_with("layer `fc1`: a weight of shape [100000000000, 784] would hold 78400000000000 elements"),
+        "{e}"
+    );
+    let e = msg(lightning::nn::linear(usize::MAX, usize::MAX, vb.pp("big")).unwrap_err());
+    assert!(e.contains("more than the 8589934592"), "{e}");
+    let e = msg(lightning::nn::conv2d(0, 4, 3, Conv2dConfig::default(), vb.pp("c1")).unwrap_err());
+    assert_eq!(e, "layer `c1`: in_channels must be at least 1, got 0");
+    let e = msg(lightning::nn::conv2d_no_bias(3, 1 << 40, 3, Conv2dConfig::default(), vb.pp("c2")).unwrap_err());
+    assert!(e.contains("a weight of shape [1099511627776, 3, 3, 3]"), "{e}");
+    assert!(vars.all_vars().is_empty(), "nothing was allocated");
+    assert_eq!(lightning::nn::linear(3, 2, vb.pp("ok")).unwrap().weight().dims(), &[2, 3]);
+
+    // a layer built from tensors of a zero dimension fails in forward, not in backward
+    let x = Var::zeros((4, 3), DType::F32, &dev).unwrap();
+    let empty = Linear::new(Tensor::zeros((0, 3), DType::F32, &dev).unwrap(), None);
+    let e = msg(empty.forward(x.as_tensor()).unwrap_err());
+    assert_eq!(e, "layer `linear`: out_dim must be at least 1, got 0");
+}
+
 /// Grouped convolutions and other dtypes go to candle's ops, with the same results.
 #[test]
 fn groups_and_other_dtypes_fall_back_to_candle() {

@@ -40,12 +40,29 @@ fn find(dir: &Path, stem: &str) -> Result<PathBuf> {
     ))
 }
 
-/// Builds a split from an image array and a label array, checking that they agree.
+/// The classes of MNIST and Fashion-MNIST: labels are 0 to 9.
+pub const CLASSES: usize = 10;
+
+/// Builds a split from an image array and a label array, checking that they agree and that
+/// every label is below [`CLASSES`].
 pub fn split_from_arrays(
     images: IdxArray,
     image_origin: &Path,
     labels: IdxArray,
     label_origin: &Path,
+) -> Result<MnistSplit> {
+    split_with_classes(images, image_origin, labels, label_origin, CLASSES)
+}
+
+/// [`split_from_arrays`] for a data set of `classes` classes (EMNIST's splits, ...): a label
+/// of `classes` or more is an error naming the file and the label's index, found when the
+/// split loads rather than as an out-of-range gather in the middle of training.
+pub fn split_with_classes(
+    images: IdxArray,
+    image_origin: &Path,
+    labels: IdxArray,
+    label_origin: &Path,
+    classes: usize,
 ) -> Result<MnistSplit> {
     if images.dims.len() != 3 {
         return Err(Error::bad_file(
@@ -61,6 +78,12 @@ pub fn split_from_arrays(
         return Err(Error::bad_file(
             label_origin,
             format!("has {} labels but {} has {n} images", labels.dims[0], image_origin.display()),
+        ));
+    }
+    if let Some((i, l)) = labels.data.iter().enumerate().find(|(_, &l)| usize::from(l) >= classes) {
+        return Err(Error::bad_file(
+            label_origin,
+            format!("label {l} at index {i} is not below the {classes} classes"),
         ));
     }
     let pixels: Vec<f32> = images.data.iter().map(|&b| f32::from(b) / 255.0).collect();
@@ -101,5 +124,42 @@ impl super::Dataset for MnistSplit {
     }
     fn get(&self, index: usize) -> Result<(Tensor, u32)> {
         Ok((self.images.get(index)?, self.labels.get(index)?.to_scalar::<u32>()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::idx::encode_idx;
+
+    /// Writes a directory of four IDX files: `n` blank 2×2 images per split, labels `0..n`
+    /// except `bad` at index `at` of the file `stem`.
+    fn write_dir(dir: &Path, n: usize, (stem, at, bad): (&str, usize, u8)) {
+        for (i, name) in FILES.iter().enumerate() {
+            let a = if i % 2 == 0 {
+                IdxArray { dims: vec![n, 2, 2], data: vec![0; n * 4] }
+            } else {
+                let mut data: Vec<u8> = (0..n).map(|l| (l % CLASSES) as u8).collect();
+                if *name == stem {
+                    data[at] = bad;
+                }
+                IdxArray { dims: vec![n], data }
+            };
+            std::fs::write(dir.join(name), encode_idx(&a)).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_label_past_the_classes_names_its_file_and_index() {
+        for stem in [FILES[1], FILES[3]] {
+            let dir = tempfile::tempdir().unwrap();
+            write_dir(dir.path(), 20, (stem, 17, 200));
+            let e = load_dir(dir.path()).unwrap_err().to_string();
+            let file = dir.path().join(stem);
+            assert_eq!(e, format!("{}: label 200 at index 17 is not below the 10 classes", file.display()));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        write_dir(dir.path(), 20, (FILES[1], 3, 9));
+        assert_eq!(load_dir(dir.path()).unwrap().train.labels.dims(), &[20]);
     }
 }

@@ -7,7 +7,7 @@ use candle_nn::{Conv2dConfig, VarBuilder};
 
 use super::conv2d_kernels::{ConvForward, Geometry};
 use super::op::LayerOp;
-use super::LayerError;
+use super::{check_sizes, LayerError};
 use crate::relocate::{Relocate, Relocation};
 
 /// A 2-D convolution with candle-nn's parameters, names and initialisation, so a model
@@ -30,18 +30,21 @@ pub fn conv2d(
     config: Conv2dConfig,
     vb: VarBuilder,
 ) -> Result<Conv2d> {
-    named(vb, config, kernel_size, |vb| candle_nn::conv2d(in_channels, out_channels, kernel_size, config, vb))
+    let sizes = (in_channels, out_channels, kernel_size);
+    named(vb, config, sizes, |vb| candle_nn::conv2d(in_channels, out_channels, kernel_size, config, vb))
 }
 
-/// The layer candle-nn's `make` builds, checked and named after `vb`'s prefix.
+/// The layer candle-nn's `make` builds, checked (before it allocates) and named after `vb`'s
+/// prefix. `sizes` are the input channels, output channels and kernel size.
 fn named(
     vb: VarBuilder,
     config: Conv2dConfig,
-    kernel_size: usize,
+    (c, o, k): (usize, usize, usize),
     make: impl FnOnce(VarBuilder) -> candle_core::Result<candle_nn::Conv2d>,
 ) -> Result<Conv2d> {
     let name = vb.prefix();
-    check_config(&name, &config, kernel_size)?;
+    check_config(&name, &config, k)?;
+    check_sizes(&name, &[("in_channels", c), ("out_channels", o)], &[o, c / config.groups, k, k])?;
     Ok(Conv2d::from(make(vb)?).named(name))
 }
 
@@ -53,7 +56,8 @@ pub fn conv2d_no_bias(
     config: Conv2dConfig,
     vb: VarBuilder,
 ) -> Result<Conv2d> {
-    named(vb, config, kernel_size, |vb| candle_nn::conv2d_no_bias(in_channels, out_channels, kernel_size, config, vb))
+    let sizes = (in_channels, out_channels, kernel_size);
+    named(vb, config, sizes, |vb| candle_nn::conv2d_no_bias(in_channels, out_channels, kernel_size, config, vb))
 }
 
 fn check_config(layer: &str, config: &Conv2dConfig, kernel: usize) -> std::result::Result<(), LayerError> {

@@ -11,6 +11,7 @@ use candle_nn::VarBuilder;
 
 use super::gemm::{matmul, matmul_strided};
 use super::op::{GradKernel, GradOp, LayerKernel, LayerOp};
+use super::{check_sizes, LayerError};
 use crate::relocate::{Relocate, Relocation};
 
 /// A linear layer with candle-nn's parameters, names and initialisation: weight (out, in),
@@ -22,14 +23,33 @@ pub struct Linear {
 }
 
 /// candle-nn's `linear`: Kaiming-uniform weights and uniform bias in ±1/√in, as variables
-/// `weight` and `bias` under `vb`'s prefix.
+/// `weight` and `bias` under `vb`'s prefix. A zero size, or a weight of more than
+/// [`MAX_WEIGHT_ELEMENTS`](super::MAX_WEIGHT_ELEMENTS) elements, is a [`LayerError`] (wrapped
+/// in candle's error) before anything is allocated.
+///
+/// ```
+/// use lightning::candle::{DType, Device};
+/// use lightning::candle_nn::{VarBuilder, VarMap};
+///
+/// let vars = VarMap::new();
+/// let vb = VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu);
+/// assert!(lightning::nn::linear(784, 0, vb.pp("fc1")).is_err()); // no panic in backward later
+/// assert!(lightning::nn::linear(784, 100_000_000_000, vb.pp("fc1")).is_err()); // no abort
+/// ```
 pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
+    check_dims(&vb.prefix(), in_dim, out_dim)?;
     Ok(candle_nn::linear(in_dim, out_dim, vb)?.into())
 }
 
 /// [`linear`] without a bias.
 pub fn linear_no_bias(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
+    check_dims(&vb.prefix(), in_dim, out_dim)?;
     Ok(candle_nn::linear_no_bias(in_dim, out_dim, vb)?.into())
+}
+
+fn check_dims(prefix: &str, in_dim: usize, out_dim: usize) -> std::result::Result<(), LayerError> {
+    let layer = if prefix.is_empty() { "linear" } else { prefix };
+    check_sizes(layer, &[("in_dim", in_dim), ("out_dim", out_dim)], &[out_dim, in_dim])
 }
 
 impl From<candle_nn::Linear> for Linear {
@@ -67,6 +87,8 @@ impl Module for Linear {
             return l.forward(x);
         }
         let (out, inp) = self.weight.dims2()?;
+        // a weight built from tensors (`Linear::new`) is not checked by `linear`
+        check_dims("linear", inp, out)?;
         let dims = x.dims();
         let Some((&last, lead)) = dims.split_last() else {
             candle_core::bail!("linear: a scalar input has no feature dimension")

@@ -40,6 +40,11 @@ pub use conv2d::{conv2d, conv2d_no_bias, Conv2d};
 pub use linear::{linear, linear_no_bias, Linear};
 pub use max_pool2d::MaxPool2d;
 
+/// The most elements one layer's weight may hold: 2³³ (32 GiB in `f32`). The constructors
+/// refuse larger sizes with [`LayerError::TooLarge`] before allocating, where a mistyped
+/// size would otherwise abort the process on a failed allocation.
+pub const MAX_WEIGHT_ELEMENTS: u128 = 1 << 33;
+
 /// A layer that cannot run on its input or with its configuration. The layers return it
 /// wrapped in a `candle_core::Error` (their `forward` is candle-nn's `Module::forward`); call
 /// [`Conv2d::check`] or [`MaxPool2d::check`] to get it typed.
@@ -53,6 +58,26 @@ pub enum LayerError {
     KernelTooLarge { layer: String, kernel: (usize, usize), padded: (usize, usize), input: Vec<usize> },
     #[error("layer `{layer}`: {setting} must be at least 1, got 0")]
     Zero { layer: String, setting: &'static str },
+    #[error("layer `{layer}`: a weight of shape {shape:?} would hold {elements} elements, more than the {max} a layer may hold (`lightning::nn::MAX_WEIGHT_ELEMENTS`): check the sizes")]
+    TooLarge { layer: String, shape: Vec<usize>, elements: u128, max: u128 },
+}
+
+/// Checks a layer's sizes before its weight is allocated: each named size is at least 1, and
+/// the weight of shape `shape` holds at most [`MAX_WEIGHT_ELEMENTS`].
+pub(crate) fn check_sizes(
+    layer: &str,
+    sizes: &[(&'static str, usize)],
+    shape: &[usize],
+) -> std::result::Result<(), LayerError> {
+    if let Some(&(setting, _)) = sizes.iter().find(|(_, v)| *v == 0) {
+        return Err(LayerError::Zero { layer: layer.to_string(), setting });
+    }
+    let elements = shape.iter().fold(1u128, |n, &d| n.saturating_mul(d as u128));
+    if elements > MAX_WEIGHT_ELEMENTS {
+        let (layer, shape) = (layer.to_string(), shape.to_vec());
+        return Err(LayerError::TooLarge { layer, shape, elements, max: MAX_WEIGHT_ELEMENTS });
+    }
+    Ok(())
 }
 
 impl From<LayerError> for candle_core::Error {

@@ -110,17 +110,20 @@ impl CkptPath {
     }
 }
 
-/// The most recently written `last.ckpt` of the runs under `root` (Lightning picks by time).
+/// The most recently written `last.ckpt` of the runs under `root`, or `on_exception.ckpt`
+/// (an `OnExceptionCheckpoint`'s default, after a failure or a signal): Lightning picks
+/// among both by time.
 fn newest_last(root: &Path) -> Option<PathBuf> {
-    let mut found = vec![root.join("checkpoints").join("last.ckpt")];
+    let mut dirs = vec![root.join("checkpoints")];
     if let Ok(versions) = std::fs::read_dir(root.join("lightning_logs")) {
-        found.extend(versions.flatten().map(|v| v.path().join("checkpoints").join("last.ckpt")));
+        dirs.extend(versions.flatten().map(|v| v.path().join("checkpoints")));
     }
+    let found = dirs.iter().flat_map(|d| [d.join("last.ckpt"), d.join("on_exception.ckpt")]);
     let written = |p: &PathBuf| -> Option<SystemTime> {
         let state = p.join("trainer_state.json");
         std::fs::metadata(&state).or_else(|_| std::fs::metadata(p)).and_then(|m| m.modified()).ok()
     };
-    found.into_iter().filter_map(|p| written(&p).map(|t| (t, p))).max().map(|(_, p)| p)
+    found.filter_map(|p| written(&p).map(|t| (t, p))).max().map(|(_, p)| p)
 }
 
 #[cfg(test)]

@@ -130,6 +130,8 @@ pub struct TrainerConfig {
     pub devices: Option<usize>,
     /// Nodes of the job (each started by a launcher).
     pub num_nodes: usize,
+    /// Under SLURM, requeue the job when SIGUSR1 stops a run.
+    pub auto_requeue: bool,
 }
 
 impl Default for TrainerConfig {
@@ -165,6 +167,7 @@ impl Default for TrainerConfig {
             strategy: super::Strategy::Auto,
             devices: None,
             num_nodes: 1,
+            auto_requeue: false,
         }
     }
 }

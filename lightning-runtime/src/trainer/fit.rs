@@ -205,7 +205,6 @@ where
     T: Loader<Batch = M::Batch>,
     V: Loader<Batch = M::Batch>,
 {
-    crate::interrupt::install();
     hooks::setup(Stage::Fit, state, model, cbs, dm)?;
     let mut start = match resume {
         Some(path) => restore(path, state, model, cbs, dm)?,
@@ -483,8 +482,8 @@ where
                     state.should_stop |= out_of_time;
                     state.sync_should_stop()?; // the ranks' clocks differ
                 }
-                if crate::interrupt::take() {
-                    return Err(Error::Interrupted { epoch: state.current_epoch, step: state.global_step });
+                if let Some(signal) = crate::interrupt::take() {
+                    return Err(Error::Interrupted { signal, epoch: state.current_epoch, step: state.global_step });
                 }
                 if steps_done(state) || (state.should_stop && may_stop(state)) {
                     break;

@@ -129,6 +129,12 @@ impl<C> TrainerBuilder<C> {
         devices: usize => |c, v| c.devices = Some(v);
         /// Nodes of the job (Lightning's `num_nodes`); each is started by a launcher.
         num_nodes: usize => |c, v| c.num_nodes = v;
+        /// Lightning's `SLURMEnvironment(auto_requeue=True)`: when SIGUSR1 (SLURM's warning
+        /// before the time limit, `sbatch --signal=USR1@90`) stops a `fit`, after
+        /// `on_exception` has saved (`OnExceptionCheckpoint`), rank 0 runs
+        /// `scontrol requeue $SLURM_JOB_ID` (`<array job>_<task>` in a job array). SIGTERM
+        /// (`scancel`) never requeues. Outside SLURM it warns and does nothing. Default off.
+        auto_requeue: bool => |c, v| c.auto_requeue = v;
         /// CPU threads for candle's kernels, for the whole process. Default: one thread for
         /// models of up to `SMALL_MODEL_PARAMS` parameters (measured fastest), else every core.
         threads: usize => |c, v| c.threads = Some(v);
@@ -416,6 +422,8 @@ impl<C> Trainer<C> {
         C: CallbackList<M>,
         DM: DataModule<Batch = M::Batch>,
     {
+        // signals stop a fit after the current batch until on_exception has saved
+        let _armed = (stage == Stage::Fit).then(crate::interrupt::arm);
         let mut state = TrainerState::new(stage, self.device.clone(), self.config.default_root_dir.clone());
         if stage != Stage::Fit {
             // as in Lightning, counters of an earlier fit stay (loggers write at that step)
@@ -477,6 +485,11 @@ impl<C> Trainer<C> {
             // checkpoints on_exception asked for (OnExceptionCheckpoint); the optimizer
             // went down with the loop, so they hold weights, counters and callback states
             let _ = save::flush(&mut state, model, &mut cbs, &mut *dm, None);
+            if let Error::Interrupted { signal: crate::Signal::Usr1, .. } = e {
+                if config.auto_requeue && state.is_global_zero() {
+                    crate::requeue::requeue_slurm_job();
+                }
+            }
         });
         if let Some((c,)) = checkpoint {
             self.checkpoint = Some(c);
