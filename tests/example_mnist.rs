@@ -245,7 +245,16 @@ fn a_preempted_run_saves_requeues_and_resumes() {
         let last = lightning::Checkpoint::load(report.last_checkpoint.as_ref().unwrap()).unwrap();
         last.state_dict.values().map(|t| t.flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect::<Vec<_>>()
     };
-    assert!(again("last") == again(saved.to_str().unwrap()), "`last` resumed from on_exception.ckpt");
+    let resumed = again("last");
+    assert!(resumed == again(saved.to_str().unwrap()), "`last` resumed from on_exception.ckpt");
+    // … exactly: the optimizer, the scheduler and the generator were saved at the signal
+    let r = dir.path().join("straight");
+    let argv =
+        ["mnist", "--accelerator", "cpu", "--epochs", "6", "--patience", "10", "--root-dir", r.to_str().unwrap()];
+    let straight = mnist::run(&mnist::Args::parse_from(argv)).unwrap();
+    let last = lightning::Checkpoint::load(straight.last_checkpoint.as_ref().unwrap()).unwrap();
+    let weights = last.state_dict.values().map(|t| t.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    assert!(resumed == weights.collect::<Vec<_>>(), "preempted and resumed = uninterrupted, bit for bit");
 }
 
 /// With the example's defaults (jitter on, its generator in every checkpoint), 3 epochs and

@@ -113,6 +113,7 @@ fn ctrl_c_and_preemption_signals_stop_gracefully() {
         let ck = Checkpoint::load(&dir.path().join("on_exception.ckpt")).unwrap();
         assert!(ck.global_step > 0 && !ck.epoch_complete, "{name}: saved mid-epoch at step {}", ck.global_step);
         assert_eq!(ck.batches_done, ck.global_step);
+        assert_eq!(ck.optimizers.len(), 1, "{name}: the optimizer's state is in it");
     }
 }
 

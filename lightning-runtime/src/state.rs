@@ -110,6 +110,9 @@ pub struct TrainerState {
     pub(crate) batch_size: usize,
     pub(crate) save_requests: Vec<SaveRequest>,
     pub(crate) last_saved: Option<PathBuf>,
+    /// The optimizers' and scheduler's states when a signal stopped `fit` between batches,
+    /// for the checkpoints `on_exception` asks for (the loop that owned them is gone).
+    pub(crate) stopped_optim: Option<(Vec<crate::optim::OptimizerState>, Option<serde_json::Value>)>,
     /// Training batches done in the current epoch (for mid-epoch resume).
     pub(crate) batches_done: usize,
     /// The module's parameters were moved or converted at set-up.
@@ -164,6 +167,7 @@ impl TrainerState {
             batch_size: 1,
             save_requests: Vec::new(),
             last_saved: None,
+            stopped_optim: None,
             batches_done: 0,
             relocated: false,
             world: None,

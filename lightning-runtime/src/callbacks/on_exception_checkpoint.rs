@@ -7,8 +7,10 @@ use crate::TrainerState;
 /// Lightning's `OnExceptionCheckpoint`: when a run fails (an error, Ctrl-C, or a preemption
 /// signal: SIGTERM, SIGUSR1, SIGHUP) it writes `<dirpath>/<filename>.ckpt` with the weights,
 /// the counters (mid-epoch: the batches done) and the callbacks' states, so the run can
-/// resume from it (without optimizer state: the optimizer belongs to the failed loop). A run
-/// that ends normally removes a file left by an earlier failure.
+/// resume from it. After a signal, which stops the loop between batches, it also holds the
+/// optimizer and scheduler states, and the resume is exact; after an error it does not (the
+/// optimizer may be half-way through a step). A run that ends normally removes a file left
+/// by an earlier failure.
 ///
 /// ```
 /// use lightning::OnExceptionCheckpoint;

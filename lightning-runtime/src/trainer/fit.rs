@@ -483,6 +483,9 @@ where
                     state.sync_should_stop()?; // the ranks' clocks differ
                 }
                 if let Some(signal) = crate::interrupt::take() {
+                    // between batches the optimizer is consistent: on_exception's checkpoint
+                    // keeps it, so a resume from it continues exactly
+                    state.stopped_optim = Some(save::optimizer_state(&mut optim)?);
                     return Err(Error::Interrupted { signal, epoch: state.current_epoch, step: state.global_step });
                 }
                 if steps_done(state) || (state.should_stop && may_stop(state)) {

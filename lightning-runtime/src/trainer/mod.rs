@@ -482,8 +482,8 @@ impl<C> Trainer<C> {
             // The run's error is what the caller needs; a failing on_exception cannot replace it.
             let _ = cbs.on_exception(&mut state, model, e);
             dm.on_exception(e);
-            // checkpoints on_exception asked for (OnExceptionCheckpoint); the optimizer
-            // went down with the loop, so they hold weights, counters and callback states
+            // checkpoints on_exception asked for (OnExceptionCheckpoint): weights, counters and
+            // callback states, and the optimizer states the loop left when a signal stopped it
             let _ = save::flush(&mut state, model, &mut cbs, &mut *dm, None);
             if let Error::Interrupted { signal: crate::Signal::Usr1, .. } = e {
                 if config.auto_requeue && state.is_global_zero() {

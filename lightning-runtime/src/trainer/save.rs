@@ -26,10 +26,15 @@ pub(crate) fn build<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch
         weights_only,
         ..Checkpoint::default()
     };
-    if let (Some(optim), false) = (optim, weights_only) {
-        ck.optimizers =
-            (0..optim.count()).filter_map(|i| optim.get(i).map(|o| o.state_dict())).collect::<Result<_>>()?;
-        ck.scheduler = optim.parts().1.map(|(s, _)| s.state());
+    match (optim, weights_only) {
+        (Some(optim), false) => (ck.optimizers, ck.scheduler) = optimizer_state(optim)?,
+        // an on_exception checkpoint after a signal: the states taken when the loop stopped
+        (None, false) => {
+            if let Some((optimizers, scheduler)) = &state.stopped_optim {
+                (ck.optimizers, ck.scheduler) = (optimizers.clone(), scheduler.clone());
+            }
+        }
+        _ => {}
     }
     let mut states = Vec::new();
     cbs.collect_state(state, model, &mut states)?;
@@ -47,6 +52,14 @@ pub(crate) fn build<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch
     }
     model.on_save_checkpoint(state, &mut ck)?;
     Ok(ck)
+}
+
+/// The optimizers' states and the scheduler's.
+pub(crate) fn optimizer_state<O: Optimizers>(
+    optim: &mut O,
+) -> Result<(Vec<crate::optim::OptimizerState>, Option<serde_json::Value>)> {
+    let states = (0..optim.count()).filter_map(|i| optim.get(i).map(|o| o.state_dict())).collect::<Result<_>>()?;
+    Ok((states, optim.parts().1.map(|(s, _)| s.state())))
 }
 
 /// Writes every requested checkpoint (on rank 0 under DDP). Files replaced by top-k are
