@@ -45,6 +45,7 @@ pub use lightning_runtime::*;
 /// Everything a training script needs: `use lightning::prelude::*;`.
 pub mod prelude {
     pub use lightning_macros::{callback, hook, lightning_module, not_hook};
+    pub use lightning_runtime::metrics::Metric;
     pub use lightning_runtime::optim::{
         Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, CosineAnnealingLr, CosineAnnealingWarmRestarts,
         ExponentialLr, Interval, LinearLr, LrScheduler, MultiStepLr, OneCycleLr, Optimizer, Optimizers, Params,

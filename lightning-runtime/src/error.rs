@@ -112,6 +112,10 @@ pub enum Error {
     #[error("rank {rank} of {world} waited {waited:?} in {op}; {}: ending the job (raise LIGHTNING_COLLECTIVE_TIMEOUT if the ranks are only slow)", if missing.is_empty() { "every rank answered the roll call, so one is stuck in another operation".to_string() } else { format!("rank(s) {} did not arrive (stuck, or dead)", missing.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ")) })]
     CollectiveTimeout { op: String, rank: usize, world: usize, waited: std::time::Duration, missing: Vec<usize> },
 
+    /// A metric of [`crate::metrics`] got input it can't use, or has nothing to compute.
+    #[error("metric `{metric}`: {reason}")]
+    Metric { metric: &'static str, reason: String },
+
     /// A layer of [`crate::nn`] can't run on its input or with its configuration.
     #[error(transparent)]
     Layer(#[from] crate::nn::LayerError),

@@ -20,6 +20,7 @@ mod hook_return;
 mod init;
 mod interrupt;
 pub mod logging;
+pub mod metrics;
 mod module;
 pub mod nn;
 pub mod optim;

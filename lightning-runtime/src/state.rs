@@ -195,6 +195,61 @@ impl TrainerState {
         self.metrics.log(name, v, synced, opts, self.scope, self.hook, self.running, self.batch_size)
     }
 
+    /// Lightning's `self.log(name, metric)` for a [`Metric`](crate::metrics::Metric): its
+    /// value over the epoch, computed from the state of all ranks under DDP, is logged as
+    /// an epoch value and returned, and the metric is reset for the next epoch. Call it
+    /// once per epoch from an epoch-end hook (`on_validation_epoch_end`,
+    /// `on_train_epoch_end`, ...), on every rank: elsewhere it is an error.
+    ///
+    /// ```ignore
+    /// fn validation_step(&mut self, batch: &(Tensor, Tensor)) -> lightning::Result<()> {
+    ///     self.acc.update((&self.forward(&batch.0)?, &batch.1))
+    /// }
+    /// fn on_validation_epoch_end(&mut self, trainer: &mut TrainerState) -> lightning::Result<()> {
+    ///     trainer.log_metric("val_acc", &mut self.acc)?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn log_metric<M>(&mut self, name: &str, metric: &mut M) -> Result<f64>
+    where
+        M: crate::metrics::Metric<Output = f64> + Clone,
+    {
+        self.log_metric_with(name, metric, Log::default())
+    }
+
+    /// `log_metric` with options (`prog_bar`, `logger`).
+    pub fn log_metric_with<M>(&mut self, name: &str, metric: &mut M, opts: Log) -> Result<f64>
+    where
+        M: crate::metrics::Metric<Output = f64> + Clone,
+    {
+        if self.scope != LogScope::EpochOnly {
+            let full = std::any::type_name::<M>();
+            return Err(crate::Error::Metric {
+                metric: full.rsplit("::").next().unwrap_or(full),
+                reason: format!(
+                    "`log_metric(\"{name}\", ..)` in `{}` would log a partial value each batch: update the metric in the steps and log it from an epoch-end hook (e.g. `on_validation_epoch_end`)",
+                    self.hook
+                ),
+            });
+        }
+        let value = self.compute_metric(metric)?;
+        self.log_with(name, value, opts)?;
+        metric.reset();
+        Ok(value)
+    }
+
+    /// A metric's value over the state of all ranks (every rank must call it, as it is a
+    /// collective operation under DDP); the metric itself is left as it is.
+    pub fn compute_metric<M>(&self, metric: &M) -> Result<M::Output>
+    where
+        M: crate::metrics::Metric + Clone,
+    {
+        match &self.world {
+            Some(world) => metric.compute_synced(world.as_ref()),
+            None => metric.compute(),
+        }
+    }
+
     /// Lightning's `trainer.callback_metrics`: every logged metric's latest value (epoch
     /// values once their epoch ended), read back from the device now.
     pub fn callback_metrics(&self) -> Result<BTreeMap<String, f64>> {
