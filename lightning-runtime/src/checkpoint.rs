@@ -72,9 +72,11 @@ struct Meta {
     epoch_complete: bool,
     callbacks: BTreeMap<String, Value>,
     extra: serde_json::Map<String, Value>,
-    #[serde(default)]
+    /// Format 2 only: format 3 keeps the optimizers' and the scheduler's state in
+    /// `optimizer.safetensors`, so `trainer_state.json` omits these two.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     optimizers: Vec<OptimizerMeta>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     scheduler: Option<Value>,
     #[serde(default)]
     datamodule: Option<Value>,
@@ -461,10 +463,16 @@ impl Checkpoint {
                     var.dims()
                 )));
             }
+            if !var.as_tensor().is_contiguous() {
+                return Err(mismatch(format!("the module's variable `{name}` is not contiguous, so it cannot be set")));
+            }
         }
+        // new tensors first: `Var::set` refuses a tensor sharing the variable's storage (one an
+        // `on_load_checkpoint` took from the module), and a refusal half way through the
+        // (hash-ordered) variables would leave some loaded and some not
         let converted: Vec<(&Var, Tensor)> = data
             .iter()
-            .map(|(name, var)| Ok((var, self.state_dict[name].to_device(var.device())?.to_dtype(var.dtype())?)))
+            .map(|(name, var)| Ok((var, self.state_dict[name].to_device(var.device())?.to_dtype(var.dtype())?.copy()?)))
             .collect::<Result<_>>()?;
         for (var, t) in converted {
             var.set(&t)?;
