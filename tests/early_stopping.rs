@@ -126,3 +126,11 @@ fn min_epochs_defers_the_stop() {
     let (out, _) = run_min(&values, true, EarlyStopping::new("score").patience(1), 0);
     assert_eq!(out.unwrap().current_epoch, 2);
 }
+
+/// One `Mode` for callbacks and schedulers: both paths name the same type.
+#[test]
+fn callbacks_and_schedulers_share_one_mode() {
+    let mode: lightning::callbacks::Mode = lightning::optim::Mode::Max;
+    let _ = EarlyStopping::new("val_acc").mode(mode);
+    assert_eq!(std::any::TypeId::of::<lightning::callbacks::Mode>(), std::any::TypeId::of::<lightning::optim::Mode>());
+}

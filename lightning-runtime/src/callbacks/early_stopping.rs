@@ -5,12 +5,9 @@ use serde_json::{json, Value};
 use super::restored;
 use crate::{Error, Result, Stage, TrainerState};
 
-/// Whether lower or higher values of the monitored metric are better.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    Min,
-    Max,
-}
+/// Whether lower or higher values of the monitored metric are better: one type for the
+/// callbacks and the LR schedulers (`lightning::callbacks::Mode` is `lightning::optim::Mode`).
+pub use crate::optim::Mode;
 
 /// Lightning's `EarlyStopping`: after each check, if `monitor` has not improved by more
 /// than `min_delta` for `patience` checks, it sets `trainer.should_stop`. It also stops on
