@@ -227,6 +227,11 @@ impl Agree {
         if stop == Some(trainer.global_rank()) && trainer.global_step == 4 {
             trainer.should_stop = true;
         }
+        let signal = std::env::var("LIGHTNING_DDP_SIGNAL_RANK").ok().and_then(|r| r.parse::<usize>().ok());
+        if signal == Some(trainer.global_rank()) && trainer.global_step == 3 {
+            // a preemption notice that reaches this rank alone
+            unsafe { libc::raise(libc::SIGUSR1) };
+        }
     }
 
     fn validation_step(&mut self, batch: &(Tensor, Tensor), trainer: &mut TrainerState) -> lightning::Result<()> {
@@ -305,7 +310,13 @@ fn agree_worker(dir: &str) -> lightning::Result<()> {
     let vars = VarMap::new();
     let vb = lightning::seeded_var_builder(&vars, 5, DType::F64, &Device::Cpu);
     let mut model = Agree { l1: candle_nn::linear(4, 1, vb.pp("l1"))?, vars };
-    let out = trainer.fit_with(&mut model, indexed(48, 4)?, Some(indexed(10, 2)?))?;
+    let out = match trainer.fit_with(&mut model, indexed(48, 4)?, Some(indexed(10, 2)?)) {
+        Err(lightning::Error::Interrupted { signal, epoch, step }) => {
+            println!("\nINTERRUPTED {rank} {signal} {epoch} {step}");
+            return Ok(());
+        }
+        out => out?,
+    };
     let m = &out.metrics;
     println!("\nSTOPPED {rank} {} {}", out.current_epoch, out.global_step);
     println!("\nSYNCED {rank} {} {} {} {} {}", m["synced"], m["synced_max"], m["own"], m["val_n"], m["val_n_synced"]);
@@ -658,6 +669,26 @@ fn a_stop_on_one_rank_stops_all_ranks_together() {
     assert_eq!(two["STOPPED "], ["1 4", "1 4"], "{two:?}");
     let one = agree(1, &[("LIGHTNING_DDP_STOP_RANK", "0")]);
     assert_eq!(one["STOPPED "], ["1 4"], "{one:?}");
+}
+
+/// SIGUSR1 raised on rank 1 alone after its third step stops both ranks after that batch with
+/// the same `Error::Interrupted` (each rank used to check only its own signal: rank 1 stopped,
+/// and rank 0 waited for it in the next gradient all-reduce until the collective timeout).
+#[test]
+fn a_signal_on_one_rank_stops_all_ranks_after_the_same_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = mpirun(2)
+        .envs([
+            ("LIGHTNING_DDP_WORKER", "agree"),
+            ("LIGHTNING_DDP_ROOT", dir.path().to_str().unwrap()),
+            ("LIGHTNING_COLLECTIVE_TIMEOUT", "20"),
+            ("LIGHTNING_DDP_SIGNAL_RANK", "1"),
+        ])
+        .output()
+        .expect("mpirun (scripts/setup-mpi.sh installs it)");
+    let (text, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}\n{err}");
+    assert_eq!(per_rank(&text, "INTERRUPTED "), ["SIGUSR1 0 3", "SIGUSR1 0 3"], "{text}\n{err}");
 }
 
 /// `Log::sync_dist(true)` in an epoch-end hook reduces the value over the ranks (mean 0.5 and

@@ -43,7 +43,7 @@ impl Signal {
         128 + self.number()
     }
 
-    fn from_number(n: i32) -> Option<Signal> {
+    pub(crate) fn from_number(n: i32) -> Option<Signal> {
         [Signal::Int, Signal::Term, Signal::Usr1, Signal::Hup].into_iter().find(|s| s.number() == n)
     }
 }

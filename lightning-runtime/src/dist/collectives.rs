@@ -237,6 +237,19 @@ impl TrainerState {
         Ok(())
     }
 
+    /// `sync_should_stop`, and a pending Ctrl-C or preemption signal taken with it, in one
+    /// collective: under DDP the highest signal any rank received, so that every rank stops
+    /// after the same batch (`mpirun` and schedulers deliver a signal to the ranks at slightly
+    /// different times, and a rank that stopped alone would leave the others waiting).
+    pub(crate) fn sync_stop_and_signal(&mut self) -> Result<Option<crate::Signal>> {
+        let signal = crate::interrupt::take();
+        let Some(w) = self.group() else { return Ok(signal) };
+        let mut votes = [f64::from(u8::from(self.should_stop)), signal.map_or(0.0, |s| f64::from(s.number()))];
+        w.all_reduce_max(Buf::F64(&mut votes))?;
+        self.should_stop = votes[0] > 0.0;
+        Ok(crate::Signal::from_number(votes[1] as i32))
+    }
+
     /// The value of `name` a built-in monitor (EarlyStopping, a plateau scheduler) decides
     /// from: under DDP the mean of the ranks' values (the value itself when they agree, as
     /// for every value reduced at an epoch's end), so that a value logged by each rank for

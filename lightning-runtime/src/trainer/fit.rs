@@ -456,8 +456,9 @@ where
                 save::flush(state, model, cbs, dm, Some(&mut optim))?;
                 model.on_train_batch_end(state, &outputs, &batch, i)?;
                 logs::after_train_batch(state, stepped)?;
-                // DDP: a stop asked for on any rank stops every rank at this batch
-                state.sync_should_stop()?;
+                // DDP: a stop asked for on any rank, or a signal any rank received, stops every
+                // rank at this batch
+                let signal = state.sync_stop_and_signal()?;
                 let counter = if cfg.check_val_every_n_epoch.is_none() { total_batch_idx } else { i + 1 };
                 let interval_is_epoch = cfg.val_check_interval == super::Limit::Fraction(1.0);
                 if val_this_epoch
@@ -482,7 +483,7 @@ where
                     state.should_stop |= out_of_time;
                     state.sync_should_stop()?; // the ranks' clocks differ
                 }
-                if let Some(signal) = crate::interrupt::take() {
+                if let Some(signal) = signal {
                     // between batches the optimizer is consistent: on_exception's checkpoint
                     // keeps it, so a resume from it continues exactly
                     state.stopped_optim = Some(save::optimizer_state(&mut optim)?);

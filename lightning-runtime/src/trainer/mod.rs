@@ -499,9 +499,15 @@ impl<C> Trainer<C> {
         self.loggers.append(&mut parked_loggers);
         if let (Err(e), Some(world)) = (&result, &self.world) {
             if world.world_size() > 1 {
-                // the other ranks would wait for this one in their next collective operation
-                eprintln!("rank {} of {}: {e}; ending the job", world.rank(), world.world_size());
-                world.abort(1);
+                if let Error::Interrupted { .. } = e {
+                    // a signal stops every rank after the same batch (the loop syncs it): no
+                    // rank waits for another; wait for rank 0's on_exception checkpoint
+                    let _ = world.barrier();
+                } else {
+                    // the other ranks would wait for this one in their next collective operation
+                    eprintln!("rank {} of {}: {e}; ending the job", world.rank(), world.world_size());
+                    world.abort(1);
+                }
             }
         }
         let r = result?;
