@@ -39,6 +39,11 @@ pub enum Error {
     #[error("the loss {from} has shape {shape:?}, not a single value: reduce it first (`.mean_all()?` or `.sum_all()?`), as torch requires (\"grad can be implicitly created only for scalar outputs\")")]
     NonScalarLoss { from: &'static str, shape: Vec<usize> },
 
+    /// Parameters the optimizer holds got no gradient from the first backward of the fit,
+    /// so they would never train (see [`crate::TrainerBuilder::allow_unused_parameters`]).
+    #[error("{} trainable parameter(s) got no gradient from the first backward and would never train: {}. Either an op between them and the loss has no backward (candle-nn 0.11's fast `LayerNorm`, `RmsNorm`, `ops::layer_norm`, `ops::rms_norm` and `ops::softmax_last_dim` run through `apply_op*_no_bwd`: use candle's `ops::layer_norm_slow` and `ops::softmax`, which have gradients), or the loss never uses their branch. For a model that skips branches on purpose, set `Trainer::builder().allow_unused_parameters(true)` (DDP's `find_unused_parameters`)", names.len(), names.join(", "))]
+    UnusedParameters { names: Vec<String> },
+
     /// `log` was called from a hook where Lightning forbids logging (reference §4.10).
     #[error("you can't log `{name}` inside `{hook}`: log from the steps, the batch hooks, or the loop and epoch start/end hooks")]
     LogNotAllowed { hook: &'static str, name: String },

@@ -143,6 +143,10 @@ impl<R: Rule> Optimizer for Optim<R> {
         Ok(())
     }
 
+    fn named_parameters(&self) -> Vec<(&str, &Var)> {
+        self.groups.iter().flat_map(|g| &g.slots).map(|s| (s.name.as_str(), &s.var)).collect()
+    }
+
     fn num_groups(&self) -> usize {
         self.groups.len()
     }

@@ -42,6 +42,11 @@ pub trait Optimizer {
     fn state_dict(&self) -> Result<OptimizerState>;
     /// Restores a saved state; names, groups and shapes must match.
     fn load_state_dict(&mut self, state: &OptimizerState) -> Result<()>;
+    /// The parameters this optimizer updates, by name. The trainer's unused-parameter
+    /// guard checks that each got a gradient; an optimizer that lists none is not checked.
+    fn named_parameters(&self) -> Vec<(&str, &candle_core::Var)> {
+        Vec::new()
+    }
     /// Keeps `dtype` copies of the parameters and applies updates to them, writing the
     /// rounded result back (mixed precision's master weights).
     fn use_master_weights(&mut self, dtype: candle_core::DType) -> Result<()> {

@@ -39,6 +39,7 @@ pub(crate) struct Closure<'a, M: LightningModule, C> {
     pub clip: (Option<f64>, GradientClipAlgorithm),
     pub output: Option<StepOutput>,
     pub stepped: bool,
+    pub guard: &'a mut super::unused::UnusedGuard,
 }
 
 impl<M: LightningModule, C: CallbackList<M>> Closure<'_, M, C> {
@@ -76,6 +77,11 @@ impl<M: LightningModule, C: CallbackList<M>> OptimizerClosure<M> for Closure<'_,
             module.on_before_backward(state, loss)?;
             let store = module.backward(state, loss)?;
             self.grads.accumulate(store)?;
+            // before DDP's sync, which fills missing gradients with zeros; no gradient at all
+            // after a relocation has its own error below
+            if self.sync && !(state.relocated && self.grads.is_empty()) {
+                self.guard.check(0, optimizer, self.grads)?;
+            }
             match &state.world {
                 // DDP: the mean gradient over the ranks, before any hook sees it (as torch's
                 // DDP reduces during backward), once per accumulation window

@@ -122,6 +122,9 @@ pub struct TrainerConfig {
     pub detect_anomaly: bool,
     /// Train on the same first N batches every epoch, unshuffled (Lightning's `overfit_batches`).
     pub overfit_batches: Option<usize>,
+    /// Skip the check that every parameter the optimizer holds gets a gradient
+    /// (DDP's `find_unused_parameters`), for models that skip branches on purpose.
+    pub allow_unused_parameters: bool,
     /// `None`: train in whatever dtype the module was built with.
     pub precision: Option<crate::Precision>,
     /// One device or data-parallel (Lightning's `strategy`).
@@ -163,6 +166,7 @@ impl Default for TrainerConfig {
             max_time: None,
             detect_anomaly: false,
             overfit_batches: None,
+            allow_unused_parameters: false,
             precision: None,
             strategy: super::Strategy::Auto,
             devices: None,

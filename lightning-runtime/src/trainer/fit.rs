@@ -53,12 +53,24 @@ fn restore<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch = M::Bat
     Ok(Start { epoch, skip_batches, checkpoint: Some(ck) })
 }
 
-/// The trainable variables, sorted by name (a `VarMap`'s own order is not stable).
-fn sorted_vars<M: LightningModule>(model: &M) -> Vec<Var> {
+/// The trainable variables: the module's, sorted by name (a `VarMap`'s own order is not
+/// stable), then those an optimizer holds outside the module's `VarMap`, in the optimizers'
+/// order, so that every parameter an optimizer holds gets its gradient.
+fn sorted_vars<M: LightningModule>(model: &M, optim: &mut M::Optim) -> Vec<Var> {
     let data = model.parameters().data().lock().unwrap_or_else(|p| p.into_inner());
     let mut named: Vec<(&String, &Var)> = data.iter().collect();
     named.sort_by(|a, b| a.0.cmp(b.0));
-    named.into_iter().map(|(_, v)| v.clone()).collect()
+    let mut vars: Vec<Var> = named.into_iter().map(|(_, v)| v.clone()).collect();
+    let mut seen: std::collections::HashSet<_> = vars.iter().map(|v| v.id()).collect();
+    for i in 0..optim.count() {
+        let Some(o) = optim.get(i) else { continue };
+        for (_, var) in o.named_parameters() {
+            if seen.insert(var.id()) {
+                vars.push(var.clone());
+            }
+        }
+    }
+    vars
 }
 
 /// Steps the scheduler if it runs on this `interval` and `count` hits its frequency, then
@@ -256,12 +268,13 @@ where
         }
     }
     apply_scheduler_rates::<M>(state, &mut optim);
-    let vars = sorted_vars(model);
+    let vars = sorted_vars(model, &mut optim);
     if let Some(world) = &state.world {
         // DDP: every replica starts from rank 0's parameters
         crate::dist::broadcast_parameters(world.as_ref(), &vars)?;
     }
     let mut grads = Gradients::new(vars);
+    let mut guard = super::unused::UnusedGuard::new(cfg.allow_unused_parameters, optim.count());
     if cfg.enable_model_summary {
         print!("{}", crate::summarize(model));
     }
@@ -408,6 +421,7 @@ where
                         clip,
                         output: None,
                         stepped: false,
+                        guard: &mut guard,
                     };
                     if window_end {
                         model.optimizer_step(epoch, i, optimizer, &mut closure)?;
@@ -426,8 +440,13 @@ where
                     outputs
                 } else {
                     // the module steps its optimizers; every step counts, as in Lightning
-                    let mut manual =
-                        Manual::<M, L> { callbacks: &mut *cbs, optim: &mut optim, grads: &mut grads, steps: 0 };
+                    let mut manual = Manual::<M, L> {
+                        callbacks: &mut *cbs,
+                        optim: &mut optim,
+                        grads: &mut grads,
+                        steps: 0,
+                        guard: &mut guard,
+                    };
                     let outputs = model.training_step(state, &batch, i, &mut manual)?;
                     state.global_step += manual.steps;
                     stepped = manual.steps > 0;

@@ -53,6 +53,7 @@ pub(crate) struct Manual<'a, M: LightningModule, C> {
     pub optim: &'a mut M::Optim,
     pub grads: &'a mut Gradients,
     pub steps: usize,
+    pub guard: &'a mut super::unused::UnusedGuard,
 }
 
 fn no_optimizer(index: usize, count: usize) -> Error {
@@ -86,6 +87,7 @@ impl<M: LightningModule, C: CallbackList<M>> ManualOptimization<M> for Manual<'_
             self.callbacks.on_before_optimizer_step(trainer, module, opt, self.grads)?;
         }
         module.on_before_optimizer_step(trainer, opt, self.grads)?;
+        self.guard.check(index, opt, self.grads)?;
         opt.step(self.grads)?;
         self.steps += 1;
         Ok(())

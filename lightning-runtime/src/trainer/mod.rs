@@ -17,6 +17,7 @@ mod source;
 mod stop;
 mod strategy;
 mod threads;
+mod unused;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -162,6 +163,10 @@ impl<C> TrainerBuilder<C> {
         max_time: std::time::Duration => |c, v| c.max_time = Some(v);
         /// Check every training loss: NaN or infinity is `Error::NonFiniteLoss` with the epoch and step.
         detect_anomaly: bool => |c, v| c.detect_anomaly = v;
+        /// Let parameters the optimizer holds go without a gradient (default off: the first
+        /// optimizer step of a fit is `Error::UnusedParameters` naming them). Turn it on for
+        /// models that skip branches on purpose, as DDP's `find_unused_parameters`.
+        allow_unused_parameters: bool => |c, v| c.allow_unused_parameters = v;
         /// Train (and validate) on the same first `n` batches every epoch, in the same order.
         overfit_batches: usize => |c, v| {
             c.overfit_batches = Some(v);
