@@ -436,3 +436,19 @@ fn a_resumed_run_starts_at_the_restored_schedules_rate() {
     let (resumed, _) = fit(2, last);
     close("LinearLR after the resume", &resumed, &want[3..]);
 }
+
+#[test]
+fn the_momentum_one_cycle_cycles_is_sgds_and_rmsprops_momentum_and_adams_beta1() {
+    let w = || vec![Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap()];
+    let mut adam = AdamW::with_lr(w(), 0.1).unwrap();
+    assert_eq!(adam.momentum(), Some(0.9));
+    adam.set_momentum(0.95);
+    assert_eq!((adam.rule().beta1, adam.rule().beta2), (0.95, 0.999));
+    let mut adam = Adam::new(w(), AdamConfig::default()).unwrap();
+    adam.set_momentum(0.85);
+    assert_eq!(adam.rule().beta1, 0.85);
+    let mut rms = RmsProp::new(w(), RmsPropConfig::default()).unwrap();
+    rms.set_momentum(0.9);
+    assert_eq!(rms.momentum(), Some(0.9));
+    assert_eq!(Adagrad::new(w(), AdagradConfig::default()).unwrap().momentum(), None);
+}
