@@ -81,7 +81,7 @@ fn stops_after_patience_checks_without_improvement() {
     assert_eq!(es.stopped_epoch(), Some(4));
     assert_eq!(es.best_score(), Some(0.9));
     assert!(
-        es.stopping_reason().unwrap().contains("did not improve in the last 3 records"),
+        es.stopping_reason().unwrap().ends_with("did not improve in the last 3 records. Best score: 0.900."),
         "{:?}",
         es.stopping_reason()
     );
@@ -105,6 +105,7 @@ fn non_finite_values_stop_and_a_missing_metric_is_an_error() {
     assert_eq!(out.unwrap().current_epoch, 2);
     let reason = es.stopping_reason().unwrap();
     assert!(reason.contains("score = NaN is not finite (epoch 1"), "{reason}");
+    assert!(reason.ends_with("Previous best value was 1.000."), "{reason}");
 
     let (out, _) = run(&[1.0, 0.5], true, EarlyStopping::new("val_los"));
     let e = out.unwrap_err().to_string();

@@ -131,7 +131,12 @@ impl EarlyStopping {
         let best = self.best;
         let name = &self.monitor;
         let reason = if self.check_finite && !current.is_finite() {
-            Some(format!("Monitored metric {name} = {current} is not finite (epoch {}, step {}). Previous best value was {best:?}.", t.current_epoch, t.global_step))
+            Some(format!(
+                "Monitored metric {name} = {current} is not finite (epoch {}, step {}). Previous best value was {}.",
+                t.current_epoch,
+                t.global_step,
+                shown(best)
+            ))
         } else if self.stopping_threshold.is_some_and(|s| self.better(current, s)) {
             Some(format!(
                 "Stopping threshold reached: {name} = {current} is better than {:?}.",
@@ -158,8 +163,9 @@ impl EarlyStopping {
                 self.wait_count += 1;
                 (self.wait_count >= self.patience).then(|| {
                     format!(
-                        "Monitored metric {name} did not improve in the last {} records. Best score: {best:?}.",
-                        self.wait_count
+                        "Monitored metric {name} did not improve in the last {} records. Best score: {}.",
+                        self.wait_count,
+                        shown(best)
                     )
                 })
             }
@@ -171,6 +177,11 @@ impl EarlyStopping {
         }
         Ok(())
     }
+}
+
+/// A best score as Lightning prints it (`{:.3f}`), not as `Some(0.92)`.
+fn shown(best: Option<f64>) -> String {
+    best.map_or_else(|| "none yet".to_string(), |b| format!("{b:.3}"))
 }
 
 #[lightning_macros::callback(monitoring)]
