@@ -47,14 +47,18 @@ pub mod prelude {
     pub use lightning_macros::{callback, hook, lightning_module, not_hook};
     pub use lightning_runtime::metrics::Metric;
     pub use lightning_runtime::optim::{
-        Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, CosineAnnealingLr, CosineAnnealingWarmRestarts,
-        ExponentialLr, Interval, LinearLr, LrScheduler, MultiStepLr, OneCycleLr, Optimizer, Optimizers, Params,
-        ReduceLrOnPlateau, RmsProp, RmsPropConfig, SchedulerConfig, SequentialLr, Sgd, SgdConfig, StepLr,
+        Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, Anneal, CosineAnnealingLr,
+        CosineAnnealingWarmRestarts, ExponentialLr, Interval, LinearLr, LrScheduler, MultiStepLr, NoScheduler,
+        OneCycleLr, Optimizer, Optimizers, Params, ReduceLrOnPlateau, RmsProp, RmsPropConfig, SchedulerConfig,
+        SequentialLr, Sgd, SgdConfig, StepLr,
     };
+    // `Mode` is the monitoring callbacks' (`EarlyStopping`, `ModelCheckpoint`): min or max.
+    pub use lightning_runtime::callbacks::{EarlyStopping, Mode};
+    pub use lightning_runtime::data::{Dataset, MapLoader};
     pub use lightning_runtime::{
-        seeded_var_builder, Accelerator, Callback, Checkpoint, CsvLogger, DataLoader, Flow, GradientClipAlgorithm,
-        Gradients, LightningModule, Loader, Log, ManualOptimization, ModelCheckpoint, OptimizerClosure, Precision,
-        Reduce, Relocate, Relocation, Stage, StepOutput, Strategy, TensorBoardLogger, Trainer, TrainerState,
-        TransferBatch,
+        seeded_var_builder, Accelerator, Callback, Checkpoint, CsvLogger, DataLoader, Either, Flow,
+        GradientClipAlgorithm, Gradients, LightningModule, Loader, Log, ManualOptimization, ModelCheckpoint,
+        OptimizerClosure, Precision, Reduce, Relocate, Relocation, Stage, StepOutput, Strategy, TensorBoardLogger,
+        Trainer, TrainerState, TransferBatch,
     };
 }

@@ -3,7 +3,16 @@
 use std::path::PathBuf;
 
 /// Errors of the trainer, its hooks and its files.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the same human message as `Display`, followed by any cause the message
+/// does not already include (as anyhow does), because `fn main() -> lightning::Result<()>`
+/// prints an error through `Debug`:
+///
+/// ```
+/// let e = lightning::Error::in_hook("on_train_epoch_end", lightning::Error::msg("no `val_loss` logged"));
+/// assert_eq!(format!("{e:?}"), "hook `on_train_epoch_end` failed: no `val_loss` logged");
+/// ```
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A tensor operation failed.
@@ -161,6 +170,34 @@ impl Error {
 
     pub(crate) fn config(flag: &'static str, reason: impl Into<String>) -> Self {
         Error::Config { flag, reason: reason.into() }
+    }
+}
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let message = self.to_string();
+        f.write_str(&message)?;
+        // Causes whose text the message already carries (`Hook`, `Io`) are not repeated.
+        let mut causes = Vec::new();
+        // a user's error is shown by its own message: its causes come after
+        let mut source = match self {
+            Error::User(e) => e.source(),
+            e => std::error::Error::source(e),
+        };
+        while let Some(e) = source {
+            let text = e.to_string();
+            if !message.contains(&text) {
+                causes.push(text);
+            }
+            source = e.source();
+        }
+        if !causes.is_empty() {
+            f.write_str("\n\nCaused by:")?;
+            for (i, c) in causes.iter().enumerate() {
+                write!(f, "\n    {i}: {c}")?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -14,6 +14,7 @@ pub mod data;
 mod datamodule;
 mod device;
 pub mod dist;
+mod either;
 mod error;
 mod grads;
 mod hook_return;
@@ -42,6 +43,7 @@ pub use checkpoint::{load_from_checkpoint, module_state as checkpoint_state, Che
 pub use data::{accuracy, DataLoader, Loader, NoLoader};
 pub use datamodule::{DataModule, NoDataModule};
 pub use device::Accelerator;
+pub use either::Either;
 pub use error::{Error, Result};
 pub use grads::{GradientClipAlgorithm, Gradients};
 pub use init::seeded_var_builder;
@@ -66,6 +68,9 @@ pub use trainer::{
 
 pub use candle_core as candle;
 pub use candle_nn;
+/// serde, for a `#[hparams]` struct in a crate without its own serde dependency:
+/// `#[derive(lightning::serde::Serialize)] #[serde(crate = "lightning::serde")]`.
+pub use serde;
 pub use serde_json;
 
 #[doc(hidden)]

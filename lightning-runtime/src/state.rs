@@ -248,6 +248,27 @@ impl TrainerState {
             Some(world) => metric.compute_synced(world.as_ref()),
             None => metric.compute(),
         }
+    /// Lightning's `self.log_dict(...)`: logs each `(name, value)` pair as [`log`](Self::log)
+    /// would, stopping at the first error.
+    ///
+    /// ```ignore
+    /// trainer.log_dict([("val_loss", &loss), ("val_acc", &acc)])?;
+    /// ```
+    pub fn log_dict<K: AsRef<str>, V: LogValue>(&mut self, metrics: impl IntoIterator<Item = (K, V)>) -> Result<()> {
+        self.log_dict_with(metrics, Log::default())
+    }
+
+    /// `log_dict` with the same options for every value, as `log_with`:
+    /// `trainer.log_dict_with([("val_loss", &loss), ("val_acc", &acc)], Log::new().prog_bar(true))`.
+    pub fn log_dict_with<K: AsRef<str>, V: LogValue>(
+        &mut self,
+        metrics: impl IntoIterator<Item = (K, V)>,
+        opts: Log,
+    ) -> Result<()> {
+        for (name, value) in metrics {
+            self.log_with(name.as_ref(), value, opts)?;
+        }
+        Ok(())
     }
 
     /// Lightning's `trainer.callback_metrics`: every logged metric's latest value (epoch

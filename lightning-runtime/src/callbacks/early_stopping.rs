@@ -123,7 +123,7 @@ impl EarlyStopping {
                 let logged: Vec<String> = t.callback_metrics()?.into_keys().collect();
                 return Err(Error::config(
                     "EarlyStopping.monitor",
-                    format!("early stopping monitors `{}`, which was not logged; logged: {logged:?}", self.monitor),
+                    crate::logging::store::not_logged("EarlyStopping", &self.monitor, &logged),
                 ));
             }
             return Ok(());

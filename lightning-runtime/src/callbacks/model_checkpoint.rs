@@ -231,10 +231,7 @@ impl ModelCheckpoint {
                 let Some(&raw) = metrics.get(key) else {
                     return Err(Error::config(
                         "ModelCheckpoint.monitor",
-                        format!(
-                            "ModelCheckpoint monitors `{key}`, which was not logged; logged: {:?}",
-                            metrics.keys().collect::<Vec<_>>()
-                        ),
+                        crate::logging::store::not_logged("ModelCheckpoint", key, &metrics.keys().collect::<Vec<_>>()),
                     ));
                 };
                 let current = self.score(raw);

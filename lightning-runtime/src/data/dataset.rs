@@ -114,9 +114,7 @@ pub struct MapLoader<D: Dataset> {
 
 impl<D: Dataset> MapLoader<D> {
     pub fn new(dataset: D, batch_size: usize) -> Result<Self> {
-        if batch_size == 0 {
-            return Err(Error::Data("batch_size must be at least 1".into()));
-        }
+        super::check_batch_size(batch_size, || format!("MapLoader::new (dataset `{}`)", std::any::type_name::<D>()))?;
         Ok(MapLoader {
             dataset: Arc::new(dataset),
             batch_size,

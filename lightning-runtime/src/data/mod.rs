@@ -42,6 +42,15 @@ pub trait Loader {
     }
 }
 
+/// `batch_size` 0 is refused, naming the loader (`what`, e.g. `MapLoader::new`) so a script
+/// with several loaders shows which one.
+pub(crate) fn check_batch_size(batch_size: usize, what: impl FnOnce() -> String) -> Result<()> {
+    if batch_size == 0 {
+        return Err(Error::Data(format!("{}: batch_size is 0; it must be at least 1", what())));
+    }
+    Ok(())
+}
+
 /// The loader type of a module without `*_dataloader` hooks: always empty.
 #[derive(Debug)]
 pub struct NoLoader<B>(PhantomData<fn() -> B>);
@@ -90,9 +99,7 @@ pub struct DataLoader {
 impl DataLoader {
     /// Batches of `batch_size` samples, in order, the last one possibly smaller.
     pub fn new(inputs: Tensor, targets: Tensor, batch_size: usize) -> Result<Self> {
-        if batch_size == 0 {
-            return Err(Error::Data("batch_size must be at least 1".into()));
-        }
+        check_batch_size(batch_size, || "DataLoader::new".into())?;
         let (n, m) = (inputs.dims().first().copied(), targets.dims().first().copied());
         if n.is_none() || n != m {
             return Err(Error::Data(format!(

@@ -37,9 +37,7 @@ where
     T: Collate,
 {
     pub fn new(make: F, batch_size: usize) -> Result<Self> {
-        if batch_size == 0 {
-            return Err(crate::Error::Data("batch_size must be at least 1".into()));
-        }
+        super::check_batch_size(batch_size, || "StreamLoader::new".into())?;
         Ok(StreamLoader { make, batch_size, shard: None, _items: PhantomData })
     }
 }

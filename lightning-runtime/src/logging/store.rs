@@ -338,11 +338,20 @@ impl MetricStore {
         out
     }
 
-    /// The values shown in the progress bar (read back now).
+    /// The values shown in the progress bar (read back now), named as Lightning shows them:
+    /// a value logged both per step and per epoch is `name_step` and, once an epoch ended,
+    /// `name_epoch`.
     pub fn progress_bar_metrics(&self) -> Result<Vec<(String, f64)>> {
         let mut out = Vec::new();
         for e in self.entries.iter().filter(|e| e.prog_bar) {
-            if let Some(v) = &e.current {
+            if e.on_step && e.on_epoch {
+                if let Some(v) = &e.step {
+                    out.push((format!("{}_step", e.name), read(v, &self.syncs)?));
+                }
+                if let Some(v) = e.epoch {
+                    out.push((format!("{}_epoch", e.name), v));
+                }
+            } else if let Some(v) = &e.current {
                 out.push((e.name.clone(), read(v, &self.syncs)?));
             }
         }
@@ -388,5 +397,35 @@ impl MetricStore {
             }
         }
         Ok(None)
+    }
+}
+
+/// The message for a monitored metric that was never logged: who monitors it, the closest
+/// logged name ("did you mean", as Lightning users know from misspelled keys) and every
+/// logged name.
+pub(crate) fn not_logged<S: AsRef<str>>(who: &str, key: &str, logged: &[S]) -> String {
+    let closest = logged
+        .iter()
+        .map(|n| n.as_ref())
+        .map(|n| (n, strsim::jaro_winkler(key, n), strsim::damerau_levenshtein(key, n)))
+        .filter(|&(_, jw, dl)| dl <= 3 || jw >= 0.9)
+        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.2.cmp(&a.2)));
+    let hint = closest.map_or_else(String::new, |(n, _, _)| format!(": did you mean `{n}`?"));
+    let names: Vec<&str> = logged.iter().map(|n| n.as_ref()).collect();
+    format!("{who} monitors `{key}`, which was not logged{hint} (logged: {names:?})")
+}
+
+#[cfg(test)]
+mod not_logged_tests {
+    use super::not_logged;
+
+    #[test]
+    fn suggests_the_closest_logged_name() {
+        let logged = ["train_loss", "val_acc", "val_loss"];
+        assert_eq!(
+            not_logged("EarlyStopping", "val_los", &logged),
+            "EarlyStopping monitors `val_los`, which was not logged: did you mean `val_loss`? (logged: [\"train_loss\", \"val_acc\", \"val_loss\"])"
+        );
+        assert!(!not_logged("EarlyStopping", "accuracy", &logged).contains("did you mean"));
     }
 }

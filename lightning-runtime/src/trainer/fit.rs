@@ -95,7 +95,7 @@ fn step_scheduler<M: LightningModule>(
                 let logged: Vec<String> = state.callback_metrics()?.into_keys().collect();
                 return Err(Error::config(
                     "monitor",
-                    format!("the LR scheduler monitors `{key}`, which was not logged; logged: {logged:?}"),
+                    crate::logging::store::not_logged("the LR scheduler", key, &logged),
                 ));
             }
         },

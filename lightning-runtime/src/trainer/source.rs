@@ -11,7 +11,9 @@ pub(crate) enum Which {
     Predict,
 }
 
-/// A loader given by the caller, the datamodule's, or the module's.
+/// A loader given by the caller, the datamodule's, or the module's: the trainer's own
+/// choice. For a loader chosen at run time, use [`Either`](crate::Either).
+#[doc(hidden)]
 pub enum EitherLoader<A, B, C> {
     Given(A),
     DataModule(B),
