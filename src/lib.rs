@@ -52,8 +52,9 @@ pub mod prelude {
         OneCycleLr, Optimizer, Optimizers, Params, ReduceLrOnPlateau, RmsProp, RmsPropConfig, SchedulerConfig,
         SequentialLr, Sgd, SgdConfig, StepLr,
     };
-    // `Mode` is the monitoring callbacks' (`EarlyStopping`, `ModelCheckpoint`): min or max.
-    pub use lightning_runtime::callbacks::{EarlyStopping, Mode};
+    // Not `Mode`: `callbacks::Mode` and `optim::Mode` (ReduceLrOnPlateau's) are two types, and
+    // a script that also globs `lightning::optim::*` would find the name ambiguous.
+    pub use lightning_runtime::callbacks::EarlyStopping;
     pub use lightning_runtime::data::{Dataset, MapLoader};
     pub use lightning_runtime::{
         seeded_var_builder, Accelerator, Callback, Checkpoint, CsvLogger, DataLoader, Either, Flow,

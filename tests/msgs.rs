@@ -78,10 +78,10 @@ fn a_zero_batch_size_names_the_loader() {
     assert!(e.contains("DataLoader::new: batch_size is 0"), "{e}");
 }
 
-/// The names issue 15 reached for are in the prelude (`Mode` is the monitoring callbacks').
+/// The names issue 15 reached for are in the prelude (not `Mode`: two types have that name).
 #[test]
 fn the_prelude_has_what_a_lightning_script_names() {
-    let stop = EarlyStopping::new("val_acc").mode(Mode::Max);
+    let stop = EarlyStopping::new("val_acc").mode(lightning::callbacks::Mode::Max);
     assert!(format!("{stop:?}").contains("Max"), "{stop:?}");
     let _: Option<NoScheduler> = None;
     assert_ne!(Anneal::Cos, Anneal::Linear);
