@@ -248,6 +248,8 @@ impl TrainerState {
             Some(world) => metric.compute_synced(world.as_ref()),
             None => metric.compute(),
         }
+    }
+
     /// Lightning's `self.log_dict(...)`: logs each `(name, value)` pair as [`log`](Self::log)
     /// would, stopping at the first error.
     ///
