@@ -135,3 +135,34 @@ fn callbacks_and_schedulers_share_one_mode() {
     let _ = EarlyStopping::new("val_acc").mode(mode);
     assert_eq!(std::any::TypeId::of::<lightning::callbacks::Mode>(), std::any::TypeId::of::<lightning::optim::Mode>());
 }
+
+/// With no validation batch, a monitor logged in `validation_step` is missing: the message
+/// names that cause (an empty or zero-limited validation loader), not only the symptom.
+#[test]
+fn a_monitor_missing_because_no_validation_ran_says_so() {
+    let mut m = Scripted {
+        vars: VarMap::new(),
+        w: Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap(),
+        values: vec![1.0],
+        in_validation: true,
+    };
+    let x = Tensor::ones((2, 1), DType::F32, &Device::Cpu).unwrap();
+    let data = || DataLoader::new(x.clone(), x.clone(), 1).unwrap();
+    let mut t = Trainer::builder()
+        .accelerator(Accelerator::Cpu)
+        .enable_checkpointing(false)
+        .enable_progress_bar(false)
+        .enable_model_summary(false)
+        .max_epochs(1)
+        .num_sanity_val_steps(0)
+        .limit_val_batches(0)
+        .callbacks((EarlyStopping::new("score"),))
+        .build()
+        .unwrap();
+    let e = t.fit_with(&mut m, data(), Some(data())).unwrap_err().to_string();
+    assert!(
+        e.contains("`score`, which was not logged")
+            && e.contains("; no validation batch ran: the validation loader is empty"),
+        "{e}"
+    );
+}

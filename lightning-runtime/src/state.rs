@@ -336,6 +336,19 @@ impl TrainerState {
         }
     }
 
+    /// What to add to "`key` was not logged" when no validation batch ran, so the message
+    /// names the cause (an empty validation set) rather than the symptom.
+    pub(crate) fn unlogged_cause(&self, key: &str) -> String {
+        if self.num_val_batches > 0 || self.stage != crate::Stage::Fit {
+            return String::new();
+        }
+        format!(
+            "; no validation batch ran: the validation loader is empty, missing, or limited to 0 \
+             batches, so nothing `validation_step` logs exists; give it samples, or monitor a \
+             training metric instead of `{key}`"
+        )
+    }
+
     /// The last checkpoint written in this run.
     pub fn last_checkpoint(&self) -> Option<&std::path::Path> {
         self.last_saved.as_deref()

@@ -123,7 +123,11 @@ impl EarlyStopping {
                 let logged: Vec<String> = t.callback_metrics()?.into_keys().collect();
                 return Err(Error::config(
                     "EarlyStopping.monitor",
-                    crate::logging::store::not_logged("EarlyStopping", &self.monitor, &logged),
+                    format!(
+                        "{}{}",
+                        crate::logging::store::not_logged("EarlyStopping", &self.monitor, &logged),
+                        t.unlogged_cause(&self.monitor)
+                    ),
                 ));
             }
             return Ok(());

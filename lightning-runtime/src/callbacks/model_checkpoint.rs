@@ -231,7 +231,15 @@ impl ModelCheckpoint {
                 let Some(&raw) = metrics.get(key) else {
                     return Err(Error::config(
                         "ModelCheckpoint.monitor",
-                        crate::logging::store::not_logged("ModelCheckpoint", key, &metrics.keys().collect::<Vec<_>>()),
+                        format!(
+                            "{}{}",
+                            crate::logging::store::not_logged(
+                                "ModelCheckpoint",
+                                key,
+                                &metrics.keys().collect::<Vec<_>>()
+                            ),
+                            t.unlogged_cause(key)
+                        ),
                     ));
                 };
                 let current = self.score(raw);
