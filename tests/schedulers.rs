@@ -452,3 +452,17 @@ fn the_momentum_one_cycle_cycles_is_sgds_and_rmsprops_momentum_and_adams_beta1()
     assert_eq!(rms.momentum(), Some(0.9));
     assert_eq!(Adagrad::new(w(), AdagradConfig::default()).unwrap().momentum(), None);
 }
+
+/// OneCycleLR stepped past its `total_steps` is an error, as torch's "Tried to step 4 times.
+/// The specified number of total steps is 3" (a resume with a larger `max_epochs` keeps the
+/// checkpoint's cycle, whose rate would otherwise sit at its final value, ~4e-7 of `max_lr`,
+/// and train nothing, silently).
+#[test]
+fn one_cycle_stepped_past_its_total_steps_is_an_error() {
+    let mut m = sched_model(OneCycleLr::new(0.1, 3).cycle_momentum(false), SchedulerConfig::every_step());
+    let e = trainer(1).fit_with(&mut m, four_batches(), None::<DataLoader>).unwrap_err().to_string();
+    assert!(e.contains("OneCycleLR stepped 4 times, past its total_steps=3"), "{e}");
+    // a cycle as long as the run is fine
+    let mut m = sched_model(OneCycleLr::new(0.1, 4).cycle_momentum(false), SchedulerConfig::every_step());
+    trainer(1).fit_with(&mut m, four_batches(), None::<DataLoader>).unwrap();
+}

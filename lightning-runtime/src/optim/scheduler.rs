@@ -74,6 +74,11 @@ pub trait LrScheduler: Serialize + DeserializeOwned {
     fn momentum(&self) -> Option<f64> {
         None
     }
+    /// Why the schedule cannot go on (torch raises), once `step` went past its end; the
+    /// trainer stops with this as its error. `None` for schedules without an end.
+    fn past_end(&self) -> Option<String> {
+        None
+    }
     /// The state saved in checkpoints.
     fn state(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
@@ -260,6 +265,10 @@ pub struct OneCycleLr {
     #[serde(default = "max_momentum")]
     pub max_momentum: f64,
     step_num: usize,
+    /// `step` calls, not capped at the end of the cycle: stepping past `total_steps` is an
+    /// error, as in torch (the rate would sit at its final value and train nothing more).
+    #[serde(default)]
+    steps: usize,
 }
 
 /// A phase's (start, end) value.
@@ -303,6 +312,7 @@ impl OneCycleLr {
             base_momentum: 0.85,
             max_momentum: 0.95,
             step_num: 0,
+            steps: 0,
         }
     }
 
@@ -370,6 +380,21 @@ impl OneCycleLr {
 impl LrScheduler for OneCycleLr {
     fn step(&mut self, _: Option<f64>) {
         self.step_num = (self.step_num + 1).min(self.total_steps - 1);
+        self.steps = self.steps.saturating_add(1);
+    }
+    fn past_end(&self) -> Option<String> {
+        (self.steps > self.total_steps).then(|| {
+            format!(
+                "OneCycleLR stepped {} times, past its total_steps={} (torch raises here): its rate \
+                 would stay at the cycle's final {:.3e} and train nothing more. A resumed run keeps \
+                 the checkpoint's schedule: size the cycle for the whole run (e.g. \
+                 `trainer.estimated_stepping_batches()` with the final `max_epochs`), or start a \
+                 new schedule from the weights alone (`load_from_checkpoint`)",
+                self.steps,
+                self.total_steps,
+                self.max_lr / self.div_factor / self.final_div_factor
+            )
+        })
     }
     fn learning_rate(&self, _: f64) -> f64 {
         let (lr, _, pct) = self.phase();
@@ -445,6 +470,13 @@ impl<A: LrScheduler, B: LrScheduler> LrScheduler for SequentialLr<A, B> {
             self.first.momentum()
         } else {
             self.second.momentum()
+        }
+    }
+    fn past_end(&self) -> Option<String> {
+        if self.last_epoch < self.milestone {
+            self.first.past_end()
+        } else {
+            self.second.past_end()
         }
     }
 }

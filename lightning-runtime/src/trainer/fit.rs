@@ -101,6 +101,9 @@ fn step_scheduler<M: LightningModule>(
         },
     };
     model.lr_scheduler_step(state, sched, metric)?;
+    if let Some(why) = sched.past_end() {
+        return Err(Error::config("lr_scheduler", why));
+    }
     apply_scheduler_rates::<M>(state, optim);
     Ok(())
 }
