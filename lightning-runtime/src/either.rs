@@ -26,6 +26,7 @@ use crate::{Gradients, Result};
 ///
 /// // the same for `configure_optimizers`: `-> lightning::Result<Either<Sgd, AdamW>>`
 /// let vars = VarMap::new();
+/// vars.get((1, 1), "w", candle_nn::Init::Const(0.0), candle_core::DType::F32, &Device::Cpu)?;
 /// let optimizer: Either<Sgd, AdamW> =
 ///     if shuffled { Either::Left(Sgd::new(&vars, 0.1)?) } else { Either::Right(AdamW::with_lr(&vars, 1e-3)?) };
 /// assert_eq!(optimizer.learning_rate(0), 0.1);
