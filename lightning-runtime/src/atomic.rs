@@ -19,9 +19,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
         // make the rename itself durable
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
+        crate::ckpt_files::sync_dir(dir);
         Ok(())
     };
     write().map_err(|e| {

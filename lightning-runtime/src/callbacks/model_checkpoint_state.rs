@@ -60,10 +60,8 @@ pub(super) struct Restored {
     pub last_model_path: Option<PathBuf>,
 }
 
-const FIELD: &str = "callbacks.ModelCheckpoint";
-
 fn bad(field: &str, reason: impl Into<String>) -> Error {
-    Error::CheckpointField { path: None, field: format!("{FIELD}.{field}"), reason: reason.into() }
+    super::restored::bad("ModelCheckpoint", field, reason.into())
 }
 
 /// `state[key]` as a `T` (absent or null is `None`); the wrong type is an error naming the field.
