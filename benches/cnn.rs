@@ -48,6 +48,7 @@ impl Blocks for CandleBlocks {
 }
 
 /// `lightning::nn`'s layers, the ReLU fused into the pool.
+#[derive(Relocate)]
 struct FastBlocks(
     lightning::nn::Conv2d,
     lightning::nn::Conv2d,
@@ -74,6 +75,7 @@ impl Blocks for FastBlocks {
     }
 }
 
+#[derive(Relocate)]
 struct Cnn<B> {
     blocks: B,
 }
@@ -120,15 +122,6 @@ impl Module_ {
     }
     fn configure_optimizers(&mut self) -> lightning::Result<Adam> {
         Adam::new(&self.vars, AdamConfig { lr: 1e-3, ..Default::default() })
-    }
-}
-
-impl lightning::Relocate for Cnn<FastBlocks> {
-    fn relocate(&mut self, to: &lightning::Relocation) -> lightning::Result<()> {
-        self.blocks.0.relocate(to)?;
-        self.blocks.1.relocate(to)?;
-        self.blocks.3.relocate(to)?;
-        self.blocks.4.relocate(to)
     }
 }
 
@@ -226,8 +219,8 @@ fn main() -> lightning::Result<()> {
         mnist::from_bytes(sample, "embedded sample")?
     };
     let need = batches * BATCH;
-    let reps = need.div_ceil(data.train.images.dim(0)?);
-    let x = Tensor::cat(&vec![data.train.images.clone(); reps], 0)?.narrow(0, 0, need)?;
+    let reps = need.div_ceil(data.train.len());
+    let x = Tensor::cat(&vec![data.train.images()?; reps], 0)?.narrow(0, 0, need)?;
     let y = Tensor::cat(&vec![data.train.labels.clone(); reps], 0)?.narrow(0, 0, need)?;
     println!(
         "{batches} batches of {BATCH}, threads: {} (pin with RAYON_NUM_THREADS=1)",

@@ -156,8 +156,7 @@ pub type Trained = (Gan, Vec<(f64, f64)>, usize);
 
 pub fn run(args: &Args) -> lightning::Result<Trained> {
     let data = mnist::from_bytes(SAMPLE, "examples/data/mnist-sample")?;
-    let loader =
-        DataLoader::new(data.train.images, data.train.labels, args.batch_size)?.shuffle(args.seed).drop_last(true);
+    let loader = data.train.loader(args.batch_size)?.shuffle(args.seed).drop_last(true);
     let mut trainer = Trainer::builder()
         .accelerator(Accelerator::Cpu)
         .max_epochs(args.epochs)

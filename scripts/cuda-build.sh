@@ -19,8 +19,8 @@ strip -o "$bin" "$CARGO_TARGET_DIR/release/examples/mnist"
 readelf -d "$bin" | grep NEEDED
 # it starts here with the stub driver, and fails cleanly when asked for a GPU
 export LD_LIBRARY_PATH=$CUDA_HOME/lib/stubs:$CUDA_HOME/lib:${CUDA_PREFIX:-$HOME/.cache/cuda13}/nvidia/nccl/lib
-"$bin" --help > /dev/null
-if out=$("$bin" --accelerator cuda --epochs 1 --root-dir "$(mktemp -d)" 2>&1); then
+"$bin" fit --help > /dev/null
+if out=$("$bin" fit --trainer.accelerator cuda --trainer.max_epochs 1 --trainer.default_root_dir "$(mktemp -d)" 2>&1); then
   echo "cuda-build: a CUDA run succeeded without a GPU?" >&2
   exit 1
 fi

@@ -13,9 +13,9 @@ fi
 cargo build --release --example mnist
 run() {
   local model=$1 epochs=$2 start end acc extra=()
-  [ "$model" = cnn ] && extra=(--lr 1e-3 --hidden 256 --patience 6)
+  [ "$model" = cnn ] && extra=(--model.lr 1e-3 --model.hidden 256 --patience 6)
   start=$(date +%s)
-  acc=$(./target/release/examples/mnist --data-dir "$DIR" --model "$model" --epochs "$epochs" "${extra[@]}" --root-dir "target/fashion-$model" \
+  acc=$(./target/release/examples/mnist fit --data.data_dir "$DIR" --model.net "$model" --trainer.max_epochs "$epochs" "${extra[@]}" --trainer.default_root_dir "target/fashion-$model" \
         | tee "/tmp/fashion-$model.log" | awk '/^test accuracy/ {print $3}')
   end=$(date +%s)
   printf '| %s | %s | %s | %s s |\n' "$model" "$epochs" "$acc" "$((end - start))"

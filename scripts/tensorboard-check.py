@@ -3,7 +3,7 @@
 prints every scalar series and the hyperparameters. Not part of CI (it needs `tensorboard`).
 
     python3 -m venv /tmp/tb && /tmp/tb/bin/pip install tensorboard
-    cargo run --release --example mnist -- --tensorboard
+    cargo run --release --example mnist -- fit --tensorboard
     /tmp/tb/bin/python scripts/tensorboard-check.py target/mnist-example/lightning_logs/version_0
 """
 import sys

@@ -39,12 +39,19 @@
 //! # Ok(()) }
 //! ```
 
-pub use lightning_macros::{callback, hook, lightning_module, not_hook};
+#![warn(missing_docs)]
+
+pub use lightning_macros::{callback, datamodule, hook, lightning_module, not_hook, Relocate};
 pub use lightning_runtime::*;
+
+/// `docs/from-lightning.md`, the guide for Lightning users: every Rust block in it is a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/from-lightning.md")]
+pub struct FromLightningGuide;
 
 /// Everything a training script needs: `use lightning::prelude::*;`.
 pub mod prelude {
-    pub use lightning_macros::{callback, hook, lightning_module, not_hook};
+    pub use lightning_macros::{callback, datamodule, hook, lightning_module, not_hook, Relocate};
     pub use lightning_runtime::metrics::Metric;
     pub use lightning_runtime::optim::{
         Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, Anneal, CosineAnnealingLr,
@@ -52,14 +59,16 @@ pub mod prelude {
         OneCycleLr, Optimizer, Optimizers, Params, ReduceLrOnPlateau, RmsProp, RmsPropConfig, SchedulerConfig,
         SequentialLr, Sgd, SgdConfig, StepLr,
     };
-    // Not `Mode`: `callbacks::Mode` and `optim::Mode` (ReduceLrOnPlateau's) are two types, and
-    // a script that also globs `lightning::optim::*` would find the name ambiguous.
-    pub use lightning_runtime::callbacks::EarlyStopping;
+    // `Mode` (min or max) is one type for `EarlyStopping`, `ModelCheckpoint` and
+    // `ReduceLrOnPlateau`: `callbacks::Mode` re-exports `optim::Mode`, so a script that also
+    // globs `lightning::optim::*` or `lightning::callbacks::*` sees the same item.
+    pub use lightning_runtime::callbacks::{EarlyStopping, Mode};
     pub use lightning_runtime::data::{Dataset, MapLoader};
+    pub use lightning_runtime::logging::LogModel;
     pub use lightning_runtime::{
         seeded_var_builder, Accelerator, Callback, Checkpoint, CsvLogger, DataLoader, Either, Flow,
-        GradientClipAlgorithm, Gradients, LightningModule, Loader, Log, ManualOptimization, ModelCheckpoint,
-        OptimizerClosure, Precision, Reduce, Relocate, Relocation, Stage, StepOutput, Strategy, TensorBoardLogger,
-        Trainer, TrainerState, TransferBatch,
+        GradientClipAlgorithm, Gradients, LightningModule, Loader, Log, ManualOptimization, MlflowLogger,
+        ModelCheckpoint, OptimizerClosure, Precision, Reduce, Relocate, Relocation, Stage, StepOutput, Strategy,
+        TensorBoardLogger, Trainer, TrainerState, TransferBatch,
     };
 }

@@ -316,6 +316,25 @@ fn model_summary_rows_and_totals() {
     assert!(table.contains("0.408     Total estimated model params size (MB)"), "{table}");
 }
 
+#[test]
+fn model_summary_counts_what_no_optimizer_holds_as_non_trainable() {
+    let vars = VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu);
+    let fc1 = candle_nn::linear(784, 128, vb.pp("fc1")).unwrap();
+    let conv = candle_nn::conv2d(1, 32, 3, Default::default(), vb.pp("c1")).unwrap();
+    // fc1 frozen, the conv's bias too: the optimizer holds the conv's weight alone
+    let opt = Sgd::new(vec![("c1.weight".to_string(), vars.data().lock().unwrap()["c1.weight"].clone())], 0.1).unwrap();
+    let held: Vec<_> = opt.named_parameters().into_iter().map(|(_, v)| v.id()).collect();
+    let table = lightning::summarize_trainable(&Layers { vars, fc1, conv }, |v| held.contains(&v.id()));
+    let cells = |line: &str| line.split('|').map(|c| c.trim().to_owned()).collect::<Vec<_>>();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(cells(lines[2]), ["0", "fc1", "candle_nn::Linear", "100.5 K", "no"]);
+    assert_eq!(cells(lines[3]), ["1", "c1", "Conv2d(1→32, 3×3)", "320", "partly"]);
+    assert!(table.contains("288       Trainable params"), "{table}");
+    assert!(table.contains("100.5 K   Non-trainable params"), "{table}");
+    assert!(table.contains("100.8 K   Total params"), "{table}");
+}
+
 /// A writer the test can read back.
 #[derive(Clone, Default)]
 struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);

@@ -33,7 +33,8 @@ impl Scored {
 }
 
 fn model(scores: &[f64]) -> Scored {
-    Scored { vars: VarMap::new(), w: Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap(), scores: scores.to_vec() }
+    let w = Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap();
+    Scored { vars: lightning::var_map([("w", &w)]), w, scores: scores.to_vec() }
 }
 
 /// 4 batches an epoch.
@@ -291,7 +292,8 @@ fn run_on(root: &Path, score: f64) {
     t.fit_with(&mut model(&[score]), data(), Some(data())).unwrap_or_else(|e| panic!("run {score}: {e}"));
 }
 
-/// `runs` versions under `root`, each with one run's complete files; 8 distinct scores.
+/// `runs` versions under `root`, each with one run's complete files (checkpoint, TensorBoard
+/// events, `metrics.csv` and its `metrics.png` and `metrics.svg`); 8 distinct scores.
 fn check_versions(root: &Path, runs: usize) {
     let logs = root.join("lightning_logs");
     assert_eq!(names(&logs).len(), runs, "{:?}", names(&logs));
@@ -299,12 +301,20 @@ fn check_versions(root: &Path, runs: usize) {
     for v in 0..runs {
         let dir = logs.join(format!("version_{v}"));
         let listing = names(&dir);
-        assert_eq!(listing.len(), 3, "version_{v}: {listing:?}");
+        assert_eq!(listing.len(), 5, "version_{v}: {listing:?}");
         assert_eq!(listing[0], "checkpoints", "version_{v}: {listing:?}");
         assert!(
-            listing[1].starts_with("events.out.tfevents.") && listing[2] == "metrics.csv",
+            listing[1].starts_with("events.out.tfevents.")
+                && listing[2] == "metrics.csv"
+                && listing[3] == "metrics.png"
+                && listing[4] == "metrics.svg",
             "version_{v}: {listing:?}"
         );
+        let png = std::fs::read(dir.join("metrics.png")).unwrap();
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "version_{v}: metrics.png is not a PNG");
+        // the curves are drawn from this run's own rows: a whole SVG, not another run's or a torn one
+        let svg = std::fs::read_to_string(dir.join("metrics.svg")).unwrap();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "version_{v}: metrics.svg is not whole");
         assert_eq!(names(&dir.join("checkpoints")), ["epoch=0-step=4.ckpt"], "version_{v}");
         Checkpoint::load(&dir.join("checkpoints/epoch=0-step=4.ckpt")).unwrap();
         // one run's rows only: a header and its epoch's validation row

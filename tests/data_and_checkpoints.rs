@@ -196,9 +196,9 @@ fn mnist_directories_load_and_mismatches_are_named() {
     std::fs::write(dir.path().join("t10k-images-idx3-ubyte"), idx::encode_idx(&images(3))).unwrap();
     write_gz(&dir.path().join("t10k-labels-idx1-ubyte.gz"), &labels(3));
     let m = mnist::load_dir(dir.path()).unwrap();
-    assert_eq!(m.train.images.dims(), [5, 4]);
+    assert_eq!(m.train.pixels.dims(), [5, 4]);
     assert_eq!(m.test.labels.to_vec1::<u32>().unwrap(), [0, 1, 2]);
-    assert_eq!(m.train.images.get(0).unwrap().to_vec1::<f32>().unwrap()[1], 10.0 / 255.0);
+    assert_eq!(m.train.images().unwrap().get(0).unwrap().to_vec1::<f32>().unwrap()[1], 10.0 / 255.0);
 
     write_gz(&dir.path().join("t10k-labels-idx1-ubyte.gz"), &labels(4));
     let e = mnist::load_dir(dir.path()).unwrap_err().to_string();

@@ -7,7 +7,7 @@ use candle_core::{Device, Tensor};
 use common::{data, take, Hooked, Log, Recorder};
 use lightning::prelude::*;
 use lightning::serde_json::{json, Value};
-use lightning::DataModule;
+use lightning::{datamodule, DataModule};
 
 struct Dm {
     log: Log,
@@ -20,6 +20,7 @@ impl Dm {
     }
 }
 
+#[datamodule]
 impl DataModule for Dm {
     type Batch = (Tensor, Tensor);
     type Loader = DataLoader;
@@ -51,10 +52,6 @@ impl DataModule for Dm {
         self.rec("predict_dataloader");
         Ok(Some(data(2)))
     }
-    fn on_before_batch_transfer(&mut self, batch: (Tensor, Tensor), _: usize) -> lightning::Result<(Tensor, Tensor)> {
-        self.rec("on_before_batch_transfer");
-        Ok(batch)
-    }
     fn state_dict(&mut self) -> lightning::Result<Value> {
         self.rec("state_dict");
         Ok(json!({"seen": true}))
@@ -66,18 +63,19 @@ impl DataModule for Dm {
     }
 }
 
-/// The same, with its batch-transfer hooks replacing the module's.
+/// The same, with two of the three batch-transfer hooks: they replace the module's.
 struct Transferring(Dm);
 
+#[datamodule]
 impl DataModule for Transferring {
     type Batch = (Tensor, Tensor);
     type Loader = DataLoader;
-    const TRANSFERS_BATCHES: bool = true;
     fn train_dataloader(&mut self) -> lightning::Result<Option<DataLoader>> {
         self.0.train_dataloader()
     }
-    fn on_before_batch_transfer(&mut self, batch: (Tensor, Tensor), i: usize) -> lightning::Result<(Tensor, Tensor)> {
-        self.0.on_before_batch_transfer(batch, i)
+    fn on_before_batch_transfer(&mut self, batch: (Tensor, Tensor), _: usize) -> lightning::Result<(Tensor, Tensor)> {
+        self.0.rec("on_before_batch_transfer");
+        Ok(batch)
     }
     fn transfer_batch_to_device(
         &mut self,
@@ -116,7 +114,7 @@ fn fit_with_a_datamodule_follows_lightning() {
     let mut t = builder(&dir).callbacks((Hooked::new(&log),)).build().unwrap();
     let out = t.fit_datamodule(&mut model, &mut dm).unwrap();
     let all = take(&log);
-    // exactly §2.6's datamodule records; its transfer hook is not used without TRANSFERS_BATCHES
+    // exactly §2.6's datamodule records
     let want = ["prepare_data", "setup(fit)", "val_dataloader", "train_dataloader", "state_dict", "teardown(fit)"];
     assert_eq!(only("[D]", &all), want.iter().map(|h| format!("[D] {h}")).collect::<Vec<_>>());
     // the datamodule goes first for prepare_data, setup and teardown; the module's loaders are not asked
@@ -172,13 +170,16 @@ fn validate_test_and_predict_with_a_datamodule() {
 }
 
 #[test]
-fn a_transferring_datamodule_replaces_the_modules_transfer_hooks() {
+fn a_datamodules_transfer_hooks_replace_the_modules_one_by_one() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::default();
     let mut dm = Transferring(Dm { log: log.clone(), loaded: None });
     let mut t = builder(&dir).limit_val_batches(0).enable_checkpointing(false).build().unwrap();
     t.fit_datamodule(&mut Recorder::new(&log), &mut dm).unwrap();
     let all = take(&log);
-    assert!(!all.iter().any(|l| l.starts_with("[M]") && l.contains("batch_transfer")), "{all:?}");
-    assert_eq!(only("[D]", &all).iter().filter(|l| l.ends_with("transfer_batch_to_device")).count(), 2);
+    let transfer = |l: &&String| l.contains("batch_transfer") || l.contains("transfer_batch");
+    // per batch: the datamodule's two hooks, then the module's third (Lightning's `_DataHookSelector`)
+    let seen: Vec<&str> = all.iter().filter(transfer).map(String::as_str).collect();
+    let batch = ["[D] on_before_batch_transfer", "[D] transfer_batch_to_device", "[M] on_after_batch_transfer"];
+    assert_eq!(seen, [batch, batch].concat());
 }

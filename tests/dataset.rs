@@ -128,7 +128,10 @@ impl SawException {
 
 #[test]
 fn the_trainer_reads_a_dataset_through_workers() {
-    let lin = || Lin { vars: VarMap::new(), w: Var::zeros((2, 1), DType::F32, &Device::Cpu).unwrap() };
+    let lin = || {
+        let w = Var::zeros((2, 1), DType::F32, &Device::Cpu).unwrap();
+        Lin { vars: lightning::var_map([("w", &w)]), w }
+    };
     let trainer = || {
         Trainer::builder()
             .accelerator(Accelerator::Cpu)
@@ -193,13 +196,8 @@ fn streams_of_unknown_length_train_validate_and_schedule_per_epoch() {
         StreamLoader::new(|_epoch| (0..10u32).map(|i| Ok((Tensor::new(&[i as f32, 1.0], &Device::Cpu)?, i % 2))), 3)
             .unwrap()
     };
-    let mut m = Stream {
-        vars: VarMap::new(),
-        w: Var::zeros((2, 1), DType::F32, &Device::Cpu).unwrap(),
-        seen: vec![],
-        validations: 0,
-        lrs: vec![],
-    };
+    let w = Var::zeros((2, 1), DType::F32, &Device::Cpu).unwrap();
+    let mut m = Stream { vars: lightning::var_map([("w", &w)]), w, seen: vec![], validations: 0, lrs: vec![] };
     let mut t = Trainer::builder()
         .accelerator(Accelerator::Cpu)
         .enable_checkpointing(false)
@@ -273,8 +271,8 @@ impl OnPairs {
 
 #[test]
 fn struct_batches_flow_through_workers_and_the_trainer() {
-    let mut m =
-        OnPairs { vars: VarMap::new(), w: Var::zeros((2, 1), DType::F32, &Device::Cpu).unwrap(), labels: vec![] };
+    let w = Var::zeros((2, 1), DType::F32, &Device::Cpu).unwrap();
+    let mut m = OnPairs { vars: lightning::var_map([("w", &w)]), w, labels: vec![] };
     let mut t =
         Trainer::builder().accelerator(Accelerator::Cpu).enable_checkpointing(false).max_epochs(1).build().unwrap();
     t.fit_with(&mut m, MapLoader::new(Pairs, 4).unwrap().num_workers(2), None::<MapLoader<Pairs>>).unwrap();
@@ -283,13 +281,54 @@ fn struct_batches_flow_through_workers_and_the_trainer() {
 
 #[test]
 fn an_mnist_split_is_a_dataset() {
-    let images = Tensor::arange(0f32, 12., &Device::Cpu).unwrap().reshape((3, 4)).unwrap();
+    let pixels = Tensor::arange(0u8, 12, &Device::Cpu).unwrap().reshape((3, 4)).unwrap();
     let labels = Tensor::new(&[7u32, 8, 9], &Device::Cpu).unwrap();
-    let split = lightning::data::mnist::MnistSplit { images, labels };
+    let split = lightning::data::mnist::MnistSplit::new(pixels, labels).unwrap();
+    let all = split.images().unwrap().to_vec2::<f32>().unwrap();
     let mut l = MapLoader::new(split, 2).unwrap();
     let batches: Vec<_> = l.batches(0).map(|b| b.unwrap()).collect();
-    assert_eq!(batches[0].0.dims(), [2, 4]);
+    assert_eq!(batches[0].0.to_vec2::<f32>().unwrap(), all[..2], "the f32 values of `images`, batch by batch");
     assert_eq!(batches[1].1.to_vec1::<u32>().unwrap(), [9]);
+}
+
+/// The three ways to hold an MNIST-format split give the same batches, value for value,
+/// as the f32 copy the loaders used to hold (`b / 255` per pixel): u8 pixels in memory
+/// through `MnistSplit::loader` and as a `Dataset`, and the file-backed `IdxDataset` with
+/// workers, shuffled the same way.
+#[test]
+fn in_memory_and_file_backed_splits_give_the_old_f32_batches() {
+    use lightning::data::{idx, mnist, IdxDataset};
+    let dir = tempfile::tempdir().unwrap();
+    let n = 37;
+    for (stem, count) in [("train", n), ("t10k", 3)] {
+        let images =
+            idx::IdxArray { dims: vec![count, 4, 5], data: (0..count * 20).map(|i| (i * 7 % 256) as u8).collect() };
+        let labels = idx::IdxArray { dims: vec![count], data: (0..count).map(|i| (i % 10) as u8).collect() };
+        std::fs::write(dir.path().join(format!("{stem}-images-idx3-ubyte")), idx::encode_idx(&images)).unwrap();
+        std::fs::write(dir.path().join(format!("{stem}-labels-idx1-ubyte")), idx::encode_idx(&labels)).unwrap();
+    }
+    let old: Vec<f32> = (0..n * 20).map(|i| f32::from((i * 7 % 256) as u8) / 255.0).collect();
+    let old = Tensor::from_vec(old, (n, 20), &Device::Cpu).unwrap();
+    let split = mnist::load_dir(dir.path()).unwrap().train;
+    assert_eq!(split.pixels.dtype(), DType::U8, "one byte a pixel");
+    let flat = |l: &mut dyn Iterator<Item = lightning::Result<(Tensor, Tensor)>>| -> (Vec<f32>, Vec<u32>) {
+        let mut xs = Vec::new();
+        let mut ys = Vec::new();
+        for b in l {
+            let (x, y) = b.unwrap();
+            xs.extend(x.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+            ys.extend(y.to_vec1::<u32>().unwrap());
+        }
+        (xs, ys)
+    };
+    let mut reference = DataLoader::new(old, split.labels.clone(), 8).unwrap().shuffle(3);
+    let want = flat(&mut reference.batches(1));
+    let mut in_memory = split.loader(8).unwrap().shuffle(3);
+    assert_eq!(flat(&mut in_memory.batches(1)), want);
+    let mut as_dataset = MapLoader::new(split, 8).unwrap().shuffle(3);
+    assert_eq!(flat(&mut as_dataset.batches(1)), want);
+    let mut file_backed = MapLoader::new(IdxDataset::train(dir.path()).unwrap(), 8).unwrap().shuffle(3).num_workers(2);
+    assert_eq!(flat(&mut file_backed.batches(1)), want);
 }
 
 /// Under data-parallel training each rank reads its share (torch's `DistributedSampler`: the

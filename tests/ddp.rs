@@ -132,6 +132,9 @@ fn worker() -> lightning::Result<()> {
     if let Some(k) = env("LIGHTNING_DDP_ACCUMULATE").and_then(|k| k.parse().ok()) {
         builder = builder.accumulate_grad_batches(k);
     }
+    if let Some(p) = env("LIGHTNING_DDP_PRECISION") {
+        builder = builder.precision(p.parse()?);
+    }
     let mut trainer = builder.build()?;
     let (rank, size) = (trainer.global_rank(), trainer.world_size());
     if let Some(via) = env("LIGHTNING_DDP_VIA") {
@@ -182,13 +185,21 @@ fn worker() -> lightning::Result<()> {
         // every rank knows rank 0's checkpoint, and it is on disk when fit returns
         println!("\nBEST {rank} {} {}", best.display(), best.exists());
     }
-    if rank == 0 {
+    // rank 0 prints `WEIGHT`; under another precision every rank prints `PERRANK <rank>` too
+    let per_rank = env("LIGHTNING_DDP_PRECISION").is_some();
+    if rank == 0 || per_rank {
         let data = model.vars.data().lock().unwrap_or_else(|p| p.into_inner());
         let mut names: Vec<&String> = data.keys().collect();
         names.sort();
         for name in names {
-            let v = data[name].as_tensor().flatten_all()?.to_vec1::<f64>()?;
-            println!("\nWEIGHT {name} {}", v.iter().map(|x| format!("{x:.12e}")).collect::<Vec<_>>().join(" "));
+            let v = data[name].as_tensor().flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+            let v = v.iter().map(|x| format!("{x:.12e}")).collect::<Vec<_>>().join(" ");
+            if rank == 0 {
+                println!("\nWEIGHT {name} {v}");
+            }
+            if per_rank {
+                println!("\nPERRANK {rank} {name} {v}");
+            }
         }
     }
     Ok(())
@@ -196,8 +207,17 @@ fn worker() -> lightning::Result<()> {
 
 /// The MNIST example under `--strategy ddp`: rank 0 prints the test accuracy.
 fn mnist_worker(root: &str) -> lightning::Result<()> {
-    use clap::Parser;
-    let args = mnist::Args::parse_from(["mnist", "--strategy", "ddp", "--batch-size", "32", "--root-dir", root]);
+    let args = mnist::parse([
+        "mnist",
+        "fit",
+        "--trainer.strategy",
+        "ddp",
+        "--data.batch_size",
+        "32",
+        "--trainer.default_root_dir",
+        root,
+    ])
+    .unwrap();
     let report = mnist::run(&args)?;
     if report.rank == 0 {
         println!("\nACC {}", report.test_accuracy);
@@ -230,6 +250,7 @@ impl Agree {
         let signal = std::env::var("LIGHTNING_DDP_SIGNAL_RANK").ok().and_then(|r| r.parse::<usize>().ok());
         if signal == Some(trainer.global_rank()) && trainer.global_step == 3 {
             // a preemption notice that reaches this rank alone
+            // SAFETY: raise(2) with a valid signal number; the trainer has installed its handler
             unsafe { libc::raise(libc::SIGUSR1) };
         }
     }
@@ -482,10 +503,9 @@ fn a_hanging_rank_is_named_after_the_collective_timeout() {
 /// process with batch 64 (the same global batches, the same augmentation).
 #[test]
 fn the_example_under_ddp_matches_one_process() {
-    use clap::Parser;
     let dir = tempfile::tempdir().unwrap();
     let single_root = dir.path().join("single");
-    let args = mnist::Args::parse_from(["mnist", "--root-dir", single_root.to_str().unwrap()]);
+    let args = mnist::parse(["mnist", "fit", "--trainer.default_root_dir", single_root.to_str().unwrap()]).unwrap();
     let single = mnist::run(&args).unwrap().test_accuracy;
     let ddp_root = dir.path().join("ddp");
     let vars =
@@ -730,4 +750,23 @@ fn ranks_that_never_started_are_reported_as_such() {
     assert!(e.contains("before any rank reached the trainer"), "{e}");
     let e = workers().env("LIGHTNING_DDP_EXIT_RANK", "1").run().unwrap_err().to_string();
     assert!(e.contains("rank(s) 1 never reached the trainer"), "{e}");
+}
+
+/// bf16-mixed under DDP: the ranks start from different seeds, so their f32 master weights
+/// must be rank 0's too (broadcast with the bf16 weights), or they drift apart at the first step.
+#[test]
+fn bf16_mixed_master_weights_are_the_same_on_every_rank() {
+    let vars = [("LIGHTNING_DDP_PRECISION", "bf16-mixed".to_string())];
+    let one = run_with(1, &vars);
+    let text = run_ok(2, &vars);
+    let rank = |r: &str| tagged(&text, "PERRANK ").filter_map(|l| l.strip_prefix(r)).collect::<Vec<_>>();
+    let (r0, r1) = (rank("0 "), rank("1 "));
+    assert_eq!(r0.len(), 4, "{text}");
+    assert_eq!(r0, r1, "both ranks end with the same f32 weights");
+    // bf16 gradients averaged over 2 ranks round unlike one process's: near, not equal
+    for (name, w) in &one {
+        for (a, b) in weights(&text)[name].iter().zip(w) {
+            assert!((a - b).abs() < 0.05, "{name}: {a} vs {b}");
+        }
+    }
 }

@@ -51,12 +51,8 @@ fn run_min(
     es: EarlyStopping,
     min_epochs: usize,
 ) -> (lightning::Result<lightning::FitOutcome>, EarlyStopping) {
-    let mut m = Scripted {
-        vars: VarMap::new(),
-        w: Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap(),
-        values: values.to_vec(),
-        in_validation,
-    };
+    let w = Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap();
+    let mut m = Scripted { vars: lightning::var_map([("w", &w)]), w, values: values.to_vec(), in_validation };
     let x = Tensor::ones((2, 1), DType::F32, &Device::Cpu).unwrap();
     let data = || DataLoader::new(x.clone(), x.clone(), 1).unwrap();
     let mut t = Trainer::builder()
@@ -140,12 +136,8 @@ fn callbacks_and_schedulers_share_one_mode() {
 /// names that cause (an empty or zero-limited validation loader), not only the symptom.
 #[test]
 fn a_monitor_missing_because_no_validation_ran_says_so() {
-    let mut m = Scripted {
-        vars: VarMap::new(),
-        w: Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap(),
-        values: vec![1.0],
-        in_validation: true,
-    };
+    let w = Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap();
+    let mut m = Scripted { vars: lightning::var_map([("w", &w)]), w, values: vec![1.0], in_validation: true };
     let x = Tensor::ones((2, 1), DType::F32, &Device::Cpu).unwrap();
     let data = || DataLoader::new(x.clone(), x.clone(), 1).unwrap();
     let mut t = Trainer::builder()

@@ -4,16 +4,15 @@
 #[path = "../examples/mnist.rs"]
 mod mnist;
 
-use clap::Parser;
-
 #[test]
 fn example_reaches_ninety_percent_on_the_embedded_sample() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_str().unwrap();
-    let args = mnist::Args::parse_from(["mnist", "--accelerator", "cpu", "--root-dir", root]);
+    let args =
+        mnist::parse(["mnist", "fit", "--trainer.accelerator", "cpu", "--trainer.default_root_dir", root]).unwrap();
     let report = mnist::run(&args).unwrap();
     assert!(report.test_accuracy >= 0.90, "test accuracy {}", report.test_accuracy);
-    assert!(report.epoch_lines.len() <= args.epochs);
+    assert!(report.epoch_lines.len() <= args.trainer.max_epochs.unwrap());
     let best = report.best_checkpoint.clone().unwrap();
     assert!(best.starts_with(dir.path()) && best.is_dir(), "{}", best.display());
     assert!(best.file_name().unwrap().to_str().unwrap().starts_with("epoch="));
@@ -22,7 +21,13 @@ fn example_reaches_ninety_percent_on_the_embedded_sample() {
     let logs = dir.path().join("lightning_logs/version_0");
     let csv = std::fs::read_to_string(logs.join("metrics.csv")).unwrap();
     assert_eq!(csv.lines().next().unwrap(), "epoch,step,test_acc,test_loss,train_loss,val_acc,val_loss");
-    assert!(std::fs::read_to_string(logs.join("hparams.yaml")).unwrap().contains("model: mlp"));
+    assert!(std::fs::read_to_string(logs.join("hparams.yaml")).unwrap().contains("net: mlp"));
+    // the CLI's config beside the logs, and it reads back as the same run
+    let config = std::fs::read_to_string(logs.join("config.yaml")).unwrap();
+    assert_eq!(config, args.config_yaml());
+    let file = logs.join("config.yaml");
+    let back = mnist::parse(["mnist", "fit", "--config", file.to_str().unwrap()]).unwrap();
+    assert_eq!(back.config_yaml(), config);
 
     // seeded weights, shuffling and augmentation: a second run repeats the first exactly
     let again = mnist::run(&args).unwrap();
@@ -35,7 +40,7 @@ fn example_reaches_ninety_percent_on_the_embedded_sample() {
 fn bad_data_directories_are_reported_not_panicked() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("train-images-idx3-ubyte"), b"\x00\x00\x08\x03junk").unwrap();
-    let args = mnist::Args::parse_from(["mnist", "--data-dir", dir.path().to_str().unwrap()]);
+    let args = mnist::parse(["mnist", "fit", "--data.data_dir", dir.path().to_str().unwrap()]).unwrap();
     let err = mnist::run(&args).err().expect("missing files are an error").to_string();
     assert!(err.contains("train-labels-idx1-ubyte"), "{err}");
 }
@@ -43,15 +48,17 @@ fn bad_data_directories_are_reported_not_panicked() {
 #[test]
 fn the_cnn_learns_in_one_epoch() {
     let dir = tempfile::tempdir().unwrap();
-    let args = mnist::Args::parse_from([
+    let args = mnist::parse([
         "mnist",
-        "--model",
+        "fit",
+        "--model.net",
         "cnn",
-        "--epochs",
+        "--trainer.max_epochs",
         "1",
-        "--root-dir",
+        "--trainer.default_root_dir",
         dir.path().to_str().unwrap(),
-    ]);
+    ])
+    .unwrap();
     let report = mnist::run(&args).unwrap();
     assert!(report.test_accuracy >= 0.85, "CNN test accuracy after one epoch: {}", report.test_accuracy);
 }
@@ -61,19 +68,21 @@ fn without_network_the_download_falls_back_to_the_embedded_sample() {
     let dir = tempfile::tempdir().unwrap();
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let (cache, root) = (dir.path().join("cache"), dir.path().join("runs"));
-    let args = mnist::Args::parse_from([
+    let args = mnist::parse([
         "mnist",
-        "--download",
+        "fit",
+        "--data.download",
         "mnist",
-        "--mirror",
+        "--data.mirror",
         &format!("http://{dead}/"),
-        "--cache-dir",
+        "--data.cache_dir",
         cache.to_str().unwrap(),
-        "--root-dir",
+        "--trainer.default_root_dir",
         root.to_str().unwrap(),
-        "--epochs",
+        "--trainer.max_epochs",
         "1",
-    ]);
+    ])
+    .unwrap();
     let report = mnist::run(&args).unwrap();
     assert_eq!(report.data, "the embedded sample (download failed)");
     assert!(report.test_accuracy > 0.8);
@@ -83,12 +92,33 @@ fn without_network_the_download_falls_back_to_the_embedded_sample() {
 fn ckpt_path_last_goes_on_training_from_the_newest_run() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_str().unwrap();
-    let first = mnist::Args::parse_from(["mnist", "--accelerator", "cpu", "--root-dir", root, "--epochs", "1"]);
+    let first = mnist::parse([
+        "mnist",
+        "fit",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.default_root_dir",
+        root,
+        "--trainer.max_epochs",
+        "1",
+    ])
+    .unwrap();
     let one = mnist::run(&first).unwrap();
     assert_eq!(one.epoch_lines.len(), 1);
     // Lightning's ckpt_path="last", parsed by the flag: the first run's last.ckpt, then epoch 2 only
-    let more = ["mnist", "--accelerator", "cpu", "--root-dir", root, "--epochs", "2", "--ckpt-path", "last"];
-    let args = mnist::Args::parse_from(more);
+    let more = [
+        "mnist",
+        "fit",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.default_root_dir",
+        root,
+        "--trainer.max_epochs",
+        "2",
+        "--ckpt_path",
+        "last",
+    ];
+    let args = mnist::parse(more).unwrap();
     assert_eq!(args.ckpt_path, Some(lightning::CkptPath::Last));
     let two = mnist::run(&args).unwrap();
     assert_eq!(two.epoch_lines.len(), 1, "{:?}", two.epoch_lines);
@@ -99,23 +129,34 @@ fn ckpt_path_last_goes_on_training_from_the_newest_run() {
 #[test]
 fn bad_sizes_are_typed_errors_not_panics_or_aborts() {
     let dir = tempfile::tempdir().unwrap();
-    let mut args = mnist::Args::parse_from(["mnist", "--epochs", "1", "--root-dir", dir.path().to_str().unwrap()]);
+    let mut args = mnist::parse([
+        "mnist",
+        "fit",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.default_root_dir",
+        dir.path().to_str().unwrap(),
+    ])
+    .unwrap();
     // past clap's range check (a program building `Args` itself): the layers check their sizes
     for (hidden, says) in [(0, "layer `fc1`: out_dim must be at least 1"), (100_000_000_000, "elements, more than")] {
-        args.hidden = hidden;
+        args.model.hidden = hidden;
         let e = mnist::run(&args).err().expect("a bad size is an error").to_string();
         assert!(e.contains(says), "--hidden {hidden}: {e}");
     }
     for (flag, value, says) in [
-        ("--hidden", "0", "0 is not in 1..=1048576"),
-        ("--hidden", "100000000000", "is not in 1..=1048576"),
-        ("--epochs", "-1", "-1 is not in 0.."),
-        ("--batch-size", "0", "0 is not in 1.."),
-        ("--patience", "-3", "-3 is not in 0.."),
-        ("--lr", "-1e-3", "-0.001 is not a positive finite number"),
-        ("--lr", "nan", "NaN is not a positive finite number"),
+        ("--model.hidden", "0", "invalid value '0' for '--model.hidden': 0 is not in 1..=1048576"),
+        ("--model.hidden", "100000000000", "is not in 1..=1048576"),
+        ("--trainer.max_epochs", "-1", "invalid value '-1' for '--trainer.max_epochs'"),
+        ("--data.batch_size", "0", "invalid value '0' for '--data.batch_size': 0 is not in 1.."),
+        ("--patience", "-3", "invalid value '-3' for '--patience'"),
+        ("--model.lr", "-1e-3", "-0.001 is not a positive finite number"),
+        ("--model.lr", "nan", "invalid value 'nan' for '--model.lr'"),
+        ("--model.net", "rnn", "unknown model `rnn`: use mlp or cnn"),
+        ("--data.download", "cifar", "unknown data set `cifar`"),
+        ("--trainer.devices", "0", "invalid value '0' for '--trainer.devices': must be at least 1"),
     ] {
-        let e = mnist::Args::try_parse_from(["mnist", flag, value]).unwrap_err().to_string();
+        let e = mnist::parse(["mnist", "fit", flag, value]).unwrap_err().to_string();
         assert!(e.contains(says) && !e.contains("unexpected argument"), "{flag} {value}: {e}");
     }
 }
@@ -137,13 +178,15 @@ fn empty_splits_are_named_before_training() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), train, test);
         let root = dir.path().join("runs");
-        let args = mnist::Args::parse_from([
+        let args = mnist::parse([
             "mnist",
-            "--data-dir",
+            "fit",
+            "--data.data_dir",
             dir.path().to_str().unwrap(),
-            "--root-dir",
+            "--trainer.default_root_dir",
             root.to_str().unwrap(),
-        ]);
+        ])
+        .unwrap();
         let e = mnist::run(&args).err().expect("an empty split is an error").to_string();
         assert!(e.contains(says), "{train} training, {test} test images: {e}");
         assert!(!root.exists(), "nothing was trained or written");
@@ -156,18 +199,20 @@ const PREEMPT_ROOT: &str = "MNIST_PREEMPTED_ROOT";
 #[ignore = "run by a_preempted_run_saves_requeues_and_resumes in a child process"]
 fn preempted_example_child() {
     let Some(root) = std::env::var_os(PREEMPT_ROOT) else { return };
-    let args = mnist::Args::parse_from([
+    let args = mnist::parse([
         "mnist",
-        "--accelerator",
+        "fit",
+        "--trainer.accelerator",
         "cpu",
-        "--epochs",
+        "--trainer.max_epochs",
         "6",
         "--patience",
         "10",
-        "--auto-requeue",
-        "--root-dir",
+        "--trainer.auto_requeue",
+        "--trainer.default_root_dir",
         root.to_str().unwrap(),
-    ]);
+    ])
+    .unwrap();
     match mnist::run(&args) {
         Ok(_) => std::process::exit(0),
         Err(e) => {
@@ -218,7 +263,7 @@ fn a_preempted_run_saves_requeues_and_resumes() {
     assert!(stderr.contains("error: interrupted by SIGUSR1 at epoch "), "{stderr}");
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "requeue 777\n");
     let saved = ckpts.join("on_exception.ckpt");
-    assert!(stderr.contains(&format!("resume with: --ckpt-path {}", saved.display())), "{stderr}");
+    assert!(stderr.contains(&format!("resume with: --ckpt_path {}", saved.display())), "{stderr}");
     let ck = lightning::Checkpoint::load(&saved).unwrap();
     assert!(ck.epoch >= 1 && ck.global_step > 0, "epoch {}, step {}", ck.epoch, ck.global_step);
 
@@ -228,18 +273,19 @@ fn a_preempted_run_saves_requeues_and_resumes() {
         let r = root.to_str().unwrap();
         let argv = [
             "mnist",
-            "--accelerator",
+            "fit",
+            "--trainer.accelerator",
             "cpu",
-            "--epochs",
+            "--trainer.max_epochs",
             "6",
             "--patience",
             "10",
-            "--root-dir",
+            "--trainer.default_root_dir",
             r,
-            "--ckpt-path",
+            "--ckpt_path",
             ckpt,
         ];
-        let report = mnist::run(&mnist::Args::parse_from(argv)).unwrap();
+        let report = mnist::run(&mnist::parse(argv).unwrap()).unwrap();
         assert_eq!(report.epoch_lines.len(), 6 - ck.epoch, "it continued from epoch {}", ck.epoch);
         assert!(report.test_accuracy > 0.85, "{}", report.test_accuracy);
         let last = lightning::Checkpoint::load(report.last_checkpoint.as_ref().unwrap()).unwrap();
@@ -249,9 +295,19 @@ fn a_preempted_run_saves_requeues_and_resumes() {
     assert!(resumed == again(saved.to_str().unwrap()), "`last` resumed from on_exception.ckpt");
     // … exactly: the optimizer, the scheduler and the generator were saved at the signal
     let r = dir.path().join("straight");
-    let argv =
-        ["mnist", "--accelerator", "cpu", "--epochs", "6", "--patience", "10", "--root-dir", r.to_str().unwrap()];
-    let straight = mnist::run(&mnist::Args::parse_from(argv)).unwrap();
+    let argv = [
+        "mnist",
+        "fit",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.max_epochs",
+        "6",
+        "--patience",
+        "10",
+        "--trainer.default_root_dir",
+        r.to_str().unwrap(),
+    ];
+    let straight = mnist::run(&mnist::parse(argv).unwrap()).unwrap();
     let last = lightning::Checkpoint::load(straight.last_checkpoint.as_ref().unwrap()).unwrap();
     let weights = last.state_dict.values().map(|t| t.flatten_all().unwrap().to_vec1::<f32>().unwrap());
     assert!(resumed == weights.collect::<Vec<_>>(), "preempted and resumed = uninterrupted, bit for bit");
@@ -263,11 +319,20 @@ fn a_preempted_run_saves_requeues_and_resumes() {
 fn three_plus_three_epochs_equal_six_with_the_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let run = |root: &str, epochs: &str, resume: Option<&std::path::Path>| {
-        let mut argv = vec!["mnist", "--accelerator", "cpu", "--epochs", epochs, "--root-dir", root];
+        let mut argv = vec![
+            "mnist",
+            "fit",
+            "--trainer.accelerator",
+            "cpu",
+            "--trainer.max_epochs",
+            epochs,
+            "--trainer.default_root_dir",
+            root,
+        ];
         if let Some(p) = resume {
-            argv.extend(["--ckpt-path", p.to_str().unwrap()]);
+            argv.extend(["--ckpt_path", p.to_str().unwrap()]);
         }
-        mnist::run(&mnist::Args::parse_from(argv)).unwrap()
+        mnist::run(&mnist::parse(argv).unwrap()).unwrap()
     };
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     let straight = run(a.to_str().unwrap(), "6", None);

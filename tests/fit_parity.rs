@@ -183,7 +183,7 @@ impl ManualLin {
 #[test]
 fn a_non_scalar_manual_backward_is_an_error_naming_its_shape() {
     let w = Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap();
-    let mut m = ManualLin { vars: VarMap::new(), w };
+    let mut m = ManualLin { vars: lightning::var_map([("w", &w)]), w };
     let e = quiet().max_epochs(1).build().unwrap().fit_with(&mut m, pairs(2), None::<DataLoader>).unwrap_err();
     let Error::NonScalarLoss { shape, from } = root_cause(&e) else { panic!("{e}") };
     assert_eq!((shape.as_slice(), *from), (&[2, 1][..], "passed to `manual_backward`"));
@@ -327,7 +327,7 @@ impl OwnLoader {
 #[test]
 fn estimated_stepping_batches_fetches_a_train_dataloader_first_when_configure_optimizers_reads_it() {
     let w = Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap();
-    let mut m = OwnLoader { vars: VarMap::new(), w, order: vec![] };
+    let mut m = OwnLoader { vars: lightning::var_map([("w", &w)]), w, order: vec![] };
     let out = quiet().max_epochs(2).limit_train_batches(6).build().unwrap().fit(&mut m).unwrap();
     // once, before configure_optimizers, as Lightning does when the property is read there
     assert_eq!(m.order, ["train_dataloader", "configure_optimizers"]);

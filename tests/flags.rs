@@ -36,7 +36,8 @@ impl Probe {
 }
 
 fn probe(nan_at: Option<usize>) -> Probe {
-    Probe { vars: VarMap::new(), w: Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap(), nan_at, seen: Vec::new() }
+    let w = Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap();
+    Probe { vars: lightning::var_map([("w", &w)]), w, nan_at, seen: Vec::new() }
 }
 
 /// 10 batches of 2, inputs 0..20, shuffled per epoch.

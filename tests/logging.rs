@@ -65,9 +65,10 @@ impl Logs {
 }
 
 fn model(fork: bool, bad: Option<&'static str>) -> Logs {
+    let w = Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap();
     Logs {
-        vars: VarMap::new(),
-        w: Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap(),
+        vars: lightning::var_map([("w", &w)]),
+        w,
         hyper: Hyper { lr: 0.01, name: "w x".into(), widths: vec![1, 2] },
         fork,
         bad,

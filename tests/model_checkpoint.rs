@@ -31,7 +31,8 @@ impl Scored {
 }
 
 fn model(scores: &[f64]) -> Scored {
-    Scored { vars: VarMap::new(), w: Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap(), scores: scores.to_vec() }
+    let w = Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap();
+    Scored { vars: lightning::var_map([("w", &w)]), w, scores: scores.to_vec() }
 }
 
 fn data() -> DataLoader {

@@ -78,11 +78,16 @@ fn a_zero_batch_size_names_the_loader() {
     assert!(e.contains("DataLoader::new: batch_size is 0"), "{e}");
 }
 
-/// The names issue 15 reached for are in the prelude (not `Mode`: two types have that name).
+/// The names issue 15 reached for are in the prelude. `Mode` is one type for the monitoring
+/// callbacks and `ReduceLrOnPlateau`, so globbing `lightning::optim::*` beside the prelude
+/// leaves it unambiguous.
 #[test]
 fn the_prelude_has_what_a_lightning_script_names() {
-    let stop = EarlyStopping::new("val_acc").mode(lightning::callbacks::Mode::Max);
+    #[allow(unused_imports)]
+    use lightning::optim::*;
+    let stop = EarlyStopping::new("val_acc").mode(Mode::Max);
     assert!(format!("{stop:?}").contains("Max"), "{stop:?}");
+    let _ = ReduceLrOnPlateau::new(0.5, 2).mode(Mode::Max);
     let _: Option<NoScheduler> = None;
     assert_ne!(Anneal::Cos, Anneal::Linear);
 }
@@ -104,6 +109,10 @@ impl Drift {
     fn configure_optimizers(&mut self) -> lightning::Result<Sgd> {
         Sgd::new(vec![("w".to_string(), self.w.clone())], 0.1)
     }
+    fn test_step(&mut self, trainer: &mut TrainerState) -> lightning::Result<()> {
+        trainer.log("test_loss", &self.w.as_tensor().sum_all()?)?;
+        Ok(())
+    }
 }
 
 #[derive(Clone, Default)]
@@ -124,7 +133,7 @@ impl std::io::Write for Shared {
 #[test]
 fn log_dict_and_the_progress_bar_names() {
     let w = candle_core::Var::new(1f32, &Device::Cpu).unwrap();
-    let mut model = Drift { vars: candle_nn::VarMap::new(), w };
+    let mut model = Drift { vars: lightning::var_map([("w", &w)]), w };
     let out = Shared::default();
     let dir = tempfile::tempdir().unwrap();
     let mut t = Trainer::builder()
@@ -152,7 +161,7 @@ fn log_dict_and_the_progress_bar_names() {
 #[test]
 fn a_monitor_that_was_never_logged_says_did_you_mean() {
     let w = candle_core::Var::new(1f32, &Device::Cpu).unwrap();
-    let mut model = Drift { vars: candle_nn::VarMap::new(), w };
+    let mut model = Drift { vars: lightning::var_map([("w", &w)]), w };
     let dir = tempfile::tempdir().unwrap();
     let mut t = Trainer::builder()
         .max_epochs(1)
@@ -219,4 +228,115 @@ fn either_chooses_a_loader_and_an_optimizer_at_run_time() {
             assert!((got - want).abs() < 1e-6, "SGD ran: {got} vs {want}");
         }
     }
+}
+
+/// The rates a scheduler gives over `n` steps from a base rate of 1.
+fn rates(mut s: impl LrScheduler, n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|_| {
+            let lr = s.learning_rate(1.0);
+            s.step(None);
+            lr
+        })
+        .collect()
+}
+
+fn close(got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
+    assert!(got.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12), "{got:?} vs {want:?}");
+}
+
+/// torch's optional scheduler arguments are builder methods, and a constructor of the
+/// required ones alone takes torch's defaults (torch's closed forms, from a rate of 1).
+#[test]
+fn schedulers_take_torchs_optional_arguments_as_builders() {
+    // StepLR(opt, 2): gamma 0.1; then gamma=0.5
+    close(&rates(StepLr::every(2), 5), &[1.0, 1.0, 0.1, 0.1, 0.01]);
+    close(&rates(StepLr::every(2).gamma(0.5), 5), &[1.0, 1.0, 0.5, 0.5, 0.25]);
+    // MultiStepLR(opt, [1, 3]): gamma 0.1
+    close(&rates(MultiStepLr::at([1, 3]), 4), &[1.0, 0.1, 0.1, 0.01]);
+    close(&rates(MultiStepLr::at([1]).gamma(0.5), 2), &[1.0, 0.5]);
+    // CosineAnnealingLR(opt, 4): eta_min 0; then eta_min=0.2
+    close(&rates(CosineAnnealingLr::over(4), 5), &[1.0, 0.8535533905932737, 0.5, 0.14644660940672627, 0.0]);
+    close(&rates(CosineAnnealingLr::over(2).eta_min(0.2), 3), &[1.0, 0.6, 0.2]);
+    // CosineAnnealingWarmRestarts(opt, 2): T_mult 1 restarts every 2; T_mult=2 doubles the second cycle
+    close(&rates(CosineAnnealingWarmRestarts::every(2), 4), &[1.0, 0.5, 1.0, 0.5]);
+    let doubled = rates(CosineAnnealingWarmRestarts::every(2).t_mult(2).eta_min(0.2), 5);
+    close(&doubled, &[1.0, 0.6, 1.0, 0.2 + 0.8 * 0.8535533905932737, 0.6]);
+    // LinearLR(opt): 1/3 → 1 over 5 steps
+    let third = 1.0 / 3.0;
+    let linear: Vec<f64> = (0..7).map(|t| third + (1.0 - third) * (t.min(5) as f64) / 5.0).collect();
+    close(&rates(LinearLr::default(), 7), &linear);
+    close(&rates(LinearLr::default().start_factor(0.5).end_factor(0.0).total_iters(2), 3), &[0.5, 0.25, 0.0]);
+    // ReduceLROnPlateau(opt): factor 0.1 after more than 10 bad steps; factor=0.5, patience=0
+    let mut plateau = ReduceLrOnPlateau::default();
+    for _ in 0..11 {
+        plateau.step(Some(1.0));
+    }
+    assert_eq!(plateau.learning_rate(1.0), 1.0);
+    plateau.step(Some(1.0));
+    assert!((plateau.learning_rate(1.0) - 0.1).abs() < 1e-12);
+    let mut quick = ReduceLrOnPlateau::default().factor(0.5).patience(0);
+    quick.step(Some(1.0));
+    quick.step(Some(1.0));
+    assert_eq!(quick.learning_rate(1.0), 0.5);
+}
+
+/// As Lightning: a `ckpt_path` says "Restoring states from the checkpoint path at …" (and
+/// "Loaded model weights …" outside `fit`) on stderr, and `test` prints its results table
+/// on stdout. A child process runs it so the test reads what a terminal shows.
+#[test]
+fn test_with_a_ckpt_path_prints_the_restore_and_the_results_table() {
+    if let Some(dir) = std::env::var_os("MSGS_TABLE_CHILD") {
+        let w = candle_core::Var::new(1f32, &Device::Cpu).unwrap();
+        let vars = candle_nn::VarMap::new();
+        vars.data().lock().unwrap().insert("w".into(), w.clone());
+        let mut model = Drift { vars, w };
+        let mut t = Trainer::builder()
+            .max_epochs(1)
+            .default_root_dir(dir.clone())
+            .enable_progress_bar(false)
+            .enable_model_summary(false)
+            .build()
+            .unwrap();
+        let x = Tensor::zeros((2, 1), candle_core::DType::F32, &Device::Cpu).unwrap();
+        t.fit_with(&mut model, DataLoader::new(x.clone(), x.clone(), 1).unwrap(), None::<DataLoader>).unwrap();
+        let m = t.ckpt_path("last").test_with(&mut model, DataLoader::new(x.clone(), x.clone(), 1).unwrap()).unwrap();
+        println!("returned test_loss={}", m["test_loss"]);
+        // a resume for one more epoch says what it restored, before and after
+        let last = std::path::Path::new(&dir).join("lightning_logs/version_0/checkpoints/epoch=0-step=2.ckpt");
+        let mut t2 = Trainer::builder()
+            .max_epochs(2)
+            .default_root_dir(&dir)
+            .enable_progress_bar(false)
+            .enable_model_summary(false)
+            .build()
+            .unwrap();
+        t2.ckpt_path(last).fit_with(&mut model, DataLoader::new(x.clone(), x, 1).unwrap(), None::<DataLoader>).unwrap();
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new(exe)
+        .args(["test_with_a_ckpt_path_prints_the_restore_and_the_results_table", "--exact", "--nocapture"])
+        .env("MSGS_TABLE_CHILD", dir.path())
+        .env("COLUMNS", "80")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let ckpt = dir.path().join("lightning_logs/version_0/checkpoints/epoch=0-step=2.ckpt");
+    for line in [
+        format!("Restoring states from the checkpoint path at {}", ckpt.display()),
+        format!("Loaded model weights from the checkpoint at {}", ckpt.display()),
+        format!("Restored all states from the checkpoint at {}", ckpt.display()),
+    ] {
+        assert!(stderr.lines().any(|l| l == line), "{line:?} not in:\n{stderr}");
+    }
+    let value = stdout.lines().find_map(|l| l.strip_prefix("returned test_loss=")).unwrap();
+    // each column 25 wide (the longest name or 25, at most half the width), centred
+    let row = format!("{:^25}{value:^25}", "test_loss");
+    let bar = "─".repeat(80);
+    let table = format!("{bar}\n       Test metric             DataLoader 0\n{bar}\n{}\n{bar}\n", row.trim_end());
+    assert!(stdout.contains(&table), "{table} not in:\n{stdout}");
 }

@@ -102,3 +102,100 @@ fn load_from_checkpoint_restores_a_trained_model_for_inference() {
     assert_eq!(ck.global_step, 6);
     assert_eq!(weights(&fresh), weights(&trained));
 }
+
+/// A stateful callback that also records the trainer's counters when the run fails.
+#[derive(Default)]
+struct Watch {
+    seen: usize,
+    loaded: Option<lightning::serde_json::Value>,
+    at_exception: Option<(usize, usize)>,
+}
+
+#[callback]
+impl Watch {
+    fn on_train_batch_end(&mut self) {
+        self.seen += 1;
+    }
+    fn state_dict(&mut self) -> lightning::serde_json::Value {
+        lightning::serde_json::json!({ "seen": self.seen })
+    }
+    fn load_state_dict(&mut self, state_dict: &lightning::serde_json::Value) {
+        self.loaded = Some(state_dict.clone());
+    }
+    fn on_exception(&mut self, trainer: &TrainerState) {
+        self.at_exception = Some((trainer.global_step, trainer.current_epoch));
+    }
+}
+
+fn tensors(n: &Net) -> Vec<(String, Tensor)> {
+    let mut named: Vec<_> =
+        n.vars.data().lock().unwrap().iter().map(|(k, v)| (k.clone(), v.as_tensor().copy().unwrap())).collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named
+}
+
+/// A copy of `ckpt` at `to` whose optimizer state `edit` damages (checksums recomputed, so
+/// only the content is wrong).
+fn damaged(ckpt: &std::path::Path, to: &std::path::Path, edit: impl FnOnce(&mut lightning::optim::OptimizerState)) {
+    let mut ck = Checkpoint::load(ckpt).unwrap();
+    edit(&mut ck.optimizers[0]);
+    ck.save(to).unwrap();
+}
+
+#[test]
+fn a_broken_optimizer_state_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_watch = |root: &str, epochs: usize| {
+        Trainer::builder()
+            .accelerator(Accelerator::Cpu)
+            .default_root_dir(dir.path().join(root))
+            .max_epochs(epochs)
+            .callbacks((Watch::default(),))
+            .build()
+            .unwrap()
+    };
+    let ckpt = with_watch("a", 1).fit_with(&mut net(), data(), None::<DataLoader>).unwrap().last_checkpoint.unwrap();
+    let wrong_shape = dir.path().join("wrong_shape.ckpt");
+    damaged(&ckpt, &wrong_shape, |o| {
+        o.tensors.insert("l1.weight.exp_avg".into(), Tensor::zeros(2, DType::F32, &Device::Cpu).unwrap());
+    });
+    let missing = dir.path().join("missing.ckpt");
+    damaged(&ckpt, &missing, |o| {
+        o.tensors.remove("l2.bias.exp_avg_sq");
+    });
+    let corrupt = dir.path().join("corrupt.ckpt");
+    damaged(&ckpt, &corrupt, |_| {});
+    let file = corrupt.join("optimizer.safetensors");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    std::fs::write(&file, bytes).unwrap();
+
+    for (broken, says) in [
+        (&wrong_shape, "`l1.weight.exp_avg` has shape [2]"),
+        (&missing, "a tensor is missing"),
+        (&corrupt, "optimizer.safetensors"),
+    ] {
+        let mut model = net();
+        let before = tensors(&model);
+        let mut t = with_watch("b", 3);
+        t.resume_from(broken);
+        let e = t.fit_with(&mut model, data(), None::<DataLoader>).unwrap_err();
+        for ((name, a), (_, b)) in before.iter().zip(tensors(&model)) {
+            let diff = (a - &b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert_eq!(diff, 0.0, "{broken:?}: `{name}` changed");
+        }
+        let watch = &t.callbacks().0;
+        assert_eq!(watch.loaded, None, "{broken:?}: the callback's state was not restored");
+        assert_eq!(watch.at_exception, Some((0, 0)), "{broken:?}: the counters were not restored");
+        let msg = e.to_string();
+        assert!(msg.contains(says) && msg.contains(&*broken.to_string_lossy()), "{msg}");
+    }
+    // the intact checkpoint still resumes
+    let mut model = net();
+    let mut t = with_watch("c", 2);
+    t.resume_from(&ckpt);
+    let out = t.fit_with(&mut model, data(), None::<DataLoader>).unwrap();
+    assert_eq!(out.global_step, 6);
+    assert_eq!(t.callbacks().0.loaded, Some(lightning::serde_json::json!({ "seen": 3 })));
+}

@@ -128,7 +128,7 @@ fn fit_rates<S: LrScheduler + Clone + 'static>(
     metric: &[f64],
 ) -> Vec<f64> {
     let w = Var::zeros((1, 1), DType::F64, &Device::Cpu).unwrap();
-    let mut m = Traj { vars: VarMap::new(), w, sched, config, metric: metric.to_vec() };
+    let mut m = Traj { vars: lightning::var_map([("w", &w)]), w, sched, config, metric: metric.to_vec() };
     let x = Tensor::zeros((batches, 1), DType::F64, &Device::Cpu).unwrap();
     let loader = DataLoader::new(x.clone(), x, 1).unwrap();
     let mut t = Trainer::builder()
@@ -240,7 +240,7 @@ impl<S: LrScheduler + Clone + 'static> Sched<S> {
 fn sched_model<S: LrScheduler + Clone>(sched: S, config: SchedulerConfig) -> Sched<S> {
     let w = Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap();
     let v = Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap();
-    Sched { vars: VarMap::new(), w, v, sched, config, lrs: vec![] }
+    Sched { vars: lightning::var_map([("w", &w), ("v", &v)]), w, v, sched, config, lrs: vec![] }
 }
 
 fn four_batches() -> DataLoader {
@@ -350,7 +350,7 @@ fn one_cycle_cycles_sgd_momentum_through_fit_as_torch() {
     let fit = |sched: OneCycleLr| {
         let w = Var::zeros((1, 1), DType::F64, &Device::Cpu).unwrap();
         let config = SchedulerConfig::every_step();
-        let mut m = Traj { vars: VarMap::new(), w, sched, config, metric: vec![] };
+        let mut m = Traj { vars: lightning::var_map([("w", &w)]), w, sched, config, metric: vec![] };
         let x = Tensor::zeros((30, 1), DType::F64, &Device::Cpu).unwrap();
         let mut t = Trainer::builder()
             .accelerator(Accelerator::Cpu)
@@ -395,7 +395,7 @@ impl NoMomentum {
 #[test]
 fn cycling_momentum_of_an_optimizer_without_one_is_an_error() {
     let w = Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap();
-    let mut m = NoMomentum { vars: VarMap::new(), w };
+    let mut m = NoMomentum { vars: lightning::var_map([("w", &w)]), w };
     let e = trainer(1).fit_with(&mut m, four_batches(), None::<DataLoader>).unwrap_err();
     assert!(matches!(e, lightning::Error::Config { flag: "cycle_momentum", .. }), "{e}");
     assert!(e.to_string().contains("Adagrad") && e.to_string().contains(".cycle_momentum(false)"), "{e}");
@@ -465,4 +465,30 @@ fn one_cycle_stepped_past_its_total_steps_is_an_error() {
     // a cycle as long as the run is fine
     let mut m = sched_model(OneCycleLr::new(0.1, 4).cycle_momentum(false), SchedulerConfig::every_step());
     trainer(1).fit_with(&mut m, four_batches(), None::<DataLoader>).unwrap();
+}
+
+/// OneCycleLR whose warm-up has no length (`pct_start × total_steps = 1`: the first phase
+/// runs from step 0 to step 0) would give the rate 0/0 = NaN and train NaN silently; torch
+/// raises ZeroDivisionError. It is an error when the scheduler is attached, before any step.
+#[test]
+fn one_cycle_with_an_empty_warm_up_is_an_error_before_any_step() {
+    for (pct, total) in [(0.25, 4), (0.1, 10)] {
+        let mut m = sched_model(
+            OneCycleLr::new(0.1, total).pct_start(pct).cycle_momentum(false),
+            SchedulerConfig::every_step(),
+        );
+        let e = trainer(1).fit_with(&mut m, four_batches(), None::<DataLoader>).unwrap_err().to_string();
+        assert!(e.contains("OneCycleLR's warm-up has no length"), "{e}");
+        assert!(e.contains("more steps or a larger pct_start"), "{e}");
+        assert!(m.lrs.is_empty(), "stepped with {:?}", m.lrs);
+        assert_eq!(m.w.as_tensor().to_vec2::<f32>().unwrap(), [[0.0]]);
+    }
+    // one more step of warm-up trains, with finite rates from the first step on (torch's
+    // OneCycleLR(max_lr=0.1, total_steps=4, pct_start=0.5) starts at 0.1 / 25)
+    let mut m =
+        sched_model(OneCycleLr::new(0.1, 4).pct_start(0.5).cycle_momentum(false), SchedulerConfig::every_step());
+    trainer(1).fit_with(&mut m, four_batches(), None::<DataLoader>).unwrap();
+    assert_eq!(m.lrs.len(), 4);
+    assert!((m.lrs[0].0 - 0.004).abs() < 1e-12, "{:?}", m.lrs);
+    assert!(m.lrs.iter().all(|&(a, b)| a.is_finite() && b.is_finite()), "{:?}", m.lrs);
 }

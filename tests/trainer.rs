@@ -144,7 +144,7 @@ fn monitoring_callbacks_run_after_the_module_in_train_epoch_end() {
     }
     let log = Log::default();
     let w = Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap();
-    let mut model = Logs { vars: VarMap::new(), w, log: log.clone() };
+    let mut model = Logs { vars: lightning::var_map([("w", &w)]), w, log: log.clone() };
     // the monitoring callback is listed first, and still runs last
     let mut trainer = cpu().max_epochs(1).callbacks((Monitor(log.clone()), Plain(log.clone()))).build().unwrap();
     trainer.fit_with(&mut model, line(2), None::<DataLoader>).unwrap();

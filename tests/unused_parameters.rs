@@ -169,10 +169,18 @@ impl Outside {
 }
 
 #[test]
-fn a_parameter_the_optimizer_holds_outside_the_varmap_trains() {
+fn a_parameter_the_optimizer_holds_outside_the_varmap_is_an_error_at_fit_start() {
     let dir = tempfile::tempdir().unwrap();
     let w = candle_core::Var::zeros((4, 1), DType::F32, &Device::Cpu).unwrap();
     let mut m = Outside { vars: VarMap::new(), w };
+    let e = builder(&dir).build().unwrap().fit_with(&mut m, data(), None::<DataLoader>).unwrap_err();
+    let lightning::Error::ParametersOutsideModule { module, names } = &e else { panic!("{e}") };
+    assert_eq!((*module, names.as_slice()), ("Outside", &["`w` ([4, 1], F32)".to_string()][..]));
+    assert!(e.to_string().contains("lightning::var_map"), "{e}");
+    // refused before any step
+    assert_eq!(m.w.flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![0.0; 4]);
+    // the same module with `w` in its VarMap trains
+    m.vars = lightning::var_map([("w", &m.w)]);
     assert_eq!(builder(&dir).build().unwrap().fit_with(&mut m, data(), None::<DataLoader>).unwrap().global_step, 4);
     assert_ne!(m.w.flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![0.0; 4]);
 }

@@ -41,11 +41,23 @@ pub fn signature(hook: &Hook, place: &Place, module_side: bool, list_extra: bool
 /// The body that calls the user's method with the arguments it asked for, by name.
 fn call_user(b: &BoundHook, self_ty: &Type) -> TokenStream {
     let method = b.method;
+    let hook = b.hook.name;
+    if b.broken {
+        // Only emitted beside the signature's compile error: the hook stays bound, so the
+        // error is not followed by "no `training_step` hook" at every `fit` call.
+        return quote!(::core::unreachable!());
+    }
     let args = b.params.iter().map(|(name, ty)| {
         let id = Ident::new(name, ty.span());
-        quote_spanned!(ty.span()=> #id)
+        let checked = b.hook.args.iter().find(|a| a.name == *name).filter(|a| crate::traits::checked_arg(a.ty));
+        match checked {
+            Some(_) if !types::mentions_impl(ty) => {
+                let t = crate::traits::arg_name(hook, name);
+                quote_spanned!(ty.span()=> ::lightning::__private::hook_args::#t::<#ty>::pass(#id))
+            }
+            _ => quote_spanned!(ty.span()=> #id),
+        }
     });
-    let hook = b.hook.name;
     // only a method that takes `trainer` can log, so only its wrapper records the hook
     let enter = b.params.iter().any(|(n, _)| *n == "trainer").then(|| {
         let scope = format_ident!("{}", crate::catalogue::log_scope(hook));
@@ -278,7 +290,25 @@ pub fn module_impl(item: &ItemImpl, bound: &[BoundHook], args: &ModuleArgs, erro
         }
     }
     let name = type_name(self_ty);
+    let has = |hook: &str| bound.iter().any(|b| b.hook.name == hook);
+    // Said once, here, rather than at every `fit` call; the marker below is then implemented
+    // anyway, so those calls add nothing to this error.
+    let optimizer_missing = has("training_step") && !has("configure_optimizers");
+    if optimizer_missing {
+        errors.push(
+            self_ty.span(),
+            format!("`{name}` has `training_step` but no `configure_optimizers`, which `fit` needs: add `fn configure_optimizers(&mut self) -> lightning::Result<AdamW>` (or another optimizer) to this impl"),
+        );
+    }
     let automatic = !args.manual;
+    if automatic {
+        for (_, ty) in params_named(bound, "manual").filter(|(h, _)| h.name == "training_step") {
+            errors.add(syn::Error::new_spanned(
+                ty,
+                "`manual` exists only under manual optimization: write `#[lightning_module(manual_optimization)]` on this impl to step the optimizers yourself, or drop the argument and return the loss",
+            ));
+        }
+    }
     let methods = methods(bound, self_ty, &Place::Module, true);
     let estimate = reads_stepping_estimate(item, bound).then(|| {
         quote!(
@@ -301,6 +331,8 @@ pub fn module_impl(item: &ItemImpl, bound: &[BoundHook], args: &ModuleArgs, erro
         let marker = format_ident!("Has{}", marker);
         Some(quote!(impl #ig ::lightning::__private::#marker for #self_ty #wc {}))
     });
+    let optimizer_marker =
+        optimizer_missing.then(|| quote!(impl #ig ::lightning::__private::HasConfigureOptimizers for #self_ty #wc {}));
     quote! {
         impl #ig ::lightning::LightningModule for #self_ty #wc {
             const NAME: &'static str = #name;
@@ -314,6 +346,7 @@ pub fn module_impl(item: &ItemImpl, bound: &[BoundHook], args: &ModuleArgs, erro
             #methods
         }
         #(#markers)*
+        #optimizer_marker
     }
 }
 
@@ -354,6 +387,15 @@ pub fn callback_impl(item: &ItemImpl, bound: &[BoundHook], args: &CallbackArgs, 
     };
     let m_ty = types::parse(&m_name);
     let (ig, _, wc) = generics.split_for_impl();
+    // whatever the module: `.callbacks(..)` checks it before any module is known
+    let (mig, _, mwc) = item.generics.split_for_impl();
+    let marker = quote! {
+        impl #mig ::lightning::IsCallback for #self_ty #mwc {
+            type Callback = Self;
+            #[inline(always)]
+            fn into_callback(self) -> Self { self }
+        }
+    };
     let key = args.state_key.as_ref().map_or_else(|| type_name(self_ty), |k| k.value());
     let monitoring = args.monitoring;
     let methods = methods(bound, self_ty, &Place::Callback(&m_name), false);
@@ -363,5 +405,31 @@ pub fn callback_impl(item: &ItemImpl, bound: &[BoundHook], args: &CallbackArgs, 
             const MONITORING: bool = #monitoring;
             #methods
         }
+        #marker
+    }
+}
+
+/// `#[datamodule]`: the impl with an `IMPL_*` flag for each batch-transfer hook it writes,
+/// and the marker the `DataModule` trait requires.
+pub fn datamodule_impl(mut item: ItemImpl) -> TokenStream {
+    const TRANSFER: [&str; 3] = ["on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer"];
+    let written: Vec<String> = item
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            syn::ImplItem::Fn(f) => Some(f.sig.ident.to_string()),
+            _ => None,
+        })
+        .filter(|n| TRANSFER.contains(&n.as_str()))
+        .collect();
+    for name in written {
+        let flag = format_ident!("IMPL_{}", name.to_uppercase());
+        item.items.push(syn::parse_quote!(const #flag: bool = true;));
+    }
+    let self_ty = &item.self_ty;
+    let (ig, _, wc) = item.generics.split_for_impl();
+    quote! {
+        #item
+        impl #ig ::lightning::DataModuleAttribute for #self_ty #wc {}
     }
 }

@@ -5,6 +5,8 @@
 //! and expands (`expand`). Every error of one item is reported together, and the user's
 //! items are always emitted, so later errors and IDEs keep working.
 
+#![warn(missing_docs)]
+
 use proc_macro::TokenStream;
 use quote::quote;
 use syn::{parse_macro_input, spanned::Spanned, Item};
@@ -13,6 +15,7 @@ mod ast;
 mod catalogue;
 mod errors;
 mod expand;
+mod relocate;
 mod traits;
 mod types;
 mod valid;
@@ -110,6 +113,44 @@ pub fn callback(attr: TokenStream, item: TokenStream) -> TokenStream {
     quote!(#out #errors).into()
 }
 
+/// Marks `impl DataModule for MyData { ... }`: sets the flags that make each batch-transfer
+/// hook the impl writes replace the module's, as Lightning does for a datamodule that
+/// overrides one. The `DataModule` trait requires it, so no written hook is silently ignored.
+#[proc_macro_attribute]
+pub fn datamodule(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    if !attr.is_empty() {
+        errors.push(proc_macro2::TokenStream::from(attr).span(), "`#[datamodule]` takes no options");
+    }
+    let out = match parse_macro_input!(item as Item) {
+        Item::Impl(i)
+            if i.trait_
+                .as_ref()
+                .is_some_and(|(_, p, _)| p.segments.last().is_some_and(|s| s.ident == "DataModule")) =>
+        {
+            expand::datamodule_impl(i)
+        }
+        other => {
+            errors.push(
+                other.span(),
+                "`#[datamodule]` goes on the data module's trait impl (`impl DataModule for MyData { ... }`)",
+            );
+            quote!(#other)
+        }
+    };
+    let errors = errors.to_compile_errors();
+    quote!(#out #errors).into()
+}
+
+/// `#[derive(Relocate)]`: moves every field to the trainer's device and dtype (layers,
+/// tensors, variables, `Vec`/`Option`/`Box`/arrays of them, plain numbers, `Device` and
+/// `DType`). A field whose type cannot relocate is a compile error at that field; mark one
+/// that holds no tensors `#[relocate(skip)]`.
+#[proc_macro_derive(Relocate, attributes(relocate))]
+pub fn derive_relocate(item: TokenStream) -> TokenStream {
+    relocate::derive(parse_macro_input!(item as syn::DeriveInput)).into()
+}
+
 fn outside(attr: &str, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);
     let msg = format!(
@@ -157,4 +198,10 @@ pub fn __callback_list_items(_: TokenStream) -> TokenStream {
 #[proc_macro]
 pub fn __callback_list_impls(_: TokenStream) -> TokenStream {
     traits::list_impls().into()
+}
+
+#[doc(hidden)]
+#[proc_macro]
+pub fn __hook_arg_traits(_: TokenStream) -> TokenStream {
+    traits::arg_traits().into()
 }

@@ -61,6 +61,47 @@ pub fn callback_items() -> TokenStream {
     side_items(false)
 }
 
+/// The trait a hook argument's value passes through on its way to the user's method, one
+/// per hook and argument, so that a parameter of the wrong type is reported at the
+/// parameter as "hook `h` passes `arg: T`" (rustc's own mismatch would suggest a
+/// conversion inside the parameter list). `&mut T` also passes as `&T`.
+pub fn arg_name(hook: &str, arg: &str) -> proc_macro2::Ident {
+    format_ident!("{}__{}", hook, arg)
+}
+
+/// Whether an argument's type can be checked through its pass-through trait (an argument
+/// the hook offers as `impl Trait` is generic and is passed as it is).
+pub fn checked_arg(ty: &str) -> bool {
+    !ty.contains("impl ")
+}
+
+/// The pass-through traits of every hook argument (see [`arg_name`]).
+pub fn arg_traits() -> TokenStream {
+    let items = HOOKS.iter().flat_map(|h| h.args.iter().map(move |a| (h, a))).filter(|(_, a)| checked_arg(a.ty)).map(
+        |(h, a)| {
+            let name = arg_name(h.name, a.name);
+            let message = format!("hook `{}` passes `{}: {{Self}}`, not `{{T}}`", h.name, a.name);
+            let label = format!("`{}` passes `{}: {{Self}}`: write that type here", h.name, a.name);
+            quote! {
+                #[doc(hidden)]
+                #[allow(non_camel_case_types)]
+                #[diagnostic::on_unimplemented(message = #message, label = #label)]
+                pub trait #name<T> { fn pass(self) -> T; }
+                impl<T> #name<T> for T {
+                    #[inline(always)]
+                    fn pass(self) -> T { self }
+                }
+                #[diagnostic::do_not_recommend]
+                impl<'a, T: ?Sized> #name<&'a T> for &'a mut T {
+                    #[inline(always)]
+                    fn pass(self) -> &'a T { self }
+                }
+            }
+        },
+    );
+    quote!(#(#items)*)
+}
+
 /// Items of `trait CallbackList<M>`.
 pub fn list_items() -> TokenStream {
     let items = list_hooks().map(|h| {
@@ -86,10 +127,14 @@ struct Member {
     single: bool,
 }
 
-fn dispatch(h: &Hook, members: &[Member]) -> TokenStream {
-    let name = format_ident!("{}", h.name);
-    let flag = impl_const(h);
-    let mut args: Vec<TokenStream> = Vec::new();
+/// The hidden `Callback` method that runs a split hook in one phase (see `callback.rs`).
+fn split_method(h: &Hook) -> proc_macro2::Ident {
+    format_ident!("__{}_split", h.name)
+}
+
+/// The argument names a hook's methods are called with (the list's extra flag aside).
+fn call_args(h: &Hook) -> Vec<TokenStream> {
+    let mut args = Vec::new();
     if h.trainer {
         args.push(quote!(trainer));
     }
@@ -98,17 +143,24 @@ fn dispatch(h: &Hook, members: &[Member]) -> TokenStream {
         let n = format_ident!("{}", a.name);
         quote!(#n)
     }));
+    args
+}
+
+fn dispatch(h: &Hook, members: &[Member]) -> TokenStream {
+    let name = format_ident!("{}", h.name);
+    let flag = impl_const(h);
+    let args = call_args(h);
     let returns_batch = h.callback_ret == "$Batch";
     let calls = members.iter().map(|m| {
         let (expr, ty) = (&m.expr, &m.ty);
-        let (path, cond, extra) = if m.single {
-            let monitor =
-                h.monitoring_split.then(|| quote!(&& <#ty as ::lightning::Callback<M>>::MONITORING == __monitoring));
-            (
-                quote!(<#ty as ::lightning::Callback<M>>),
-                quote!(<#ty as ::lightning::Callback<M>>::#flag #monitor),
-                quote!(),
-            )
+        let (path, cond, extra) = if m.single && h.monitoring_split {
+            // through the phase-aware method, so that a `Nested` member passes the phase on
+            let split = split_method(h);
+            let cond = quote!(<#ty as ::lightning::Callback<M>>::#flag);
+            let call = quote!(<#ty as ::lightning::Callback<M>>::#split(#expr, #(#args,)* __monitoring)?;);
+            return quote! { if #cond { #call } };
+        } else if m.single {
+            (quote!(<#ty as ::lightning::Callback<M>>), quote!(<#ty as ::lightning::Callback<M>>::#flag), quote!())
         } else {
             let extra = h.monitoring_split.then(|| quote!(, __monitoring));
             (
@@ -153,12 +205,7 @@ fn state_methods(members: &[Member]) -> TokenStream {
     let collect = members.iter().map(|m| {
         let (e, ty) = (&m.expr, &m.ty);
         if m.single {
-            quote! {
-                if <#ty as ::lightning::Callback<M>>::IMPL_STATE_DICT {
-                    let state = <#ty as ::lightning::Callback<M>>::state_dict(#e, trainer, module)?;
-                    out.push((<#ty as ::lightning::Callback<M>>::STATE_KEY, state));
-                }
-            }
+            quote!(<#ty as ::lightning::Callback<M>>::__collect_state(#e, trainer, module, out)?;)
         } else {
             quote!(<#ty as ::lightning::CallbackList<M>>::collect_state(#e, trainer, module, out)?;)
         }
@@ -166,13 +213,7 @@ fn state_methods(members: &[Member]) -> TokenStream {
     let restore = members.iter().map(|m| {
         let (e, ty) = (&m.expr, &m.ty);
         if m.single {
-            quote! {
-                if <#ty as ::lightning::Callback<M>>::IMPL_LOAD_STATE_DICT {
-                    if let ::core::option::Option::Some(state) = states.get(<#ty as ::lightning::Callback<M>>::STATE_KEY) {
-                        <#ty as ::lightning::Callback<M>>::load_state_dict(#e, trainer, module, state)?;
-                    }
-                }
-            }
+            quote!(<#ty as ::lightning::Callback<M>>::__restore_state(#e, trainer, module, states)?;)
         } else {
             quote!(<#ty as ::lightning::CallbackList<M>>::restore_state(#e, trainer, module, states)?;)
         }
@@ -180,7 +221,7 @@ fn state_methods(members: &[Member]) -> TokenStream {
     let keys = members.iter().map(|m| {
         let ty = &m.ty;
         if m.single {
-            quote!(if <#ty as ::lightning::Callback<M>>::IMPL_STATE_DICT { out.push(<#ty as ::lightning::Callback<M>>::STATE_KEY); })
+            quote!(<#ty as ::lightning::Callback<M>>::__state_keys(out);)
         } else {
             quote!(<#ty as ::lightning::CallbackList<M>>::state_keys(out);)
         }
@@ -208,10 +249,21 @@ fn list_body(members: &[Member]) -> TokenStream {
     quote!(#flags #state #(#methods)*)
 }
 
-/// `CallbackList` impls: tuples of callbacks up to 12, `Chain` of two lists, `Option` of a list.
+/// Callbacks a flat tuple may hold; nested tuples lift the limit (`Nested`).
+const MAX_TUPLE: usize = 32;
+
+/// `CallbackList` impls: tuples of callbacks up to `MAX_TUPLE`, `Chain` of two lists,
+/// `Option` of a list; a tuple of callbacks as a `Nested` callback.
 pub fn list_impls() -> TokenStream {
+    let mut out = tuple_impls();
+    out.extend(nested_impls());
+    out.extend(chain_and_option_impls());
+    out
+}
+
+fn tuple_impls() -> TokenStream {
     let mut out = TokenStream::new();
-    for n in 0..=12usize {
+    for n in 0..=MAX_TUPLE {
         let tys: Vec<_> = (0..n).map(|i| format_ident!("C{}", i)).collect();
         let members: Vec<Member> = (0..n)
             .map(|i| {
@@ -222,12 +274,107 @@ pub fn list_impls() -> TokenStream {
             .collect();
         let body = list_body(&members);
         let tuple = if n == 1 { quote!((C0,)) } else { quote!((#(#tys),*)) };
+        // each member through `IsCallback`'s projection: a member without `#[callback]`
+        // leaves the list's type unknown, so the error at `.callbacks(..)` is the only one
+        let idx = (0..n).map(syn::Index::from);
+        let (list_ty, list_expr) = if n == 0 {
+            (quote!(()), quote!())
+        } else if n == 1 {
+            (quote!((<C0 as ::lightning::IsCallback>::Callback,)), quote!((self.0.into_callback(),)))
+        } else {
+            (quote!((#(<#tys as ::lightning::IsCallback>::Callback),*)), quote!((#(self.#idx.into_callback()),*)))
+        };
         out.extend(quote! {
             impl<M: ::lightning::LightningModule #(, #tys: ::lightning::Callback<M>)*> ::lightning::CallbackList<M> for #tuple {
                 #body
             }
+            impl<#(#tys: ::lightning::IsCallback),*> ::lightning::CallbackTuple for #tuple {
+                type List = #list_ty;
+                #[inline]
+                fn into_list(self) -> Self::List { #list_expr }
+            }
         });
+        if n > 0 {
+            // a tuple inside a tuple: a `Nested` member, its callbacks called in order
+            out.extend(quote! {
+                impl<#(#tys: ::lightning::IsCallback),*> ::lightning::IsCallback for #tuple {
+                    type Callback = ::lightning::Nested<<Self as ::lightning::CallbackTuple>::List>;
+                    #[inline]
+                    fn into_callback(self) -> Self::Callback {
+                        ::lightning::Nested(::lightning::CallbackTuple::into_list(self))
+                    }
+                }
+            });
+        }
     }
+    out
+}
+
+/// `Nested<L>`: a list as one callback of an outer list; every hook, the split hook's phase
+/// and the state go through to the list's members.
+fn nested_impls() -> TokenStream {
+    let flags = list_hooks().map(|h| {
+        let flag = impl_const(h);
+        quote!(const #flag: bool = <L as ::lightning::CallbackList<M>>::#flag;)
+    });
+    let methods = list_hooks().map(|h| {
+        let name = format_ident!("{}", h.name);
+        let args = call_args(h);
+        let sig = signature(h, &Place::Callback("M"), false, false);
+        let body = if h.monitoring_split {
+            let split = split_method(h);
+            quote! {
+                self.#split(#(#args,)* false)?;
+                self.#split(#(#args,)* true)
+            }
+        } else {
+            quote!(<L as ::lightning::CallbackList<M>>::#name(&mut self.0, #(#args),*))
+        };
+        quote! {
+            #[inline(always)]
+            #sig { #body }
+        }
+    });
+    let splits = list_hooks().filter(|h| h.monitoring_split).map(|h| {
+        let name = format_ident!("{}", h.name);
+        let split = split_method(h);
+        let args = call_args(h);
+        quote! {
+            #[inline(always)]
+            fn #split(&mut self, trainer: &mut ::lightning::TrainerState, module: &mut M, monitoring: bool) -> ::lightning::Result<()> {
+                <L as ::lightning::CallbackList<M>>::#name(&mut self.0, #(#args,)* monitoring)
+            }
+        }
+    });
+    quote! {
+        impl<L> ::lightning::IsCallback for ::lightning::Nested<L> {
+            type Callback = Self;
+            #[inline(always)]
+            fn into_callback(self) -> Self { self }
+        }
+        impl<M: ::lightning::LightningModule, L: ::lightning::CallbackList<M>> ::lightning::Callback<M> for ::lightning::Nested<L> {
+            /// Unused: each member saves its state under its own key.
+            const STATE_KEY: &'static str = "";
+            #(#flags)*
+            #(#methods)*
+            #(#splits)*
+            fn __collect_state(&mut self, trainer: &mut ::lightning::TrainerState, module: &mut M,
+                out: &mut ::std::vec::Vec<(&'static str, ::lightning::serde_json::Value)>) -> ::lightning::Result<()> {
+                <L as ::lightning::CallbackList<M>>::collect_state(&mut self.0, trainer, module, out)
+            }
+            fn __restore_state(&mut self, trainer: &mut ::lightning::TrainerState, module: &mut M,
+                states: &::std::collections::BTreeMap<::std::string::String, ::lightning::serde_json::Value>) -> ::lightning::Result<()> {
+                <L as ::lightning::CallbackList<M>>::restore_state(&mut self.0, trainer, module, states)
+            }
+            fn __state_keys(out: &mut ::std::vec::Vec<&'static str>) {
+                <L as ::lightning::CallbackList<M>>::state_keys(out)
+            }
+        }
+    }
+}
+
+fn chain_and_option_impls() -> TokenStream {
+    let mut out = TokenStream::new();
     let chain = list_body(&[
         Member { expr: quote!(&mut *self.0), ty: quote!(A), single: false },
         Member { expr: quote!(&mut *self.1), ty: quote!(B), single: false },
@@ -235,6 +382,17 @@ pub fn list_impls() -> TokenStream {
     out.extend(quote! {
         impl<'a, M: ::lightning::LightningModule, A: ::lightning::CallbackList<M>, B: ::lightning::CallbackList<M>>
             ::lightning::CallbackList<M> for ::lightning::Chain<'a, A, B> { #chain }
+        impl<'a, A: ::lightning::CallbackTuple<List = A>, B: ::lightning::CallbackTuple<List = B>>
+            ::lightning::CallbackTuple for ::lightning::Chain<'a, A, B> {
+            type List = Self;
+            #[inline]
+            fn into_list(self) -> Self { self }
+        }
+        impl<L: ::lightning::CallbackTuple<List = L>> ::lightning::CallbackTuple for ::core::option::Option<L> {
+            type List = Self;
+            #[inline]
+            fn into_list(self) -> Self { self }
+        }
     });
     // Option<L>: members are reached through `if let`, so build it by hand from the same parts.
     let opt_flags = {

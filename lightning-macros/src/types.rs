@@ -63,6 +63,15 @@ pub fn strip_ref(ty: &Type) -> &Type {
 
 /// A type that names `Self` cannot define an associated type of `Self`.
 pub fn mentions_self_or_impl(ty: &Type) -> bool {
+    mentions(ty, &["Self", "impl"])
+}
+
+/// `impl Trait` cannot be written where a type is named in an expression.
+pub fn mentions_impl(ty: &Type) -> bool {
+    mentions(ty, &["impl"])
+}
+
+fn mentions(ty: &Type, words: &[&str]) -> bool {
     let s = quote::quote!(#ty).to_string();
-    s.split(|c: char| !c.is_alphanumeric() && c != '_').any(|w| w == "Self" || w == "impl")
+    s.split(|c: char| !c.is_alphanumeric() && c != '_').any(|w| words.contains(&w))
 }

@@ -17,6 +17,9 @@ pub struct BoundHook<'a> {
     pub params: Vec<(&'static str, &'a Type)>,
     /// The user's return type, if any.
     pub ret: Option<&'a Type>,
+    /// The signature has an error that does not change the hook's types (an unknown
+    /// argument, `async`, ...): the hook is bound, and its body is never compiled to run.
+    pub broken: bool,
 }
 
 /// The names a hook method may take, beyond the hook's documented arguments.
@@ -143,7 +146,10 @@ fn check_signature<'a>(
     if let Some(abi) = &sig.abi {
         bad(abi.span(), format!("hook `{}` cannot have an `extern` ABI", hook.name));
     }
+    // errors after which the user's types cannot be used for the module's associated types
+    let mut types_ok = true;
     if !sig.generics.params.is_empty() {
+        types_ok = false;
         bad(
             sig.generics.span(),
             format!("hook `{}` cannot be generic: the trainer calls it with fixed types (take concrete types, or `impl Trait` where the hook offers one)", hook.name),
@@ -179,10 +185,16 @@ fn check_signature<'a>(
                 let wanted = given.trim_start_matches('_');
                 match avail.iter().find(|n| **n == wanted) {
                     Some(n) => params.push((*n, &*pt.ty)),
-                    None => bad(
-                        pi.ident.span(),
-                        format!("hook `{}` has no argument `{given}`; available: {}", hook.name, list(&avail)),
-                    ),
+                    None => {
+                        let (h, all) = (hook.name, list(&avail));
+                        let message = match closest_arg(wanted, &avail) {
+                            Some(s) => {
+                                format!("hook `{h}` has no argument `{given}`: did you mean `{s}`? (available: {all})")
+                            }
+                            None => format!("hook `{h}` has no argument `{given}`; available: {all}"),
+                        };
+                        bad(pi.ident.span(), message)
+                    }
                 }
             }
         }
@@ -197,8 +209,20 @@ fn check_signature<'a>(
     if let Some(t) = ret {
         let inner = types::result_ok(t).unwrap_or(t);
         if matches!(inner, Type::ImplTrait(_)) {
+            types_ok = false;
             bad(inner.span(), format!("hook `{}` must return a named type: the trainer stores it", hook.name));
         }
     }
-    ok.then_some(BoundHook { hook, method: &sig.ident, params, ret })
+    types_ok.then_some(BoundHook { hook, method: &sig.ident, params, ret, broken: !ok })
+}
+
+/// The available argument closest to an unknown one, if close enough to be a likely typo
+/// (`batch_index` → `batch_idx`, `output` → `outputs`).
+fn closest_arg<'a>(given: &str, avail: &[&'a str]) -> Option<&'a str> {
+    avail
+        .iter()
+        .map(|a| (*a, strsim::jaro_winkler(given, a), strsim::damerau_levenshtein(given, a)))
+        .filter(|&(_, jw, dl)| dl <= 2 || jw >= 0.9)
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(a, _, _)| a)
 }

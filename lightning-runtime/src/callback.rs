@@ -23,7 +23,12 @@ use crate::{LightningModule, Result, TrainerState};
 ///     }
 /// }
 /// ```
-pub trait Callback<M: LightningModule> {
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a callback for `{M}`",
+    label = "not a callback for `{M}`",
+    note = "a `#[callback]` impl whose hooks take `module: &mut SomeModel` is a callback for that model only"
+)]
+pub trait Callback<M: LightningModule>: IsCallback<Callback = Self> {
     /// The key of this callback's `state_dict` in checkpoints (default: the type's name).
     const STATE_KEY: &'static str;
     /// Monitoring callbacks (checkpoints, early stopping) run after the module in
@@ -31,12 +36,107 @@ pub trait Callback<M: LightningModule> {
     const MONITORING: bool = false;
 
     lightning_macros::__callback_items!();
+
+    /// Appends this callback's `(STATE_KEY, state_dict)` when it has state; a [`Nested`]
+    /// list appends each of its members'.
+    #[doc(hidden)]
+    #[inline]
+    fn __collect_state(
+        &mut self,
+        trainer: &mut TrainerState,
+        module: &mut M,
+        out: &mut Vec<(&'static str, serde_json::Value)>,
+    ) -> Result<()> {
+        if Self::IMPL_STATE_DICT {
+            let state = self.state_dict(trainer, module)?;
+            out.push((Self::STATE_KEY, state));
+        }
+        Ok(())
+    }
+
+    /// Gives this callback its saved state, when it has some.
+    #[doc(hidden)]
+    #[inline]
+    fn __restore_state(
+        &mut self,
+        trainer: &mut TrainerState,
+        module: &mut M,
+        states: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<()> {
+        if Self::IMPL_LOAD_STATE_DICT {
+            if let Some(state) = states.get(Self::STATE_KEY) {
+                self.load_state_dict(trainer, module, state)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// This callback's state key, when it has state.
+    #[doc(hidden)]
+    #[inline]
+    fn __state_keys(out: &mut Vec<&'static str>) {
+        if Self::IMPL_STATE_DICT {
+            out.push(Self::STATE_KEY);
+        }
+    }
+
+    /// `on_train_epoch_end` in the phase `monitoring` (the catalogue's one split hook):
+    /// a callback runs in its own phase, a [`Nested`] list passes the phase on.
+    #[doc(hidden)]
+    #[inline]
+    fn __on_train_epoch_end_split(
+        &mut self,
+        trainer: &mut TrainerState,
+        module: &mut M,
+        monitoring: bool,
+    ) -> Result<()> {
+        if Self::MONITORING == monitoring {
+            self.on_train_epoch_end(trainer, module)?;
+        }
+        Ok(())
+    }
 }
 
-/// An ordered, statically typed list of callbacks: `()`, `(A,)`, `(A, B)`, … up to 12.
-/// Each hook calls the callbacks in list order; a hook no callback implements is skipped
-/// at compile time.
-pub trait CallbackList<M: LightningModule> {
+/// Implemented by `#[callback]` for the callback's type, whatever the module: lets
+/// `.callbacks(..)` check its tuple before any module is known, so a missing `#[callback]`
+/// is one error at `.callbacks(..)` instead of one at every `fit_with`/`test_with` call.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a callback: add `#[callback]` to `impl {Self}`",
+    label = "`{Self}` has no `#[callback]` impl",
+    note = "a callback's hook methods go in an inherent impl marked `#[callback]`: `#[callback] impl {Self} {{ fn on_train_epoch_end(&mut self) {{ .. }} }}`"
+)]
+pub trait IsCallback {
+    /// `Self`. `CallbackTuple` names each member through this projection, so that a type
+    /// without `#[callback]` leaves the trainer's callback type unknown and the compiler
+    /// reports only the error at `.callbacks(..)`, not one more at every `fit_with` call.
+    type Callback;
+    /// `self`.
+    fn into_callback(self) -> Self::Callback;
+}
+
+/// What `Trainer::builder().callbacks(..)` takes: a tuple of callbacks, `()`, `(A,)`,
+/// `(A, B)`, … up to 32 (or a [`Chain`] or `Option` of such lists). A member may itself be
+/// a tuple of callbacks, so there is no limit: `((a, b, c), (d, e))` calls `a` to `e` in
+/// that order; it becomes a [`Nested`] member of the trainer's list.
+#[diagnostic::on_unimplemented(
+    message = "callbacks are a tuple of at most 32: `.callbacks((cb,))`, not `{Self}`",
+    label = "write a tuple here: `(cb,)` for one callback, `(a, b)` for two",
+    note = "a tuple even for one callback; each member's type has a `#[callback]` impl",
+    note = "a tuple holds at most 32 callbacks; for more, nest tuples: `.callbacks(((a, b, ..), (c, d, ..)))` calls them in order"
+)]
+pub trait CallbackTuple {
+    /// The list the trainer keeps: the tuple itself. A projection, so that a wrong argument
+    /// to `.callbacks(..)` leaves the trainer's callback type unknown and the compiler
+    /// reports the one error instead of one per `fit_with` call.
+    type List;
+    /// The tuple, as the trainer keeps it.
+    fn into_list(self) -> Self::List;
+}
+
+/// An ordered, statically typed list of callbacks: `()`, `(A,)`, `(A, B)`, … up to 32,
+/// whose members may be [`Nested`] lists. Each hook calls the callbacks in list order; a
+/// hook no callback implements is skipped at compile time.
+pub trait CallbackList<M: LightningModule>: CallbackTuple<List = Self> {
     /// Appends the `(state_key, state)` of every stateful callback (`state_dict`).
     fn collect_state(
         &mut self,
@@ -57,7 +157,48 @@ pub trait CallbackList<M: LightningModule> {
     lightning_macros::__callback_list_items!();
 }
 
-/// Two callback lists run one after the other (the trainer's, then the module's own).
+/// Two borrowed callback lists run one after the other: how the trainer runs its own list,
+/// then the module's `configure_callbacks`, then the progress bar and checkpoint callback,
+/// without moving them. To give the trainer more than 32 callbacks, nest tuples instead
+/// (see [`Nested`]): a `Chain` borrows its lists, so it suits a list you call yourself.
+///
+/// ```
+/// use lightning::prelude::*;
+/// use lightning::{CallbackList, Chain};
+///
+/// struct Count(usize);
+/// #[callback]
+/// impl Count {
+///     fn on_fit_start(&mut self) { self.0 += 1; }
+/// }
+///
+/// let (mut first, mut second) = ((Count(0),), (Count(10), Count(20)));
+/// let chain = Chain(&mut first, &mut second);
+/// # let _ = chain;
+/// ```
 pub struct Chain<'a, A, B>(pub &'a mut A, pub &'a mut B);
+
+/// A tuple of callbacks inside a callback tuple: `.callbacks(((a, b), c))` keeps
+/// `Nested((a, b))` as the first member of the trainer's list, and every hook calls `a`,
+/// `b`, then `c`. Nesting lifts the 32-callback limit of one tuple; reach a nested callback
+/// with `trainer.callbacks().0 .0 .1`. State is saved under each member's own key.
+///
+/// ```
+/// use lightning::prelude::*;
+///
+/// struct Tag(&'static str);
+/// #[callback]
+/// impl Tag {
+///     fn on_fit_start(&mut self) {}
+/// }
+///
+/// # fn main() -> lightning::Result<()> {
+/// let trainer = Trainer::builder().callbacks(((Tag("a"), Tag("b")), Tag("c"))).build()?;
+/// let mut trainer = trainer;
+/// assert_eq!(trainer.callbacks().0 .0 .1 .0, "b");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Nested<L>(pub L);
 
 lightning_macros::__callback_list_impls!();

@@ -61,6 +61,9 @@ pub struct Checkpoint {
     pub hyper_parameters: Option<Value>,
     /// Weights and counters only (`ModelCheckpoint::save_weights_only`): it cannot resume training.
     pub weights_only: bool,
+    /// The dropout generator's state ([`crate::nn::DropoutState`]), so that a resumed fit
+    /// draws the masks an uninterrupted one would (absent in older checkpoints).
+    pub dropout: Option<crate::nn::DropoutState>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -84,6 +87,8 @@ struct Meta {
     hyper_parameters: Option<Value>,
     #[serde(default)]
     weights_only: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dropout: Option<crate::nn::DropoutState>,
     /// The crc32c of each other file of the directory, by file name (absent before checksums).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     checksums: BTreeMap<String, u32>,
@@ -111,6 +116,7 @@ impl Meta {
             datamodule: self.datamodule,
             hyper_parameters: self.hyper_parameters,
             weights_only: self.weights_only,
+            dropout: self.dropout,
         }
     }
 }
@@ -129,6 +135,12 @@ const OPTIMIZER: &str = "optimizer/";
 pub fn module_state(params: &VarMap) -> BTreeMap<String, Tensor> {
     let data = params.data().lock().unwrap_or_else(|p| p.into_inner());
     data.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect()
+}
+
+/// The variables of a `VarMap` themselves, by name.
+pub(crate) fn module_vars(params: &VarMap) -> BTreeMap<String, Var> {
+    let data = params.data().lock().unwrap_or_else(|p| p.into_inner());
+    data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 fn synced_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -290,6 +302,7 @@ impl Checkpoint {
             datamodule: self.datamodule.clone(),
             hyper_parameters: self.hyper_parameters.clone(),
             weights_only: self.weights_only,
+            dropout: self.dropout,
             checksums: BTreeMap::new(),
         }
     }
@@ -445,7 +458,14 @@ impl Checkpoint {
     }
 
     /// Copies the weights into the module's variables; names and shapes must match exactly.
+    /// Nothing is changed if they do not.
     pub fn load_into(&self, params: &VarMap, origin: &Path) -> Result<()> {
+        set_all(self.prepare_weights(params, origin)?)
+    }
+
+    /// The module's variables, each with its value from this checkpoint on the variable's
+    /// device and in its dtype: checked and converted, not yet set ([`set_all`] sets them).
+    pub(crate) fn prepare_weights(&self, params: &VarMap, origin: &Path) -> Result<Vec<(Var, Tensor)>> {
         let data = params.data().lock().unwrap_or_else(|p| p.into_inner());
         let mismatch = |reason: String| Error::CheckpointMismatch { path: origin.to_path_buf(), reason };
         let missing: Vec<&String> = data.keys().filter(|k| !self.state_dict.contains_key(*k)).collect();
@@ -470,15 +490,56 @@ impl Checkpoint {
         // new tensors first: `Var::set` refuses a tensor sharing the variable's storage (one an
         // `on_load_checkpoint` took from the module), and a refusal half way through the
         // (hash-ordered) variables would leave some loaded and some not
-        let converted: Vec<(&Var, Tensor)> = data
-            .iter()
-            .map(|(name, var)| Ok((var, self.state_dict[name].to_device(var.device())?.to_dtype(var.dtype())?.copy()?)))
-            .collect::<Result<_>>()?;
-        for (var, t) in converted {
-            var.set(&t)?;
+        data.iter()
+            .map(|(name, var)| {
+                let t = self.state_dict[name].to_device(var.device())?.to_dtype(var.dtype())?.copy()?;
+                Ok((var.clone(), t))
+            })
+            .collect()
+    }
+
+    /// Checks the optimizers' states against the module's variables before anything is
+    /// restored: every buffer of a parameter the module has must have its shape, and every
+    /// parameter that has taken a step the same buffers. (What `configure_optimizers` returns
+    /// is checked once it has run.)
+    pub(crate) fn check_optimizer_state(&self, params: &VarMap, origin: &Path) -> Result<()> {
+        let data = params.data().lock().unwrap_or_else(|p| p.into_inner());
+        for (i, o) in self.optimizers.iter().enumerate() {
+            let bad = |reason: String| optimizer_mismatch(origin, i, reason);
+            o.check_buffers().map_err(bad)?;
+            for (key, t) in &o.tensors {
+                let Some(var) = key.rsplit_once('.').and_then(|(p, _)| data.get(p)) else { continue };
+                if t.dims() != var.dims() {
+                    return Err(bad(format!(
+                        "`{key}` has shape {:?}, the module's parameter {:?}",
+                        t.dims(),
+                        var.dims()
+                    )));
+                }
+            }
         }
         Ok(())
     }
+}
+
+/// A resume's error for an optimizer state that does not fit: names the file and what to do.
+pub(crate) fn optimizer_mismatch(origin: &Path, index: usize, reason: String) -> Error {
+    Error::CheckpointMismatch {
+        path: origin.to_path_buf(),
+        reason: format!(
+            "{OPTIMIZER_FILE}, optimizer {index}: {reason}. Resuming needs the optimizer state of the run \
+             that saved it; to start a new fit from these weights, load them with `load_from_checkpoint` \
+             and fit without `ckpt_path`"
+        ),
+    }
+}
+
+/// Sets each variable to its new value (from [`Checkpoint::prepare_weights`]).
+pub(crate) fn set_all(weights: Vec<(Var, Tensor)>) -> Result<()> {
+    for (var, t) in weights {
+        var.set(&t)?;
+    }
+    Ok(())
 }
 
 /// Lightning's `load_from_checkpoint`, for inference: reads a checkpoint, lets the module's

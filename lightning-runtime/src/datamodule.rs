@@ -14,15 +14,19 @@ use crate::{Error, Loader, NoLoader, Result, Stage, TransferBatch};
 /// this crate. The trainer calls them in Lightning's order (reference §2.6, §3):
 /// `prepare_data` and `setup` before the callbacks' and the module's, `teardown` before
 /// theirs, its loaders instead of the module's, its `state_dict` in checkpoints after the
-/// callbacks' and its `load_state_dict` after the module's `on_load_checkpoint`. When it
-/// sets `TRANSFERS_BATCHES`, its three batch-transfer hooks replace the module's.
+/// callbacks' and its `load_state_dict` after the module's `on_load_checkpoint`. Each
+/// batch-transfer hook it writes replaces the module's, as in Lightning.
+///
+/// Write `#[datamodule]` on the impl: it tells the trainer which hooks are written (a
+/// forgotten attribute is a compile error, never a silently ignored hook).
 ///
 /// ```
-/// use lightning::{DataModule, DataLoader, Stage};
+/// use lightning::{datamodule, DataModule, DataLoader, Stage};
 /// use candle_core::{Tensor, Device};
 ///
 /// struct Ramp { data: Option<(Tensor, Tensor)> }
 ///
+/// #[datamodule]
 /// impl DataModule for Ramp {
 ///     type Batch = (Tensor, Tensor);
 ///     type Loader = DataLoader;
@@ -37,13 +41,20 @@ use crate::{Error, Loader, NoLoader, Result, Stage, TransferBatch};
 ///     }
 /// }
 /// ```
-pub trait DataModule {
+pub trait DataModule: DataModuleAttribute {
     /// What its loaders yield.
     type Batch: TransferBatch;
     /// What its `*_dataloader` hooks return.
     type Loader: Loader<Batch = Self::Batch>;
-    /// Whether the batch-transfer hooks below replace the module's.
-    const TRANSFERS_BATCHES: bool = false;
+    /// Set by `#[datamodule]` when the impl writes `on_before_batch_transfer`.
+    #[doc(hidden)]
+    const IMPL_ON_BEFORE_BATCH_TRANSFER: bool = false;
+    /// Set by `#[datamodule]` when the impl writes `transfer_batch_to_device`.
+    #[doc(hidden)]
+    const IMPL_TRANSFER_BATCH_TO_DEVICE: bool = false;
+    /// Set by `#[datamodule]` when the impl writes `on_after_batch_transfer`.
+    #[doc(hidden)]
+    const IMPL_ON_AFTER_BATCH_TRANSFER: bool = false;
 
     /// Downloads or prepares data once, before `setup`.
     fn prepare_data(&mut self) -> Result<()> {
@@ -59,22 +70,28 @@ pub trait DataModule {
         let _ = stage;
         Ok(())
     }
+    /// The training loader (`None`: the module's).
     fn train_dataloader(&mut self) -> Result<Option<Self::Loader>> {
         Ok(None)
     }
+    /// The validation loader.
     fn val_dataloader(&mut self) -> Result<Option<Self::Loader>> {
         Ok(None)
     }
+    /// The test loader.
     fn test_dataloader(&mut self) -> Result<Option<Self::Loader>> {
         Ok(None)
     }
+    /// The prediction loader.
     fn predict_dataloader(&mut self) -> Result<Option<Self::Loader>> {
         Ok(None)
     }
+    /// Alters a batch before it moves to the device; replaces the module's when written.
     fn on_before_batch_transfer(&mut self, batch: Self::Batch, dataloader_idx: usize) -> Result<Self::Batch> {
         let _ = dataloader_idx;
         Ok(batch)
     }
+    /// Moves a batch to the device; replaces the module's when written.
     fn transfer_batch_to_device(
         &mut self,
         batch: Self::Batch,
@@ -84,6 +101,7 @@ pub trait DataModule {
         let _ = dataloader_idx;
         batch.to_device(device)
     }
+    /// Alters a batch on the device; replaces the module's when written.
     fn on_after_batch_transfer(&mut self, batch: Self::Batch, dataloader_idx: usize) -> Result<Self::Batch> {
         let _ = dataloader_idx;
         Ok(batch)
@@ -92,6 +110,7 @@ pub trait DataModule {
     fn state_dict(&mut self) -> Result<Value> {
         Ok(Value::Null)
     }
+    /// Restores what `state_dict` saved, on resume.
     fn load_state_dict(&mut self, state: &Value) -> Result<()> {
         let _ = state;
         Ok(())
@@ -102,6 +121,16 @@ pub trait DataModule {
     }
 }
 
+/// Implemented by `#[datamodule]` on `impl DataModule for ..`: the trainer learns from it
+/// which hooks the data module writes.
+#[diagnostic::on_unimplemented(
+    message = "the `DataModule` impl of `{Self}` lacks `#[datamodule]`",
+    label = "`#[datamodule]` missing",
+    note = "write `#[datamodule]` above `impl DataModule for {Self}`: it tells the trainer which batch-transfer hooks replace the module's"
+)]
+#[doc(hidden)]
+pub trait DataModuleAttribute {}
+
 /// The data module of a run without one: every hook is a no-op.
 pub struct NoDataModule<B>(PhantomData<fn() -> B>);
 
@@ -110,6 +139,8 @@ impl<B> Default for NoDataModule<B> {
         NoDataModule(PhantomData)
     }
 }
+
+impl<B> DataModuleAttribute for NoDataModule<B> {}
 
 impl<B: TransferBatch> DataModule for NoDataModule<B> {
     type Batch = B;

@@ -75,6 +75,55 @@ pub(crate) fn check_parameters(device: &Device, params: &candle_nn::VarMap) -> R
     Ok(())
 }
 
+/// Lightning's spellings: `auto`, `cpu`, `cuda` (`gpu`), `cuda:1`, `metal` (`mps`), `metal:1`.
+///
+/// ```
+/// use lightning::Accelerator;
+/// assert_eq!("cuda:1".parse::<Accelerator>().unwrap(), Accelerator::Cuda(1));
+/// assert_eq!(Accelerator::Metal(0).to_string(), "metal");
+/// ```
+impl std::str::FromStr for Accelerator {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let (name, index) = match s.split_once(':') {
+            Some((n, i)) => (n, Some(i)),
+            None => (s, None),
+        };
+        let ordinal = || match index {
+            None => Ok(0),
+            Some(i) => i
+                .parse::<usize>()
+                .map_err(|_| Error::config("accelerator", format!("`{i}` in `{s}` is not a device ordinal"))),
+        };
+        match name {
+            "auto" | "cpu" if index.is_some() => {
+                Err(Error::config("accelerator", format!("`{s}`: only cuda and metal take an ordinal")))
+            }
+            "auto" => Ok(Accelerator::Auto),
+            "cpu" => Ok(Accelerator::Cpu),
+            "cuda" | "gpu" => Ok(Accelerator::Cuda(ordinal()?)),
+            "metal" | "mps" => Ok(Accelerator::Metal(ordinal()?)),
+            _ => Err(Error::config(
+                "accelerator",
+                format!("`{s}` is not one of auto, cpu, cuda, cuda:N, metal, metal:N"),
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Accelerator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Accelerator::Auto => f.write_str("auto"),
+            Accelerator::Cpu => f.write_str("cpu"),
+            Accelerator::Cuda(0) => f.write_str("cuda"),
+            Accelerator::Cuda(i) => write!(f, "cuda:{i}"),
+            Accelerator::Metal(0) => f.write_str("metal"),
+            Accelerator::Metal(i) => write!(f, "metal:{i}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -72,6 +72,9 @@ macro_rules! either_call {
 }
 
 impl<A: Optimizer, B: Optimizer> Optimizer for Either<A, B> {
+    fn name(&self) -> &'static str {
+        either_call!(self, o => o.name())
+    }
     fn step(&mut self, grads: &Gradients) -> Result<()> {
         either_call!(self, o => o.step(grads))
     }
@@ -93,7 +96,26 @@ impl<A: Optimizer, B: Optimizer> Optimizer for Either<A, B> {
     fn load_state_dict(&mut self, state: &OptimizerState) -> Result<()> {
         either_call!(self, o => o.load_state_dict(state))
     }
+    fn momentum(&self) -> Option<f64> {
+        either_call!(self, o => o.momentum())
+    }
+    fn set_momentum(&mut self, momentum: f64) {
+        either_call!(self, o => o.set_momentum(momentum))
+    }
+    fn check_state_dict(&self, state: &OptimizerState) -> Result<()> {
+        either_call!(self, o => o.check_state_dict(state))
+    }
+    fn named_parameters(&self) -> Vec<(&str, &candle_core::Var)> {
+        either_call!(self, o => o.named_parameters())
+    }
     fn use_master_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
         either_call!(self, o => o.use_master_weights(dtype))
+    }
+    fn use_master_weights_from(
+        &mut self,
+        dtype: candle_core::DType,
+        masters: &std::collections::HashMap<candle_core::TensorId, candle_core::Var>,
+    ) -> Result<()> {
+        either_call!(self, o => o.use_master_weights_from(dtype, masters))
     }
 }

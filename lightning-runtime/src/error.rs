@@ -53,6 +53,11 @@ pub enum Error {
     #[error("{} trainable parameter(s) got no gradient from the first backward and would never train: {}. Either an op between them and the loss has no backward (candle-nn 0.11's fast `LayerNorm`, `RmsNorm`, `ops::layer_norm`, `ops::rms_norm` and `ops::softmax_last_dim` run through `apply_op*_no_bwd`: use candle's `ops::layer_norm_slow` and `ops::softmax`, which have gradients), or the loss never uses their branch. For a model that skips branches on purpose, set `Trainer::builder().allow_unused_parameters(true)` (DDP's `find_unused_parameters`)", names.len(), names.join(", "))]
     UnusedParameters { names: Vec<String> },
 
+    /// `configure_optimizers` returned an optimizer holding variables that are not in the
+    /// module's `VarMap`: checkpoints, device moves and DDP would miss them.
+    #[error("{} optimizer parameter(s) are not in `{module}`'s `VarMap` ({}), so checkpoints would not save them, a device or precision change would not move them and DDP would not broadcast them: create them through a `VarBuilder` on the module's `VarMap` (`VarBuilder::from_varmap(&vars, ..)`) or add them to it (`vars.data().lock().unwrap().insert(\"name\".into(), var.clone())`); `lightning::var_map([(\"w\", &w)])` makes a `VarMap` of variables made by hand", names.len(), names.join(", "))]
+    ParametersOutsideModule { module: &'static str, names: Vec<String> },
+
     /// `log` was called from a hook where Lightning forbids logging (reference §4.10).
     #[error("you can't log `{name}` inside `{hook}`: log from the steps, the batch hooks, or the loop and epoch start/end hooks")]
     LogNotAllowed { hook: &'static str, name: String },
@@ -125,6 +130,11 @@ pub enum Error {
     /// A collective operation waited longer than its timeout for the other ranks.
     #[error("rank {rank} of {world} waited {waited:?} in {op}; {}: ending the job (raise LIGHTNING_COLLECTIVE_TIMEOUT if the ranks are only slow)", if missing.is_empty() { "every rank answered the roll call, so one is stuck in another operation".to_string() } else { format!("rank(s) {} did not arrive (stuck, or dead)", missing.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ")) })]
     CollectiveTimeout { op: String, rank: usize, world: usize, waited: std::time::Duration, missing: Vec<usize> },
+
+    /// The MLflow tracking server is missing, unreachable, or refused a request at the start
+    /// of a run (`reason` says which, and what to do).
+    #[error("MLflow tracking server {uri}: {reason}")]
+    Mlflow { uri: String, reason: String },
 
     /// A metric of [`crate::metrics`] got input it can't use, or has nothing to compute.
     #[error("metric `{metric}`: {reason}")]

@@ -16,6 +16,29 @@ pub enum GradientClipAlgorithm {
     Value,
 }
 
+/// Lightning's spellings: `"norm"`, `"value"`.
+impl std::str::FromStr for GradientClipAlgorithm {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "norm" => Ok(GradientClipAlgorithm::Norm),
+            "value" => Ok(GradientClipAlgorithm::Value),
+            other => {
+                Err(crate::Error::config("gradient_clip_algorithm", format!("`{other}` is not one of norm, value")))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for GradientClipAlgorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GradientClipAlgorithm::Norm => "norm",
+            GradientClipAlgorithm::Value => "value",
+        })
+    }
+}
+
 /// The gradients of a module's variables, summed over the batches of an accumulation
 /// window. Only the variables' gradients are kept: candle's `GradStore` also holds every
 /// intermediate tensor's, which are dropped here as soon as backward returns.

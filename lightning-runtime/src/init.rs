@@ -84,6 +84,29 @@ pub fn seeded_var_builder(vars: &VarMap, seed: u64, dtype: DType, device: &Devic
     VarBuilder::from_backend(Box::new(backend), dtype, device.clone())
 }
 
+/// A `VarMap` holding variables made by hand, under their names: the module's parameters
+/// when it does not build them through a `VarBuilder`. Every variable an optimizer trains
+/// must be in the module's `VarMap` (`fit` refuses others), so that checkpoints save it,
+/// device moves rebind it and DDP broadcasts it.
+///
+/// ```
+/// use candle_core::{DType, Device, Var};
+/// let w = Var::zeros((3, 1), DType::F32, &Device::Cpu)?;
+/// let vars = lightning::var_map([("w", &w)]);
+/// assert_eq!(vars.all_vars().len(), 1);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
+pub fn var_map<'a>(named: impl IntoIterator<Item = (&'a str, &'a Var)>) -> VarMap {
+    let vars = VarMap::new();
+    {
+        let mut data = vars.data().lock().unwrap_or_else(|p| p.into_inner());
+        for (name, var) in named {
+            data.insert(name.to_string(), var.clone());
+        }
+    }
+    vars
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ mod callback;
 pub mod callbacks;
 mod checkpoint;
 mod ckpt_files;
+pub mod cli;
 pub mod data;
 mod datamodule;
 mod device;
@@ -34,21 +35,21 @@ mod summary;
 mod trainer;
 
 pub use batch::TransferBatch;
-pub use callback::{Callback, CallbackList, Chain};
+pub use callback::{Callback, CallbackList, CallbackTuple, Chain, IsCallback, Nested};
 pub use callbacks::{
     EarlyStopping, EmaWeights, GradientAccumulationScheduler, LearningRateMonitor, ModelCheckpoint,
     OnExceptionCheckpoint, ProgressBar,
 };
 pub use checkpoint::{load_from_checkpoint, module_state as checkpoint_state, Checkpoint};
 pub use data::{accuracy, DataLoader, Loader, NoLoader};
-pub use datamodule::{DataModule, NoDataModule};
+pub use datamodule::{DataModule, DataModuleAttribute, NoDataModule};
 pub use device::Accelerator;
 pub use either::Either;
 pub use error::{Error, Result};
 pub use grads::{GradientClipAlgorithm, Gradients};
-pub use init::seeded_var_builder;
+pub use init::{seeded_var_builder, var_map};
 pub use interrupt::Signal;
-pub use logging::{CsvLogger, Log, LogValue, Logger, Reduce, TensorBoardLogger};
+pub use logging::{CsvLogger, Log, LogValue, Logger, MlflowLogger, Reduce, TensorBoardLogger};
 pub use module::{requirements, HasParameters, LightningModule};
 pub use optim::{
     Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig, CosineAnnealingLr, CosineAnnealingWarmRestarts,
@@ -60,7 +61,7 @@ pub use precision::Precision;
 pub use relocate::{Relocate, Relocation};
 pub use state::{Flow, Stage, TrainerState};
 pub use step::StepOutput;
-pub use summary::summarize;
+pub use summary::{summarize, summarize_trainable};
 pub use trainer::{
     CkptPath, EitherLoader, FitOutcome, Limit, ManualOptimization, Metrics, OptimizerClosure, StopReason, Strategy,
     Trainer, TrainerBuilder, TrainerConfig, SMALL_MODEL_PARAMS,
@@ -79,4 +80,9 @@ pub mod __private {
     pub use crate::logging::LogScope;
     pub use crate::module::requirements::*;
     pub use crate::relocate::{Field, ViaNothing, ViaRelocate};
+    /// One pass-through trait per hook argument: a parameter of the wrong type is reported
+    /// at the parameter, naming what the hook passes.
+    pub mod hook_args {
+        lightning_macros::__hook_arg_traits!();
+    }
 }

@@ -14,9 +14,11 @@ use crate::{Error, Result};
 /// floating-point tensors of each batch.
 ///
 /// `bf16-mixed` computes forward and backward in bf16 and applies the updates to f32
-/// master weights kept by the optimizer, writing the rounded values back (Apex's "O2"):
-/// candle has no autocast, so the module is converted to bf16 as for `bf16-true`, and small
-/// updates that bf16 would round away still add up.
+/// master weights, writing the rounded values back (Apex's "O2"): candle has no autocast, so
+/// the module computes with bf16 copies of its f32 variables, which the optimizer keeps as its
+/// master weights (small updates that bf16 would round away still add up). The loss goes
+/// backward and to the logs in f32, checkpoints save the f32 master weights, and the module
+/// holds them again when the run ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Precision {
     /// `"64-true"`
@@ -46,6 +48,14 @@ impl Precision {
             Precision::Bf16True | Precision::Bf16Mixed => DType::BF16,
         }
     }
+}
+
+/// `t` in f32 when it is in a half-precision dtype (f16, bf16), else `t` itself.
+pub(crate) fn widen(t: &candle_core::Tensor) -> Result<candle_core::Tensor> {
+    Ok(match t.dtype() {
+        DType::F16 | DType::BF16 => t.to_dtype(DType::F32)?,
+        _ => t.clone(),
+    })
 }
 
 impl fmt::Display for Precision {

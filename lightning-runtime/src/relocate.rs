@@ -4,8 +4,9 @@
 //! tensor. So the trainer makes new variables in the module's `VarMap` and rebinds every
 //! field that holds the old ones: `#[lightning_module]` calls [`Relocate`] on each field
 //! whose type implements it (tensors, variables, candle-nn's layers, and `Vec`, `Option`,
-//! `Box`, arrays of them) and leaves the others alone. Implement `Relocate` for your own
-//! layer types, or build the module on `trainer.device()` in its final dtype.
+//! `Box`, arrays of them) and leaves the others alone. Write `#[derive(Relocate)]` on your
+//! own layer types: it relocates every field, and a field that cannot relocate is a
+//! compile error there.
 
 use std::collections::HashMap;
 
@@ -47,9 +48,68 @@ impl Relocation {
     }
 }
 
-/// A field that holds tensors the trainer can move.
+/// A field that holds tensors the trainer can move. Derive it for a layer struct:
+///
+/// ```
+/// use lightning::prelude::*;
+/// use lightning::nn::{Linear, MaxPool2d};
+///
+/// #[derive(Relocate)]
+/// struct Block {
+///     fc: Linear,
+///     pool: MaxPool2d,
+///     width: usize,
+///     #[relocate(skip)]
+///     name: std::rc::Rc<str>,
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be moved to the trainer's device: it does not implement `Relocate`",
+    label = "this field cannot relocate",
+    note = "write `#[derive(Relocate)]` on a layer type of your own, or mark a field that holds no tensors `#[relocate(skip)]`"
+)]
 pub trait Relocate {
+    /// Rebinds every tensor and variable held to its moved copy.
     fn relocate(&mut self, to: &Relocation) -> Result<()>;
+}
+
+/// Plain values hold no tensors: nothing to move.
+macro_rules! stays {
+    ($($t:ty),*) => {$(
+        impl Relocate for $t {
+            #[inline]
+            fn relocate(&mut self, _: &Relocation) -> Result<()> {
+                Ok(())
+            }
+        }
+    )*};
+}
+
+stays!(bool, char, u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64, String, &'static str, ());
+
+impl<T: ?Sized> Relocate for std::marker::PhantomData<T> {
+    #[inline]
+    fn relocate(&mut self, _: &Relocation) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A layer's device follows its tensors.
+impl Relocate for Device {
+    fn relocate(&mut self, to: &Relocation) -> Result<()> {
+        *self = to.device.clone();
+        Ok(())
+    }
+}
+
+/// A layer's float dtype follows its tensors' (integer dtypes stay, as tensors' do).
+impl Relocate for DType {
+    fn relocate(&mut self, to: &Relocation) -> Result<()> {
+        if let Some(d) = to.dtype.filter(|_| self.is_float()) {
+            *self = d;
+        }
+        Ok(())
+    }
 }
 
 impl Relocate for Tensor {
@@ -147,6 +207,23 @@ pub(crate) fn plan(vars: &VarMap, device: &Device, dtype: Option<DType>) -> Resu
 
 /// Autoref specialization: `(&mut Field(&mut x)).relocate_field(r)` relocates `x` when its
 /// type implements `Relocate`, and does nothing otherwise.
+/// Puts the master weights back in the `VarMap` in place of the variables computed with
+/// (keyed by their ids), and the relocation that rebinds the module's fields to them.
+pub(crate) fn restore(vars: &VarMap, device: &Device, masters: &HashMap<TensorId, Var>) -> Option<Relocation> {
+    if masters.is_empty() {
+        return None;
+    }
+    let mut data = vars.data().lock().unwrap_or_else(|p| p.into_inner());
+    let mut r = Relocation { device: device.clone(), dtype: None, vars: HashMap::new() };
+    for v in data.values_mut() {
+        if let Some(m) = masters.get(&v.id()) {
+            r.vars.insert(v.id(), m.clone());
+            *v = m.clone();
+        }
+    }
+    Some(r)
+}
+
 #[doc(hidden)]
 pub struct Field<'a, T>(pub &'a mut T);
 

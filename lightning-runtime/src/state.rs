@@ -109,6 +109,8 @@ pub struct TrainerState {
     /// The current batch's size, the default weight of its logged values.
     pub(crate) batch_size: usize,
     pub(crate) save_requests: Vec<SaveRequest>,
+    /// `ModelCheckpoint`'s view after its last save, for `Logger::after_save_checkpoint`.
+    pub(crate) saved_checkpoints: Option<crate::logging::SavedCheckpoints>,
     pub(crate) last_saved: Option<PathBuf>,
     /// The optimizers' and scheduler's states when a signal stopped `fit` between batches,
     /// for the checkpoints `on_exception` asks for (the loop that owned them is gone).
@@ -117,6 +119,10 @@ pub struct TrainerState {
     pub(crate) batches_done: usize,
     /// The module's parameters were moved or converted at set-up.
     pub(crate) relocated: bool,
+    /// Under `bf16-mixed`: the f32 master weights, by the id of the bf16 variable the module
+    /// computes with (the module's f32 variables from before the conversion; the optimizer
+    /// updates them, checkpoints save them, and the module gets them back at the end of the run).
+    pub(crate) masters: std::collections::HashMap<candle_core::TensorId, candle_core::Var>,
     /// The process group of data-parallel training (`TrainerBuilder::ddp`).
     pub(crate) world: Option<std::sync::Arc<dyn crate::dist::Collective>>,
     /// Inside `on_train_epoch_end` of a finished epoch: a checkpoint saved now resumes at the next epoch.
@@ -166,15 +172,23 @@ impl TrainerState {
             running: LoopKind::Train,
             batch_size: 1,
             save_requests: Vec::new(),
+            saved_checkpoints: None,
             last_saved: None,
             stopped_optim: None,
             batches_done: 0,
             relocated: false,
+            masters: std::collections::HashMap::new(),
             world: None,
             at_epoch_end: false,
             stop_reason: None,
             stepping_batches: None,
         }
+    }
+
+    /// Sets `training` and the flag `lightning::nn`'s dropout layers read on this thread.
+    pub(crate) fn set_training(&mut self, training: bool) {
+        self.training = training;
+        crate::nn::set_training(training);
     }
 
     /// Lightning's `self.log(name, value)` with the hook's defaults: per step in

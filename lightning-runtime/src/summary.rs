@@ -4,7 +4,12 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use candle_core::Var;
+
 use crate::HasParameters;
+
+/// A layer's variables (name suffix → shape), its parameter count and how many are trainable.
+type Layer = (BTreeMap<String, Vec<usize>>, usize, usize);
 
 /// Lightning's `get_human_readable_count`: `320`, `18.5 K`, `1.2 M`.
 fn human(n: usize) -> String {
@@ -33,9 +38,33 @@ fn infer_type(vars: &BTreeMap<String, Vec<usize>>) -> String {
 /// names (`fc1` of `fc1.weight`), with its type (the struct field's of that name, else read
 /// from the weight's shape), parameter count and trainability; then the totals and the size
 /// in MB. The trainer prints it at fit start unless `enable_model_summary(false)`.
+///
+/// Every parameter counts as trainable here; [`summarize_trainable`] takes the optimizers'
+/// parameters.
 pub fn summarize<M: HasParameters>(model: &M) -> String {
-    // layer → (variable suffix → shape), plus parameter count and bytes
-    let mut layers: BTreeMap<String, (BTreeMap<String, Vec<usize>>, usize)> = BTreeMap::new();
+    summarize_trainable(model, |_| true)
+}
+
+/// [`summarize`], with the parameters for which `trainable` is false (those no optimizer
+/// holds, as the trainer tells it at fit start) counted as non-trainable, as Lightning counts
+/// frozen ones. A layer's Trainable column says `yes`, `no` or `partly`.
+///
+/// ```
+/// use candle_nn::VarMap;
+/// # use lightning::prelude::*;
+/// # #[lightning_module] struct Two { vars: VarMap, a: candle_nn::Linear, b: candle_nn::Linear }
+/// # fn main() -> lightning::Result<()> {
+/// let vars = VarMap::new();
+/// let vb = lightning::seeded_var_builder(&vars, 0, candle_core::DType::F32, &candle_core::Device::Cpu);
+/// let (a, b) = (candle_nn::linear(2, 2, vb.pp("a"))?, candle_nn::linear(2, 2, vb.pp("b"))?);
+/// let frozen = a.weight().id();
+/// let table = lightning::summarize_trainable(&Two { vars, a, b }, |v| v.id() != frozen);
+/// assert!(table.contains("8         Trainable params") && table.contains("4         Non-trainable params"));
+/// # Ok(()) }
+/// ```
+pub fn summarize_trainable<M: HasParameters>(model: &M, trainable: impl Fn(&Var) -> bool) -> String {
+    // layer → (variable suffix → shape), parameter count, trainable count; and bytes
+    let mut layers: BTreeMap<String, Layer> = BTreeMap::new();
     let mut bytes = 0usize;
     {
         let data = model.parameters().data().lock().unwrap_or_else(|p| p.into_inner());
@@ -44,6 +73,9 @@ pub fn summarize<M: HasParameters>(model: &M) -> String {
             let e = layers.entry(layer.to_owned()).or_default();
             e.0.insert(rest.to_owned(), var.dims().to_vec());
             e.1 += var.elem_count();
+            if trainable(var) {
+                e.2 += var.elem_count();
+            }
             bytes += var.elem_count() * var.dtype().size_in_bytes();
         }
     }
@@ -54,10 +86,15 @@ pub fn summarize<M: HasParameters>(model: &M) -> String {
     let rows: Vec<[String; 4]> = names
         .iter()
         .map(|n| {
-            let (vars, count) = &layers[*n];
+            let (vars, count, trained) = &layers[*n];
             let ty =
                 fields.iter().find(|(f, _)| f == n).map(|(_, t)| t.to_string()).unwrap_or_else(|| infer_type(vars));
-            [(*n).clone(), ty, human(*count), "yes".into()]
+            let yes = match trained {
+                0 if *count > 0 => "no",
+                t if t < count => "partly",
+                _ => "yes",
+            };
+            [(*n).clone(), ty, human(*count), yes.into()]
         })
         .collect();
     let head = ["Name", "Type", "Params", "Trainable"];
@@ -83,12 +120,13 @@ pub fn summarize<M: HasParameters>(model: &M) -> String {
         out.push_str(&line([&r[0], &r[1], &r[2], &r[3]], &i.to_string()));
         out.push('\n');
     }
-    let total: usize = layers.values().map(|(_, c)| *c).sum();
+    let total: usize = layers.values().map(|(_, c, _)| *c).sum();
+    let trained: usize = layers.values().map(|(_, _, t)| *t).sum();
     let _ = write!(
         out,
         "{rule}\n{:<10}Trainable params\n{:<10}Non-trainable params\n{:<10}Total params\n{:<10.3}Total estimated model params size (MB)\n",
-        human(total),
-        "0",
+        human(trained),
+        human(total - trained),
         human(total),
         bytes as f64 / 1e6
     );

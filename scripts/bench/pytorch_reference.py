@@ -14,6 +14,15 @@ Run:
     .venv-torch/bin/python scripts/bench/pytorch_reference.py [--cnn-batches 100] [--mlp-batches 938]
 Peak memory of one Lightning MLP epoch (compare with the MNIST example's, see BENCHMARKS.md):
     /usr/bin/time -v .venv-torch/bin/python scripts/bench/pytorch_reference.py --lightning-mlp-epoch
+
+The GPT of `cargo bench --bench gpt` (examples/gpt.rs: pre-LN blocks with GPT-2's names, GELU
+tanh, torch's fused scaled_dot_product_attention, dropout 0, AdamW (0.9, 0.99) lr 3e-3 with
+OneCycleLR, cross-entropy on every position) on the embedded fortunes sample, plain PyTorch
+and Lightning bare, in the example's configuration (4 layers, 4 heads, d 128, context 128,
+batch 32) and a small one (2 layers, 4 heads, d 64, context 16, batch 128):
+    .venv-torch/bin/python scripts/bench/pytorch_reference.py --gpt [--gpt-config gpt|small] [--gpt-batches N]
+Peak memory of plain PyTorch on the example's configuration (compare with the bench's):
+    /usr/bin/time -v .venv-torch/bin/python scripts/bench/pytorch_reference.py --gpt --gpt-config gpt --gpt-only plain
 """
 import argparse
 import contextlib
@@ -125,14 +134,158 @@ def lightning_run(make, x, y, batches, defaults):
     return batches * BATCH / (clock.end - clock.start)
 
 
+SAMPLE = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "data", "fortunes-sample")
+GPT_CONFIGS = {"gpt": dict(n_layer=4, n_embd=128, block=128, batch=32), "small": dict(n_layer=2, n_embd=64, block=16, batch=128)}
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, d, heads):
+        super().__init__()
+        self.c_attn, self.c_proj, self.heads = nn.Linear(d, 3 * d), nn.Linear(d, d), heads
+
+    def forward(self, x):
+        b, t, d = x.shape
+        q, k, v = (z.view(b, t, self.heads, d // self.heads).transpose(1, 2) for z in self.c_attn(x).split(d, dim=2))
+        y = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.c_proj(y.transpose(1, 2).contiguous().view(b, t, d))
+
+
+class Block(nn.Module):
+    def __init__(self, d, heads):
+        super().__init__()
+        self.ln_1, self.attn, self.ln_2 = nn.LayerNorm(d), CausalSelfAttention(d, heads), nn.LayerNorm(d)
+        self.mlp = nn.ModuleDict(dict(c_fc=nn.Linear(d, 4 * d), c_proj=nn.Linear(4 * d, d)))
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp.c_proj(nn.functional.gelu(self.mlp.c_fc(self.ln_2(x)), approximate="tanh"))
+
+
+class Gpt(nn.Module):
+    def __init__(self, vocab, n_layer, n_embd, block, heads=4):
+        super().__init__()
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(vocab, n_embd),
+                wpe=nn.Embedding(block, n_embd),
+                h=nn.ModuleList(Block(n_embd, heads) for _ in range(n_layer)),
+                ln_f=nn.LayerNorm(n_embd),
+            )
+        )
+        self.lm_head = nn.Linear(n_embd, vocab, bias=False)
+
+    def forward(self, idx):
+        tf = self.transformer
+        x = tf.wte(idx) + tf.wpe(torch.arange(idx.shape[1]))
+        for block in tf.h:
+            x = block(x)
+        return self.lm_head(tf.ln_f(x)).flatten(0, 1)
+
+
+def gpt_data(cfg, batches):
+    text = "".join(gzip.open(os.path.join(SAMPLE, f + ".gz"), "rt").read() for f in ["fortunes", "literature", "riddles"])
+    chars = sorted(set(text))
+    ids = torch.tensor([chars.index(c) for c in text])
+    t, n = cfg["block"], batches * cfg["batch"]
+    ids = ids.repeat(n * t // len(ids) + 2)
+    x = torch.stack([ids[i * t : i * t + t] for i in range(n)])
+    y = torch.stack([ids[i * t + 1 : i * t + t + 1] for i in range(n)])
+    return len(chars), x, y
+
+
+def gpt_optim(model, steps):
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.99), weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=steps, pct_start=0.1, cycle_momentum=False)
+    return opt, sched
+
+
+def gpt_plain(cfg, batches):
+    vocab, x, y = gpt_data(cfg, batches)
+    torch.manual_seed(0)
+    model = Gpt(vocab, cfg["n_layer"], cfg["n_embd"], cfg["block"])
+    opt, sched = gpt_optim(model, batches)
+    start, total = None, 0.0
+    for xb, yb in DataLoader(TensorDataset(x, y), batch_size=cfg["batch"], shuffle=True, generator=torch.Generator().manual_seed(0)):
+        if start is None:
+            start = time.perf_counter()
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(xb), yb.flatten())
+        loss.backward()
+        opt.step()
+        sched.step()
+        total += loss.detach()
+    return batches * cfg["batch"] / (time.perf_counter() - start), total.item() / batches
+
+
+def gpt_lightning(cfg, batches):
+    import lightning as L
+
+    vocab, x, y = gpt_data(cfg, batches)
+
+    class Module(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = Gpt(vocab, cfg["n_layer"], cfg["n_embd"], cfg["block"])
+
+        def training_step(self, batch, _):
+            xb, yb = batch
+            loss = nn.functional.cross_entropy(self.net(xb), yb.flatten())
+            self.log("train_loss", loss, prog_bar=True)
+            return loss
+
+        def configure_optimizers(self):
+            opt, sched = gpt_optim(self, self.trainer.estimated_stepping_batches)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    class Clock(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, i):
+            if i == 0:
+                self.start = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, module):
+            self.end = time.perf_counter()
+
+    torch.manual_seed(0)
+    clock = Clock()
+    loader = DataLoader(TensorDataset(x, y), batch_size=cfg["batch"], shuffle=True, generator=torch.Generator().manual_seed(0))
+    with tempfile.TemporaryDirectory() as root:
+        kw = dict(max_epochs=1, accelerator="cpu", devices=1, callbacks=[clock], default_root_dir=root)
+        kw.update(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            L.Trainer(**kw).fit(Module(), loader)
+    return batches * cfg["batch"] / (clock.end - clock.start), float("nan")
+
+
+def gpt_main(a):
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, python {sys.version.split()[0]}")
+    print("| config | trainer | batches | samples/s | tokens/s | mean loss |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name in [a.gpt_config] if a.gpt_config else ["gpt", "small"]:
+        cfg = GPT_CONFIGS[name]
+        batches = a.gpt_batches or (20 if name == "gpt" else 100)
+        runs = [("plain PyTorch", gpt_plain), ("Lightning, bare", gpt_lightning)]
+        for trainer, run in runs:
+            if a.gpt_only and not trainer.lower().startswith(a.gpt_only):
+                continue
+            sps, loss = run(cfg, batches)
+            print(f"| {name} | {trainer} | {batches} | {sps:.0f} | {sps * cfg['block']:.0f} | {loss:.4f} |")
+
+
 def main():
     p = argparse.ArgumentParser()
+    p.add_argument("--gpt", action="store_true", help="the GPT benchmark's model instead of the MLP and CNN")
+    p.add_argument("--gpt-config", choices=list(GPT_CONFIGS))
+    p.add_argument("--gpt-batches", type=int)
+    p.add_argument("--gpt-only", choices=["plain", "lightning"])
     p.add_argument("--cnn-batches", type=int, default=100)
     p.add_argument("--mlp-batches", type=int, default=60000 // BATCH)
     p.add_argument("--only", choices=["mlp", "cnn"])
     p.add_argument("--lightning-mlp-epoch", action="store_true", help="only one MLP epoch with Lightning's defaults (for peak RSS)")
     a = p.parse_args()
     torch.set_num_threads(1)
+    if a.gpt:
+        gpt_main(a)
+        return
     x, y = load()
     if a.lightning_mlp_epoch:
         print(f"Lightning MLP epoch: {lightning_run(mlp, x, y, a.mlp_batches, True):.0f} samples/s")

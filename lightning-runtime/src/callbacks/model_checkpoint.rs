@@ -279,7 +279,30 @@ impl ModelCheckpoint {
             }
         }
         self.state.last_global_step_saved = Some(t.global_step);
+        let current = self.monitor.as_ref().and_then(|k| metrics.get(k).copied());
+        t.saved_checkpoints = Some(self.saved_view(current));
         Ok(())
+    }
+
+    /// What loggers see of this callback after a save (`Logger::after_save_checkpoint`).
+    fn saved_view(&self, current_score: Option<f64>) -> crate::logging::SavedCheckpoints {
+        crate::logging::SavedCheckpoints {
+            last_model_path: self.state.last_model_path.clone(),
+            current_score,
+            best_model_path: self.state.best_model_path.clone(),
+            best_model_score: self.state.best_model_score,
+            best_k_models: self.state.best_k_models.clone(),
+            monitor: self.monitor.clone(),
+            mode: match self.mode {
+                Mode::Min => "min",
+                Mode::Max => "max",
+            },
+            save_last: self.save_last,
+            save_top_k: self.save_top_k,
+            save_weights_only: self.save_weights_only,
+            every_n_train_steps: self.every_n_train_steps,
+            every_n_epochs: self.every_n_epochs,
+        }
     }
 }
 
@@ -417,7 +440,7 @@ impl ModelCheckpoint {
 
     fn state_dict(&mut self, trainer: &mut TrainerState) -> serde_json::Value {
         let dir = self.dir(trainer);
-        Saved::of(&dir, &self.state)
+        Saved::of(&dir, self.monitor.as_deref(), &self.state)
     }
 
     fn load_state_dict(&mut self, trainer: &mut TrainerState, state_dict: &serde_json::Value) -> Result<()> {

@@ -75,8 +75,9 @@ fn field<T: DeserializeOwned>(state: &Value, key: &str) -> Result<Option<T>> {
 }
 
 impl Saved {
-    /// The JSON of `state` for the checkpoint directory `dir`: paths in `dir` as names.
-    pub fn of(dir: &Path, state: &State) -> Value {
+    /// The JSON of `state` for the checkpoint directory `dir`: paths in `dir` as names. The
+    /// `monitor` goes with it, as in Lightning's state (`metrics.svg` marks the best by it).
+    pub fn of(dir: &Path, monitor: Option<&str>, state: &State) -> Value {
         let name = |p: &Path| match (p.parent() == Some(dir), p.file_name()) {
             (true, Some(n)) => PathText::of(Path::new(n)),
             _ => PathText::of(p),
@@ -97,6 +98,7 @@ impl Saved {
             false => json!(best_k),
         };
         json!({
+            "monitor": monitor,
             "dirpath": PathText::of(dir),
             "best_k_models": best_k,
             "best_model_path": state.best_model_path.as_deref().map(name),

@@ -12,14 +12,43 @@ pub struct IdxArray {
     pub data: Vec<u8>,
 }
 
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+pub(crate) const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// Refuse arrays over 4 GiB: no MNIST-like file is near that, a corrupt header may be.
 const MAX_BYTES: usize = 1 << 32;
 
 /// Reads an IDX file; gzip is detected from the content, not the name.
+///
+/// The data is read straight into its final buffer: the peak memory is the array itself
+/// (plus the compressed file's read buffer for gzip), never the file's bytes beside a copy.
 pub fn read_idx(path: &Path) -> Result<IdxArray> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    parse_idx(&bytes, path)
+    let io = |e| Error::io(path, e);
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    let mut magic = [0u8; 2];
+    let got = read_up_to(&mut file, &mut magic).map_err(io)?;
+    std::io::Seek::rewind(&mut file).map_err(io)?;
+    if got == 2 && magic == GZIP_MAGIC {
+        // deflate expands at most ~1032:1, so the stream's size bounds the first allocation
+        let cap = usize::try_from(size.saturating_mul(1032)).unwrap_or(usize::MAX);
+        return parse_gzip(std::io::BufReader::new(file), path, cap);
+    }
+    let mut header = vec![0u8; 4];
+    let got = read_up_to(&mut file, &mut header).map_err(io)?;
+    header.truncate(got);
+    if got == 4 {
+        header.resize(4 + 4 * header[3] as usize, 0);
+        let more = read_up_to(&mut file, &mut header[4..]).map_err(io)?;
+        header.truncate(4 + more);
+    }
+    match check_header(&header, path)? {
+        Header::Complete { dims, expected } => {
+            check_body(&dims, expected, (size as usize).saturating_sub(header.len()), path)?;
+            let mut data = vec![0u8; expected];
+            std::io::Read::read_exact(&mut file, &mut data).map_err(io)?;
+            Ok(IdxArray { dims, data })
+        }
+        Header::Short => parse_plain(&header, path),
+    }
 }
 
 /// Parses IDX bytes (gzipped or not); `origin` names the source in errors.
@@ -29,29 +58,35 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
 /// than the declared array (itself capped at 4 GiB).
 pub fn parse_idx(bytes: &[u8], origin: &Path) -> Result<IdxArray> {
     if bytes.starts_with(&GZIP_MAGIC) {
-        let mut gz = flate2::read::GzDecoder::new(bytes);
-        let gz_err = |e: std::io::Error| Error::bad_file(origin, format!("not a valid gzip stream: {e}"));
-        let mut head = [0u8; 4];
-        let got = read_up_to(&mut gz, &mut head).map_err(gz_err)?;
-        let ndims = if got == 4 { head[3] as usize } else { 0 };
-        let mut header = head[..got].to_vec();
-        let mut dims = vec![0u8; 4 * ndims];
-        let got = read_up_to(&mut gz, &mut dims).map_err(gz_err)?;
-        header.extend_from_slice(&dims[..got]);
-        return match check_header(&header, origin)? {
-            Header::Complete { dims, expected } => {
-                // read at most one byte more than declared (to see trailing bytes); the
-                // buffer grows with what the stream really holds, never with the header's claim
-                let mut body = Vec::new();
-                (&mut gz).take(expected as u64 + 1).read_to_end(&mut body).map_err(gz_err)?;
-                check_body(&dims, expected, body.len(), origin)?;
-                Ok(IdxArray { dims, data: body })
-            }
-            // parse_plain reports the truncated header
-            Header::Short => parse_plain(&header, origin),
-        };
+        return parse_gzip(bytes, origin, bytes.len().saturating_mul(1032));
     }
     parse_plain(bytes, origin)
+}
+
+/// A gzipped IDX stream; `cap` bounds the body buffer's first allocation.
+fn parse_gzip(stream: impl Read, origin: &Path, cap: usize) -> Result<IdxArray> {
+    let mut gz = flate2::read::GzDecoder::new(stream);
+    let gz_err = |e: std::io::Error| Error::bad_file(origin, format!("not a valid gzip stream: {e}"));
+    let mut head = [0u8; 4];
+    let got = read_up_to(&mut gz, &mut head).map_err(gz_err)?;
+    let ndims = if got == 4 { head[3] as usize } else { 0 };
+    let mut header = head[..got].to_vec();
+    let mut dims = vec![0u8; 4 * ndims];
+    let got = read_up_to(&mut gz, &mut dims).map_err(gz_err)?;
+    header.extend_from_slice(&dims[..got]);
+    match check_header(&header, origin)? {
+        Header::Complete { dims, expected } => {
+            // read at most one byte more than declared (to see trailing bytes); the buffer
+            // starts at the declared size only as far as the stream could hold it, so a
+            // header's false claim cannot make it allocate more
+            let mut body = Vec::with_capacity(expected.min(cap));
+            (&mut gz).take(expected as u64 + 1).read_to_end(&mut body).map_err(gz_err)?;
+            check_body(&dims, expected, body.len(), origin)?;
+            Ok(IdxArray { dims, data: body })
+        }
+        // parse_plain reports the truncated header
+        Header::Short => parse_plain(&header, origin),
+    }
 }
 
 /// The data must be exactly as long as the dimensions say.
@@ -77,12 +112,12 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-enum Header {
+pub(crate) enum Header {
     Complete { dims: Vec<usize>, expected: usize },
     Short,
 }
 
-fn check_header(bytes: &[u8], origin: &Path) -> Result<Header> {
+pub(crate) fn check_header(bytes: &[u8], origin: &Path) -> Result<Header> {
     if bytes.len() < 4 {
         return Err(Error::bad_file(origin, format!("too short for an IDX header ({} bytes)", bytes.len())));
     }

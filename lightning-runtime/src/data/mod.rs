@@ -3,7 +3,9 @@
 mod dataset;
 pub mod download;
 pub mod idx;
+mod idx_dataset;
 pub mod mnist;
+mod pixels;
 mod stream;
 
 use std::marker::PhantomData;
@@ -15,6 +17,8 @@ use crate::dist::Shard;
 use crate::{Error, Result};
 
 pub use dataset::{Collate, Dataset, MapLoader};
+pub use idx_dataset::{IdxDataset, IdxFile};
+pub use pixels::{to_unit_f32, Pixels};
 pub use stream::StreamLoader;
 
 /// A source of batches, re-read every epoch.
@@ -94,6 +98,8 @@ pub struct DataLoader {
     drop_last: bool,
     /// This rank's share under data-parallel training.
     shard: Option<Shard>,
+    /// The inputs are u8 pixels, scaled to f32 `b / 255` batch by batch.
+    scale_u8: bool,
 }
 
 impl DataLoader {
@@ -108,7 +114,21 @@ impl DataLoader {
                 targets.dims()
             )));
         }
-        Ok(DataLoader { inputs, targets, batch_size, shuffle: None, drop_last: false, shard: None })
+        Ok(DataLoader { inputs, targets, batch_size, shuffle: None, drop_last: false, shard: None, scale_u8: false })
+    }
+
+    /// The inputs are u8 pixels (0 to 255): each batch becomes f32 `b / 255` as it is
+    /// gathered, so memory holds one byte a pixel instead of four. An error unless the
+    /// inputs are u8. [`mnist::MnistSplit::loader`] sets it.
+    pub fn scale_u8(mut self) -> Result<Self> {
+        if self.inputs.dtype() != candle_core::DType::U8 {
+            return Err(Error::Data(format!(
+                "DataLoader::scale_u8: the inputs are {:?}, not u8 pixels; leave it off for inputs already in f32",
+                self.inputs.dtype()
+            )));
+        }
+        self.scale_u8 = true;
+        Ok(self)
     }
 
     /// Reshuffles every epoch, from `seed` and the epoch number (reproducible).
@@ -189,13 +209,14 @@ impl Loader for DataLoader {
         (0..self.len()).map(move |b| {
             let start = b * self.batch_size;
             let len = self.batch_size.min(n - start);
-            match &order {
-                None => Ok((self.inputs.narrow(0, start, len)?, self.targets.narrow(0, start, len)?)),
+            let (x, y) = match &order {
+                None => (self.inputs.narrow(0, start, len)?, self.targets.narrow(0, start, len)?),
                 Some(order) => {
                     let ids = Tensor::from_slice(&order[start..start + len], len, self.inputs.device())?;
-                    Ok((self.inputs.index_select(&ids, 0)?, self.targets.index_select(&ids, 0)?))
+                    (self.inputs.index_select(&ids, 0)?, self.targets.index_select(&ids, 0)?)
                 }
-            }
+            };
+            Ok((if self.scale_u8 { to_unit_f32(&x)? } else { x }, y))
         })
     }
 }

@@ -50,6 +50,16 @@ pub use self::world::{connect, RENDEZVOUS_TIMEOUT};
 pub(crate) use self::world::{rank_device, wants_cuda};
 use crate::{Error, Gradients, Result};
 
+/// Whether a distributed runtime (MPI) has started in this process: from then on its own
+/// threads may read the environment, which must then not change.
+pub(crate) fn runtime_started() -> bool {
+    #[cfg(feature = "mpi")]
+    if ::mpi::environment::is_initialized() {
+        return true;
+    }
+    false
+}
+
 /// A host buffer for a collective operation.
 pub enum Buf<'a> {
     F32(&'a mut [f32]),

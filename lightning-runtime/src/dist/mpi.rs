@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use mpi::collective::{CommunicatorCollectives, Root, SystemOperation};
 use mpi::datatype::Equivalence;
-use mpi::environment::Universe;
+use mpi::environment::{Threading, Universe};
 use mpi::point_to_point::{Destination, Source};
 use mpi::request::{Request, Scope, StaticScope};
 use mpi::topology::{Communicator, SimpleCommunicator};
@@ -24,9 +24,17 @@ use crate::{Error, Result};
 /// `LIGHTNING_COLLECTIVE_TIMEOUT` in seconds or [`Mpi::set_timeout`] changes it). Then the
 /// ranks that did arrive find out which did not, print it, and end the job.
 pub struct Mpi {
-    world: SimpleCommunicator,
+    /// The only way to MPI: one call at a time, from any thread.
+    handles: Mutex<Handles>,
+    rank: usize,
+    world_size: usize,
     local_rank: usize,
     timeout_ms: AtomicU64,
+}
+
+/// MPI's handles, reachable only through [`Mpi`]'s lock.
+struct Handles {
+    world: SimpleCommunicator,
     _universe: Universe,
 }
 
@@ -43,11 +51,11 @@ impl std::fmt::Debug for Mpi {
     }
 }
 
-// SAFETY: the communicator is used from the training thread only; the trainer holds it behind
-// `&dyn Collective` and never calls it from two threads at once (MPI is initialised with the
-// default threading level, which requires exactly that).
-unsafe impl Send for Mpi {}
-unsafe impl Sync for Mpi {}
+// SAFETY: MPI is initialised at `MPI_THREAD_SERIALIZED` or above (checked in `initialize`),
+// under which any thread may call MPI as long as no two do at once; the handles are reached
+// only through `Mpi::handles`, a mutex, so calls never overlap. `Mpi` is then `Sync` by the
+// mutex, with no `unsafe impl Sync`.
+unsafe impl Send for Handles {}
 
 impl Mpi {
     /// The process's MPI world, initialising MPI on the first call.
@@ -67,14 +75,30 @@ impl Mpi {
     }
 
     fn initialize() -> Result<Self> {
-        let universe = mpi::initialize().ok_or_else(|| {
+        // candle's thread count lives in the environment, which must not change once MPI's
+        // threads run: give each process of the node its share of the cores now
+        let local_size = WorldEnv::detect().ok().flatten().and_then(|e| e.local_world_size).unwrap_or(1);
+        crate::trainer::share_cores(local_size);
+        let (universe, level) = mpi::initialize_with_threading(Threading::Serialized).ok_or_else(|| {
             Error::Device("MPI was initialised in this process by other code: use `Mpi::init()` only".into())
         })?;
+        if level < Threading::Serialized {
+            return Err(Error::Device(format!(
+                "this MPI library provides thread support {level:?}; candle-lightning needs MPI_THREAD_SERIALIZED (build MPI with thread support, as OpenMPI and MPICH are by default)"
+            )));
+        }
         let world = universe.world();
+        let (rank, world_size) = (world.rank() as usize, world.size() as usize);
         // the launcher names the node-local rank (OpenMPI, MPICH); started alone, it is the rank
-        let local_rank = WorldEnv::detect().ok().flatten().map_or(world.rank() as usize, |e| e.local_rank);
+        let local_rank = WorldEnv::detect().ok().flatten().map_or(rank, |e| e.local_rank);
         let timeout = duration_var("LIGHTNING_COLLECTIVE_TIMEOUT", DEFAULT_TIMEOUT);
-        Ok(Mpi { world, local_rank, timeout_ms: AtomicU64::new(timeout.as_millis() as u64), _universe: universe })
+        Ok(Mpi {
+            handles: Mutex::new(Handles { world, _universe: universe }),
+            rank,
+            world_size,
+            local_rank,
+            timeout_ms: AtomicU64::new(timeout.as_millis() as u64),
+        })
     }
 
     /// How long a collective operation may wait for the other ranks.
@@ -90,19 +114,27 @@ impl Mpi {
         }
     }
 
+    /// The handles, for one MPI call or operation (a poisoned lock only means another
+    /// thread panicked between calls: the handles themselves are intact).
+    fn lock(&self) -> std::sync::MutexGuard<'_, Handles> {
+        self.handles.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn all_reduce_slice<T: Equivalence + Clone>(&self, v: &mut [T], op: SystemOperation) -> Result<()> {
         let local = v.to_vec();
-        mpi::request::scope(|s| self.finish(self.world.immediate_all_reduce_into(s, &local[..], v, op), "all-reduce"))
+        let h = self.lock();
+        mpi::request::scope(|s| self.finish(&h, h.world.immediate_all_reduce_into(s, &local[..], v, op), "all-reduce"))
     }
 
     fn broadcast_slice<T: Equivalence>(&self, v: &mut [T], root: usize) -> Result<()> {
-        let root = self.world.process_at_rank(root as i32);
-        mpi::request::scope(|s| self.finish(root.immediate_broadcast_into(s, v), "broadcast"))
+        let h = self.lock();
+        let root = h.world.process_at_rank(root as i32);
+        mpi::request::scope(|s| self.finish(&h, root.immediate_broadcast_into(s, v), "broadcast"))
     }
 
     /// Waits for a non-blocking collective operation, answering other ranks' roll calls;
     /// past the timeout, names the missing ranks and ends the job.
-    fn finish<'a, D: ?Sized, S: Scope<'a>>(&self, mut req: Request<'a, D, S>, what: &str) -> Result<()> {
+    fn finish<'a, D: ?Sized, S: Scope<'a>>(&self, h: &Handles, mut req: Request<'a, D, S>, what: &str) -> Result<()> {
         let timeout = Duration::from_millis(self.timeout_ms.load(Ordering::Relaxed));
         let start = Instant::now();
         let mut answered = false;
@@ -117,12 +149,12 @@ impl Mpi {
             std::thread::yield_now();
             if polls % 64 == 0 {
                 // another rank timed out and calls the roll: say this one is here
-                if !answered && self.world.any_process().immediate_probe_with_tag(TAG_HERE).is_some() {
-                    self.say_here();
+                if !answered && h.world.any_process().immediate_probe_with_tag(TAG_HERE).is_some() {
+                    self.say_here(h);
                     answered = true;
                 }
                 if start.elapsed() >= timeout {
-                    let missing = self.roll_call(answered);
+                    let missing = self.roll_call(h, answered);
                     let e = Error::CollectiveTimeout {
                         op: what.to_string(),
                         rank: self.rank(),
@@ -130,35 +162,36 @@ impl Mpi {
                         waited: timeout,
                         missing,
                     };
-                    eprintln!("{e}");
+                    // one write, so that the ranks' lines don't interleave in mpirun's stderr
+                    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{e}\n").as_bytes());
                     // the operation's buffers stay with MPI: end the job without returning
-                    self.world.abort(1)
+                    h.world.abort(1)
                 }
             }
         }
     }
 
     /// Tells every other rank "here" (a message of one byte, never completed: the job ends).
-    fn say_here(&self) {
+    fn say_here(&self, h: &Handles) {
         static HERE: [u8; 1] = [1];
         for r in (0..self.world_size()).filter(|&r| r != self.rank()) {
-            let req = self.world.process_at_rank(r as i32).immediate_send_with_tag(StaticScope, &HERE[..], TAG_HERE);
+            let req = h.world.process_at_rank(r as i32).immediate_send_with_tag(StaticScope, &HERE[..], TAG_HERE);
             std::mem::forget(req);
         }
     }
 
     /// The ranks that did not answer "here" within [`ROLL_CALL`].
-    fn roll_call(&self, answered: bool) -> Vec<usize> {
+    fn roll_call(&self, h: &Handles, answered: bool) -> Vec<usize> {
         if !answered {
-            self.say_here();
+            self.say_here(h);
         }
         let n = self.world_size();
         let mut heard = vec![false; n];
         heard[self.rank()] = true;
         let until = Instant::now() + ROLL_CALL;
         while heard.contains(&false) && Instant::now() < until {
-            for (r, h) in heard.iter_mut().enumerate().filter(|(_, h)| !**h) {
-                *h = self.world.process_at_rank(r as i32).immediate_probe_with_tag(TAG_HERE).is_some();
+            for (r, heard_r) in heard.iter_mut().enumerate().filter(|(_, h)| !**h) {
+                *heard_r = h.world.process_at_rank(r as i32).immediate_probe_with_tag(TAG_HERE).is_some();
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -178,16 +211,17 @@ extern "C" fn finalize() {
 
 impl Collective for Mpi {
     fn rank(&self) -> usize {
-        self.world.rank() as usize
+        self.rank
     }
     fn world_size(&self) -> usize {
-        self.world.size() as usize
+        self.world_size
     }
     fn local_rank(&self) -> usize {
         self.local_rank
     }
     fn barrier(&self) -> Result<()> {
-        self.finish(self.world.immediate_barrier(), "barrier")
+        let h = self.lock();
+        self.finish(&h, h.world.immediate_barrier(), "barrier")
     }
     fn all_reduce_sum(&self, buf: Buf<'_>) -> Result<()> {
         self.all_reduce(buf, SystemOperation::sum())
@@ -196,7 +230,7 @@ impl Collective for Mpi {
         self.all_reduce(buf, SystemOperation::max())
     }
     fn abort(&self, code: i32) {
-        self.world.abort(code)
+        self.lock().world.abort(code)
     }
     fn broadcast(&self, buf: Buf<'_>, root: usize) -> Result<()> {
         match buf {

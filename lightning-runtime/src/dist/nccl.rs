@@ -14,21 +14,27 @@ use crate::{Error, Result};
 
 /// An NCCL communicator over the job's GPUs, on the stream of `device` (GPU `local_rank`).
 pub struct Nccl {
-    comm: Comm,
+    /// The only way to the communicator: one operation at a time, from any thread.
+    comm: std::sync::Mutex<Handle>,
+    rank: usize,
+    world_size: usize,
     device: Device,
     local_rank: usize,
 }
 
+/// NCCL's communicator, reachable only through [`Nccl`]'s lock.
+struct Handle(Comm);
+
 impl std::fmt::Debug for Nccl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Nccl").field("rank", &self.comm.rank()).field("world_size", &self.comm.world_size()).finish()
+        f.debug_struct("Nccl").field("rank", &self.rank).field("world_size", &self.world_size).finish()
     }
 }
 
 // SAFETY: `Comm` holds NCCL's communicator handle, which NCCL allows to be used from any
-// thread but not from two at once; the trainer calls it from its training thread only.
-unsafe impl Send for Nccl {}
-unsafe impl Sync for Nccl {}
+// thread but not from two at once; it is reached only through `Nccl::comm`, a mutex, so
+// operations never overlap. `Nccl` is then `Sync` by the mutex, with no `unsafe impl Sync`.
+unsafe impl Send for Handle {}
 
 fn nccl_err(what: &str, e: impl std::fmt::Debug) -> Error {
     Error::Device(format!("NCCL {what} failed: {e:?}"))
@@ -69,12 +75,25 @@ impl Nccl {
             // every rank is in: the id has served
             Rendezvous::finish(&point);
         }
-        Ok(Nccl { comm, device: device.clone(), local_rank: env.local_rank })
+        let (rank, world_size) = (comm.rank(), comm.world_size());
+        Ok(Nccl {
+            comm: std::sync::Mutex::new(Handle(comm)),
+            rank,
+            world_size,
+            device: device.clone(),
+            local_rank: env.local_rank,
+        })
     }
 
     /// The GPU this rank trains on.
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// The communicator, for one operation (a poisoned lock only means another thread
+    /// panicked between operations: the communicator itself is intact).
+    fn lock(&self) -> std::sync::MutexGuard<'_, Handle> {
+        self.comm.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn host_op(&self, buf: Buf<'_>, op: &Op<'_>) -> Result<()> {
@@ -147,10 +166,10 @@ impl CustomOp1 for Op<'_> {
 
 impl Collective for Nccl {
     fn rank(&self) -> usize {
-        self.comm.rank()
+        self.rank
     }
     fn world_size(&self) -> usize {
-        self.comm.world_size()
+        self.world_size
     }
     fn local_rank(&self) -> usize {
         self.local_rank
@@ -163,19 +182,19 @@ impl Collective for Nccl {
         Ok(())
     }
     fn all_reduce_sum(&self, buf: Buf<'_>) -> Result<()> {
-        self.host_op(buf, &Op::Sum(&self.comm))
+        self.host_op(buf, &Op::Sum(&self.lock().0))
     }
     fn all_reduce_max(&self, buf: Buf<'_>) -> Result<()> {
-        self.host_op(buf, &Op::Max(&self.comm))
+        self.host_op(buf, &Op::Max(&self.lock().0))
     }
     fn broadcast(&self, buf: Buf<'_>, root: usize) -> Result<()> {
-        self.host_op(buf, &Op::Broadcast(&self.comm, root))
+        self.host_op(buf, &Op::Broadcast(&self.lock().0, root))
     }
     fn all_reduce_sum_tensor(&self, t: &Tensor) -> Result<Tensor> {
-        Ok(t.contiguous()?.apply_op1_no_bwd(&Op::Sum(&self.comm))?)
+        Ok(t.contiguous()?.apply_op1_no_bwd(&Op::Sum(&self.lock().0))?)
     }
     fn broadcast_tensor(&self, t: &Tensor, root: usize) -> Result<Tensor> {
-        Ok(t.contiguous()?.apply_op1_no_bwd(&Op::Broadcast(&self.comm, root))?)
+        Ok(t.contiguous()?.apply_op1_no_bwd(&Op::Broadcast(&self.lock().0, root))?)
     }
     fn abort(&self, code: i32) {
         // NCCL has no job-wide abort: exiting ends this rank, and the launcher (devices(N),

@@ -12,6 +12,8 @@ use crate::{Error, Result};
 /// Writes one CSV row per `log_metrics` call, with Lightning's columns: every metric name
 /// plus `epoch` and `step`, sorted; a new name rewrites the header. Rows are buffered and
 /// written every `flush_every` rows (Lightning's `flush_logs_every_n_steps`, 100) and at the end.
+/// It also draws the curves beside the CSV ([`super::plot_metrics`]): `metrics.svg` at every
+/// epoch end and at the end of the run, `metrics.png` at the end of the run.
 ///
 /// ```no_run
 /// use lightning::prelude::*;
@@ -115,7 +117,7 @@ fn read_rows(path: &Path) -> Result<Vec<BTreeMap<String, String>>> {
     Ok(lines.map(|l| header.iter().cloned().zip(split(l)).filter(|(_, v)| !v.is_empty()).collect()).collect())
 }
 
-fn split(line: &str) -> Vec<String> {
+pub(super) fn split(line: &str) -> Vec<String> {
     let (mut out, mut cur, mut quoted, mut chars) = (Vec::new(), String::new(), false, line.chars().peekable());
     while let Some(c) = chars.next() {
         match (c, quoted) {
@@ -130,6 +132,17 @@ fn split(line: &str) -> Vec<String> {
     }
     out.push(cur);
     out
+}
+
+impl CsvLogger {
+    /// Draws the curves beside `metrics.csv`, the PNG too when `png`; a failure is a warning.
+    fn draw(&self, png: bool) {
+        let Some(dir) = self.dir.known().filter(|d| d.join("metrics.csv").exists()) else { return };
+        let drawn = if png { super::plot_metrics(&dir).map(drop) } else { super::plot::draw_svg(&dir).map(drop) };
+        if let Err(e) = drawn {
+            crate::dist::rank_zero_warn(format!("{e} (metrics.csv is complete)"));
+        }
+    }
 }
 
 /// Python's spelling of a float, as Lightning's CSV holds it.
@@ -164,8 +177,21 @@ impl Logger for CsvLogger {
         self.dir.write_hparams(params)
     }
 
+    /// Writes the buffered rows, then redraws `metrics.svg` beside `metrics.csv` (at every
+    /// epoch end); a drawing that fails is a warning, never a failed run.
     fn save(&mut self) -> Result<()> {
-        self.write_rows()
+        self.write_rows()?;
+        self.draw(false);
+        Ok(())
+    }
+
+    /// The end of a run: the rows, `metrics.svg` and `metrics.png`. The PNG is drawn here
+    /// only: rendering it costs about 10× the SVG (~0.2 s against ~16 ms for a 10-epoch
+    /// Fashion-MNIST run's two panels), too much for every epoch of a small model.
+    fn finalize(&mut self, _status: &str) -> Result<()> {
+        self.write_rows()?;
+        self.draw(true);
+        Ok(())
     }
 
     fn prepare(&mut self) -> Result<()> {

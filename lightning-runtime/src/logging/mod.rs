@@ -6,13 +6,21 @@
 
 mod csv;
 mod hparams;
+pub mod mlflow;
+mod plot;
+mod plot_best;
+mod plot_png;
 pub(crate) mod run_dir;
+mod saved;
 pub(crate) mod store;
 pub mod tensorboard;
 
 pub use csv::CsvLogger;
 pub use hparams::to_yaml;
+pub use mlflow::{LogModel, MlflowLogger};
+pub use plot::{plot_metrics, MetricsPlot};
 pub use run_dir::{claim as claim_version, next_version};
+pub use saved::SavedCheckpoints;
 pub use store::MetricStore;
 pub use tensorboard::TensorBoardLogger;
 
@@ -210,5 +218,15 @@ pub trait Logger: Send + std::fmt::Debug {
     /// The run's version number (shown as `v_num` in the progress bar).
     fn version(&self) -> Option<usize> {
         None
+    }
+    /// For a logger without a directory of its own (MLflow over HTTP): where the run's
+    /// checkpoints go under `default_root_dir`, as Lightning's `<name>/<version>`.
+    fn run_subdir(&self) -> Option<PathBuf> {
+        None
+    }
+    /// After `ModelCheckpoint` has written checkpoints (and deleted those top-k dropped).
+    fn after_save_checkpoint(&mut self, checkpoints: &SavedCheckpoints) -> Result<()> {
+        let _ = checkpoints;
+        Ok(())
     }
 }

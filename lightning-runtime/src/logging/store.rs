@@ -102,8 +102,7 @@ fn scaled(v: &MetricValue, w: f64) -> Result<MetricValue> {
         MetricValue::Host(x) => MetricValue::Host(x * w),
         MetricValue::Device(t) => {
             // f32 at least, so a bf16 loss summed over an epoch keeps its precision
-            let t = if matches!(t.dtype(), DType::F32 | DType::F64) { t.clone() } else { t.to_dtype(DType::F32)? };
-            MetricValue::Device(t.affine(w, 0.0)?)
+            MetricValue::Device(crate::precision::widen(t)?.affine(w, 0.0)?)
         }
     })
 }
@@ -191,7 +190,8 @@ impl MetricStore {
         if on_epoch {
             let w = opts.batch_size.unwrap_or(batch_size).max(1) as f64;
             let v = epoch_value.as_ref().unwrap_or(&value);
-            let add = if e.reduce == Reduce::Mean { scaled(v, w)? } else { v.clone() };
+            // Sum, Max and Min accumulate in f32 at least too
+            let add = if e.reduce == Reduce::Mean { scaled(v, w)? } else { scaled(v, 1.0)? };
             e.acc = Some(match &e.acc {
                 Some(a) => combine(a, &add, e.reduce)?,
                 None => add,

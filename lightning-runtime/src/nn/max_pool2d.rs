@@ -250,3 +250,10 @@ impl CustomOp1 for PoolBackward {
         Ok((storage, self.input.clone().into()))
     }
 }
+
+/// No tensors: nothing to move (so `#[derive(Relocate)]` takes a pool field).
+impl crate::Relocate for MaxPool2d {
+    fn relocate(&mut self, _: &crate::Relocation) -> crate::Result<()> {
+        Ok(())
+    }
+}

@@ -1,4 +1,5 @@
-//! Fast CPU layers: drop-in replacements for candle-nn's `Conv2d` and candle's `max_pool2d`.
+//! Fast CPU layers: drop-in replacements for candle-nn's `Linear`, `Conv2d`, `LayerNorm`,
+//! `RmsNorm`, softmax ops and `loss::cross_entropy`, candle's `max_pool2d`, GELU and SiLU.
 //!
 //! candle 0.11's CPU convolution and pooling spend most of a small CNN's step in backward
 //! passes built from generic tensor ops (its max-pool backward alone is an upsample, a
@@ -10,9 +11,21 @@
 //! - [`MaxPool2d`]: the forward pass records each window's argmax, so the backward pass is a
 //!   scatter; it can fuse a ReLU (`max(relu(x)) == relu(max(x))`), which removes a whole
 //!   tensor pass and its backward.
+//! - [`LayerNorm`], [`RmsNorm`], [`softmax`] and [`log_softmax`]: candle-nn 0.11's fast
+//!   versions have no backward (`apply_op*_no_bwd`), so nothing before them trains; these
+//!   have their own.
+//! - [`cross_entropy`]: log-softmax and NLL in one pass with torch's `ignore_index` and
+//!   `label_smoothing`; its backward is `softmax - target distribution` in one more pass.
+//! - [`gelu`], [`gelu_tanh`], [`silu`]: one vectorised pass each way, on exponential and
+//!   normal-CDF approximations of our own instead of libm per element.
+//! - [`scaled_dot_product_attention`]: torch's fused attention as one op whose backward
+//!   recomputes one head's probabilities at a time from the forward's row log-sum-exp;
+//! - [`Embedding`] (scatter-add backward), [`Dropout`] (masks from the trainer's seeded,
+//!   checkpointed counter-based generator), and the GPT-2-named [`MultiHeadAttention`] and
+//!   pre-LN [`TransformerBlock`] built on them.
 //!
-//! On other devices, other dtypes, or with `groups > 1`, they call candle's own ops, so a
-//! model built on them runs everywhere candle-nn's does.
+//! On other devices, other dtypes, or with `groups > 1`, they call candle's own
+//! differentiable ops, so a model built on them runs everywhere candle-nn's does.
 //!
 //! ```
 //! use lightning::candle::{DType, Device, Module, Tensor};
@@ -29,16 +42,34 @@
 //! # Ok::<(), lightning::candle::Error>(())
 //! ```
 
+mod activation;
+mod attention;
 mod conv2d;
 mod conv2d_kernels;
+mod cross_entropy;
+mod dropout;
+mod embedding;
 mod gemm;
 mod linear;
+mod math;
 mod max_pool2d;
+mod norm;
 pub(crate) mod op;
+mod softmax;
+mod transformer;
 
+pub use activation::{gelu, gelu_tanh, silu};
+pub use attention::{attention_composed, scaled_dot_product_attention, self_attention_packed, AttentionOptions};
 pub use conv2d::{conv2d, conv2d_no_bias, Conv2d};
+pub use cross_entropy::{cross_entropy, cross_entropy_with, CrossEntropyOptions, LossError};
+pub(crate) use dropout::TrainingFlag;
+pub use dropout::{dropout, dropout_state, is_training, set_dropout_state, set_training, Dropout, DropoutState};
+pub use embedding::{embedding, Embedding};
 pub use linear::{linear, linear_no_bias, Linear};
 pub use max_pool2d::MaxPool2d;
+pub use norm::{layer_norm, layer_norm_no_bias, rms_norm, LayerNorm, RmsNorm};
+pub use softmax::{log_softmax, softmax};
+pub use transformer::{MultiHeadAttention, TransformerBlock, TransformerConfig};
 
 /// The most elements one layer's weight may hold: 2³³ (32 GiB in `f32`). The constructors
 /// refuse larger sizes with [`LayerError::TooLarge`] before allocating, where a mistyped

@@ -1,8 +1,8 @@
 //! The machinery every optimizer shares: groups, per-parameter state, and saving it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use candle_core::{Tensor, Var};
+use candle_core::{Tensor, TensorId, Var};
 use serde::{Deserialize, Serialize};
 
 use super::{Optimizer, Params};
@@ -10,6 +10,8 @@ use crate::{Error, Gradients, Result};
 
 /// An update rule: torch's per-parameter step, with its settings.
 pub trait Rule {
+    /// The optimizer's name, as `LearningRateMonitor` logs it (`lr-Adam`).
+    const NAME: &'static str;
     /// Names of the per-parameter state tensors (torch's state keys).
     const BUFFERS: &'static [&'static str];
     /// The learning rate the settings hold.
@@ -74,6 +76,42 @@ pub struct OptimizerState {
     pub meta: OptimizerMeta,
 }
 
+impl OptimizerState {
+    /// Checks that every tensor belongs to a parameter it counts steps for, and that every
+    /// parameter that has taken a step has the same buffers (an update rule makes the same
+    /// ones for each), so a tensor missing from a damaged file is found.
+    pub fn check_buffers(&self) -> std::result::Result<(), String> {
+        let mut sets: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for key in self.tensors.keys() {
+            let Some((param, buf)) = key.rsplit_once('.').filter(|(p, _)| self.meta.steps.contains_key(*p)) else {
+                return Err(format!("the tensor `{key}` belongs to no parameter of the optimizer"));
+            };
+            // master copies exist only for parameters of a lower precision: not compared
+            if buf != MASTER {
+                sets.entry(param).or_default().insert(buf);
+            }
+        }
+        let stepped = self.meta.steps.iter().filter(|(_, &n)| n > 0).map(|(p, _)| p.as_str());
+        let mut first: Option<(&str, &BTreeSet<&str>)> = None;
+        let empty = BTreeSet::new();
+        for param in stepped {
+            let bufs = sets.get(param).unwrap_or(&empty);
+            match first {
+                None => first = Some((param, bufs)),
+                Some((p, want)) if want != bufs => {
+                    let missing: Vec<String> = want.symmetric_difference(bufs).map(|b| b.to_string()).collect();
+                    return Err(format!(
+                        "`{param}` and `{p}` have different buffers (the difference: {}): a tensor is missing",
+                        missing.join(", ")
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The non-tensor part of [`OptimizerState`].
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct OptimizerMeta {
@@ -122,6 +160,9 @@ impl<R: Rule> Optim<R> {
 }
 
 impl<R: Rule> Optimizer for Optim<R> {
+    fn name(&self) -> &'static str {
+        R::NAME
+    }
     fn step(&mut self, grads: &Gradients) -> Result<()> {
         for group in &mut self.groups {
             for slot in &mut group.slots {
@@ -195,15 +236,23 @@ impl<R: Rule> Optimizer for Optim<R> {
     }
 
     fn use_master_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
+        self.use_master_weights_from(dtype, &HashMap::new())
+    }
+
+    fn use_master_weights_from(&mut self, dtype: candle_core::DType, masters: &HashMap<TensorId, Var>) -> Result<()> {
         for slot in self.groups.iter_mut().flat_map(|g| g.slots.iter_mut()) {
             if slot.master.is_none() && slot.var.dtype() != dtype {
-                slot.master = Some(Var::from_tensor(&slot.var.as_tensor().to_dtype(dtype)?)?);
+                let given = masters.get(&slot.var.id()).filter(|m| m.dtype() == dtype && m.dims() == slot.var.dims());
+                slot.master = Some(match given {
+                    Some(m) => m.clone(),
+                    None => Var::from_tensor(&slot.var.as_tensor().to_dtype(dtype)?)?,
+                });
             }
         }
         Ok(())
     }
 
-    fn load_state_dict(&mut self, state: &OptimizerState) -> Result<()> {
+    fn check_state_dict(&self, state: &OptimizerState) -> Result<()> {
         let bad = |r: String| Error::config("optimizer state", r);
         if state.meta.lr.len() != self.groups.len() || state.meta.initial_lr.len() != self.groups.len() {
             return Err(bad(format!(
@@ -216,26 +265,30 @@ impl<R: Rule> Optimizer for Optim<R> {
         if state.meta.steps.len() != known {
             return Err(bad(format!("it has {} parameters, the optimizer {known}", state.meta.steps.len())));
         }
-        // check everything before changing anything
-        for group in &self.groups {
-            for slot in &group.slots {
-                if !state.meta.steps.contains_key(&slot.name) {
-                    return Err(bad(format!("it has no parameter `{}`", slot.name)));
-                }
-                for buf in R::BUFFERS {
-                    if let Some(t) = state.tensors.get(&format!("{}.{buf}", slot.name)) {
-                        if t.dims() != slot.var.dims() {
-                            return Err(bad(format!(
-                                "`{}.{buf}` has shape {:?}, the parameter {:?}",
-                                slot.name,
-                                t.dims(),
-                                slot.var.dims()
-                            )));
-                        }
+        state.check_buffers().map_err(bad)?;
+        for slot in self.groups.iter().flat_map(|g| &g.slots) {
+            if !state.meta.steps.contains_key(&slot.name) {
+                return Err(bad(format!("it has no parameter `{}`", slot.name)));
+            }
+            for buf in R::BUFFERS.iter().chain([&MASTER]) {
+                if let Some(t) = state.tensors.get(&format!("{}.{buf}", slot.name)) {
+                    if t.dims() != slot.var.dims() {
+                        return Err(bad(format!(
+                            "`{}.{buf}` has shape {:?}, the parameter {:?}",
+                            slot.name,
+                            t.dims(),
+                            slot.var.dims()
+                        )));
                     }
                 }
             }
         }
+        Ok(())
+    }
+
+    fn load_state_dict(&mut self, state: &OptimizerState) -> Result<()> {
+        // check everything before changing anything
+        self.check_state_dict(state)?;
         for (i, group) in self.groups.iter_mut().enumerate() {
             group.lr = state.meta.lr[i];
             group.initial_lr = state.meta.initial_lr[i];

@@ -19,6 +19,11 @@ use crate::{Error, Gradients, Result};
 
 /// An optimizer: updates variables from their gradients, in parameter groups.
 pub trait Optimizer {
+    /// Its name, as `LearningRateMonitor` logs it (`lr-{name}`; Lightning uses the class
+    /// name). The built-in optimizers name themselves; give yours its own.
+    fn name(&self) -> &'static str {
+        "Optimizer"
+    }
     /// One update from the accumulated gradients; variables without a gradient are left alone.
     fn step(&mut self, grads: &Gradients) -> Result<()>;
     /// Parameter groups.
@@ -42,6 +47,12 @@ pub trait Optimizer {
     fn state_dict(&self) -> Result<OptimizerState>;
     /// Restores a saved state; names, groups and shapes must match.
     fn load_state_dict(&mut self, state: &OptimizerState) -> Result<()>;
+    /// Checks that `load_state_dict` would take this state, changing nothing; a resume checks
+    /// every part of a checkpoint before it applies any. The default accepts any state.
+    fn check_state_dict(&self, state: &OptimizerState) -> Result<()> {
+        let _ = state;
+        Ok(())
+    }
     /// The parameters this optimizer updates, by name. The trainer's unused-parameter
     /// guard checks that each got a gradient; an optimizer that lists none is not checked.
     fn named_parameters(&self) -> Vec<(&str, &candle_core::Var)> {
@@ -52,6 +63,18 @@ pub trait Optimizer {
     fn use_master_weights(&mut self, dtype: candle_core::DType) -> Result<()> {
         let _ = dtype;
         Err(Error::config("precision", "this optimizer cannot keep master weights, which mixed precision needs"))
+    }
+    /// As `use_master_weights`, with the master copy of each parameter taken from `masters`
+    /// (keyed by the parameter's id) where it has one of that dtype and shape: the trainer
+    /// hands in the module's own higher-precision weights, so they stay exact. The default
+    /// makes copies of its own.
+    fn use_master_weights_from(
+        &mut self,
+        dtype: candle_core::DType,
+        masters: &std::collections::HashMap<candle_core::TensorId, candle_core::Var>,
+    ) -> Result<()> {
+        let _ = masters;
+        self.use_master_weights(dtype)
     }
 }
 

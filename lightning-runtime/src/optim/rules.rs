@@ -49,6 +49,7 @@ impl Default for SgdConfig {
 }
 
 impl Rule for SgdConfig {
+    const NAME: &'static str = "Sgd";
     const BUFFERS: &'static [&'static str] = &["momentum_buffer"];
     fn lr(&self) -> f64 {
         self.lr
@@ -164,6 +165,7 @@ fn adam_checks(lr: f64, b1: f64, b2: f64, eps: f64, wd: f64) -> Result<()> {
 }
 
 impl Rule for AdamConfig {
+    const NAME: &'static str = "Adam";
     const BUFFERS: &'static [&'static str] = &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"];
     fn lr(&self) -> f64 {
         self.lr
@@ -196,6 +198,7 @@ impl Rule for AdamConfig {
 }
 
 impl Rule for AdamWConfig {
+    const NAME: &'static str = "AdamW";
     const BUFFERS: &'static [&'static str] = &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"];
     fn lr(&self) -> f64 {
         self.lr
@@ -246,6 +249,7 @@ impl Default for RmsPropConfig {
 }
 
 impl Rule for RmsPropConfig {
+    const NAME: &'static str = "RmsProp";
     const BUFFERS: &'static [&'static str] = &["square_avg", "momentum_buffer", "grad_avg"];
     fn lr(&self) -> f64 {
         self.lr
@@ -314,6 +318,7 @@ impl Default for AdagradConfig {
 }
 
 impl Rule for AdagradConfig {
+    const NAME: &'static str = "Adagrad";
     const BUFFERS: &'static [&'static str] = &["sum"];
     fn lr(&self) -> f64 {
         self.lr

@@ -10,6 +10,18 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::{Error, Result};
 
+/// Builder methods for torch's optional arguments, named as torch names them.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty => $field:ident;)*) => {$(
+        $(#[$doc])*
+        #[must_use]
+        pub fn $name(mut self, v: $ty) -> Self {
+            self.$field = v;
+            self
+        }
+    )*};
+}
+
 /// When a scheduler is stepped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Interval {
@@ -74,8 +86,10 @@ pub trait LrScheduler: Serialize + DeserializeOwned {
     fn momentum(&self) -> Option<f64> {
         None
     }
-    /// Why the schedule cannot go on (torch raises), once `step` went past its end; the
-    /// trainer stops with this as its error. `None` for schedules without an end.
+    /// Why the schedule cannot go on (torch raises): it went past its end, or cannot start
+    /// at all. The trainer checks it when the scheduler is attached (before the first step)
+    /// and after every `step`, and stops with this as its error. `None` for schedules
+    /// without an end.
     fn past_end(&self) -> Option<String> {
         None
     }
@@ -110,8 +124,19 @@ pub struct StepLr {
 }
 
 impl StepLr {
+    /// torch: `StepLR(opt, step_size, gamma)`.
     pub fn new(step_size: usize, gamma: f64) -> Self {
         StepLr { step_size: step_size.max(1), gamma, last_epoch: 0 }
+    }
+
+    /// torch's `StepLR(opt, step_size)`: `gamma` 0.1.
+    pub fn every(step_size: usize) -> Self {
+        Self::new(step_size, 0.1)
+    }
+
+    setters! {
+        /// The factor at each step of the staircase (torch: 0.1).
+        gamma: f64 => gamma;
     }
 }
 
@@ -133,8 +158,19 @@ pub struct MultiStepLr {
 }
 
 impl MultiStepLr {
+    /// torch: `MultiStepLR(opt, milestones, gamma)`.
     pub fn new(milestones: impl Into<Vec<usize>>, gamma: f64) -> Self {
         MultiStepLr { milestones: milestones.into(), gamma, last_epoch: 0 }
+    }
+
+    /// torch's `MultiStepLR(opt, milestones)`: `gamma` 0.1.
+    pub fn at(milestones: impl Into<Vec<usize>>) -> Self {
+        Self::new(milestones, 0.1)
+    }
+
+    setters! {
+        /// The factor at each milestone (torch: 0.1).
+        gamma: f64 => gamma;
     }
 }
 
@@ -183,8 +219,19 @@ pub struct CosineAnnealingLr {
 }
 
 impl CosineAnnealingLr {
+    /// torch: `CosineAnnealingLR(opt, T_max, eta_min)`.
     pub fn new(t_max: usize, eta_min: f64) -> Self {
         CosineAnnealingLr { t_max: t_max.max(1), eta_min, last_epoch: 0 }
+    }
+
+    /// torch's `CosineAnnealingLR(opt, T_max)`: `eta_min` 0.
+    pub fn over(t_max: usize) -> Self {
+        Self::new(t_max, 0.0)
+    }
+
+    setters! {
+        /// The lowest rate, reached after `t_max` steps (torch: 0).
+        eta_min: f64 => eta_min;
     }
 }
 
@@ -208,9 +255,27 @@ pub struct CosineAnnealingWarmRestarts {
 }
 
 impl CosineAnnealingWarmRestarts {
+    /// torch: `CosineAnnealingWarmRestarts(opt, T_0, T_mult, eta_min)`.
     pub fn new(t_0: usize, t_mult: usize, eta_min: f64) -> Self {
         let t_0 = t_0.max(1);
         CosineAnnealingWarmRestarts { t_0, t_mult: t_mult.max(1), eta_min, t_i: t_0, t_cur: 0 }
+    }
+
+    /// torch's `CosineAnnealingWarmRestarts(opt, T_0)`: `T_mult` 1, `eta_min` 0.
+    pub fn every(t_0: usize) -> Self {
+        Self::new(t_0, 1, 0.0)
+    }
+
+    /// Each cycle is `t_mult` times the last (torch's `T_mult`: 1); at least 1.
+    #[must_use]
+    pub fn t_mult(mut self, t_mult: usize) -> Self {
+        self.t_mult = t_mult.max(1);
+        self
+    }
+
+    setters! {
+        /// The lowest rate of each cycle (torch: 0).
+        eta_min: f64 => eta_min;
     }
 }
 
@@ -238,7 +303,8 @@ pub enum Anneal {
 /// `max_lr / div_factor / final_div_factor`, over `total_steps`. It ignores the optimizer's
 /// own rate, as torch does. With `cycle_momentum` (on, as in torch) the optimizer's momentum
 /// (SGD, RMSprop) or β1 (Adam, AdamW) moves the other way, between `max_momentum` and
-/// `base_momentum`. Stepping past `total_steps` holds the last rate (torch raises an error).
+/// `base_momentum`. Stepping past `total_steps` is an error, as in torch; so is a warm-up of
+/// no length (`pct_start × total_steps = 1`, where torch raises `ZeroDivisionError`).
 ///
 /// ```
 /// use lightning::optim::{Anneal, OneCycleLr};
@@ -282,18 +348,6 @@ fn base_momentum() -> f64 {
 }
 fn max_momentum() -> f64 {
     0.95
-}
-
-/// Builder methods for torch's optional arguments, named as torch names them.
-macro_rules! setters {
-    ($($(#[$doc:meta])* $name:ident: $ty:ty => $field:ident;)*) => {$(
-        $(#[$doc])*
-        #[must_use]
-        pub fn $name(mut self, v: $ty) -> Self {
-            self.$field = v;
-            self
-        }
-    )*};
 }
 
 impl OneCycleLr {
@@ -383,6 +437,17 @@ impl LrScheduler for OneCycleLr {
         self.steps = self.steps.saturating_add(1);
     }
     fn past_end(&self) -> Option<String> {
+        // the warm-up phase runs from step 0 to `pct_start × total_steps − 1`: at 0 the rate
+        // is 0/0 (NaN; torch raises ZeroDivisionError). The three-phase cycle's second phase
+        // is then empty too; no other empty phase is ever reached.
+        if self.pct_start * self.total_steps as f64 - 1.0 == 0.0 {
+            return Some(format!(
+                "OneCycleLR's warm-up has no length: pct_start={} × total_steps={} = 1, so its \
+                 rate is 0/0 (NaN; torch raises ZeroDivisionError). Give the cycle more steps or \
+                 a larger pct_start, so that pct_start × total_steps > 1",
+                self.pct_start, self.total_steps
+            ));
+        }
         (self.steps > self.total_steps).then(|| {
             format!(
                 "OneCycleLR stepped {} times, past its total_steps={} (torch raises here): its rate \
@@ -417,8 +482,30 @@ pub struct LinearLr {
 }
 
 impl LinearLr {
+    /// torch: `LinearLR(opt, start_factor, end_factor, total_iters)`.
     pub fn new(start_factor: f64, end_factor: f64, total_iters: usize) -> Self {
         LinearLr { start_factor, end_factor, total_iters: total_iters.max(1), last_epoch: 0 }
+    }
+
+    /// The steps from `start_factor` to `end_factor` (torch: 5); at least 1.
+    #[must_use]
+    pub fn total_iters(mut self, total_iters: usize) -> Self {
+        self.total_iters = total_iters.max(1);
+        self
+    }
+
+    setters! {
+        /// The factor of the first step (torch: 1/3).
+        start_factor: f64 => start_factor;
+        /// The factor from `total_iters` on (torch: 1).
+        end_factor: f64 => end_factor;
+    }
+}
+
+/// torch's `LinearLR(opt)`: from 1/3 of the rate to all of it over 5 steps.
+impl Default for LinearLr {
+    fn default() -> Self {
+        Self::new(1.0 / 3.0, 1.0, 5)
     }
 }
 
@@ -555,6 +642,10 @@ impl ReduceLrOnPlateau {
     }
 
     setters! {
+        /// The rate is multiplied by this at each reduction (torch: 0.1).
+        factor: f64 => factor;
+        /// Bad steps tolerated before a reduction (torch: 10).
+        patience: usize => patience;
         /// `Mode::Min` (default): lower is better; `Mode::Max`: higher is better.
         mode: Mode => mode;
         /// The least change that counts as an improvement (1e-4).
@@ -576,6 +667,13 @@ impl ReduceLrOnPlateau {
             (Mode::Max, ThresholdMode::Rel) => a > best * (1.0 + self.threshold),
             (Mode::Max, ThresholdMode::Abs) => a > best + self.threshold,
         }
+    }
+}
+
+/// torch's `ReduceLROnPlateau(opt)`: `factor` 0.1, `patience` 10.
+impl Default for ReduceLrOnPlateau {
+    fn default() -> Self {
+        Self::new(0.1, 10)
     }
 }
 

@@ -53,6 +53,10 @@ impl<M: LightningModule, C: CallbackList<M>> OptimizerClosure<M> for Closure<'_,
         let state = &mut *self.state;
         let cbs = &mut *self.callbacks;
         let mut out = module.training_step(state, self.batch, self.batch_idx, &mut super::manual::Automatic)?;
+        // a half-precision loss is backpropagated and shown in f32, as under Lightning's autocast
+        if let Some(loss) = out.loss.take() {
+            out.loss = Some(crate::precision::widen(&loss)?);
+        }
         let k = state.accumulate_grad_batches;
         if k > 1 {
             if let Some(loss) = out.loss.take() {

@@ -80,8 +80,11 @@ impl Limit {
     }
 }
 
-/// All trainer flags, with Lightning's defaults.
-#[derive(Clone, Debug)]
+/// All trainer flags, with Lightning's defaults. It (de)serializes as the `trainer:` section
+/// of a [`crate::cli::LightningCli`] config, in Lightning's spellings; every field is a
+/// `--trainer.<field>` flag there.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrainerConfig {
     /// `None`: 1000 when `max_steps` is unset too, else unlimited.
     pub max_epochs: Option<usize>,
@@ -95,6 +98,7 @@ pub struct TrainerConfig {
     pub limit_test_batches: Limit,
     pub limit_predict_batches: Limit,
     /// `usize::MAX` runs them all (Lightning's -1).
+    #[serde(with = "super::config_serde::all_is_minus_one")]
     pub num_sanity_val_steps: usize,
     pub val_check_interval: Limit,
     /// `None` counts `val_check_interval` batches across epochs.
@@ -117,6 +121,7 @@ pub struct TrainerConfig {
     /// CPU threads; `None` chooses by model size.
     pub threads: Option<usize>,
     /// Stop training once this much wall time has passed (checked after every batch).
+    #[serde(with = "super::config_serde::max_time")]
     pub max_time: Option<std::time::Duration>,
     /// Check every training loss: a NaN or infinite loss is an error naming the epoch and step.
     pub detect_anomaly: bool,
@@ -177,6 +182,12 @@ impl Default for TrainerConfig {
 }
 
 impl TrainerConfig {
+    /// The seed of `lightning::nn`'s dropout masks in a fit: the `seed` flag, or one drawn
+    /// from the system's generator (a fit without a seed does not repeat, as in Lightning).
+    pub(crate) fn dropout_seed(&self) -> u64 {
+        self.seed.unwrap_or_else(rand::random)
+    }
+
     /// Checks every flag; the first problem found is returned.
     pub fn validate(&self) -> Result<()> {
         self.limit_train_batches.check("limit_train_batches")?;
@@ -201,6 +212,12 @@ impl TrainerConfig {
                 "val_check_interval",
                 "must be a batch count when check_val_every_n_epoch is None",
             ));
+        }
+        if self.devices == Some(0) {
+            return Err(Error::config("devices", "must be at least 1"));
+        }
+        if self.num_nodes == 0 {
+            return Err(Error::config("num_nodes", "must be at least 1"));
         }
         if let Some(v) = self.gradient_clip_val {
             if !(v.is_finite() && v >= 0.0) {

@@ -29,7 +29,7 @@ macro_rules! eval_loop {
             optim: Option<&mut M::Optim>,
         ) -> Result<()> {
             let was_training = state.training;
-            state.training = false;
+            state.set_training(false);
             state.num_eval_batches = n;
             model.$eval(state)?;
             if L::$i_start {
@@ -82,7 +82,7 @@ macro_rules! eval_loop {
             if M::$impl_train {
                 model.$train(state)?;
             }
-            state.training = was_training;
+            state.set_training(was_training);
             state.running = outer;
             Ok(())
         }
@@ -259,7 +259,7 @@ where
             shard(state, &mut loader, Stage::Predict)?;
             let n = cfg.limit_predict_batches.apply(loader.len(), "limit_predict_batches")?;
             predictions.reserve(n);
-            state.training = false;
+            state.set_training(false);
             model.on_predict_model_eval(state)?;
             if L::IMPL_ON_PREDICT_START {
                 cbs.on_predict_start(state, model)?;

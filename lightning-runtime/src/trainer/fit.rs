@@ -6,71 +6,29 @@ use candle_core::Var;
 
 use super::closure::{ensure_called, Closure};
 use super::manual::Manual;
+use super::resume::Resume;
 use super::source::{self, Which};
 use super::stop::{self, StopReason};
 use super::{estimate, eval, hooks, logs, save, TrainerConfig};
 use crate::logging::store::LoopKind;
 use crate::{
-    CallbackList, Checkpoint, DataModule, Error, Flow, Gradients, Interval, LightningModule, Loader, LrScheduler,
-    Optimizer, Optimizers, Result, Stage, TrainerState, TransferBatch,
+    CallbackList, DataModule, Error, Flow, Gradients, Interval, LightningModule, Loader, LrScheduler, Optimizer,
+    Optimizers, Result, Stage, TrainerState, TransferBatch,
 };
 
 /// Where training starts: an epoch, and batches already done in it.
 struct Start {
     epoch: usize,
     skip_batches: usize,
-    /// The checkpoint resumed from; its optimizer state is loaded after `configure_optimizers`.
-    checkpoint: Option<Checkpoint>,
-}
-
-fn restore<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch = M::Batch>>(
-    path: &Path,
-    state: &mut TrainerState,
-    model: &mut M,
-    cbs: &mut L,
-    dm: &mut DM,
-) -> Result<Start> {
-    let mut ck = Checkpoint::load(path)?;
-    if ck.weights_only {
-        return Err(Error::bad_file(
-            path,
-            "a weights-only checkpoint has no optimizer state to resume training from: load it with `load_from_checkpoint`",
-        ));
-    }
-    // Lightning: the module's hook first (it may edit the dict), then the weights and the
-    // datamodule's state, then the callbacks.
-    model.on_load_checkpoint(state, &mut ck)?;
-    ck.load_into(model.parameters(), path)?;
-    if let Some(s) = &ck.datamodule {
-        dm.load_state_dict(s)?;
-    }
-    if L::IMPL_ON_LOAD_CHECKPOINT {
-        cbs.on_load_checkpoint(state, model, &mut ck)?;
-    }
-    cbs.restore_state(state, model, &ck.callbacks)?;
-    state.global_step = ck.global_step;
-    let (epoch, skip_batches) = if ck.epoch_complete { (ck.epoch + 1, 0) } else { (ck.epoch, ck.batches_done) };
-    Ok(Start { epoch, skip_batches, checkpoint: Some(ck) })
 }
 
 /// The trainable variables: the module's, sorted by name (a `VarMap`'s own order is not
-/// stable), then those an optimizer holds outside the module's `VarMap`, in the optimizers'
-/// order, so that every parameter an optimizer holds gets its gradient.
-fn sorted_vars<M: LightningModule>(model: &M, optim: &mut M::Optim) -> Vec<Var> {
+/// stable). Every parameter an optimizer holds is one of them (`foreign_params::check`).
+fn sorted_vars<M: LightningModule>(model: &M) -> Vec<Var> {
     let data = model.parameters().data().lock().unwrap_or_else(|p| p.into_inner());
     let mut named: Vec<(&String, &Var)> = data.iter().collect();
     named.sort_by(|a, b| a.0.cmp(b.0));
-    let mut vars: Vec<Var> = named.into_iter().map(|(_, v)| v.clone()).collect();
-    let mut seen: std::collections::HashSet<_> = vars.iter().map(|v| v.id()).collect();
-    for i in 0..optim.count() {
-        let Some(o) = optim.get(i) else { continue };
-        for (_, var) in o.named_parameters() {
-            if seen.insert(var.id()) {
-                vars.push(var.clone());
-            }
-        }
-    }
-    vars
+    named.into_iter().map(|(_, v)| v.clone()).collect()
 }
 
 /// Steps the scheduler if it runs on this `interval` and `count` hits its frequency, then
@@ -125,13 +83,6 @@ fn apply_scheduler_rates<M: LightningModule>(state: &mut TrainerState, optim: &m
     record_learning_rates::<M>(state, optim);
 }
 
-/// `Optim<AdamConfig>` → `Adam`, as Lightning names optimizers by class.
-fn optimizer_name<O>() -> &'static str {
-    let full = std::any::type_name::<O>();
-    let inner = full.rsplit("::").next().unwrap_or(full).trim_end_matches('>');
-    inner.strip_suffix("Config").unwrap_or(inner)
-}
-
 /// Refreshes `state.learning_rates` (what `LearningRateMonitor` logs). The optimizers are fixed
 /// for the run, so the names are built at the first call and later calls (every scheduler
 /// step) only update the values, in the same order.
@@ -144,7 +95,7 @@ fn record_learning_rates<M: LightningModule>(state: &mut TrainerState, optim: &m
         for g in 0..o.num_groups() {
             let lr = o.learning_rate(g);
             if fresh {
-                let base = format!("lr-{}", optimizer_name::<<M::Optim as Optimizers>::Optimizer>());
+                let base = format!("lr-{}", o.name());
                 let base = if many { format!("{base}-{i}") } else { base };
                 let name = if g == 0 { base } else { format!("{base}/pg{}", g + 1) };
                 state.learning_rates.push((name, lr));
@@ -165,7 +116,7 @@ fn check_scheduler<M: LightningModule>(optim: &mut M::Optim) -> Result<bool> {
             return Err(Error::config("monitor", "this LR scheduler needs a metric: return it with `SchedulerConfig::every_epoch().monitor(\"val_loss\")`"));
         }
         if sched.momentum().is_some() && opt.momentum().is_none() {
-            let name = optimizer_name::<<M::Optim as Optimizers>::Optimizer>();
+            let name = opt.name();
             return Err(Error::config(
                 "cycle_momentum",
                 format!("the scheduler cycles momentum, which {name} has none of (torch: \"optimizer must support momentum or beta1 with `cycle_momentum` option enabled\"): use SGD, RMSprop, Adam or AdamW, or turn it off with `.cycle_momentum(false)`"),
@@ -221,11 +172,17 @@ where
     V: Loader<Batch = M::Batch>,
 {
     hooks::setup(Stage::Fit, state, model, cbs, dm)?;
-    let mut start = match resume {
-        Some(path) => restore(path, state, model, cbs, dm)?,
-        None => Start { epoch: 0, skip_batches: 0, checkpoint: None },
+    // dropout masks start from the trainer's seed; a resume continues the checkpoint's draws
+    crate::nn::set_dropout_state(crate::nn::DropoutState { seed: cfg.dropout_seed(), counter: 0 });
+    let mut pending = match resume {
+        Some(path) => Some(Resume::read(path, state, model, cbs, dm)?),
+        None => None,
     };
-    let resumed = start.checkpoint.is_some();
+    let start = match pending.as_ref().map(Resume::start) {
+        Some((epoch, skip_batches)) => Start { epoch, skip_batches },
+        None => Start { epoch: 0, skip_batches: 0 },
+    };
+    let resumed = pending.is_some();
     let (rank, world) = (state.global_rank(), state.world_size());
     // a loader given to fit is known now, and one from train_dataloader or the datamodule
     // is fetched now when configure_optimizers reads estimated_stepping_batches (Lightning
@@ -246,40 +203,45 @@ where
     let mut optim = model.configure_optimizers(state)?;
     let plateau = check_scheduler::<M>(&mut optim)?;
     check_optimization::<M>(cfg, &optim)?;
+    super::foreign_params::check(model, &mut optim)?;
     if let Some(dtype) = cfg.precision.and_then(|p| p.master_dtype()) {
         for i in 0..optim.count() {
             if let Some(o) = optim.get(i) {
-                o.use_master_weights(dtype)?;
+                o.use_master_weights_from(dtype, &state.masters)?;
             }
         }
     }
-    if let Some(ck) = start.checkpoint.take() {
-        if !ck.optimizers.is_empty() && ck.optimizers.len() != optim.count() {
-            let n = optim.count();
-            return Err(Error::config(
-                "optimizer state",
-                format!("the checkpoint has {} optimizers, configure_optimizers {n}", ck.optimizers.len()),
-            ));
-        }
-        for (i, s) in ck.optimizers.iter().enumerate() {
-            if let Some(o) = optim.get(i) {
-                o.load_state_dict(s)?;
-            }
-        }
-        if let (Some((sched, _)), Some(s)) = (optim.parts().1, &ck.scheduler) {
-            sched.load_state(s)?;
+    if let Some(r) = pending.take() {
+        // the weights, the optimizers' and the scheduler's states and the step counter, all or none
+        r.apply(state, &mut optim)?;
+    }
+    // a schedule that cannot start (OneCycleLR's empty warm-up) fails here, before any step
+    if let (_, Some((sched, _))) = optim.parts() {
+        if let Some(why) = sched.past_end() {
+            return Err(Error::config("lr_scheduler", why));
         }
     }
     apply_scheduler_rates::<M>(state, &mut optim);
-    let vars = sorted_vars(model, &mut optim);
+    let vars = sorted_vars(model);
     if let Some(world) = &state.world {
         // DDP: every replica starts from rank 0's parameters
         crate::dist::broadcast_parameters(world.as_ref(), &vars)?;
+        // and rank 0's master weights under mixed precision, in the same order
+        let masters: Vec<Var> = vars.iter().filter_map(|v| state.masters.get(&v.id()).cloned()).collect();
+        crate::dist::broadcast_parameters(world.as_ref(), &masters)?;
     }
     let mut grads = Gradients::new(vars);
     let mut guard = super::unused::UnusedGuard::new(cfg.allow_unused_parameters, optim.count());
     if cfg.enable_model_summary {
-        print!("{}", crate::summarize(model));
+        // parameters no optimizer holds are frozen: Lightning's "Non-trainable params"
+        let mut held = std::collections::HashSet::new();
+        for i in 0..optim.count() {
+            if let Some(o) = optim.get(i) {
+                held.extend(o.named_parameters().into_iter().map(|(_, v)| v.id()));
+            }
+        }
+        let all = held.is_empty();
+        print!("{}", crate::summary::summarize_trainable(model, |v| all || held.contains(&v.id())));
     }
     if L::IMPL_ON_FIT_START {
         cbs.on_fit_start(state, model)?;

@@ -16,6 +16,7 @@ pub(crate) fn setup<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch
 ) -> Result<()> {
     // under DDP, once per node (its local rank 0, as Lightning's default
     // `prepare_data_per_node`); the other ranks wait for it, then every rank sets up
+    warn_both_transfer::<M, DM>();
     if state.local_rank() == 0 {
         dm.prepare_data()?;
         model.prepare_data(state)?;
@@ -36,11 +37,44 @@ pub(crate) fn setup<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch
     model.configure_model(state)?;
     // Lightning's strategy moves the module here: after configure_model, before the optimizers
     let dtype = state.precision.map(|p| p.dtype());
+    let master = state.precision.and_then(|p| p.master_dtype());
+    if let Some(m) = master {
+        // mixed precision: the module's variables on the device in the master dtype are the
+        // master weights, kept before the conversion to the compute dtype
+        if let Some(r) = crate::relocate::plan(model.parameters(), &state.device, Some(m))? {
+            model.relocate_fields(&r)?;
+            state.relocated = true;
+        }
+    }
+    let before = master.map(|_| crate::checkpoint::module_vars(model.parameters()));
     if let Some(r) = crate::relocate::plan(model.parameters(), &state.device, dtype)? {
         model.relocate_fields(&r)?;
         state.relocated = true;
     }
+    if let (Some(m), Some(before)) = (master, before) {
+        state.masters.clear();
+        for (name, v) in crate::checkpoint::module_vars(model.parameters()) {
+            if let Some(old) = before.get(&name).filter(|o| o.id() != v.id() && o.dtype() == m) {
+                state.masters.insert(v.id(), old.clone());
+            }
+        }
+    }
     crate::device::check_parameters(&state.device, model.parameters())
+}
+
+/// Lightning's warning for a batch-transfer hook written on both the module and the datamodule.
+fn warn_both_transfer<M: LightningModule, DM: DataModule<Batch = M::Batch>>() {
+    for (hook, module, data) in [
+        ("on_before_batch_transfer", M::IMPL_ON_BEFORE_BATCH_TRANSFER, DM::IMPL_ON_BEFORE_BATCH_TRANSFER),
+        ("transfer_batch_to_device", M::IMPL_TRANSFER_BATCH_TO_DEVICE, DM::IMPL_TRANSFER_BATCH_TO_DEVICE),
+        ("on_after_batch_transfer", M::IMPL_ON_AFTER_BATCH_TRANSFER, DM::IMPL_ON_AFTER_BATCH_TRANSFER),
+    ] {
+        if module && data {
+            crate::dist::rank_zero_warn(format_args!(
+                "You have overridden `{hook}` in both `LightningModule` and `LightningDataModule`. It will use the implementation from `LightningDataModule` instance."
+            ));
+        }
+    }
 }
 
 /// `teardown`: datamodule, callbacks, module. Not reached when the run failed.
@@ -58,8 +92,9 @@ pub(crate) fn teardown<M: LightningModule, L: CallbackList<M>, DM: DataModule<Ba
     model.teardown(state, stage)
 }
 
-/// `on_before_batch_transfer` → `transfer_batch_to_device` → `on_after_batch_transfer`, the
-/// datamodule's when it transfers batches, else the module's.
+/// `on_before_batch_transfer` → `transfer_batch_to_device` → `on_after_batch_transfer`, each
+/// the datamodule's when it writes that hook, else the module's (Lightning's
+/// `_DataHookSelector`).
 #[inline(always)]
 pub(crate) fn transfer<M: LightningModule, DM: DataModule<Batch = M::Batch>>(
     state: &mut TrainerState,
@@ -69,13 +104,19 @@ pub(crate) fn transfer<M: LightningModule, DM: DataModule<Batch = M::Batch>>(
     device: &Device,
     dataloader_idx: usize,
 ) -> Result<M::Batch> {
-    let batch = if DM::TRANSFERS_BATCHES {
-        let batch = dm.on_before_batch_transfer(batch, dataloader_idx)?;
-        let batch = dm.transfer_batch_to_device(batch, device, dataloader_idx)?;
+    let batch = if DM::IMPL_ON_BEFORE_BATCH_TRANSFER {
+        dm.on_before_batch_transfer(batch, dataloader_idx)?
+    } else {
+        model.on_before_batch_transfer(state, batch, dataloader_idx)?
+    };
+    let batch = if DM::IMPL_TRANSFER_BATCH_TO_DEVICE {
+        dm.transfer_batch_to_device(batch, device, dataloader_idx)?
+    } else {
+        model.transfer_batch_to_device(state, batch, device, dataloader_idx)?
+    };
+    let batch = if DM::IMPL_ON_AFTER_BATCH_TRANSFER {
         dm.on_after_batch_transfer(batch, dataloader_idx)?
     } else {
-        let batch = model.on_before_batch_transfer(state, batch, dataloader_idx)?;
-        let batch = model.transfer_batch_to_device(state, batch, device, dataloader_idx)?;
         model.on_after_batch_transfer(state, batch, dataloader_idx)?
     };
     // the precision flag's input conversion (Lightning's `convert_input`)

@@ -55,7 +55,8 @@ pub(crate) fn hyperparams<M: HasParameters>(state: &mut TrainerState, model: &M)
     }
     // loggers of one root and name share the version the first one claims
     crate::logging::run_dir::sharing_versions(|| state.loggers.iter_mut().try_for_each(|l| l.prepare()))?;
-    state.log_dir = state.loggers[0].log_dir();
+    let first = &state.loggers[0];
+    state.log_dir = first.log_dir().or_else(|| first.run_subdir().map(|d| state.default_root_dir.join(d)));
     if let Some(h) = model.hyperparameters()? {
         for l in &mut state.loggers {
             l.log_hyperparams(&h)?;

@@ -10,10 +10,12 @@ type Opt<M> = <<M as LightningModule>::Optim as Optimizers>::Optimizer;
 /// What `training_step` receives as `manual` under `#[lightning_module(manual_optimization)]`:
 /// Lightning's `self.manual_backward(loss)`, `opt.step()` and `opt.zero_grad()`, with their hooks.
 pub trait ManualOptimization<M: LightningModule> {
-    /// `manual_backward`: `on_before_backward` [C,M], `backward` [M], `on_after_backward` [C,M].
+    /// `manual_backward`: `on_before_backward` (callbacks, then the module), `backward` (the
+    /// module), `on_after_backward` (callbacks, then the module).
     /// Gradients add up until `zero_grad`.
     fn backward(&mut self, module: &mut M, trainer: &mut TrainerState, loss: &Tensor) -> Result<()>;
-    /// `opt.step()` for optimizer `index`: `on_before_optimizer_step` [C,M], then the update of
+    /// `opt.step()` for optimizer `index`: `on_before_optimizer_step` (callbacks, then the
+    /// module), then the update of
     /// that optimizer's parameters. Counts one global step.
     fn step(&mut self, module: &mut M, trainer: &mut TrainerState, index: usize) -> Result<()>;
     /// `opt.zero_grad()`: forgets all gradients.
@@ -63,6 +65,9 @@ fn no_optimizer(index: usize, count: usize) -> Error {
 impl<M: LightningModule, C: CallbackList<M>> ManualOptimization<M> for Manual<'_, M, C> {
     fn backward(&mut self, module: &mut M, trainer: &mut TrainerState, loss: &Tensor) -> Result<()> {
         Error::check_scalar_loss(loss, "passed to `manual_backward`")?;
+        // a half-precision loss goes backward from f32, as under Lightning's autocast
+        let wide = crate::precision::widen(loss)?;
+        let loss = &wide;
         if C::IMPL_ON_BEFORE_BACKWARD {
             self.callbacks.on_before_backward(trainer, module, loss)?;
         }

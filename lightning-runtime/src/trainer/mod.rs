@@ -6,12 +6,16 @@
 mod ckpt_path;
 mod closure;
 mod config;
+mod config_serde;
 mod estimate;
 mod eval;
 mod fit;
+mod foreign_params;
 mod hooks;
 pub(crate) mod logs;
 mod manual;
+mod results;
+mod resume;
 mod save;
 mod source;
 mod stop;
@@ -32,13 +36,15 @@ pub use manual::ManualOptimization;
 pub use source::EitherLoader;
 pub use stop::StopReason;
 pub use strategy::Strategy;
+#[cfg(feature = "mpi")]
+pub(crate) use threads::share_cores;
 pub use threads::SMALL_MODEL_PARAMS;
 
 use crate::dist::Collective;
 use crate::module::requirements::*;
 use crate::{
-    Accelerator, CallbackList, Chain, DataModule, Error, GradientClipAlgorithm, LightningModule, Loader, Logger,
-    ModelCheckpoint, NoDataModule, ProgressBar, Result, Stage, TrainerState,
+    Accelerator, CallbackList, CallbackTuple, Chain, DataModule, Error, GradientClipAlgorithm, LightningModule, Loader,
+    Logger, ModelCheckpoint, NoDataModule, ProgressBar, Result, Stage, TrainerState,
 };
 
 /// Metrics by name, as `callback_metrics` holds them at the end of a run.
@@ -68,6 +74,10 @@ pub struct TrainerBuilder<C = ()> {
     loggers: Vec<Box<dyn Logger>>,
     checkpoint: Option<ModelCheckpoint>,
     world: Option<Arc<dyn Collective>>,
+    /// The built trainer's first `ckpt_path` (set by `lightning::cli`).
+    pub(crate) resume: Option<CkptPath>,
+    /// Files written into the first run's log directory (the CLI's `config.yaml`).
+    pub(crate) log_files: Vec<(String, String)>,
 }
 
 macro_rules! flags {
@@ -82,6 +92,20 @@ macro_rules! flags {
 }
 
 impl<C> TrainerBuilder<C> {
+    /// Every flag at once, from a [`TrainerConfig`] (the `trainer:` section of a
+    /// `LightningCli` config); flags set after it change it further.
+    ///
+    /// ```
+    /// let config = lightning::TrainerConfig { max_epochs: Some(2), ..Default::default() };
+    /// let trainer = lightning::Trainer::builder().config(config).enable_checkpointing(false).build()?;
+    /// assert_eq!(trainer.config().max_epochs, Some(2));
+    /// # Ok::<(), lightning::Error>(())
+    /// ```
+    pub fn config(mut self, config: TrainerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
     flags! {
         /// Stop after this many epochs (default 1000 when `max_steps` is unset too).
         max_epochs: usize => |c, v| c.max_epochs = Some(v);
@@ -113,7 +137,9 @@ impl<C> TrainerBuilder<C> {
         gradient_clip_algorithm: GradientClipAlgorithm => |c, v| c.gradient_clip_algorithm = v;
         /// Seeds the device's generator where candle can (CUDA, Metal). candle cannot seed
         /// its CPU generator: build layers with `lightning::seeded_var_builder` and shuffle
-        /// loaders with `shuffle(seed)` for runs that repeat exactly.
+        /// loaders with `shuffle(seed)` for runs that repeat exactly. It also seeds
+        /// `lightning::nn`'s dropout masks (`nn::Dropout`, attention dropout) at the start
+        /// of each fit; without it they are drawn from a fresh seed.
         seed: u64 => |c, v| c.seed = Some(v);
         /// The device: `Auto` (default), `Cpu`, `Cuda(i)`, `Metal(i)`. Under DDP, each rank
         /// takes the GPU of its node-local rank.
@@ -204,13 +230,15 @@ impl<C> TrainerBuilder<C> {
     }
 
     /// The callbacks, as a tuple, called in tuple order: `.callbacks((A, B))`.
-    pub fn callbacks<C2>(self, callbacks: C2) -> TrainerBuilder<C2> {
+    pub fn callbacks<C2: CallbackTuple>(self, callbacks: C2) -> TrainerBuilder<C2::List> {
         TrainerBuilder {
             config: self.config,
-            callbacks,
+            callbacks: callbacks.into_list(),
             loggers: self.loggers,
             checkpoint: self.checkpoint,
             world: self.world,
+            resume: self.resume,
+            log_files: self.log_files,
         }
     }
 
@@ -260,11 +288,12 @@ impl<C> TrainerBuilder<C> {
             config: self.config,
             callbacks: self.callbacks,
             device,
-            resume: None,
+            resume: self.resume,
             loggers,
             checkpoint,
             world,
             last_run: None,
+            log_files: self.log_files,
         })
     }
 }
@@ -285,6 +314,8 @@ pub struct Trainer<C = ()> {
     world: Option<Arc<dyn Collective>>,
     /// (epoch, global_step) at the end of the last `fit`, for `save_checkpoint`.
     last_run: Option<(usize, usize)>,
+    /// Written (rank 0) into the log directory of the first `fit`, `validate` or `test`.
+    log_files: Vec<(String, String)>,
 }
 
 impl Trainer<()> {
@@ -296,6 +327,8 @@ impl Trainer<()> {
             loggers: Vec::new(),
             checkpoint: None,
             world: None,
+            resume: None,
+            log_files: Vec::new(),
         }
     }
 }
@@ -397,16 +430,17 @@ impl<C> Trainer<C> {
 
     /// The checkpoint `ckpt_path` named, resolved now, once per entry point.
     fn take_ckpt_path(&mut self) -> Result<Option<PathBuf>> {
-        match self.resume.take() {
-            Some(c) => c.resolve(self.checkpoint.as_ref(), &self.config.default_root_dir).map(Some),
-            None => Ok(None),
-        }
+        let Some(c) = self.resume.take() else { return Ok(None) };
+        let path = c.resolve(self.checkpoint.as_ref(), &self.config.default_root_dir)?;
+        results::restoring(&path);
+        Ok(Some(path))
     }
 
     /// `validate`, `test` and `predict` with a `ckpt_path`: its weights go into the module.
     fn load_ckpt_path<M: LightningModule>(&mut self, model: &mut M) -> Result<()> {
         if let Some(path) = self.take_ckpt_path()? {
-            crate::load_from_checkpoint(model, path)?;
+            crate::load_from_checkpoint(model, &path)?;
+            results::loaded_weights(&path);
         }
         Ok(())
     }
@@ -430,6 +464,8 @@ impl<C> Trainer<C> {
         // signals stop a fit after the current batch until on_exception has saved
         let _armed = (stage == Stage::Fit).then(crate::interrupt::arm);
         let mut state = TrainerState::new(stage, self.device.clone(), self.config.default_root_dir.clone());
+        // dropout layers train during fit's training batches only; the caller's flag comes back after
+        let _mode = crate::nn::TrainingFlag::set(state.training);
         if stage != Stage::Fit {
             // as in Lightning, counters of an earlier fit stay (loggers write at that step)
             (state.current_epoch, state.global_step) = self.last_run.unwrap_or((0, 0));
@@ -445,13 +481,15 @@ impl<C> Trainer<C> {
         let rank_zero = state.is_global_zero();
         let mut parked_loggers = if rank_zero { Vec::new() } else { std::mem::take(&mut state.loggers) };
         state.val_check_once_per_epoch = self.config.val_check_interval == Limit::Fraction(1.0);
-        threads::apply(threads::choose(self.config.threads, &self.device, model.parameters()));
+        let foreign = state.world.is_some() || crate::dist::runtime_started();
+        threads::apply(threads::choose(self.config.threads, &self.device, model.parameters()), foreign);
         // every rank runs the checkpoint callback (its best path and score are the same
         // everywhere, since it watches metrics reduced over the ranks); rank 0 alone writes
         let mut checkpoint = if stage == Stage::Fit { self.checkpoint.take().map(|c| (c,)) } else { None };
         let mut bar =
             (stage != Stage::Predict && self.config.enable_progress_bar && rank_zero).then(|| (ProgressBar::new(),));
         let mut extra: Option<M::Callbacks> = None;
+        let log_files = if stage == Stage::Predict { Vec::new() } else { std::mem::take(&mut self.log_files) };
         let config = &self.config;
         let result = (|| {
             if M::IMPL_CONFIGURE_CALLBACKS {
@@ -469,6 +507,9 @@ impl<C> Trainer<C> {
             if let Some(world) = state.world.clone().filter(|w| w.world_size() > 1) {
                 // rank 0's log directory, where the checkpoint callback saves on every rank
                 state.log_dir = crate::dist::broadcast_path(world.as_ref(), state.log_dir.take())?;
+            }
+            if rank_zero {
+                save::log_files(state.log_dir.as_deref().unwrap_or(&config.default_root_dir), &log_files)?;
             }
             let mut tail = Chain(&mut bar, &mut checkpoint);
             let mut inner = Chain(&mut extra, &mut tail);
@@ -499,6 +540,15 @@ impl<C> Trainer<C> {
         if let Some((c,)) = checkpoint {
             self.checkpoint = Some(c);
         }
+        // mixed precision: the module ends the run holding the f32 master weights, as Lightning's
+        // (whose module stays f32 under autocast), after a failed run too
+        let restored = match crate::relocate::restore(model.parameters(), &state.device, &state.masters) {
+            Some(r) => {
+                state.masters.clear();
+                model.relocate_fields(&r)
+            }
+            None => Ok(()),
+        };
         let finalized = logs::finalize(&mut state, if result.is_ok() { "success" } else { "failed" });
         self.loggers = std::mem::take(&mut state.loggers);
         self.loggers.append(&mut parked_loggers);
@@ -516,6 +566,7 @@ impl<C> Trainer<C> {
             }
         }
         let r = result?;
+        restored?;
         finalized?;
         Ok((r, state))
     }
@@ -619,7 +670,9 @@ impl<C> Trainer<C> {
         let ((), state) = self.run(Stage::Validate, model, dm, |cfg, state, model, cbs, dm| {
             eval::run_validate(cfg, state, model, cbs, dm, loader)
         })?;
-        state.callback_metrics()
+        let metrics = state.callback_metrics()?;
+        results::print(Stage::Validate, &metrics);
+        Ok(metrics)
     }
 
     /// Runs the test loop with the module's `test_dataloader`.
@@ -662,7 +715,9 @@ impl<C> Trainer<C> {
         let ((), state) = self.run(Stage::Test, model, dm, |cfg, state, model, cbs, dm| {
             eval::run_test(cfg, state, model, cbs, dm, loader)
         })?;
-        state.callback_metrics()
+        let metrics = state.callback_metrics()?;
+        results::print(Stage::Test, &metrics);
+        Ok(metrics)
     }
 
     /// Runs `predict_step` over the module's `predict_dataloader` and returns the results.

@@ -21,9 +21,10 @@ pub(crate) fn build<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch
         global_step: state.global_step,
         batches_done: state.batches_done,
         epoch_complete: state.at_epoch_end,
-        state_dict: module_state(model.parameters()),
+        state_dict: weights_state(state, model.parameters()),
         hyper_parameters: model.hyperparameters()?,
         weights_only,
+        dropout: Some(crate::nn::dropout_state()),
         ..Checkpoint::default()
     };
     match (optim, weights_only) {
@@ -95,6 +96,38 @@ pub(crate) fn flush<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch
                 delete_checkpoint(old)?;
             }
         }
+        if let Some(saved) = &state.saved_checkpoints {
+            for l in &mut state.loggers {
+                l.after_save_checkpoint(saved)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The module's weights for `model.safetensors`: under mixed precision the f32 master weights
+/// in place of the variables computed with, as Lightning's f32 module saves them.
+fn weights_state(
+    state: &TrainerState,
+    params: &candle_nn::VarMap,
+) -> std::collections::BTreeMap<String, candle_core::Tensor> {
+    let mut weights = module_state(params);
+    if !state.masters.is_empty() {
+        for (name, v) in crate::checkpoint::module_vars(params) {
+            if let Some(m) = state.masters.get(&v.id()) {
+                weights.insert(name, m.as_tensor().clone());
+            }
+        }
+    }
+    weights
+}
+
+/// Files for the run's log directory (the CLI's `config.yaml`, as Lightning's
+/// `SaveConfigCallback` writes it), each written whole or not at all.
+pub(crate) fn log_files(dir: &std::path::Path, files: &[(String, String)]) -> Result<()> {
+    for (name, text) in files {
+        std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
+        crate::atomic::write_atomic(&dir.join(name), text.as_bytes())?;
     }
     Ok(())
 }

@@ -36,6 +36,16 @@ impl std::str::FromStr for Strategy {
     }
 }
 
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Strategy::Auto => "auto",
+            Strategy::SingleDevice => "single_device",
+            Strategy::Ddp => "ddp",
+        })
+    }
+}
+
 /// The process group (none for one process) and this process's device.
 pub(crate) fn resolve(
     config: &TrainerConfig,

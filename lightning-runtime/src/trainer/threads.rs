@@ -34,13 +34,33 @@ pub(crate) fn choose(requested: Option<usize>, device: &Device, params: &VarMap)
     }
 }
 
-/// Applies a thread count for the rest of the process. Rust's environment functions share
-/// one lock, so this is safe against candle's and rayon's own reads.
-pub(crate) fn apply(n: Option<usize>) {
-    if let Some(n) = n {
-        let want = n.to_string();
-        if std::env::var(VAR).ok().as_deref() != Some(want.as_str()) {
-            std::env::set_var(VAR, want);
-        }
+/// Applies a thread count for the rest of the process, through the one setting candle
+/// reads. Rust's environment functions share one lock, so this is safe against candle's and
+/// rayon's own reads; it is not against C code reading the environment on its own threads,
+/// so once a distributed runtime has started (`foreign`: MPI's progress threads call
+/// `getenv`) the environment is left alone: `Mpi::init` sets the count before MPI starts,
+/// and an explicit `Trainer::threads(n)` that cannot apply says so.
+pub(crate) fn apply(n: Option<usize>, foreign: bool) {
+    let Some(n) = n else { return };
+    let want = n.to_string();
+    if std::env::var(VAR).ok().as_deref() == Some(want.as_str()) {
+        return;
+    }
+    if foreign {
+        crate::dist::rank_zero_warn(format_args!(
+            "`threads({n})` is not applied: the environment must not change once MPI runs (its threads read it); set {VAR}={n} in the job's environment instead (`mpirun -x {VAR}={n}`)"
+        ));
+        return;
+    }
+    std::env::set_var(VAR, want);
+}
+
+/// Before a distributed runtime starts: one share of the cores per process of this node
+/// (`local_world_size` of them), unless the user set the count.
+#[cfg(feature = "mpi")]
+pub(crate) fn share_cores(local_world_size: usize) {
+    if std::env::var_os(VAR).is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        std::env::set_var(VAR, (cores / local_world_size.max(1)).max(1).to_string());
     }
 }

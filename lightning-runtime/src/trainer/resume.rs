@@ -1,0 +1,119 @@
+//! Resuming a fit from a checkpoint, all or nothing: every part of the checkpoint is read
+//! and checked before any is applied, so a checkpoint that does not fit leaves the module's
+//! weights and the trainer's counters as they were.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Tensor, Var};
+
+use crate::checkpoint::{optimizer_mismatch, set_all};
+use crate::{
+    CallbackList, Checkpoint, DataModule, Error, LightningModule, LrScheduler, Optimizer, Optimizers, Result,
+    TrainerState,
+};
+
+/// A checkpoint read and checked against the module, waiting for the optimizers.
+pub(super) struct Resume {
+    path: PathBuf,
+    ck: Checkpoint,
+    /// The module's variables and their values from the checkpoint, converted, not yet set.
+    weights: Vec<(Var, Tensor)>,
+}
+
+impl Resume {
+    /// Reads the checkpoint and runs Lightning's restore hooks: the module's
+    /// `on_load_checkpoint` (it may edit the dict), the datamodule's and the callbacks' states.
+    /// The weights and the optimizers' states are checked against the module after the
+    /// module's hook and before the others, and applied only by [`Resume::apply`].
+    pub(super) fn read<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch = M::Batch>>(
+        path: &Path,
+        state: &mut TrainerState,
+        model: &mut M,
+        cbs: &mut L,
+        dm: &mut DM,
+    ) -> Result<Self> {
+        let mut ck = Checkpoint::load(path)?;
+        if ck.weights_only {
+            return Err(Error::bad_file(
+                path,
+                "a weights-only checkpoint has no optimizer state to resume training from: load it with `load_from_checkpoint`",
+            ));
+        }
+        model.on_load_checkpoint(state, &mut ck)?;
+        let mut weights = ck.prepare_weights(model.parameters(), path)?;
+        // mixed precision: the master weights from the checkpoint's (f32) weights, not their
+        // rounding (the optimizer's saved master copies, when there, are the same values)
+        let names = crate::checkpoint::module_vars(model.parameters());
+        for (name, v) in &names {
+            if let (Some(m), Some(t)) = (state.masters.get(&v.id()), ck.state_dict.get(name)) {
+                weights.push((m.clone(), t.to_device(m.device())?.to_dtype(m.dtype())?.copy()?));
+            }
+        }
+        ck.check_optimizer_state(model.parameters(), path)?;
+        if let Some(s) = &ck.datamodule {
+            dm.load_state_dict(s)?;
+        }
+        if L::IMPL_ON_LOAD_CHECKPOINT {
+            cbs.on_load_checkpoint(state, model, &mut ck)?;
+        }
+        cbs.restore_state(state, model, &ck.callbacks)?;
+        Ok(Resume { path: path.to_path_buf(), ck, weights })
+    }
+
+    /// The epoch to start at and the batches of it already done.
+    pub(super) fn start(&self) -> (usize, usize) {
+        let ck = &self.ck;
+        if ck.epoch_complete {
+            (ck.epoch + 1, 0)
+        } else {
+            (ck.epoch, ck.batches_done)
+        }
+    }
+
+    /// Checks the optimizers' and the scheduler's states against what `configure_optimizers`
+    /// returned, then applies every part: the weights, the optimizers' and the scheduler's
+    /// states, the step counter. An error before that changes none of them.
+    pub(super) fn apply<O: Optimizers>(self, state: &mut TrainerState, optim: &mut O) -> Result<()> {
+        let Resume { path, ck, weights } = self;
+        let n = optim.count();
+        if !ck.optimizers.is_empty() && ck.optimizers.len() != n {
+            let reason = format!("the checkpoint has {} optimizers, configure_optimizers {n}", ck.optimizers.len());
+            return Err(optimizer_mismatch(&path, 0, reason));
+        }
+        for (i, s) in ck.optimizers.iter().enumerate() {
+            if let Some(o) = optim.get(i) {
+                o.check_state_dict(s).map_err(|e| optimizer_mismatch(&path, i, unprefixed(e)))?;
+            }
+        }
+        // a fresh scheduler, replaced whole: nothing else has changed if it refuses the state
+        if let (Some((sched, _)), Some(s)) = (optim.parts().1, &ck.scheduler) {
+            sched.load_state(s).map_err(|e| Error::CheckpointMismatch {
+                path: path.clone(),
+                reason: format!(
+                    "the LR scheduler's state does not fit the scheduler configure_optimizers returned ({}); resume with the scheduler it was saved with",
+                    unprefixed(e)
+                ),
+            })?;
+        }
+        set_all(weights)?;
+        for (i, s) in ck.optimizers.iter().enumerate() {
+            if let Some(o) = optim.get(i) {
+                o.load_state_dict(s)?;
+            }
+        }
+        if let Some(d) = ck.dropout {
+            crate::nn::set_dropout_state(d);
+        }
+        state.global_step = ck.global_step;
+        super::results::restored_all(&path);
+        Ok(())
+    }
+}
+
+/// A configuration error's reason, without the `flag:` prefix it is displayed with.
+fn unprefixed(e: Error) -> String {
+    match e {
+        Error::Config { reason, .. } => reason,
+        other => other.to_string(),
+    }
+}

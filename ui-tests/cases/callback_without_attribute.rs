@@ -1,0 +1,39 @@
+use candle_core::Tensor;
+use candle_nn::VarMap;
+use lightning::prelude::*;
+
+#[lightning_module]
+struct Model {
+    vars: VarMap,
+}
+
+#[lightning_module]
+impl Model {
+    fn training_step(&mut self, batch: &(Tensor, Tensor)) -> candle_core::Result<Tensor> {
+        batch.0.sum_all()
+    }
+    fn test_step(&mut self, batch: &(Tensor, Tensor)) -> candle_core::Result<Tensor> {
+        batch.0.sum_all()
+    }
+    fn configure_optimizers(&mut self) -> lightning::Result<Sgd> {
+        Sgd::new(&self.vars, 0.1)
+    }
+}
+
+// a callback whose impl lacks `#[callback]`
+struct SampleText;
+
+impl SampleText {
+    #[allow(dead_code)]
+    fn on_train_epoch_end(&mut self) {}
+}
+
+fn main() -> lightning::Result<()> {
+    let mut model = Model { vars: VarMap::new() };
+    let mut trainer = Trainer::builder().callbacks((SampleText,)).build()?;
+    let x = Tensor::zeros((4, 1), candle_core::DType::F32, &candle_core::Device::Cpu)?;
+    trainer.fit_with(&mut model, DataLoader::new(x.clone(), x.clone(), 2)?, None::<DataLoader>)?;
+    trainer.fit_with(&mut model, DataLoader::new(x.clone(), x.clone(), 2)?, None::<DataLoader>)?;
+    trainer.test_with(&mut model, DataLoader::new(x.clone(), x, 2)?)?;
+    Ok(())
+}
