@@ -372,6 +372,26 @@ fn progress_bar_prints_plain_lines_off_a_terminal() {
     }
 }
 
+/// With a line allowed at every tenth, each epoch prints its middle and its end once: the last
+/// batch leaves the 100% line to the epoch's end, which has the epoch's metrics.
+#[test]
+fn progress_bar_prints_each_100_percent_line_once() {
+    let out = Shared::default();
+    let bar = lightning::ProgressBar::plain_to(out.clone()).plain_every(std::time::Duration::ZERO);
+    let mut t = Trainer::builder()
+        .max_epochs(2)
+        .enable_checkpointing(false)
+        .enable_progress_bar(false)
+        .enable_logger(false)
+        .callbacks((bar,))
+        .build()
+        .unwrap();
+    t.fit_with(&mut drift(), two_batches(), None::<DataLoader>).unwrap();
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let starts: Vec<String> = text.lines().map(|l| l.split(" [").next().unwrap_or("").to_owned()).collect();
+    assert_eq!(starts, ["Epoch 0:  50% 1/2", "Epoch 0: 100% 2/2", "Epoch 1:  50% 1/2", "Epoch 1: 100% 2/2"], "{text}");
+}
+
 fn timed_trainer(epochs: usize, timer: lightning::callbacks::Timer) -> Trainer<(lightning::callbacks::Timer,)> {
     Trainer::builder()
         .max_epochs(epochs)

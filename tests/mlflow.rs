@@ -67,10 +67,11 @@ impl Line {
 fn model(fail_at: Option<usize>, extra: usize) -> Line {
     let zero = || Var::zeros(1, DType::F32, &Device::Cpu).unwrap();
     let opt = Opt { name: "sgd".into(), betas: vec![0.9, 0.999] };
+    let (w, b) = (zero(), zero());
     Line {
-        vars: VarMap::new(),
-        w: zero(),
-        b: zero(),
+        vars: lightning::var_map([("w", &w), ("b", &b)]),
+        w,
+        b,
         hyper: Hyper { lr: 0.05, eps: 1e-5, opt, nesterov: false },
         fail_at,
         extra,

@@ -136,7 +136,7 @@ fn a_resumed_fit_with_dropout_ends_bit_identical() {
 }
 
 /// A block's output from GPT-2-named tensors, computed here with plain candle ops.
-fn reference(w: &HashMap<String, Tensor>, x: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
+fn reference(w: &HashMap<String, Tensor>, x: &Tensor, heads: usize, causal: bool) -> candle_core::Result<Tensor> {
     let ln = |x: &Tensor, p: &str| {
         candle_nn::ops::layer_norm_slow(x, &w[&format!("{p}.weight")], &w[&format!("{p}.bias")], 1e-5)
     };
@@ -148,8 +148,8 @@ fn reference(w: &HashMap<String, Tensor>, x: &Tensor, heads: usize) -> candle_co
     let split = |i: usize| qkv.narrow(2, i * c, c)?.reshape((b, t, heads, c / heads))?.transpose(1, 2)?.contiguous();
     let (q, k, v) = (split(0)?, split(1)?, split(2)?);
     let s = (q.matmul(&k.t()?)? / ((c / heads) as f64).sqrt())?;
-    let causal: Vec<f32> = (0..t * t).map(|ij| if ij % t > ij / t { f32::NEG_INFINITY } else { 0.0 }).collect();
-    let s = s.broadcast_add(&Tensor::from_vec(causal, (t, t), x.device())?)?;
+    let mask: Vec<f32> = (0..t * t).map(|ij| if causal && ij % t > ij / t { f32::NEG_INFINITY } else { 0.0 }).collect();
+    let s = s.broadcast_add(&Tensor::from_vec(mask, (t, t), x.device())?)?;
     let y = candle_nn::ops::softmax(&s, D::Minus1)?.matmul(&v)?.transpose(1, 2)?.reshape((b, t, c))?;
     let x = (x + lin(&y, "attn.c_proj")?)?;
     let m = lin(&lin(&ln(&x, "ln_2")?, "mlp.c_fc")?.gelu()?, "mlp.c_proj")?;
@@ -179,12 +179,20 @@ fn a_block_loads_gpt2_named_weights() {
         .collect();
     let named: HashMap<String, Tensor> = weights.iter().map(|(k, v)| (format!("h.3.{k}"), v.clone())).collect();
     let vb = VarBuilder::from_tensors(named, DType::F32, &Device::Cpu);
-    let block = TransformerBlock::new(TransformerConfig::new(c, 2), vb.pp("h.3")).unwrap();
     let x = Tensor::randn(0f32, 1.0, (2, 5, c), &Device::Cpu).unwrap();
-    let got = block.forward_t(&x, false).unwrap();
-    let want = reference(&weights, &x, 2).unwrap();
-    let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-    assert!(diff < 1e-5, "differs from the reference by {diff}");
+    let max_diff =
+        |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    // GPT's causal decoder (the default) and an encoder that attends to every position
+    let mut outputs = Vec::new();
+    for causal in [true, false] {
+        let config = TransformerConfig::new(c, 2).causal(causal);
+        let block = TransformerBlock::new(config, vb.pp("h.3")).unwrap();
+        let got = block.forward_t(&x, false).unwrap();
+        let diff = max_diff(&got, &reference(&weights, &x, 2, causal).unwrap());
+        assert!(diff < 1e-5, "causal {causal}: differs from the reference by {diff}");
+        outputs.push(got);
+    }
+    assert!(max_diff(&outputs[0], &outputs[1]) > 1e-3, "the encoder must see later positions");
     // a missing tensor is an error naming it
     let vb = VarBuilder::from_tensors(HashMap::new(), DType::F32, &Device::Cpu);
     let e = TransformerBlock::new(TransformerConfig::new(c, 2), vb.pp("h.0")).unwrap_err();

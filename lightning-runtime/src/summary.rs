@@ -30,7 +30,34 @@ fn infer_type(vars: &BTreeMap<String, Vec<usize>>) -> String {
         Some([o, i, kh, kw]) => format!("Conv2d({i}→{o}, {kh}×{kw})"),
         Some([n]) => format!("Norm({n})"),
         _ if vars.contains_key("embeddings") => "Embedding".into(),
-        _ => "-".into(),
+        _ if vars.contains_key("attn.c_attn.weight") && vars.contains_key("mlp.c_fc.weight") => {
+            "TransformerBlock".into()
+        }
+        _ if vars.contains_key("c_attn.weight") => "MultiHeadAttention".into(),
+        _ => infer_composite(vars),
+    }
+}
+
+/// A layer made of sub-layers: `4 × TransformerBlock` for a list (`0.…`, `1.…`, as a
+/// `Vec` of layers names its variables), else the sub-layers' names, as `(fc1, fc2)`.
+fn infer_composite(vars: &BTreeMap<String, Vec<usize>>) -> String {
+    let mut children: BTreeMap<&str, BTreeMap<String, Vec<usize>>> = BTreeMap::new();
+    for (name, shape) in vars {
+        let (child, rest) = name.split_once('.').unwrap_or((name.as_str(), ""));
+        children.entry(child).or_default().insert(rest.to_owned(), shape.clone());
+    }
+    // variables of this layer itself (not of sub-layers): nothing to name it by
+    if children.is_empty() || children.values().any(|c| c.contains_key("")) {
+        return "-".into();
+    }
+    if children.keys().all(|c| c.bytes().all(|b| b.is_ascii_digit())) {
+        let first = children.values().next().map(infer_type).unwrap_or_default();
+        return format!("{} × {first}", children.len());
+    }
+    let names: Vec<&str> = children.keys().copied().collect();
+    match names.len() {
+        0..=3 => format!("({})", names.join(", ")),
+        n => format!("({}, … {} more)", names[..2].join(", "), n - 2),
     }
 }
 
@@ -131,4 +158,32 @@ pub fn summarize_trainable<M: HasParameters>(model: &M, trainable: impl Fn(&Var)
         bytes as f64 / 1e6
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(names: &[(&str, &[usize])]) -> BTreeMap<String, Vec<usize>> {
+        names.iter().map(|(n, s)| (n.to_string(), s.to_vec())).collect()
+    }
+
+    #[test]
+    fn layer_types_are_read_from_the_variable_names() {
+        let block = |i: usize| {
+            [
+                (format!("{i}.attn.c_attn.weight"), vec![24, 8]),
+                (format!("{i}.mlp.c_fc.weight"), vec![32, 8]),
+                (format!("{i}.ln_1.weight"), vec![8]),
+            ]
+        };
+        let list: BTreeMap<String, Vec<usize>> = (0..4).flat_map(block).collect();
+        assert_eq!(infer_type(&list), "4 × TransformerBlock");
+        assert_eq!(infer_type(&vars(&[("0.weight", &[3, 2]), ("1.weight", &[3, 3])])), "2 × Linear(2→3)");
+        assert_eq!(infer_type(&vars(&[("fc1.weight", &[3, 2]), ("fc2.bias", &[3])])), "(fc1, fc2)");
+        let many = vars(&[("a.w", &[1]), ("b.w", &[1]), ("c.w", &[1]), ("d.w", &[1])]);
+        assert_eq!(infer_type(&many), "(a, b, … 2 more)");
+        assert_eq!(infer_type(&vars(&[("c_attn.weight", &[24, 8])])), "MultiHeadAttention");
+        assert_eq!(infer_type(&vars(&[("scale", &[1])])), "-");
+    }
 }

@@ -28,6 +28,8 @@ pub struct ProgressBar {
     outer: Option<(Option<indicatif::ProgressBar>, Option<Plain>)>,
     last_message: Option<Instant>,
     refresh: Duration,
+    /// The least time between two plain lines of one loop.
+    plain_every: Duration,
 }
 
 /// A loop's progress as plain lines.
@@ -41,6 +43,9 @@ struct Plain {
     tenth: usize,
     done: usize,
     printed: Instant,
+    /// Whether the loop's end prints the final line (training epochs), which the last batch
+    /// then leaves to it instead of printing the same 100% line twice.
+    closing_line: bool,
 }
 
 impl Plain {
@@ -82,12 +87,25 @@ impl ProgressBar {
             outer: None,
             last_message: None,
             refresh: Duration::from_millis(500),
+            plain_every: Duration::from_secs(2),
         }
     }
 
     /// Plain lines, written to `out` instead of stdout (logs, tests).
     pub fn plain_to(out: impl std::io::Write + Send + 'static) -> Self {
         ProgressBar { out: Box::new(out), ..Self::with_terminal(false) }
+    }
+
+    /// Off a terminal, the least time between two lines of one loop (2 s unless set): a line
+    /// is printed at each tenth of the loop this allows, and one at each epoch's end.
+    ///
+    /// ```
+    /// let bar = lightning::ProgressBar::plain_to(std::io::stderr()).plain_every(std::time::Duration::from_secs(30));
+    /// # let _ = bar;
+    /// ```
+    pub fn plain_every(mut self, every: Duration) -> Self {
+        self.plain_every = every;
+        self
     }
 
     /// Terminal bars drawn on `term` instead of stdout: any `indicatif::TermLike`, such as
@@ -130,7 +148,8 @@ impl ProgressBar {
             self.bar = Some(bar);
         } else {
             let now = Instant::now();
-            self.plain = Some(Plain { label, total, started: now, tenth: 0, done: 0, printed: now });
+            self.plain =
+                Some(Plain { label, total, started: now, tenth: 0, done: 0, printed: now, closing_line: false });
         }
         self.last_message = None;
     }
@@ -150,8 +169,9 @@ impl ProgressBar {
                 usize::MAX => done / 100,
                 total => done * 10 / total,
             };
-            // at most one line every two seconds: short epochs print only their final line
-            if now_tenth > p.tenth && p.printed.elapsed() >= Duration::from_secs(2) {
+            // at most one line every `plain_every`: short epochs print only their final line
+            let last = p.closing_line && done == p.total;
+            if now_tenth > p.tenth && !last && p.printed.elapsed() >= self.plain_every {
                 p.tenth = now_tenth;
                 p.printed = Instant::now();
                 let line = format!("{} {}", p.line(), Self::metrics(t)?);
@@ -204,6 +224,9 @@ fn clock(secs: f64) -> String {
 impl ProgressBar {
     fn on_train_epoch_start(&mut self, trainer: &mut TrainerState) {
         self.start(format!("Epoch {}", trainer.current_epoch), trainer.num_training_batches);
+        if let Some(p) = &mut self.plain {
+            p.closing_line = true;
+        }
     }
     fn on_train_batch_end(&mut self, trainer: &mut TrainerState, batch_idx: usize) -> Result<()> {
         self.advance(trainer, batch_idx + 1)

@@ -29,12 +29,22 @@ pub struct TransformerConfig {
     pub resid_dropout: f64,
     /// The layer norms' epsilon (GPT-2: 1e-5).
     pub layer_norm_eps: f64,
+    /// Whether position `t` attends only to positions `..=t` (a decoder, GPT's; the default),
+    /// or to every position (an encoder, BERT's).
+    pub causal: bool,
 }
 
 impl TransformerConfig {
-    /// `n_embd` wide, `n_head` heads, no dropout, epsilon 1e-5.
+    /// `n_embd` wide, `n_head` heads, causal, no dropout, epsilon 1e-5.
     pub fn new(n_embd: usize, n_head: usize) -> Self {
-        TransformerConfig { n_embd, n_head, attn_dropout: 0.0, resid_dropout: 0.0, layer_norm_eps: 1e-5 }
+        TransformerConfig { n_embd, n_head, attn_dropout: 0.0, resid_dropout: 0.0, layer_norm_eps: 1e-5, causal: true }
+    }
+
+    /// Causal attention (`true`, the default: a decoder) or attention over the whole
+    /// sequence (`false`: an encoder, for classifying or tagging a sequence).
+    pub fn causal(mut self, causal: bool) -> Self {
+        self.causal = causal;
+        self
     }
 
     /// The same dropout on the attention probabilities and the residual branches.
@@ -60,7 +70,8 @@ impl TransformerConfig {
     }
 }
 
-/// Causal multi-head self-attention: `c_attn` projects (B, T, C) to q, k and v, the heads
+/// Multi-head self-attention, causal unless [`TransformerConfig::causal`] says otherwise:
+/// `c_attn` projects (B, T, C) to q, k and v, the heads
 /// attend with [`scaled_dot_product_attention`](super::scaled_dot_product_attention)
 /// (stacked: [`self_attention_packed`]), and `c_proj` mixes them back to (B, T, C).
 #[derive(Clone, Debug)]
@@ -90,7 +101,7 @@ impl MultiHeadAttention {
         // (B, T, 3, H, hd) → (3, B, H, T, hd) in one copy, attended as one stacked tensor
         let qkv = self.c_attn.forward(x)?.reshape((b, t, 3, h, hd))?.permute((2, 0, 3, 1, 4))?;
         let p = if train { self.config.attn_dropout } else { 0.0 };
-        let opts = AttentionOptions::new().causal(true).dropout(p);
+        let opts = AttentionOptions::new().causal(self.config.causal).dropout(p);
         let y = self_attention_packed(&qkv, &opts)?;
         let y = self.c_proj.forward(&y.transpose(1, 2)?.reshape((b, t, c))?)?;
         dropout(&y, self.config.resid_dropout, train)
@@ -162,6 +173,7 @@ impl TransformerBlock {
         x + dropout(&m, self.resid_dropout, train)?
     }
 
+    /// The block's attention layer (`attn`).
     pub fn attention(&self) -> &MultiHeadAttention {
         &self.attn
     }
