@@ -10,7 +10,7 @@ use crate::types::Place;
 
 /// Hooks a callback list dispatches generically (state is collected separately).
 fn list_hooks() -> impl Iterator<Item = &'static Hook> {
-    HOOKS.iter().filter(|h| h.side.callback() && !matches!(h.name, "state_dict" | "load_state_dict"))
+    HOOKS.iter().filter(|h| h.side.callback() && !h.state)
 }
 
 fn default_body(hook: &Hook, module_side: bool) -> TokenStream {
@@ -150,10 +150,10 @@ fn dispatch(h: &Hook, members: &[Member]) -> TokenStream {
     let name = format_ident!("{}", h.name);
     let flag = impl_const(h);
     let args = call_args(h);
-    let returns_batch = h.callback_ret == "$Batch";
+    let returns_batch = h.maps_batch;
     let calls = members.iter().map(|m| {
         let (expr, ty) = (&m.expr, &m.ty);
-        let (path, cond, extra) = if m.single && h.monitoring_split {
+        let (path, cond, extra) = if m.single && h.monitoring_split() {
             // through the phase-aware method, so that a `Nested` member passes the phase on
             let split = split_method(h);
             let cond = quote!(<#ty as ::lightning::Callback<M>>::#flag);
@@ -162,7 +162,7 @@ fn dispatch(h: &Hook, members: &[Member]) -> TokenStream {
         } else if m.single {
             (quote!(<#ty as ::lightning::Callback<M>>), quote!(<#ty as ::lightning::Callback<M>>::#flag), quote!())
         } else {
-            let extra = h.monitoring_split.then(|| quote!(, __monitoring));
+            let extra = h.monitoring_split().then(|| quote!(, __monitoring));
             (
                 quote!(<#ty as ::lightning::CallbackList<M>>),
                 quote!(<#ty as ::lightning::CallbackList<M>>::#flag),
@@ -321,7 +321,7 @@ fn nested_impls() -> TokenStream {
         let name = format_ident!("{}", h.name);
         let args = call_args(h);
         let sig = signature(h, &Place::Callback("M"), false, false);
-        let body = if h.monitoring_split {
+        let body = if h.monitoring_split() {
             let split = split_method(h);
             quote! {
                 self.#split(#(#args,)* false)?;
@@ -335,7 +335,7 @@ fn nested_impls() -> TokenStream {
             #sig { #body }
         }
     });
-    let splits = list_hooks().filter(|h| h.monitoring_split).map(|h| {
+    let splits = list_hooks().filter(|h| h.monitoring_split()).map(|h| {
         let name = format_ident!("{}", h.name);
         let split = split_method(h);
         let args = call_args(h);
@@ -413,11 +413,11 @@ fn chain_and_option_impls() -> TokenStream {
             let n = format_ident!("{}", a.name);
             quote!(#n)
         }));
-        if h.monitoring_split {
+        if h.monitoring_split() {
             args.push(quote!(__monitoring));
         }
         let sig = signature(h, &Place::Callback("M"), false, true);
-        let none = if h.callback_ret == "$Batch" {
+        let none = if h.maps_batch {
             quote!(::core::result::Result::Ok(batch))
         } else {
             quote!(::core::result::Result::Ok(()))
