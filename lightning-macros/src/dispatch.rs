@@ -20,6 +20,11 @@ pub fn items() -> TokenStream {
         let n = h.name;
         quote!(pub(crate) const #c: &str = #n;)
     });
+    let literal = HOOKS.iter().map(|h| {
+        let id = format_ident!("{}", h.name);
+        let n = h.name;
+        quote!((#id) => { #n };)
+    });
     let hooks = HOOKS.iter().map(|h| if h.state { state_fn(h) } else { hook_fn(h) });
     let apart = HOOKS.iter().filter(|h| h.data.is_some_and(|d| d.order == DataOrder::Apart)).map(apart_fn);
     let warn = replaced_warning();
@@ -27,6 +32,12 @@ pub fn items() -> TokenStream {
         /// Every hook's name, for messages that name one.
         #[allow(dead_code)]
         pub(crate) mod name { #(#names)* }
+        /// A hook's name as a literal, for `concat!` in messages: `hook_name!(training_step)`
+        /// (anything else is a compile error).
+        #[allow(unused_macros)]
+        macro_rules! hook_name { #(#literal)* }
+        #[allow(unused_imports)]
+        pub(crate) use hook_name;
         #(#hooks)*
         #(#apart)*
         #warn

@@ -18,6 +18,7 @@ mod dispatch;
 mod errors;
 mod expand;
 mod lambda;
+mod member;
 mod relocate;
 mod requirements;
 mod traits;

@@ -6,6 +6,7 @@ use quote::{format_ident, quote};
 
 use crate::catalogue::{Hook, HOOKS};
 use crate::expand::{impl_const, signature};
+use crate::member::split_method;
 use crate::types::Place;
 
 /// Hooks a callback list dispatches generically (state is collected separately).
@@ -58,7 +59,9 @@ pub fn module_items() -> TokenStream {
 }
 
 pub fn callback_items() -> TokenStream {
-    side_items(false)
+    let mut items = side_items(false);
+    items.extend(crate::member::items());
+    items
 }
 
 /// The trait a hook argument's value passes through on its way to the user's method, one
@@ -125,11 +128,6 @@ struct Member {
     /// `true`: a single `Callback` (filtered by `MONITORING` where the hook splits);
     /// `false`: a nested `CallbackList` (passes the flag on).
     single: bool,
-}
-
-/// The hidden `Callback` method that runs a split hook in one phase (see `callback.rs`).
-fn split_method(h: &Hook) -> proc_macro2::Ident {
-    format_ident!("__{}_split", h.name)
 }
 
 /// The argument names a hook's methods are called with (the list's extra flag aside).

@@ -66,7 +66,7 @@ impl<M: LightningModule, C: CallbackList<M>> OptimizerClosure<M> for Closure<'_,
             }
         }
         if let Some(loss) = &out.loss {
-            Error::check_scalar_loss(loss, "returned by `training_step`")?;
+            Error::check_scalar_loss(loss, concat!("returned by `", dispatch::hook_name!(training_step), "`"))?;
         }
         if self.zero_grad {
             dispatch::on_before_zero_grad(state, module, cbs, optimizer)?;

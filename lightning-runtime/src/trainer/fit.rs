@@ -132,7 +132,7 @@ fn check_optimization<M: LightningModule>(cfg: &TrainerConfig, optim: &M::Optim)
     if M::AUTOMATIC_OPTIMIZATION {
         if optim.count() > 1 {
             return Err(Error::config(
-                "configure_optimizers",
+                dispatch::name::CONFIGURE_OPTIMIZERS,
                 format!(
                     "{} optimizers need manual optimization: write `#[lightning_module(manual_optimization)]`",
                     optim.count()
@@ -143,11 +143,12 @@ fn check_optimization<M: LightningModule>(cfg: &TrainerConfig, optim: &M::Optim)
         if cfg.accumulate_grad_batches != 1 {
             return Err(Error::config(
                 "accumulate_grad_batches",
-                "not with manual optimization: accumulate in training_step",
+                concat!("not with manual optimization: accumulate in ", dispatch::hook_name!(training_step)),
             ));
         }
         if cfg.gradient_clip_val.is_some() {
-            return Err(Error::config("gradient_clip_val", "not with manual optimization: clip in training_step"));
+            let reason = concat!("not with manual optimization: clip in ", dispatch::hook_name!(training_step));
+            return Err(Error::config("gradient_clip_val", reason));
         }
     }
     Ok(())

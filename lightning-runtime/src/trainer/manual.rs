@@ -32,7 +32,10 @@ pub(crate) struct Automatic;
 fn off() -> Error {
     Error::config(
         "manual_optimization",
-        "this module is optimized automatically: write `#[lightning_module(manual_optimization)]` on its impl to drive the optimizers from training_step",
+        concat!(
+            "this module is optimized automatically: write `#[lightning_module(manual_optimization)]` on its impl to drive the optimizers from ",
+            dispatch::hook_name!(training_step)
+        ),
     )
 }
 
@@ -60,7 +63,8 @@ pub(crate) struct Manual<'a, M: LightningModule, C> {
 }
 
 fn no_optimizer(index: usize, count: usize) -> Error {
-    Error::config("optimizer", format!("optimizer {index} does not exist: configure_optimizers returned {count}"))
+    let hook = dispatch::name::CONFIGURE_OPTIMIZERS;
+    Error::config("optimizer", format!("optimizer {index} does not exist: {hook} returned {count}"))
 }
 
 impl<M: LightningModule, C: CallbackList<M>> ManualOptimization<M> for Manual<'_, M, C> {

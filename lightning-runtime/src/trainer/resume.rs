@@ -79,7 +79,8 @@ impl Resume {
         let Resume { path, ck, weights } = self;
         let n = optim.count();
         if !ck.optimizers.is_empty() && ck.optimizers.len() != n {
-            let reason = format!("the checkpoint has {} optimizers, configure_optimizers {n}", ck.optimizers.len());
+            let (saved, hook) = (ck.optimizers.len(), dispatch::name::CONFIGURE_OPTIMIZERS);
+            let reason = format!("the checkpoint has {saved} optimizers, {hook} {n}");
             return Err(optimizer_mismatch(&path, 0, reason));
         }
         for (i, s) in ck.optimizers.iter().enumerate() {
@@ -92,7 +93,8 @@ impl Resume {
             sched.load_state(s).map_err(|e| Error::CheckpointMismatch {
                 path: path.clone(),
                 reason: format!(
-                    "the LR scheduler's state does not fit the scheduler configure_optimizers returned ({}); resume with the scheduler it was saved with",
+                    "the LR scheduler's state does not fit the scheduler {} returned ({}); resume with the scheduler it was saved with",
+                    dispatch::name::CONFIGURE_OPTIMIZERS,
                     unprefixed(e)
                 ),
             })?;
