@@ -1,8 +1,10 @@
-//! The hook catalogue: every hook's name, side, arguments and return type, defined once.
+//! The hook catalogue: every hook's name, side, arguments and return type, defined once,
+//! with how the trainer calls it (order, log scope, the datamodule's version).
 //!
 //! The attribute macros check user methods against this table, and the hidden
-//! `__*_items!` macros generate the runtime's `LightningModule`, `Callback` and
-//! `CallbackList` traits from it, so the checks and the traits cannot drift.
+//! `__*_items!` macros generate from it the runtime's `LightningModule`, `Callback`,
+//! `CallbackList` and `DataModule` traits, the entry points' marker traits, and the
+//! trainer's hook dispatcher, so the checks, the traits and the calls cannot drift.
 //!
 //! Types are written as Rust source with placeholders that each side resolves:
 //! `$Batch`, `$Prediction`, `$Loader`, `$Callbacks`, `$Optimizer`, `$Scheduler`, `$Optim`.
