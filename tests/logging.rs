@@ -270,3 +270,47 @@ fn tensorboard_files_read_back_with_valid_crcs() {
     let err = tensorboard::read_events(&bad).unwrap_err().to_string();
     assert!(err.contains("CRC mismatch"), "{err}");
 }
+
+/// Logs from an `optimizer_step` override after its closure ran `training_step` and the
+/// backward hooks: the hook running then is `optimizer_step` again, not the last nested one.
+#[lightning_module]
+struct Nested {
+    vars: VarMap,
+    w: Var,
+    mean: lightning::metrics::MeanMetric,
+}
+
+#[lightning_module]
+impl Nested {
+    fn training_step(&mut self, batch: &(Tensor, Tensor), trainer: &mut TrainerState) -> lightning::Result<Tensor> {
+        let loss = batch.0.matmul(self.w.as_tensor())?.sub(&batch.1)?.sqr()?.mean_all()?;
+        trainer.log("loss", &loss)?;
+        self.mean.update(&loss)?;
+        Ok(loss)
+    }
+    fn on_after_backward(&mut self, trainer: &mut TrainerState) -> lightning::Result<()> {
+        trainer.log("after_backward", 1.0)
+    }
+    fn optimizer_step(
+        &mut self,
+        optimizer: &mut Sgd,
+        optimizer_closure: &mut impl OptimizerClosure<Self>,
+    ) -> lightning::Result<()> {
+        optimizer_closure.step(self, optimizer)?;
+        let mut mean = self.mean.clone();
+        optimizer_closure.trainer().log_metric("mean_loss", &mut mean).map(|_| ())
+    }
+    fn configure_optimizers(&mut self) -> lightning::Result<Sgd> {
+        Sgd::new(vec![("w".to_string(), self.w.clone())], 0.01)
+    }
+}
+
+#[test]
+fn a_hook_that_returns_puts_the_outer_hooks_name_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap();
+    let mut m = Nested { vars: lightning::var_map([("w", &w)]), w, mean: Default::default() };
+    let (train, _) = data();
+    let err = trainer(dir.path(), 5).fit_with(&mut m, train, None::<DataLoader>).unwrap_err();
+    assert!(err.to_string().contains("`log_metric(\"mean_loss\", ..)` in `optimizer_step`"), "{err}");
+}

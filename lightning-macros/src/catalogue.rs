@@ -1,8 +1,10 @@
-//! The hook catalogue: every hook's name, side, arguments and return type, defined once.
+//! The hook catalogue: every hook's name, side, arguments and return type, defined once,
+//! with how the trainer calls it (order, log scope, the datamodule's version).
 //!
 //! The attribute macros check user methods against this table, and the hidden
-//! `__*_items!` macros generate the runtime's `LightningModule`, `Callback` and
-//! `CallbackList` traits from it, so the checks and the traits cannot drift.
+//! `__*_items!` macros generate from it the runtime's `LightningModule`, `Callback`,
+//! `CallbackList` and `DataModule` traits, the entry points' marker traits, and the
+//! trainer's hook dispatcher, so the checks, the traits and the calls cannot drift.
 //!
 //! Types are written as Rust source with placeholders that each side resolves:
 //! `$Batch`, `$Prediction`, `$Loader`, `$Callbacks`, `$Optimizer`, `$Scheduler`, `$Optim`.
@@ -15,7 +17,7 @@ pub enum Side {
     Module,
     /// `Callback` only.
     Callback,
-    /// Both; callbacks run first unless the loop says otherwise.
+    /// Both; callbacks run first unless the hook's [`Order`] says otherwise.
     Both,
 }
 
@@ -28,13 +30,80 @@ impl Side {
     }
 }
 
+/// In what order the dispatcher calls the callbacks and the module (Lightning's
+/// `_call_callback_hooks` / `_call_lightning_module_hook` pairs).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Order {
+    /// The callbacks, then the module.
+    CallbacksFirst,
+    /// The module, then the callbacks (`on_load_checkpoint`: the module edits the dict first).
+    ModuleFirst,
+    /// The callbacks that do not monitor, the module, then the monitoring callbacks, so that
+    /// checkpoints and early stopping see what the module logged (Lightning PR #16567).
+    MonitoringSplit,
+}
+
+/// Where a hook may call `trainer.log` (reference §4.10): the runtime's `LogScope` variant
+/// the dispatcher sets while the hook runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Scope {
+    /// Training step and batch hooks: per step by default.
+    TrainStep,
+    /// Evaluation step and batch hooks: per epoch by default.
+    EvalStep,
+    /// Loop and epoch boundaries: per epoch only.
+    EpochOnly,
+    /// Lightning raises "You can't `self.log()` inside ...".
+    Forbidden,
+}
+
+/// An entry point of the trainer that needs the module to have a hook: `#[lightning_module]`
+/// implements the marker trait `Has<Hook>` when it does, and the entry point requires it.
+#[derive(Clone, Copy)]
+pub struct Needs {
+    /// The `Trainer` method (`fit`, `validate`, ...).
+    pub entry: &'static str,
+    /// Needed only when no loader is given (`<entry>_with` takes one).
+    pub unless_given: bool,
+    /// A hook the module must then have too (an error at its impl), and how to write it.
+    pub with: Option<(&'static str, &'static str)>,
+}
+
+/// Where the `DataModule`'s version of a hook runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum DataOrder {
+    /// Before the callbacks and the module.
+    First,
+    /// After the callbacks, whatever they returned (the datamodule's hook cannot fail).
+    Last,
+    /// Instead of the module's, when the datamodule writes it (Lightning's `_DataHookSelector`).
+    Replaces,
+    /// First; the module's runs only when the datamodule's returns `None` (the loaders).
+    Fallback,
+    /// On its own: checkpoints save and restore the datamodule between the other parts.
+    Apart,
+}
+
+/// The `DataModule`'s version of a hook: it takes the hook's arguments (no `trainer`, no
+/// module) and returns `Result<ret>` (or `ret` itself when it cannot fail).
+#[derive(Clone, Copy)]
+pub struct DataHook {
+    pub order: DataOrder,
+    pub ret: &'static str,
+    pub fallible: bool,
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
 /// One documented argument of a hook.
+#[derive(Clone, Copy)]
 pub struct Arg {
     pub name: &'static str,
     pub ty: &'static str,
 }
 
 /// One hook.
+#[derive(Clone, Copy)]
 pub struct Hook {
     pub name: &'static str,
     pub side: Side,
@@ -49,9 +118,48 @@ pub struct Hook {
     pub callback_default: &'static str,
     /// Whether the hook is offered the `trainer: &mut TrainerState` argument.
     pub trainer: bool,
-    /// Whether callback lists call monitoring callbacks separately (after the module).
-    pub monitoring_split: bool,
+    /// For a hook not offered `trainer`: the expression that reaches the trainer's state
+    /// through an argument, for the dispatcher's record of the running hook.
+    pub state_via: Option<&'static str>,
+    pub order: Order,
+    /// The trainer acts between the two sides (writes the checkpoints the callbacks asked
+    /// for, checks a loaded checkpoint): the dispatcher runs a closure there.
+    pub between: bool,
+    pub scope: Scope,
+    /// Receives the batch by value and returns the batch later hooks see.
+    pub maps_batch: bool,
+    /// A callback's state: lists collect it by `STATE_KEY` instead of calling each callback.
+    pub state: bool,
+    pub needs: Option<Needs>,
+    pub data: Option<DataHook>,
     pub doc: &'static str,
+}
+
+impl Hook {
+    /// Where the hook may log.
+    const fn logs(self, scope: Scope) -> Hook {
+        Hook { scope, ..self }
+    }
+
+    /// Required by `entry` (see [`Needs`]).
+    const fn needed_by(self, entry: &'static str, unless_given: bool) -> Hook {
+        Hook { needs: Some(Needs { entry, unless_given, with: None }), ..self }
+    }
+
+    /// The datamodule's version of the hook.
+    const fn datamodule(self, order: DataOrder, ret: &'static str, default: &'static str, doc: &'static str) -> Hook {
+        Hook { data: Some(DataHook { order, ret, fallible: true, default, doc }), ..self }
+    }
+
+    /// The trainer acts between the callbacks and the module (see [`Hook::between`]).
+    const fn trainer_between(self) -> Hook {
+        Hook { between: true, ..self }
+    }
+
+    /// Whether the monitoring callbacks run apart (see [`Order::MonitoringSplit`]).
+    pub fn monitoring_split(&self) -> bool {
+        self.order == Order::MonitoringSplit
+    }
 }
 
 macro_rules! args {
@@ -72,7 +180,14 @@ const fn plain(name: &'static str, side: Side, args: &'static [Arg], doc: &'stat
         module_default: OK,
         callback_default: OK,
         trainer: true,
-        monitoring_split: false,
+        state_via: None,
+        order: Order::CallbacksFirst,
+        between: false,
+        scope: Scope::Forbidden,
+        maps_batch: false,
+        state: false,
+        needs: None,
+        data: None,
         doc,
     }
 }
@@ -80,17 +195,10 @@ const fn plain(name: &'static str, side: Side, args: &'static [Arg], doc: &'stat
 /// A module-only hook whose default is an error: the trainer requires it for some entry point.
 const fn required(name: &'static str, args: &'static [Arg], ret: &'static str, doc: &'static str) -> Hook {
     Hook {
-        name,
-        side: Side::Module,
-        args,
         module_ret: ret,
-        callback_ret: UNIT,
         module_default:
             "::core::result::Result::Err(::lightning::Error::MissingHook { module: Self::NAME, hook: \"$hook\" })",
-        callback_default: OK,
-        trainer: true,
-        monitoring_split: false,
-        doc,
+        ..plain(name, Side::Module, args, doc)
     }
 }
 
@@ -103,76 +211,101 @@ const fn batch_map(
     doc: &'static str,
 ) -> Hook {
     Hook {
-        name,
-        side,
-        args,
         module_ret: "$Batch",
         callback_ret: "$Batch",
         module_default: default,
         callback_default: default,
-        trainer: true,
-        monitoring_split: false,
-        doc,
+        maps_batch: true,
+        ..plain(name, side, args, doc)
     }
 }
 
+/// A datamodule loader hook: the module's, when the datamodule has none.
+const LOADER: &str = "::core::option::Option<$Loader>";
+const NONE: &str = "::core::result::Result::Ok(::core::option::Option::None)";
+
+use DataOrder::{Apart, Fallback, First, Last, Replaces};
+use Scope::{EpochOnly, EvalStep, TrainStep};
 use Side::{Both, Callback as Cb, Module as Md};
 
 pub const HOOKS: &[Hook] = &[
     // ---- set-up, configuration, data (reference §4.1) ----
     Hook {
-        name: "configure_callbacks",
-        side: Md,
-        args: args!(),
         module_ret: "::core::option::Option<$Callbacks>",
-        callback_ret: UNIT,
         module_default: "::core::result::Result::Ok(::core::option::Option::None)",
-        callback_default: OK,
-        trainer: true,
-        monitoring_split: false,
-        doc: "Returns extra callbacks; they run after the trainer's own (first call of every stage).",
+        ..plain(
+            "configure_callbacks",
+            Md,
+            args!(),
+            "Returns extra callbacks; they run after the trainer's own (first call of every stage).",
+        )
     },
-    plain("prepare_data", Md, args!(), "Downloads or prepares data once, before `setup`."),
-    plain("setup", Both, args!(stage: "::lightning::Stage"), "Start of every stage: fit, validate, test or predict."),
-    plain("configure_model", Md, args!(), "Builds layers lazily, after `setup` and before the optimizers."),
-    required(
-        "configure_optimizers",
-        args!(),
-        "$Optim",
-        "Returns the optimizer, or `(optimizer, scheduler)` or `(optimizer, SchedulerConfig)`. Required by `fit`.",
+    plain("prepare_data", Md, args!(), "Downloads or prepares data once, before `setup`.").datamodule(
+        First,
+        UNIT,
+        OK,
+        "Downloads or prepares data once, before `setup`.",
     ),
-    required("train_dataloader", args!(), "$Loader", "The training batches, when `fit` is not given a loader."),
-    required("val_dataloader", args!(), "$Loader", "The validation batches, when not given a loader."),
-    required("test_dataloader", args!(), "$Loader", "The test batches, when not given a loader."),
-    required("predict_dataloader", args!(), "$Loader", "The prediction batches, when not given a loader."),
-    plain("teardown", Both, args!(stage: "::lightning::Stage"), "End of every stage that did not fail."),
+    plain("setup", Both, args!(stage: "::lightning::Stage"), "Start of every stage: fit, validate, test or predict.")
+        .datamodule(First, UNIT, OK, "Start of every stage."),
+    plain("configure_model", Md, args!(), "Builds layers lazily, after `setup` and before the optimizers."),
+    Hook {
+        needs: Some(Needs { entry: "fit", unless_given: false, with: None }),
+        ..required(
+            "configure_optimizers",
+            args!(),
+            "$Optim",
+            "Returns the optimizer, or `(optimizer, scheduler)` or `(optimizer, SchedulerConfig)`. Required by `fit`.",
+        )
+    },
+    required("train_dataloader", args!(), "$Loader", "The training batches, when `fit` is not given a loader.")
+        .needed_by("fit", true)
+        .datamodule(Fallback, LOADER, NONE, "The training loader (`None`: the module's)."),
+    required("val_dataloader", args!(), "$Loader", "The validation batches, when not given a loader.")
+        .needed_by("validate", true)
+        .datamodule(Fallback, LOADER, NONE, "The validation loader."),
+    required("test_dataloader", args!(), "$Loader", "The test batches, when not given a loader.")
+        .needed_by("test", true)
+        .datamodule(Fallback, LOADER, NONE, "The test loader."),
+    required("predict_dataloader", args!(), "$Loader", "The prediction batches, when not given a loader.")
+        .needed_by("predict", true)
+        .datamodule(Fallback, LOADER, NONE, "The prediction loader."),
+    plain("teardown", Both, args!(stage: "::lightning::Stage"), "End of every stage that did not fail.").datamodule(
+        First,
+        UNIT,
+        OK,
+        "End of every stage that did not fail.",
+    ),
     // ---- stage and epoch boundaries (§4.2) ----
     plain("on_fit_start", Both, args!(), "Start of `fit`, after `configure_optimizers`."),
     plain("on_fit_end", Both, args!(), "End of `fit`, before `teardown`."),
     plain("on_sanity_check_start", Cb, args!(), "Before the sanity-check validation batches."),
     plain("on_sanity_check_end", Cb, args!(), "After the sanity-check validation batches."),
-    plain("on_train_start", Both, args!(), "Start of training, after the sanity check."),
+    plain("on_train_start", Both, args!(), "Start of training, after the sanity check.").logs(EpochOnly),
     plain("on_train_end", Both, args!(), "End of training."),
-    plain("on_validation_start", Both, args!(), "Start of a validation run."),
-    plain("on_validation_end", Both, args!(), "End of a validation run."),
-    plain("on_test_start", Both, args!(), "Start of `test`."),
-    plain("on_test_end", Both, args!(), "End of `test`."),
+    plain("on_validation_start", Both, args!(), "Start of a validation run.").logs(EpochOnly),
+    plain("on_validation_end", Both, args!(), "End of a validation run. The checkpoints the callbacks asked for are written before the module's hook.")
+        .trainer_between(),
+    plain("on_test_start", Both, args!(), "Start of `test`.").logs(EpochOnly),
+    plain("on_test_end", Both, args!(), "End of `test`. The checkpoints the callbacks asked for are written before the module's hook.")
+        .trainer_between(),
     plain("on_predict_start", Both, args!(), "Start of `predict`."),
     plain("on_predict_end", Both, args!(), "End of `predict`."),
-    plain("on_train_epoch_start", Both, args!(), "Start of a training epoch."),
+    plain("on_train_epoch_start", Both, args!(), "Start of a training epoch.").logs(EpochOnly),
     Hook {
-        monitoring_split: true,
+        order: Order::MonitoringSplit,
         ..plain(
             "on_train_epoch_end",
             Both,
             args!(),
             "End of a training epoch. Monitoring callbacks (checkpoints, early stopping) run after the module.",
         )
+        .logs(EpochOnly)
     },
-    plain("on_validation_epoch_start", Both, args!(), "Start of a validation epoch."),
-    plain("on_validation_epoch_end", Both, args!(), "End of a validation epoch."),
-    plain("on_test_epoch_start", Both, args!(), "Start of the test epoch."),
-    plain("on_test_epoch_end", Both, args!(), "End of the test epoch."),
+    plain("on_validation_epoch_start", Both, args!(), "Start of a validation epoch.").logs(EpochOnly),
+    plain("on_validation_epoch_end", Both, args!(), "End of a validation epoch.").logs(EpochOnly),
+    plain("on_test_epoch_start", Both, args!(), "Start of the test epoch.").logs(EpochOnly),
+    plain("on_test_epoch_end", Both, args!(), "End of the test epoch.").logs(EpochOnly),
     plain("on_predict_epoch_start", Both, args!(), "Start of the predict epoch."),
     plain("on_predict_epoch_end", Both, args!(), "End of the predict epoch."),
     // ---- batch transfer (§4.4) ----
@@ -182,6 +315,12 @@ pub const HOOKS: &[Hook] = &[
         args!(batch: "$Batch", dataloader_idx: "usize"),
         "::core::result::Result::Ok(batch)",
         "Edits a batch before it moves to the device.",
+    )
+    .datamodule(
+        Replaces,
+        "$Batch",
+        "::core::result::Result::Ok(batch)",
+        "Alters a batch before it moves to the device; replaces the module's when written.",
     ),
     batch_map(
         "transfer_batch_to_device",
@@ -189,6 +328,12 @@ pub const HOOKS: &[Hook] = &[
         args!(batch: "$Batch", device: "&::lightning::candle::Device", dataloader_idx: "usize"),
         "::lightning::TransferBatch::to_device(batch, device)",
         "Moves a batch to the device (default: every tensor in it).",
+    )
+    .datamodule(
+        Replaces,
+        "$Batch",
+        "::lightning::TransferBatch::to_device(batch, device)",
+        "Moves a batch to the device; replaces the module's when written.",
     ),
     batch_map(
         "on_after_batch_transfer",
@@ -196,6 +341,12 @@ pub const HOOKS: &[Hook] = &[
         args!(batch: "$Batch", dataloader_idx: "usize"),
         "::core::result::Result::Ok(batch)",
         "Edits a batch after it moved to the device.",
+    )
+    .datamodule(
+        Replaces,
+        "$Batch",
+        "::core::result::Result::Ok(batch)",
+        "Alters a batch on the device; replaces the module's when written.",
     ),
     // ---- batch hooks (§4.3) ----
     Hook {
@@ -207,6 +358,7 @@ pub const HOOKS: &[Hook] = &[
             args!(batch: "&$Batch", batch_idx: "usize"),
             "Before a training batch. The module may return `Flow::SkipEpoch` (Lightning's -1); a callback's return is ignored.",
         )
+        .logs(TrainStep)
     },
     batch_map(
         "on_batch_begin",
@@ -214,37 +366,45 @@ pub const HOOKS: &[Hook] = &[
         args!(batch: "$Batch", batch_idx: "usize"),
         "::core::result::Result::Ok(batch)",
         "candle-lightning's own: right after `on_train_batch_start`, each callback then the module gets the batch and returns the batch `training_step` sees.",
-    ),
+    )
+    .logs(TrainStep),
     plain(
         "on_train_batch_end",
         Both,
         args!(outputs: "&::lightning::StepOutput", batch: "&$Batch", batch_idx: "usize"),
-        "After a training batch; `outputs.loss` is already divided by `accumulate_grad_batches`.",
-    ),
+        "After a training batch; `outputs.loss` is already divided by `accumulate_grad_batches`. \
+         The checkpoints the callbacks asked for are written before the module's hook.",
+    )
+    .logs(TrainStep)
+    .trainer_between(),
     plain(
         "on_validation_batch_start",
         Both,
         args!(batch: "&$Batch", batch_idx: "usize", dataloader_idx: "usize"),
         "Before a validation batch.",
-    ),
+    )
+    .logs(EvalStep),
     plain(
         "on_validation_batch_end",
         Both,
         args!(outputs: "&::lightning::StepOutput", batch: "&$Batch", batch_idx: "usize", dataloader_idx: "usize"),
         "After a validation batch.",
-    ),
+    )
+    .logs(EvalStep),
     plain(
         "on_test_batch_start",
         Both,
         args!(batch: "&$Batch", batch_idx: "usize", dataloader_idx: "usize"),
         "Before a test batch.",
-    ),
+    )
+    .logs(EvalStep),
     plain(
         "on_test_batch_end",
         Both,
         args!(outputs: "&::lightning::StepOutput", batch: "&$Batch", batch_idx: "usize", dataloader_idx: "usize"),
         "After a test batch.",
-    ),
+    )
+    .logs(EvalStep),
     plain(
         "on_predict_batch_start",
         Both,
@@ -258,34 +418,51 @@ pub const HOOKS: &[Hook] = &[
         "After a predict batch.",
     ),
     // ---- steps (§4.5) ----
-    required(
-        "training_step",
-        args!(batch: "&$Batch", batch_idx: "usize", manual: "&mut impl ::lightning::ManualOptimization<Self>"),
-        "::lightning::StepOutput",
-        "Computes the loss of one batch: return a `Tensor`, a `StepOutput`, or `None` to skip backward. \
-         With `#[lightning_module(manual_optimization)]` it drives the optimizers itself through `manual`.",
-    ),
+    Hook {
+        needs: Some(Needs {
+            entry: "fit",
+            unless_given: false,
+            with: Some((
+                "configure_optimizers",
+                "`fn configure_optimizers(&mut self) -> lightning::Result<AdamW>` (or another optimizer)",
+            )),
+        }),
+        ..required(
+            "training_step",
+            args!(batch: "&$Batch", batch_idx: "usize", manual: "&mut impl ::lightning::ManualOptimization<Self>"),
+            "::lightning::StepOutput",
+            "Computes the loss of one batch: return a `Tensor`, a `StepOutput`, or `None` to skip backward. \
+             With `#[lightning_module(manual_optimization)]` it drives the optimizers itself through `manual`.",
+        )
+        .logs(TrainStep)
+    },
     required(
         "validation_step",
         args!(batch: "&$Batch", batch_idx: "usize", dataloader_idx: "usize"),
         "::lightning::StepOutput",
         "One validation batch. Required by `validate`; enables validation in `fit`.",
-    ),
+    )
+    .logs(EvalStep)
+    .needed_by("validate", false),
     required(
         "test_step",
         args!(batch: "&$Batch", batch_idx: "usize", dataloader_idx: "usize"),
         "::lightning::StepOutput",
         "One test batch. Required by `test`.",
-    ),
+    )
+    .logs(EvalStep)
+    .needed_by("test", false),
     required(
         "predict_step",
         args!(batch: "&$Batch", batch_idx: "usize", dataloader_idx: "usize"),
         "$Prediction",
         "One prediction; `predict` collects and returns them. Required by `predict`.",
-    ),
+    )
+    .needed_by("predict", false),
     // ---- optimization (§4.6), in call order ----
     Hook {
         trainer: false,
+        state_via: Some("optimizer_closure.trainer()"),
         module_default: "optimizer_closure.step(self, optimizer)",
         ..plain(
             "optimizer_step",
@@ -299,13 +476,15 @@ pub const HOOKS: &[Hook] = &[
             "Once per accumulation window. The default runs `optimizer_closure.step(self, optimizer)`: \
              the closure runs `training_step`, zero-grad and backward, then the gradients are clipped and applied.",
         )
+        .logs(TrainStep)
     },
     plain(
         "on_before_zero_grad",
         Both,
         args!(optimizer: "&mut $Optimizer"),
         "After `training_step`, before `optimizer_zero_grad`, on the first batch of each accumulation window.",
-    ),
+    )
+    .logs(TrainStep),
     Hook {
         module_default: "{ grads.clear(); ::core::result::Result::Ok(()) }",
         ..plain(
@@ -314,13 +493,15 @@ pub const HOOKS: &[Hook] = &[
             args!(epoch: "usize", batch_idx: "usize", optimizer: "&mut $Optimizer", grads: "&mut ::lightning::Gradients"),
             "Clears the accumulated gradients (default: `grads.clear()`).",
         )
+        .logs(TrainStep)
     },
     plain(
         "on_before_backward",
         Both,
         args!(loss: "&::lightning::candle::Tensor"),
         "Before backward; the loss is already divided by `accumulate_grad_batches`.",
-    ),
+    )
+    .logs(TrainStep),
     Hook {
         module_ret: "::lightning::candle::backprop::GradStore",
         module_default: "::core::result::Result::Ok(loss.backward()?)",
@@ -330,19 +511,22 @@ pub const HOOKS: &[Hook] = &[
             args!(loss: "&::lightning::candle::Tensor"),
             "Computes the gradients of the loss (default: `loss.backward()`); the trainer accumulates them.",
         )
+        .logs(TrainStep)
     },
     plain(
         "on_after_backward",
         Both,
         args!(grads: "&::lightning::Gradients"),
         "After backward, with the gradients accumulated so far.",
-    ),
+    )
+    .logs(TrainStep),
     plain(
         "on_before_optimizer_step",
         Both,
         args!(optimizer: "&mut $Optimizer", grads: "&::lightning::Gradients"),
         "Before clipping and the parameter update, once per accumulation window.",
-    ),
+    )
+    .logs(TrainStep),
     Hook {
         module_default: "grads.clip(gradient_clip_val, gradient_clip_algorithm)",
         ..plain(
@@ -356,6 +540,7 @@ pub const HOOKS: &[Hook] = &[
             ),
             "Clips the gradients (default: by the trainer's `gradient_clip_val` and algorithm).",
         )
+        .logs(TrainStep)
     },
     Hook {
         module_default: "{ ::lightning::LrScheduler::step(scheduler, metric); ::core::result::Result::Ok(()) }",
@@ -379,30 +564,64 @@ pub const HOOKS: &[Hook] = &[
         args!(checkpoint: "&mut ::lightning::Checkpoint"),
         "Edits a checkpoint before it is written: callbacks first, then the module.",
     ),
-    plain(
-        "on_load_checkpoint",
-        Both,
-        args!(checkpoint: "&mut ::lightning::Checkpoint"),
-        "Sees a loaded checkpoint: the module first (before its weights load), then the callbacks.",
-    ),
+    Hook {
+        order: Order::ModuleFirst,
+        ..plain(
+            "on_load_checkpoint",
+            Both,
+            args!(checkpoint: "&mut ::lightning::Checkpoint"),
+            "Sees a loaded checkpoint: the module first (before its weights load), then the callbacks.",
+        )
+        .trainer_between()
+    },
     Hook {
         callback_ret: "::lightning::serde_json::Value",
         callback_default: "::core::result::Result::Ok(::lightning::serde_json::Value::Null)",
+        state: true,
         ..plain("state_dict", Cb, args!(), "The callback's state, saved in checkpoints under its `STATE_KEY`.")
+    }
+    .datamodule(
+        Apart,
+        "::lightning::serde_json::Value",
+        "::core::result::Result::Ok(::lightning::serde_json::Value::Null)",
+        "Its state in checkpoints (`Null`: nothing saved).",
+    ),
+    Hook {
+        state: true,
+        ..plain(
+            "load_state_dict",
+            Cb,
+            args!(state_dict: "&::lightning::serde_json::Value"),
+            "Restores the callback's state from a checkpoint.",
+        )
+    }
+    .datamodule(Apart, UNIT, OK, "Restores what `state_dict` saved, on resume."),
+    Hook {
+        data: Some(DataHook {
+            order: Last,
+            ret: UNIT,
+            fallible: false,
+            default: "{}",
+            doc: "The run failed; called after the callbacks' `on_exception`.",
+        }),
+        ..plain(
+            "on_exception",
+            Cb,
+            args!(exception: "&::lightning::Error"),
+            "A hook or the trainer failed; no end or teardown hooks run after this.",
+        )
     },
-    plain(
-        "load_state_dict",
-        Cb,
-        args!(state_dict: "&::lightning::serde_json::Value"),
-        "Restores the callback's state from a checkpoint.",
-    ),
-    plain(
-        "on_exception",
-        Cb,
-        args!(exception: "&::lightning::Error"),
-        "A hook or the trainer failed; no end or teardown hooks run after this.",
-    ),
 ];
+
+/// The arguments `LambdaCallback`'s closures get after the trainer state, where the hook has
+/// them (the ones that do not depend on the module's types, less the indexes Lightning's
+/// examples never read).
+pub const LAMBDA_ARGS: &[&str] = &["stage", "batch_idx", "loss", "checkpoint", "exception"];
+
+/// The hooks `LambdaCallback` offers: Lightning's 37 callback hooks.
+pub fn lambda_hooks() -> impl Iterator<Item = &'static Hook> {
+    HOOKS.iter().filter(|h| h.side.callback() && !h.state && !h.maps_batch)
+}
 
 /// Hooks Lightning removed, with what to use instead (reference §6.1–6.2), and known wrong names.
 pub const REMOVED: &[(&str, &str, &str)] = &[
@@ -452,82 +671,49 @@ pub fn suggest(name: &str, on_module: bool) -> Option<&'static str> {
         .map(|(n, _, _)| n)
 }
 
-/// Where a hook may call `trainer.log` (reference §4.10): the variant of the runtime's
-/// `LogScope` its wrapper sets before running the user's method.
-pub fn log_scope(hook: &str) -> &'static str {
-    match hook {
-        "training_step"
-        | "on_train_batch_start"
-        | "on_train_batch_end"
-        | "on_batch_begin"
-        | "on_before_zero_grad"
-        | "optimizer_zero_grad"
-        | "on_before_backward"
-        | "backward"
-        | "on_after_backward"
-        | "on_before_optimizer_step"
-        | "configure_gradient_clipping"
-        | "optimizer_step" => "TrainStep",
-        "validation_step"
-        | "test_step"
-        | "on_validation_batch_start"
-        | "on_validation_batch_end"
-        | "on_test_batch_start"
-        | "on_test_batch_end" => "EvalStep",
-        "on_train_start"
-        | "on_validation_start"
-        | "on_test_start"
-        | "on_train_epoch_start"
-        | "on_train_epoch_end"
-        | "on_validation_epoch_start"
-        | "on_validation_epoch_end"
-        | "on_test_epoch_start"
-        | "on_test_epoch_end" => "EpochOnly",
-        _ => "Forbidden",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn scope(name: &str) -> Scope {
+        find(name).map(|h| h.scope).unwrap_or_else(|| panic!("{name} is not a hook"))
+    }
+
     #[test]
-    fn every_scoped_hook_is_in_the_catalogue() {
-        let scoped = [
-            "training_step",
-            "on_train_batch_start",
-            "on_train_batch_end",
-            "on_batch_begin",
-            "on_before_zero_grad",
-            "optimizer_zero_grad",
-            "on_before_backward",
-            "backward",
-            "on_after_backward",
-            "on_before_optimizer_step",
-            "configure_gradient_clipping",
-            "optimizer_step",
-            "validation_step",
-            "test_step",
-            "on_validation_batch_start",
-            "on_validation_batch_end",
-            "on_test_batch_start",
-            "on_test_batch_end",
-            "on_train_start",
-            "on_validation_start",
-            "on_test_start",
-            "on_train_epoch_start",
-            "on_train_epoch_end",
-            "on_validation_epoch_start",
-            "on_validation_epoch_end",
-            "on_test_epoch_start",
-            "on_test_epoch_end",
-        ];
-        for h in scoped {
-            assert!(HOOKS.iter().any(|k| k.name == h), "{h} is not a hook");
-            assert_ne!(log_scope(h), "Forbidden");
+    fn log_scopes() {
+        assert_eq!(HOOKS.iter().filter(|h| h.scope == TrainStep).count(), 12);
+        assert_eq!(HOOKS.iter().filter(|h| h.scope == EvalStep).count(), 6);
+        assert_eq!(HOOKS.iter().filter(|h| h.scope == EpochOnly).count(), 9);
+        assert_eq!(scope("optimizer_step"), TrainStep);
+        assert_eq!(scope("test_step"), EvalStep);
+        assert_eq!(scope("on_validation_epoch_end"), EpochOnly);
+        assert_eq!(scope("on_fit_start"), Scope::Forbidden);
+        assert_eq!(scope("on_validation_end"), Scope::Forbidden);
+    }
+
+    #[test]
+    fn dispatch_shapes() {
+        for h in HOOKS {
+            // the dispatcher reborrows the arguments it hands to the trainer's closure
+            if h.between {
+                assert!(!h.maps_batch && h.side == Side::Both, "{}", h.name);
+            }
+            assert_eq!(h.trainer, h.state_via.is_none(), "{}", h.name);
+            if let Some(d) = h.data {
+                assert_eq!(d.fallible, d.order != Last, "{}", h.name);
+                if d.order == Fallback {
+                    assert_eq!(d.ret, format!("::core::option::Option<{}>", h.module_ret), "{}", h.name);
+                }
+                if d.order == Replaces {
+                    assert!(h.maps_batch && h.side == Side::Module, "{}", h.name);
+                }
+            }
+            if let Some((with, _)) = h.needs.and_then(|n| n.with) {
+                assert!(find(with).is_some_and(|w| w.needs.is_some()), "{}", h.name);
+            }
         }
-        assert_eq!(log_scope("on_fit_start"), "Forbidden");
-        assert_eq!(log_scope("on_validation_end"), "Forbidden");
+        assert_eq!(HOOKS.iter().filter(|h| h.needs.is_some()).count(), 9);
+        assert_eq!(lambda_hooks().count(), 37);
     }
 
     #[test]

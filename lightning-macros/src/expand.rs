@@ -31,7 +31,7 @@ pub fn signature(hook: &Hook, place: &Place, module_side: bool, list_extra: bool
         let t = types::parse(&types::resolve(a.ty, place));
         params.push(quote!(#n: #t));
     }
-    if list_extra && hook.monitoring_split {
+    if list_extra && hook.monitoring_split() {
         params.push(quote!(__monitoring: bool));
     }
     let ret = types::parse(&types::resolve(if module_side { hook.module_ret } else { hook.callback_ret }, place));
@@ -58,12 +58,8 @@ fn call_user(b: &BoundHook, self_ty: &Type) -> TokenStream {
             _ => quote_spanned!(ty.span()=> #id),
         }
     });
-    // only a method that takes `trainer` can log, so only its wrapper records the hook
-    let enter = b.params.iter().any(|(n, _)| *n == "trainer").then(|| {
-        let scope = format_ident!("{}", crate::catalogue::log_scope(hook));
-        quote!(trainer.__enter_hook(#hook, ::lightning::__private::LogScope::#scope);)
-    });
-    let call = quote!({ #enter <#self_ty>::#method(self, #(#args),*) });
+    // the dispatcher records the running hook around this call
+    let call = quote!(<#self_ty>::#method(self, #(#args),*));
     let ret_span = b.ret.map(|t| t.span()).unwrap_or_else(|| b.method.span());
     let into = quote_spanned!(ret_span=> ::core::result::Result::Ok(::lightning::__private::HookReturn::into_hook_return(__value)));
     match b.ret {
@@ -130,16 +126,29 @@ fn reads_stepping_estimate(item: &ItemImpl, bound: &[BoundHook]) -> bool {
             _ => false,
         })
     }
-    let Some(b) = bound.iter().find(|b| b.hook.name == "configure_optimizers") else { return false };
+    // the hook that returns the optimizers
+    let Some(b) = bound.iter().find(|b| b.hook.module_ret == "$Optim") else { return false };
     item.items.iter().any(|i| match i {
         syn::ImplItem::Fn(f) => &f.sig.ident == b.method && mentions(quote::ToTokens::to_token_stream(&f.block)),
         _ => false,
     })
 }
 
-fn ret_of<'a>(bound: &'a [BoundHook], hook: &str) -> Option<&'a Type> {
-    let t = bound.iter().find(|b| b.hook.name == hook)?.ret?;
-    Some(types::result_ok(t).unwrap_or(t))
+/// The user's return type (inside `Result`) of the first bound hook, in catalogue order,
+/// whose catalogue return type is `ret`: where `#[lightning_module]` reads the module's
+/// associated types (`$Optim` from `configure_optimizers`, `$Loader` from the loaders).
+fn ret_of<'a>(bound: &'a [BoundHook], ret: &str) -> Option<(&'static Hook, &'a Type)> {
+    crate::catalogue::HOOKS.iter().filter(|h| h.module_ret == ret).find_map(|h| {
+        let t = bound.iter().find(|b| b.hook.name == h.name)?.ret?;
+        Some((h, types::result_ok(t).unwrap_or(t)))
+    })
+}
+
+/// The user's types of the arguments whose catalogue type is `ty`.
+fn params_typed<'a>(bound: &'a [BoundHook], ty: &'a str) -> impl Iterator<Item = &'a Type> + 'a {
+    bound.iter().flat_map(move |b| {
+        b.params.iter().filter(move |(n, _)| b.hook.args.iter().any(|a| a.name == *n && a.ty == ty)).map(|(_, t)| *t)
+    })
 }
 
 fn params_named<'a>(bound: &'a [BoundHook], name: &'a str) -> impl Iterator<Item = (&'static Hook, &'a Type)> + 'a {
@@ -149,10 +158,8 @@ fn params_named<'a>(bound: &'a [BoundHook], name: &'a str) -> impl Iterator<Item
 /// The batch type, read from the user's hooks (`batch: &T` or a returned batch).
 fn infer_batch<'a>(bound: &'a [BoundHook]) -> Option<&'a Type> {
     let from_params = params_named(bound, "batch").map(|(_, t)| types::strip_ref(t));
-    let from_returns = bound
-        .iter()
-        .filter(|b| b.hook.module_ret == "$Batch")
-        .filter_map(|b| b.ret.map(|t| types::result_ok(t).unwrap_or(t)));
+    let from_returns =
+        bound.iter().filter(|b| b.hook.maps_batch).filter_map(|b| b.ret.map(|t| types::result_ok(t).unwrap_or(t)));
     first_usable(from_params.chain(from_returns))
 }
 
@@ -261,48 +268,50 @@ pub fn module_impl(item: &ItemImpl, bound: &[BoundHook], args: &ModuleArgs, erro
         Some(t) => quote!(#t),
         None => quote!((#tensor, #tensor)),
     };
-    let optim = ret_of(bound, "configure_optimizers").map_or_else(|| quote!(::lightning::NoOptimizer), |t| quote!(#t));
-    let prediction = ret_of(bound, "predict_step")
-        .or_else(|| {
-            first_usable(
-                params_named(bound, "outputs")
-                    .filter(|(h, _)| h.name == "on_predict_batch_end")
-                    .map(|(_, t)| types::strip_ref(t)),
-            )
-        })
+    let optim = ret_of(bound, "$Optim");
+    let prediction = ret_of(bound, "$Prediction");
+    let prediction_ty = prediction
+        .map(|(_, t)| t)
+        .or_else(|| first_usable(params_typed(bound, "&$Prediction").map(types::strip_ref)))
         .map_or_else(|| quote!(()), |t| quote!(#t));
-    let loader = ["train_dataloader", "val_dataloader", "test_dataloader", "predict_dataloader"]
-        .iter()
-        .find_map(|h| ret_of(bound, h))
-        .map_or_else(|| quote!(::lightning::NoLoader<#batch>), |t| quote!(#t));
-    let callbacks = ret_of(bound, "configure_callbacks")
-        .map(|t| types::option_inner(t).unwrap_or(t))
+    let loader = ret_of(bound, "$Loader").map_or_else(|| quote!(::lightning::NoLoader<#batch>), |(_, t)| quote!(#t));
+    let callbacks = ret_of(bound, "::core::option::Option<$Callbacks>")
+        .map(|(_, t)| types::option_inner(t).unwrap_or(t))
         .map_or_else(|| quote!(()), |t| quote!(#t));
-    for (name, t) in [
-        ("configure_optimizers", ret_of(bound, "configure_optimizers")),
-        ("predict_step", ret_of(bound, "predict_step")),
-    ] {
-        if let Some(t) = t.filter(|t| types::mentions_self_or_impl(t)) {
+    for (hook, t) in [optim, prediction].into_iter().flatten() {
+        if types::mentions_self_or_impl(t) {
             errors.push(
                 t.span(),
-                format!("`{name}` must return a named type that does not mention `Self`: the trainer stores it"),
+                format!("`{}` must return a named type that does not mention `Self`: the trainer stores it", hook.name),
             );
         }
     }
+    let optim = optim.map_or_else(|| quote!(::lightning::NoOptimizer), |(_, t)| quote!(#t));
     let name = type_name(self_ty);
     let has = |hook: &str| bound.iter().any(|b| b.hook.name == hook);
-    // Said once, here, rather than at every `fit` call; the marker below is then implemented
+    // A hook that needs another (`training_step` needs `configure_optimizers`): said once,
+    // here, rather than at every entry point's call; the other's marker is then implemented
     // anyway, so those calls add nothing to this error.
-    let optimizer_missing = has("training_step") && !has("configure_optimizers");
-    if optimizer_missing {
-        errors.push(
-            self_ty.span(),
-            format!("`{name}` has `training_step` but no `configure_optimizers`, which `fit` needs: add `fn configure_optimizers(&mut self) -> lightning::Result<AdamW>` (or another optimizer) to this impl"),
-        );
-    }
+    let missing: Vec<&'static Hook> = bound
+        .iter()
+        .filter_map(|b| Some((b.hook, b.hook.needs?.with?)))
+        .filter(|(_, (with, _))| !has(with))
+        .map(|(hook, (with, example))| {
+            let other = crate::catalogue::find(with).expect("catalogue: `with` names a hook");
+            let entry = other.needs.map_or("", |n| n.entry);
+            errors.push(
+                self_ty.span(),
+                format!(
+                    "`{name}` has `{}` but no `{with}`, which `{entry}` needs: add {example} to this impl",
+                    hook.name
+                ),
+            );
+            other
+        })
+        .collect();
     let automatic = !args.manual;
     if automatic {
-        for (_, ty) in params_named(bound, "manual").filter(|(h, _)| h.name == "training_step") {
+        for (_, ty) in params_named(bound, "manual") {
             errors.add(syn::Error::new_spanned(
                 ty,
                 "`manual` exists only under manual optimization: write `#[lightning_module(manual_optimization)]` on this impl to step the optimizers yourself, or drop the argument and return the loss",
@@ -315,24 +324,10 @@ pub fn module_impl(item: &ItemImpl, bound: &[BoundHook], args: &ModuleArgs, erro
             const ESTIMATE_IN_CONFIGURE_OPTIMIZERS: bool = true;
         )
     });
-    let markers = bound.iter().filter_map(|b| {
-        let marker = match b.hook.name {
-            "training_step" => "TrainingStep",
-            "configure_optimizers" => "ConfigureOptimizers",
-            "validation_step" => "ValidationStep",
-            "test_step" => "TestStep",
-            "predict_step" => "PredictStep",
-            "train_dataloader" => "TrainDataloader",
-            "val_dataloader" => "ValDataloader",
-            "test_dataloader" => "TestDataloader",
-            "predict_dataloader" => "PredictDataloader",
-            _ => return None,
-        };
-        let marker = format_ident!("Has{}", marker);
-        Some(quote!(impl #ig ::lightning::__private::#marker for #self_ty #wc {}))
+    let markers = bound.iter().map(|b| b.hook).chain(missing).filter(|h| h.needs.is_some()).map(|h| {
+        let marker = crate::requirements::marker(h);
+        quote!(impl #ig ::lightning::__private::#marker for #self_ty #wc {})
     });
-    let optimizer_marker =
-        optimizer_missing.then(|| quote!(impl #ig ::lightning::__private::HasConfigureOptimizers for #self_ty #wc {}));
     quote! {
         impl #ig ::lightning::LightningModule for #self_ty #wc {
             const NAME: &'static str = #name;
@@ -340,13 +335,12 @@ pub fn module_impl(item: &ItemImpl, bound: &[BoundHook], args: &ModuleArgs, erro
             #estimate
             type Batch = #batch;
             type Optim = #optim;
-            type Prediction = #prediction;
+            type Prediction = #prediction_ty;
             type Loader = #loader;
             type Callbacks = #callbacks;
             #methods
         }
         #(#markers)*
-        #optimizer_marker
     }
 }
 
@@ -369,10 +363,7 @@ pub fn callback_impl(item: &ItemImpl, bound: &[BoundHook], args: &CallbackArgs, 
             if let Some(b) = infer_batch(bound) {
                 assoc.push(quote!(Batch = #b));
             }
-            let pred = params_named(bound, "outputs")
-                .filter(|(h, _)| h.name == "on_predict_batch_end")
-                .map(|(_, t)| types::strip_ref(t));
-            if let Some(p) = first_usable(pred) {
+            if let Some(p) = first_usable(params_typed(bound, "&$Prediction").map(types::strip_ref)) {
                 assoc.push(quote!(Prediction = #p));
             }
             let assoc = (!assoc.is_empty()).then(|| quote!(<#(#assoc),*>));
@@ -406,30 +397,5 @@ pub fn callback_impl(item: &ItemImpl, bound: &[BoundHook], args: &CallbackArgs, 
             #methods
         }
         #marker
-    }
-}
-
-/// `#[datamodule]`: the impl with an `IMPL_*` flag for each batch-transfer hook it writes,
-/// and the marker the `DataModule` trait requires.
-pub fn datamodule_impl(mut item: ItemImpl) -> TokenStream {
-    const TRANSFER: [&str; 3] = ["on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer"];
-    let written: Vec<String> = item
-        .items
-        .iter()
-        .filter_map(|i| match i {
-            syn::ImplItem::Fn(f) => Some(f.sig.ident.to_string()),
-            _ => None,
-        })
-        .filter(|n| TRANSFER.contains(&n.as_str()))
-        .collect();
-    for name in written {
-        let flag = format_ident!("IMPL_{}", name.to_uppercase());
-        item.items.push(syn::parse_quote!(const #flag: bool = true;));
-    }
-    let self_ty = &item.self_ty;
-    let (ig, _, wc) = item.generics.split_for_impl();
-    quote! {
-        #item
-        impl #ig ::lightning::DataModuleAttribute for #self_ty #wc {}
     }
 }

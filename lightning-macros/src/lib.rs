@@ -13,9 +13,14 @@ use syn::{parse_macro_input, spanned::Spanned, Item};
 
 mod ast;
 mod catalogue;
+mod data;
+mod dispatch;
 mod errors;
 mod expand;
+mod lambda;
+mod member;
 mod relocate;
+mod requirements;
 mod traits;
 mod types;
 mod valid;
@@ -113,9 +118,10 @@ pub fn callback(attr: TokenStream, item: TokenStream) -> TokenStream {
     quote!(#out #errors).into()
 }
 
-/// Marks `impl DataModule for MyData { ... }`: sets the flags that make each batch-transfer
-/// hook the impl writes replace the module's, as Lightning does for a datamodule that
-/// overrides one. The `DataModule` trait requires it, so no written hook is silently ignored.
+/// Marks `impl DataModule for MyData { ... }`: sets a flag for each hook the impl writes, so
+/// the trainer calls only those and each batch-transfer hook it writes replaces the module's,
+/// as Lightning does for a datamodule that overrides one. The `DataModule` trait requires
+/// it, so no written hook is silently ignored.
 #[proc_macro_attribute]
 pub fn datamodule(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
@@ -128,7 +134,7 @@ pub fn datamodule(attr: TokenStream, item: TokenStream) -> TokenStream {
                 .as_ref()
                 .is_some_and(|(_, p, _)| p.segments.last().is_some_and(|s| s.ident == "DataModule")) =>
         {
-            expand::datamodule_impl(i)
+            data::datamodule_impl(i)
         }
         other => {
             errors.push(
@@ -204,4 +210,28 @@ pub fn __callback_list_impls(_: TokenStream) -> TokenStream {
 #[proc_macro]
 pub fn __hook_arg_traits(_: TokenStream) -> TokenStream {
     traits::arg_traits().into()
+}
+
+#[doc(hidden)]
+#[proc_macro]
+pub fn __requirement_items(_: TokenStream) -> TokenStream {
+    requirements::items().into()
+}
+
+#[doc(hidden)]
+#[proc_macro]
+pub fn __datamodule_items(_: TokenStream) -> TokenStream {
+    data::items().into()
+}
+
+#[doc(hidden)]
+#[proc_macro]
+pub fn __dispatch_items(_: TokenStream) -> TokenStream {
+    dispatch::items().into()
+}
+
+#[doc(hidden)]
+#[proc_macro]
+pub fn __lambda_hooks(mac: TokenStream) -> TokenStream {
+    lambda::table(parse_macro_input!(mac as syn::Ident)).into()
 }

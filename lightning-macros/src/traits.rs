@@ -6,11 +6,12 @@ use quote::{format_ident, quote};
 
 use crate::catalogue::{Hook, HOOKS};
 use crate::expand::{impl_const, signature};
+use crate::member::split_method;
 use crate::types::Place;
 
 /// Hooks a callback list dispatches generically (state is collected separately).
 fn list_hooks() -> impl Iterator<Item = &'static Hook> {
-    HOOKS.iter().filter(|h| h.side.callback() && !matches!(h.name, "state_dict" | "load_state_dict"))
+    HOOKS.iter().filter(|h| h.side.callback() && !h.state)
 }
 
 fn default_body(hook: &Hook, module_side: bool) -> TokenStream {
@@ -58,7 +59,9 @@ pub fn module_items() -> TokenStream {
 }
 
 pub fn callback_items() -> TokenStream {
-    side_items(false)
+    let mut items = side_items(false);
+    items.extend(crate::member::items());
+    items
 }
 
 /// The trait a hook argument's value passes through on its way to the user's method, one
@@ -127,11 +130,6 @@ struct Member {
     single: bool,
 }
 
-/// The hidden `Callback` method that runs a split hook in one phase (see `callback.rs`).
-fn split_method(h: &Hook) -> proc_macro2::Ident {
-    format_ident!("__{}_split", h.name)
-}
-
 /// The argument names a hook's methods are called with (the list's extra flag aside).
 fn call_args(h: &Hook) -> Vec<TokenStream> {
     let mut args = Vec::new();
@@ -150,10 +148,10 @@ fn dispatch(h: &Hook, members: &[Member]) -> TokenStream {
     let name = format_ident!("{}", h.name);
     let flag = impl_const(h);
     let args = call_args(h);
-    let returns_batch = h.callback_ret == "$Batch";
+    let returns_batch = h.maps_batch;
     let calls = members.iter().map(|m| {
         let (expr, ty) = (&m.expr, &m.ty);
-        let (path, cond, extra) = if m.single && h.monitoring_split {
+        let (path, cond, extra) = if m.single && h.monitoring_split() {
             // through the phase-aware method, so that a `Nested` member passes the phase on
             let split = split_method(h);
             let cond = quote!(<#ty as ::lightning::Callback<M>>::#flag);
@@ -162,7 +160,7 @@ fn dispatch(h: &Hook, members: &[Member]) -> TokenStream {
         } else if m.single {
             (quote!(<#ty as ::lightning::Callback<M>>), quote!(<#ty as ::lightning::Callback<M>>::#flag), quote!())
         } else {
-            let extra = h.monitoring_split.then(|| quote!(, __monitoring));
+            let extra = h.monitoring_split().then(|| quote!(, __monitoring));
             (
                 quote!(<#ty as ::lightning::CallbackList<M>>),
                 quote!(<#ty as ::lightning::CallbackList<M>>::#flag),
@@ -321,7 +319,7 @@ fn nested_impls() -> TokenStream {
         let name = format_ident!("{}", h.name);
         let args = call_args(h);
         let sig = signature(h, &Place::Callback("M"), false, false);
-        let body = if h.monitoring_split {
+        let body = if h.monitoring_split() {
             let split = split_method(h);
             quote! {
                 self.#split(#(#args,)* false)?;
@@ -335,7 +333,7 @@ fn nested_impls() -> TokenStream {
             #sig { #body }
         }
     });
-    let splits = list_hooks().filter(|h| h.monitoring_split).map(|h| {
+    let splits = list_hooks().filter(|h| h.monitoring_split()).map(|h| {
         let name = format_ident!("{}", h.name);
         let split = split_method(h);
         let args = call_args(h);
@@ -413,11 +411,11 @@ fn chain_and_option_impls() -> TokenStream {
             let n = format_ident!("{}", a.name);
             quote!(#n)
         }));
-        if h.monitoring_split {
+        if h.monitoring_split() {
             args.push(quote!(__monitoring));
         }
         let sig = signature(h, &Place::Callback("M"), false, true);
-        let none = if h.callback_ret == "$Batch" {
+        let none = if h.maps_batch {
             quote!(::core::result::Result::Ok(batch))
         } else {
             quote!(::core::result::Result::Ok(()))

@@ -8,6 +8,8 @@ pub enum Place<'a> {
     Module,
     /// In `Callback<M>`: `<M as LightningModule>::Batch`, with `M` as given.
     Callback(&'a str),
+    /// Over a generic datamodule: `<DM as DataModule>::Batch`, with `DM` as given.
+    Data(&'a str),
 }
 
 /// Replaces the `$` placeholders of a catalogue type.
@@ -15,6 +17,7 @@ pub fn resolve(ty: &str, place: &Place) -> String {
     let m = match place {
         Place::Module => "Self".to_string(),
         Place::Callback(m) => format!("<{m} as ::lightning::LightningModule>"),
+        Place::Data(dm) => format!("<{dm} as ::lightning::DataModule>"),
     };
     ty.replace("$Optimizer", &format!("<{m}::Optim as ::lightning::Optimizers>::Optimizer"))
         .replace("$Scheduler", &format!("<{m}::Optim as ::lightning::Optimizers>::Scheduler"))

@@ -36,65 +36,6 @@ pub trait Callback<M: LightningModule>: IsCallback<Callback = Self> {
     const MONITORING: bool = false;
 
     lightning_macros::__callback_items!();
-
-    /// Appends this callback's `(STATE_KEY, state_dict)` when it has state; a [`Nested`]
-    /// list appends each of its members'.
-    #[doc(hidden)]
-    #[inline]
-    fn __collect_state(
-        &mut self,
-        trainer: &mut TrainerState,
-        module: &mut M,
-        out: &mut Vec<(&'static str, serde_json::Value)>,
-    ) -> Result<()> {
-        if Self::IMPL_STATE_DICT {
-            let state = self.state_dict(trainer, module)?;
-            out.push((Self::STATE_KEY, state));
-        }
-        Ok(())
-    }
-
-    /// Gives this callback its saved state, when it has some.
-    #[doc(hidden)]
-    #[inline]
-    fn __restore_state(
-        &mut self,
-        trainer: &mut TrainerState,
-        module: &mut M,
-        states: &BTreeMap<String, serde_json::Value>,
-    ) -> Result<()> {
-        if Self::IMPL_LOAD_STATE_DICT {
-            if let Some(state) = states.get(Self::STATE_KEY) {
-                self.load_state_dict(trainer, module, state)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// This callback's state key, when it has state.
-    #[doc(hidden)]
-    #[inline]
-    fn __state_keys(out: &mut Vec<&'static str>) {
-        if Self::IMPL_STATE_DICT {
-            out.push(Self::STATE_KEY);
-        }
-    }
-
-    /// `on_train_epoch_end` in the phase `monitoring` (the catalogue's one split hook):
-    /// a callback runs in its own phase, a [`Nested`] list passes the phase on.
-    #[doc(hidden)]
-    #[inline]
-    fn __on_train_epoch_end_split(
-        &mut self,
-        trainer: &mut TrainerState,
-        module: &mut M,
-        monitoring: bool,
-    ) -> Result<()> {
-        if Self::MONITORING == monitoring {
-            self.on_train_epoch_end(trainer, module)?;
-        }
-        Ok(())
-    }
 }
 
 /// Implemented by `#[callback]` for the callback's type, whatever the module: lets

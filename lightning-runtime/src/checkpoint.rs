@@ -556,7 +556,7 @@ pub fn load_from_checkpoint<M: crate::LightningModule>(model: &mut M, path: impl
     let path = path.as_ref();
     let mut ck = Checkpoint::load(path)?;
     let mut state = crate::TrainerState::new(crate::Stage::Predict, Device::Cpu, PathBuf::from("."));
-    model.on_load_checkpoint(&mut state, &mut ck)?;
+    crate::trainer::dispatch::on_load_checkpoint(&mut state, model, &mut (), &mut ck, |_, _, _, _| Ok(()))?;
     ck.load_into(model.parameters(), path)?;
     Ok(ck)
 }

@@ -3,10 +3,7 @@
 
 use std::marker::PhantomData;
 
-use candle_core::Device;
-use serde_json::Value;
-
-use crate::{Error, Loader, NoLoader, Result, Stage, TransferBatch};
+use crate::{Loader, NoLoader, TransferBatch};
 
 /// Data preparation and loaders for every stage, as Lightning's `LightningDataModule`.
 ///
@@ -46,79 +43,8 @@ pub trait DataModule: DataModuleAttribute {
     type Batch: TransferBatch;
     /// What its `*_dataloader` hooks return.
     type Loader: Loader<Batch = Self::Batch>;
-    /// Set by `#[datamodule]` when the impl writes `on_before_batch_transfer`.
-    #[doc(hidden)]
-    const IMPL_ON_BEFORE_BATCH_TRANSFER: bool = false;
-    /// Set by `#[datamodule]` when the impl writes `transfer_batch_to_device`.
-    #[doc(hidden)]
-    const IMPL_TRANSFER_BATCH_TO_DEVICE: bool = false;
-    /// Set by `#[datamodule]` when the impl writes `on_after_batch_transfer`.
-    #[doc(hidden)]
-    const IMPL_ON_AFTER_BATCH_TRANSFER: bool = false;
 
-    /// Downloads or prepares data once, before `setup`.
-    fn prepare_data(&mut self) -> Result<()> {
-        Ok(())
-    }
-    /// Start of every stage.
-    fn setup(&mut self, stage: Stage) -> Result<()> {
-        let _ = stage;
-        Ok(())
-    }
-    /// End of every stage that did not fail.
-    fn teardown(&mut self, stage: Stage) -> Result<()> {
-        let _ = stage;
-        Ok(())
-    }
-    /// The training loader (`None`: the module's).
-    fn train_dataloader(&mut self) -> Result<Option<Self::Loader>> {
-        Ok(None)
-    }
-    /// The validation loader.
-    fn val_dataloader(&mut self) -> Result<Option<Self::Loader>> {
-        Ok(None)
-    }
-    /// The test loader.
-    fn test_dataloader(&mut self) -> Result<Option<Self::Loader>> {
-        Ok(None)
-    }
-    /// The prediction loader.
-    fn predict_dataloader(&mut self) -> Result<Option<Self::Loader>> {
-        Ok(None)
-    }
-    /// Alters a batch before it moves to the device; replaces the module's when written.
-    fn on_before_batch_transfer(&mut self, batch: Self::Batch, dataloader_idx: usize) -> Result<Self::Batch> {
-        let _ = dataloader_idx;
-        Ok(batch)
-    }
-    /// Moves a batch to the device; replaces the module's when written.
-    fn transfer_batch_to_device(
-        &mut self,
-        batch: Self::Batch,
-        device: &Device,
-        dataloader_idx: usize,
-    ) -> Result<Self::Batch> {
-        let _ = dataloader_idx;
-        batch.to_device(device)
-    }
-    /// Alters a batch on the device; replaces the module's when written.
-    fn on_after_batch_transfer(&mut self, batch: Self::Batch, dataloader_idx: usize) -> Result<Self::Batch> {
-        let _ = dataloader_idx;
-        Ok(batch)
-    }
-    /// Its state in checkpoints (`Null`: nothing saved).
-    fn state_dict(&mut self) -> Result<Value> {
-        Ok(Value::Null)
-    }
-    /// Restores what `state_dict` saved, on resume.
-    fn load_state_dict(&mut self, state: &Value) -> Result<()> {
-        let _ = state;
-        Ok(())
-    }
-    /// The run failed; called after the callbacks' `on_exception`.
-    fn on_exception(&mut self, exception: &Error) {
-        let _ = exception;
-    }
+    lightning_macros::__datamodule_items!();
 }
 
 /// Implemented by `#[datamodule]` on `impl DataModule for ..`: the trainer learns from it

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::trainer::dispatch::name;
+
 /// Errors of the trainer, its hooks and its files.
 ///
 /// `Debug` prints the same human message as `Display`, followed by any cause the message
@@ -67,7 +69,10 @@ pub enum Error {
     Device(String),
 
     /// `optimizer_step` returned without running its closure, so `training_step` never ran.
-    #[error("`optimizer_step` returned without calling `optimizer_closure.step(self, optimizer)` (or `.call(..)`): training_step, backward and the update never ran")]
+    #[error(
+        "`{}` returned without calling `optimizer_closure.step(self, optimizer)` (or `.call(..)`): {}, {} and the update never ran",
+        name::OPTIMIZER_STEP, name::TRAINING_STEP, name::BACKWARD
+    )]
     ClosureNotCalled,
 
     /// Two stateful callbacks share one state key.

@@ -95,77 +95,7 @@ pub trait LightningModule: HasParameters + Sized {
 }
 
 /// Compile-time requirements of the trainer's entry points: `#[lightning_module]`
-/// implements each marker when the module has the hook.
+/// implements each marker when the module has the hook (generated from the hook catalogue).
 pub mod requirements {
-    /// Implemented when the module has `training_step`.
-    #[diagnostic::on_unimplemented(
-        message = "`{Self}` has no `training_step` hook, which `Trainer::fit` needs",
-        label = "`training_step` missing",
-        note = "add `fn training_step(..)` to the `#[lightning_module]` impl of `{Self}`"
-    )]
-    pub trait HasTrainingStep {}
-
-    /// Implemented when the module has `configure_optimizers`.
-    #[diagnostic::on_unimplemented(
-        message = "`{Self}` has no `configure_optimizers` hook, which `Trainer::fit` needs",
-        label = "`configure_optimizers` missing",
-        note = "add `fn configure_optimizers(..)` to the `#[lightning_module]` impl of `{Self}`"
-    )]
-    pub trait HasConfigureOptimizers {}
-
-    /// Implemented when the module has `validation_step`.
-    #[diagnostic::on_unimplemented(
-        message = "`{Self}` has no `validation_step` hook, which `Trainer::validate` needs",
-        label = "`validation_step` missing",
-        note = "add `fn validation_step(..)` to the `#[lightning_module]` impl of `{Self}`"
-    )]
-    pub trait HasValidationStep {}
-
-    /// Implemented when the module has `test_step`.
-    #[diagnostic::on_unimplemented(
-        message = "`{Self}` has no `test_step` hook, which `Trainer::test` needs",
-        label = "`test_step` missing",
-        note = "add `fn test_step(..)` to the `#[lightning_module]` impl of `{Self}`"
-    )]
-    pub trait HasTestStep {}
-
-    /// Implemented when the module has `predict_step`.
-    #[diagnostic::on_unimplemented(
-        message = "`{Self}` has no `predict_step` hook, which `Trainer::predict` needs",
-        label = "`predict_step` missing",
-        note = "add `fn predict_step(..)` to the `#[lightning_module]` impl of `{Self}`"
-    )]
-    pub trait HasPredictStep {}
-
-    /// Implemented when the module has `train_dataloader`.
-    #[diagnostic::on_unimplemented(
-        message = "`{Self}` has no `train_dataloader` hook, which `Trainer::fit` needs when no loader is given (or use `fit_with`)",
-        label = "`train_dataloader` missing",
-        note = "add `fn train_dataloader(..)` to the `#[lightning_module]` impl of `{Self}`"
-    )]
-    pub trait HasTrainDataloader {}
-
-    /// Implemented when the module has `val_dataloader`.
-    #[diagnostic::on_unimplemented(
-        message = "`{Self}` has no `val_dataloader` hook, which `Trainer::validate` needs when no loader is given (or use `validate_with`)",
-        label = "`val_dataloader` missing",
-        note = "add `fn val_dataloader(..)` to the `#[lightning_module]` impl of `{Self}`"
-    )]
-    pub trait HasValDataloader {}
-
-    /// Implemented when the module has `test_dataloader`.
-    #[diagnostic::on_unimplemented(
-        message = "`{Self}` has no `test_dataloader` hook, which `Trainer::test` needs when no loader is given (or use `test_with`)",
-        label = "`test_dataloader` missing",
-        note = "add `fn test_dataloader(..)` to the `#[lightning_module]` impl of `{Self}`"
-    )]
-    pub trait HasTestDataloader {}
-
-    /// Implemented when the module has `predict_dataloader`.
-    #[diagnostic::on_unimplemented(
-        message = "`{Self}` has no `predict_dataloader` hook, which `Trainer::predict` needs when no loader is given (or use `predict_with`)",
-        label = "`predict_dataloader` missing",
-        note = "add `fn predict_dataloader(..)` to the `#[lightning_module]` impl of `{Self}`"
-    )]
-    pub trait HasPredictDataloader {}
+    lightning_macros::__requirement_items!();
 }

@@ -102,7 +102,7 @@ pub struct TrainerState {
     /// Logging frequency in optimizer steps (the `log_every_n_steps` flag).
     pub log_every_n_steps: usize,
     pub(crate) loggers: Vec<Box<dyn Logger>>,
-    /// The hook running now and what it may log (set by the generated hook wrappers).
+    /// The hook running now and what it may log (set by the generated hook dispatcher).
     pub(crate) hook: &'static str,
     pub(crate) scope: LogScope,
     pub(crate) running: LoopKind,
@@ -298,11 +298,12 @@ impl TrainerState {
         self.metrics.get(name)
     }
 
+    /// Records the hook now running and where it may log; returns the outer hook's, which
+    /// the dispatcher puts back when the hook returns.
     #[doc(hidden)]
     #[inline]
-    pub fn __enter_hook(&mut self, hook: &'static str, scope: LogScope) {
-        self.hook = hook;
-        self.scope = scope;
+    pub fn __enter_hook(&mut self, hook: &'static str, scope: LogScope) -> (&'static str, LogScope) {
+        (std::mem::replace(&mut self.hook, hook), std::mem::replace(&mut self.scope, scope))
     }
 
     /// Asks for a checkpoint at `path`; it is written when the current hook pass returns,

@@ -1,8 +1,6 @@
 //! `LambdaCallback`: closures as hooks, for one-off behaviour without a callback type.
 
-use candle_core::Tensor;
-
-use crate::{Checkpoint, Error, Result, Stage, TrainerState};
+use crate::{Result, TrainerState};
 
 /// Declares the callback from one line per hook: the hook, the inherent method that
 /// `#[callback]` binds to it (a builder method already has the hook's name), and the
@@ -74,45 +72,8 @@ macro_rules! lambda_callback {
     };
 }
 
-lambda_callback! {
-    setup => call_setup(stage: Stage);
-    teardown => call_teardown(stage: Stage);
-    on_fit_start => call_fit_start();
-    on_fit_end => call_fit_end();
-    on_sanity_check_start => call_sanity_check_start();
-    on_sanity_check_end => call_sanity_check_end();
-    on_train_start => call_train_start();
-    on_train_end => call_train_end();
-    on_validation_start => call_validation_start();
-    on_validation_end => call_validation_end();
-    on_test_start => call_test_start();
-    on_test_end => call_test_end();
-    on_predict_start => call_predict_start();
-    on_predict_end => call_predict_end();
-    on_train_epoch_start => call_train_epoch_start();
-    on_train_epoch_end => call_train_epoch_end();
-    on_validation_epoch_start => call_validation_epoch_start();
-    on_validation_epoch_end => call_validation_epoch_end();
-    on_test_epoch_start => call_test_epoch_start();
-    on_test_epoch_end => call_test_epoch_end();
-    on_predict_epoch_start => call_predict_epoch_start();
-    on_predict_epoch_end => call_predict_epoch_end();
-    on_train_batch_start => call_train_batch_start(batch_idx: usize);
-    on_train_batch_end => call_train_batch_end(batch_idx: usize);
-    on_validation_batch_start => call_validation_batch_start(batch_idx: usize);
-    on_validation_batch_end => call_validation_batch_end(batch_idx: usize);
-    on_test_batch_start => call_test_batch_start(batch_idx: usize);
-    on_test_batch_end => call_test_batch_end(batch_idx: usize);
-    on_predict_batch_start => call_predict_batch_start(batch_idx: usize);
-    on_predict_batch_end => call_predict_batch_end(batch_idx: usize);
-    on_before_backward => call_before_backward(loss: &Tensor);
-    on_after_backward => call_after_backward();
-    on_before_optimizer_step => call_before_optimizer_step();
-    on_before_zero_grad => call_before_zero_grad();
-    on_save_checkpoint => call_save_checkpoint(checkpoint: &mut Checkpoint);
-    on_load_checkpoint => call_load_checkpoint(checkpoint: &mut Checkpoint);
-    on_exception => call_exception(exception: &Error);
-}
+// one line per hook, from the hook catalogue
+lightning_macros::__lambda_hooks!(lambda_callback);
 
 impl std::fmt::Debug for LambdaCallback {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

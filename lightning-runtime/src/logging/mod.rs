@@ -129,7 +129,7 @@ impl Log {
     }
 }
 
-/// What a hook may log, set by the generated hook wrappers (reference §4.10).
+/// What a hook may log, set by the generated hook dispatcher (reference §4.10).
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogScope {

@@ -2,6 +2,7 @@
 
 use candle_core::Tensor;
 
+use super::dispatch;
 use crate::{
     CallbackList, Error, GradientClipAlgorithm, Gradients, LightningModule, Optimizer, Optimizers, Result, StepOutput,
     TrainerState,
@@ -52,7 +53,8 @@ impl<M: LightningModule, C: CallbackList<M>> OptimizerClosure<M> for Closure<'_,
     fn call(&mut self, module: &mut M, optimizer: &mut Opt<M>) -> Result<Option<Tensor>> {
         let state = &mut *self.state;
         let cbs = &mut *self.callbacks;
-        let mut out = module.training_step(state, self.batch, self.batch_idx, &mut super::manual::Automatic)?;
+        let mut out =
+            dispatch::training_step(state, module, self.batch, self.batch_idx, &mut super::manual::Automatic)?;
         // a half-precision loss is backpropagated and shown in f32, as under Lightning's autocast
         if let Some(loss) = out.loss.take() {
             out.loss = Some(crate::precision::widen(&loss)?);
@@ -64,22 +66,16 @@ impl<M: LightningModule, C: CallbackList<M>> OptimizerClosure<M> for Closure<'_,
             }
         }
         if let Some(loss) = &out.loss {
-            Error::check_scalar_loss(loss, "returned by `training_step`")?;
+            Error::check_scalar_loss(loss, concat!("returned by `", dispatch::hook_name!(training_step), "`"))?;
         }
         if self.zero_grad {
-            if C::IMPL_ON_BEFORE_ZERO_GRAD {
-                cbs.on_before_zero_grad(state, module, optimizer)?;
-            }
-            module.on_before_zero_grad(state, optimizer)?;
+            dispatch::on_before_zero_grad(state, module, cbs, optimizer)?;
             let epoch = state.current_epoch;
-            module.optimizer_zero_grad(state, epoch, self.batch_idx, optimizer, self.grads)?;
+            dispatch::optimizer_zero_grad(state, module, epoch, self.batch_idx, optimizer, self.grads)?;
         }
         if let Some(loss) = &out.loss {
-            if C::IMPL_ON_BEFORE_BACKWARD {
-                cbs.on_before_backward(state, module, loss)?;
-            }
-            module.on_before_backward(state, loss)?;
-            let store = module.backward(state, loss)?;
+            dispatch::on_before_backward(state, module, cbs, loss)?;
+            let store = dispatch::backward(state, module, loss)?;
             self.grads.accumulate(store)?;
             // before DDP's sync, which fills missing gradients with zeros; no gradient at all
             // after a relocation has its own error below
@@ -99,10 +95,7 @@ impl<M: LightningModule, C: CallbackList<M>> OptimizerClosure<M> for Closure<'_,
                     M::NAME
                 )));
             }
-            if C::IMPL_ON_AFTER_BACKWARD {
-                cbs.on_after_backward(state, module, self.grads)?;
-            }
-            module.on_after_backward(state, self.grads)?;
+            dispatch::on_after_backward(state, module, cbs, self.grads)?;
         }
         let loss = out.loss.clone();
         self.output = Some(out);
@@ -114,11 +107,8 @@ impl<M: LightningModule, C: CallbackList<M>> OptimizerClosure<M> for Closure<'_,
             self.call(module, optimizer)?;
         }
         let state = &mut *self.state;
-        if C::IMPL_ON_BEFORE_OPTIMIZER_STEP {
-            self.callbacks.on_before_optimizer_step(state, module, optimizer, self.grads)?;
-        }
-        module.on_before_optimizer_step(state, optimizer, self.grads)?;
-        module.configure_gradient_clipping(state, optimizer, self.clip.0, self.clip.1, self.grads)?;
+        dispatch::on_before_optimizer_step(state, module, self.callbacks, optimizer, self.grads)?;
+        dispatch::configure_gradient_clipping(state, module, optimizer, self.clip.0, self.clip.1, self.grads)?;
         optimizer.step(self.grads)?;
         self.stepped = true;
         Ok(())

@@ -1,7 +1,7 @@
 //! Lightning's `trainer.estimated_stepping_batches`: the optimizer steps `fit` will take,
 //! known before `configure_optimizers` so that schedulers can size themselves.
 
-use super::{Limit, TrainerConfig};
+use super::{dispatch, Limit, TrainerConfig};
 
 /// The estimate from the flags and the training loader's batches per rank (`None`: the
 /// loader is not known yet; `usize::MAX`: a stream of unknown length). `Err` says why
@@ -16,10 +16,15 @@ pub(crate) fn stepping_batches(
         return Ok(cfg.max_steps.unwrap_or(usize::MAX));
     };
     let Some(len) = loader_len else {
-        return Err("the training loader comes from `train_dataloader` or the datamodule and is not fetched yet: \
-                    read `estimated_stepping_batches` in `configure_optimizers` itself (`fit` then fetches the \
-                    loader first, as Lightning does), pass the loader to `fit_with`, or bound the run by `max_steps` alone"
-            .into());
+        return Err(concat!(
+            "the training loader comes from `",
+            dispatch::hook_name!(train_dataloader),
+            "` or the datamodule and is not fetched yet: read `estimated_stepping_batches` in `",
+            dispatch::hook_name!(configure_optimizers),
+            "` itself (`fit` then fetches the loader first, as Lightning does), pass the loader to `fit_with`, \
+             or bound the run by `max_steps` alone"
+        )
+        .into());
     };
     let per_epoch = if len == usize::MAX {
         match (cfg.limit_train_batches, cfg.max_steps) {

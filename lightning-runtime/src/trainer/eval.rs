@@ -3,15 +3,14 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::source::{self, RunLoader, Which};
-use super::{hooks, logs, save, Limit, TrainerConfig};
+use super::{dispatch, hooks, logs, save, Limit, TrainerConfig};
 use crate::logging::store::LoopKind;
 use crate::{CallbackList, DataModule, LightningModule, Loader, Result, Stage, TrainerState, TransferBatch};
 
 /// Validation and test share one shape; this generates both from their hook names.
 macro_rules! eval_loop {
-    ($fn:ident, $kind:ident, $eval:ident, $train:ident, $impl_train:ident, $start:ident, $epoch_start:ident, $batch_start:ident, $step:ident,
-     $batch_end:ident, $epoch_end:ident, $end:ident,
-     [$i_start:ident, $i_epoch_start:ident, $i_batch_start:ident, $i_batch_end:ident, $i_epoch_end:ident, $i_end:ident]) => {
+    ($fn:ident, $kind:ident, $eval:ident, $train:ident, $start:ident, $epoch_start:ident, $batch_start:ident,
+     $step:ident, $batch_end:ident, $epoch_end:ident, $end:ident) => {
         /// One run of the loop over `n` batches of `loader`.
         #[allow(clippy::too_many_arguments)]
         pub(crate) fn $fn<
@@ -31,57 +30,37 @@ macro_rules! eval_loop {
             let was_training = state.training;
             state.set_training(false);
             state.num_eval_batches = n;
-            model.$eval(state)?;
-            if L::$i_start {
-                cbs.$start(state, model)?;
-            }
-            model.$start(state)?;
+            dispatch::$eval(state, model)?;
+            dispatch::$start(state, model, cbs)?;
             let outer = state.running;
             state.running = LoopKind::$kind;
             state.metrics.epoch_start(LoopKind::$kind);
-            if L::$i_epoch_start {
-                cbs.$epoch_start(state, model)?;
-            }
-            model.$epoch_start(state)?;
+            dispatch::$epoch_start(state, model, cbs)?;
             let device = state.device.clone();
             for (i, batch) in loader.batches(0).take(n).enumerate() {
                 let batch = hooks::transfer(state, model, dm, batch?, &device, 0)?;
                 state.batch_size = batch.batch_size().unwrap_or(1);
-                if L::$i_batch_start {
-                    cbs.$batch_start(state, model, &batch, i, 0)?;
-                }
-                model.$batch_start(state, &batch, i, 0)?;
-                let out = model.$step(state, &batch, i, 0)?;
-                if L::$i_batch_end {
-                    cbs.$batch_end(state, model, &out, &batch, i, 0)?;
-                }
-                model.$batch_end(state, &out, &batch, i, 0)?;
+                dispatch::$batch_start(state, model, cbs, &batch, i, 0)?;
+                let out = dispatch::$step(state, model, &batch, i, 0)?;
+                dispatch::$batch_end(state, model, cbs, &out, &batch, i, 0)?;
             }
             // epoch values are ready for the epoch-end hooks, as in Lightning's `epoch_end_reached`
             let world = state.world.clone();
             state.metrics.epoch_end(LoopKind::$kind, world.as_deref())?;
-            if L::$i_epoch_end {
-                cbs.$epoch_end(state, model)?;
-            }
-            model.$epoch_end(state)?;
+            dispatch::$epoch_end(state, model, cbs)?;
             if state.sanity_checking {
                 // Lightning drops what the sanity check logged
                 state.metrics.discard(LoopKind::$kind);
             } else {
                 logs::after_epoch(state, LoopKind::$kind)?;
             }
-            if L::$i_end {
-                cbs.$end(state, model)?;
-            }
             // Checkpoint callbacks run last, so a save they ask for lands before the module's hook.
-            save::flush(state, model, cbs, dm, optim)?;
-            model.$end(state)?;
+            dispatch::$end(state, model, cbs, |state, model, cbs| save::flush(state, model, cbs, dm, optim))?;
             // DDP: EarlyStopping or a hook on any rank stops them all
             state.sync_should_stop()?;
-            // Lightning calls the `*_model_train` hook only when it is overridden.
-            if M::$impl_train {
-                model.$train(state)?;
-            }
+            // Lightning calls the `*_model_train` hook only when it is overridden (the
+            // dispatcher calls no hook nobody wrote).
+            dispatch::$train(state, model)?;
             state.set_training(was_training);
             state.running = outer;
             Ok(())
@@ -94,22 +73,13 @@ eval_loop!(
     Val,
     on_validation_model_eval,
     on_validation_model_train,
-    IMPL_ON_VALIDATION_MODEL_TRAIN,
     on_validation_start,
     on_validation_epoch_start,
     on_validation_batch_start,
     validation_step,
     on_validation_batch_end,
     on_validation_epoch_end,
-    on_validation_end,
-    [
-        IMPL_ON_VALIDATION_START,
-        IMPL_ON_VALIDATION_EPOCH_START,
-        IMPL_ON_VALIDATION_BATCH_START,
-        IMPL_ON_VALIDATION_BATCH_END,
-        IMPL_ON_VALIDATION_EPOCH_END,
-        IMPL_ON_VALIDATION_END
-    ]
+    on_validation_end
 );
 
 eval_loop!(
@@ -117,22 +87,13 @@ eval_loop!(
     Test,
     on_test_model_eval,
     on_test_model_train,
-    IMPL_ON_TEST_MODEL_TRAIN,
     on_test_start,
     on_test_epoch_start,
     on_test_batch_start,
     test_step,
     on_test_batch_end,
     on_test_epoch_end,
-    on_test_end,
-    [
-        IMPL_ON_TEST_START,
-        IMPL_ON_TEST_EPOCH_START,
-        IMPL_ON_TEST_BATCH_START,
-        IMPL_ON_TEST_BATCH_END,
-        IMPL_ON_TEST_EPOCH_END,
-        IMPL_ON_TEST_END
-    ]
+    on_test_end
 );
 
 /// Under DDP, `validate`, `test` and `predict` read one shard per rank, as the fit loop does
@@ -260,37 +221,19 @@ where
             let n = cfg.limit_predict_batches.apply(loader.len(), "limit_predict_batches")?;
             predictions.reserve(n);
             state.set_training(false);
-            model.on_predict_model_eval(state)?;
-            if L::IMPL_ON_PREDICT_START {
-                cbs.on_predict_start(state, model)?;
-            }
-            model.on_predict_start(state)?;
-            if L::IMPL_ON_PREDICT_EPOCH_START {
-                cbs.on_predict_epoch_start(state, model)?;
-            }
-            model.on_predict_epoch_start(state)?;
+            dispatch::on_predict_model_eval(state, model)?;
+            dispatch::on_predict_start(state, model, cbs)?;
+            dispatch::on_predict_epoch_start(state, model, cbs)?;
             let device = state.device.clone();
             for (i, batch) in loader.batches(0).take(n).enumerate() {
                 let batch = hooks::transfer(state, model, dm, batch?, &device, 0)?;
-                if L::IMPL_ON_PREDICT_BATCH_START {
-                    cbs.on_predict_batch_start(state, model, &batch, i, 0)?;
-                }
-                model.on_predict_batch_start(state, &batch, i, 0)?;
-                let p = model.predict_step(state, &batch, i, 0)?;
-                if L::IMPL_ON_PREDICT_BATCH_END {
-                    cbs.on_predict_batch_end(state, model, &p, &batch, i, 0)?;
-                }
-                model.on_predict_batch_end(state, &p, &batch, i, 0)?;
+                dispatch::on_predict_batch_start(state, model, cbs, &batch, i, 0)?;
+                let p = dispatch::predict_step(state, model, &batch, i, 0)?;
+                dispatch::on_predict_batch_end(state, model, cbs, &p, &batch, i, 0)?;
                 predictions.push(p);
             }
-            if L::IMPL_ON_PREDICT_EPOCH_END {
-                cbs.on_predict_epoch_end(state, model)?;
-            }
-            model.on_predict_epoch_end(state)?;
-            if L::IMPL_ON_PREDICT_END {
-                cbs.on_predict_end(state, model)?;
-            }
-            model.on_predict_end(state)?;
+            dispatch::on_predict_epoch_end(state, model, cbs)?;
+            dispatch::on_predict_end(state, model, cbs)?;
         }
     }
     hooks::teardown(Stage::Predict, state, model, cbs, dm)?;

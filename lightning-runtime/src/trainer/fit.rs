@@ -9,7 +9,7 @@ use super::manual::Manual;
 use super::resume::Resume;
 use super::source::{self, Which};
 use super::stop::{self, StopReason};
-use super::{estimate, eval, hooks, logs, save, TrainerConfig};
+use super::{dispatch, estimate, eval, hooks, logs, save, TrainerConfig};
 use crate::logging::store::LoopKind;
 use crate::{
     CallbackList, DataModule, Error, Flow, Gradients, Interval, LightningModule, Loader, LrScheduler, Optimizer,
@@ -58,7 +58,7 @@ fn step_scheduler<M: LightningModule>(
             }
         },
     };
-    model.lr_scheduler_step(state, sched, metric)?;
+    dispatch::lr_scheduler_step(state, model, sched, metric)?;
     if let Some(why) = sched.past_end() {
         return Err(Error::config("lr_scheduler", why));
     }
@@ -132,7 +132,7 @@ fn check_optimization<M: LightningModule>(cfg: &TrainerConfig, optim: &M::Optim)
     if M::AUTOMATIC_OPTIMIZATION {
         if optim.count() > 1 {
             return Err(Error::config(
-                "configure_optimizers",
+                dispatch::name::CONFIGURE_OPTIMIZERS,
                 format!(
                     "{} optimizers need manual optimization: write `#[lightning_module(manual_optimization)]`",
                     optim.count()
@@ -143,11 +143,12 @@ fn check_optimization<M: LightningModule>(cfg: &TrainerConfig, optim: &M::Optim)
         if cfg.accumulate_grad_batches != 1 {
             return Err(Error::config(
                 "accumulate_grad_batches",
-                "not with manual optimization: accumulate in training_step",
+                concat!("not with manual optimization: accumulate in ", dispatch::hook_name!(training_step)),
             ));
         }
         if cfg.gradient_clip_val.is_some() {
-            return Err(Error::config("gradient_clip_val", "not with manual optimization: clip in training_step"));
+            let reason = concat!("not with manual optimization: clip in ", dispatch::hook_name!(training_step));
+            return Err(Error::config("gradient_clip_val", reason));
         }
     }
     Ok(())
@@ -200,7 +201,7 @@ where
         None => None,
     };
     state.stepping_batches = Some(estimate::stepping_batches(cfg, cfg.accumulate_grad_batches, early_len));
-    let mut optim = model.configure_optimizers(state)?;
+    let mut optim = dispatch::configure_optimizers(state, model)?;
     let plateau = check_scheduler::<M>(&mut optim)?;
     check_optimization::<M>(cfg, &optim)?;
     super::foreign_params::check(model, &mut optim)?;
@@ -243,18 +244,13 @@ where
         let all = held.is_empty();
         print!("{}", crate::summary::summarize_trainable(model, |v| all || held.contains(&v.id())));
     }
-    if L::IMPL_ON_FIT_START {
-        cbs.on_fit_start(state, model)?;
-    }
-    model.on_fit_start(state)?;
+    dispatch::on_fit_start(state, model, cbs)?;
 
     let val_enabled = M::IMPL_VALIDATION_STEP && !cfg.limit_val_batches.is_zero();
     let sanity = val_enabled && !resumed && cfg.num_sanity_val_steps > 0;
     let mut val_loader = None;
     if sanity {
-        if L::IMPL_ON_SANITY_CHECK_START {
-            cbs.on_sanity_check_start(state, model)?;
-        }
+        dispatch::on_sanity_check_start(state, model, cbs)?;
         val_loader = source::get(&mut val, state, model, dm, Which::Val)?;
         if let Some(vl) = &mut val_loader {
             let n = cfg.limit_val_batches.apply(vl.len(), "limit_val_batches")?.min(cfg.num_sanity_val_steps);
@@ -264,13 +260,12 @@ where
                 state.sanity_checking = false;
             }
         }
-        if L::IMPL_ON_SANITY_CHECK_END {
-            cbs.on_sanity_check_end(state, model)?;
-        }
+        dispatch::on_sanity_check_end(state, model, cbs)?;
     }
     let train_loader =
         if fetched_early { early_train } else { source::get(&mut train, state, model, dm, Which::Train)? };
-    let mut train_loader = train_loader.ok_or(Error::MissingHook { module: M::NAME, hook: "train_dataloader" })?;
+    let mut train_loader =
+        train_loader.ok_or(Error::MissingHook { module: M::NAME, hook: dispatch::name::TRAIN_DATALOADER })?;
     if val_enabled && !sanity {
         val_loader = source::get(&mut val, state, model, dm, Which::Val)?;
     }
@@ -310,10 +305,7 @@ where
         let limit = if train_loader.len() > 0 { " after `limit_train_batches`" } else { "" };
         crate::dist::rank_zero_warn(format_args!("the training loader has no batches{limit}: `fit` trains nothing"));
     } else {
-        if L::IMPL_ON_TRAIN_START {
-            cbs.on_train_start(state, model)?;
-        }
-        model.on_train_start(state)?;
+        dispatch::on_train_start(state, model, cbs)?;
         let device = state.device.clone();
         let clip = (cfg.gradient_clip_val, cfg.gradient_clip_algorithm);
         let max_epochs = cfg.effective_max_epochs();
@@ -340,10 +332,7 @@ where
             state.batches_done = skip;
             state.metrics.epoch_start(LoopKind::Train);
             if skip == 0 {
-                if L::IMPL_ON_TRAIN_EPOCH_START {
-                    cbs.on_train_epoch_start(state, model)?;
-                }
-                model.on_train_epoch_start(state)?;
+                dispatch::on_train_epoch_start(state, model, cbs)?;
             }
             // read after on_train_epoch_start: GradientAccumulationScheduler sets it there
             let k = state.accumulate_grad_batches.max(1);
@@ -360,15 +349,11 @@ where
                 let batch = hooks::transfer(state, model, dm, batch?, &device, 0)?;
                 state.batch_size = batch.batch_size().unwrap_or(1);
                 state.metrics.batch_start(LoopKind::Train);
-                if L::IMPL_ON_TRAIN_BATCH_START {
-                    cbs.on_train_batch_start(state, model, &batch, i)?;
-                }
-                if model.on_train_batch_start(state, &batch, i)? == Flow::SkipEpoch {
+                if dispatch::on_train_batch_start(state, model, cbs, &batch, i)? == Flow::SkipEpoch {
                     skipped = true;
                     break;
                 }
-                let batch = if L::IMPL_ON_BATCH_BEGIN { cbs.on_batch_begin(state, model, batch, i)? } else { batch };
-                let batch = model.on_batch_begin(state, batch, i)?;
+                let batch = dispatch::on_batch_begin(state, model, cbs, batch, i)?;
                 let last = i + 1 == num_train || (!sized && batches.peek().is_none());
                 let stepped;
                 let step_before = state.global_step;
@@ -389,7 +374,7 @@ where
                         guard: &mut guard,
                     };
                     if window_end {
-                        model.optimizer_step(epoch, i, optimizer, &mut closure)?;
+                        dispatch::optimizer_step(model, epoch, i, optimizer, &mut closure)?;
                         ensure_called(&closure)?;
                     } else {
                         crate::OptimizerClosure::call(&mut closure, model, optimizer)?;
@@ -412,7 +397,7 @@ where
                         steps: 0,
                         guard: &mut guard,
                     };
-                    let outputs = model.training_step(state, &batch, i, &mut manual)?;
+                    let outputs = dispatch::training_step(state, model, &batch, i, &mut manual)?;
                     state.global_step += manual.steps;
                     stepped = manual.steps > 0;
                     outputs
@@ -434,11 +419,10 @@ where
                 }
                 state.batches_done = i + 1;
                 total_batch_idx += 1;
-                if L::IMPL_ON_TRAIN_BATCH_END {
-                    cbs.on_train_batch_end(state, model, &outputs, &batch, i)?;
-                }
-                save::flush(state, model, cbs, dm, Some(&mut optim))?;
-                model.on_train_batch_end(state, &outputs, &batch, i)?;
+                // the checkpoints the callbacks asked for are written before the module's hook
+                dispatch::on_train_batch_end(state, model, cbs, &outputs, &batch, i, |state, model, cbs, _, _, _| {
+                    save::flush(state, model, cbs, &mut *dm, Some(&mut optim))
+                })?;
                 logs::after_train_batch(state, stepped)?;
                 // DDP: a stop asked for on any rank, or a signal any rank received, stops every
                 // rank at this batch
@@ -451,7 +435,7 @@ where
                         || (state.should_stop && may_stop(state)))
                 {
                     if let Some(vl) = &mut val_loader {
-                        model.on_validation_model_zero_grad(state)?;
+                        dispatch::on_validation_model_zero_grad(state, model)?;
                         eval::validation(state, model, cbs, dm, vl, num_val, Some(&mut optim))?;
                     }
                 }
@@ -487,13 +471,7 @@ where
             state.at_epoch_end = skipped || epoch_finished;
             let world = state.world.clone();
             state.metrics.epoch_end(LoopKind::Train, world.as_deref())?;
-            if L::IMPL_ON_TRAIN_EPOCH_END {
-                cbs.on_train_epoch_end(state, model, false)?;
-            }
-            model.on_train_epoch_end(state)?;
-            if L::IMPL_ON_TRAIN_EPOCH_END {
-                cbs.on_train_epoch_end(state, model, true)?;
-            }
+            dispatch::on_train_epoch_end(state, model, cbs)?;
             state.sync_should_stop()?;
             save::flush(state, model, cbs, dm, Some(&mut optim))?;
             logs::after_epoch(state, LoopKind::Train)?;
@@ -515,15 +493,9 @@ where
             StopReason::ShouldStop(state.stop_reason.clone())
         };
         stop::report(state, &stopped);
-        if L::IMPL_ON_TRAIN_END {
-            cbs.on_train_end(state, model)?;
-        }
-        model.on_train_end(state)?;
+        dispatch::on_train_end(state, model, cbs)?;
     }
-    if L::IMPL_ON_FIT_END {
-        cbs.on_fit_end(state, model)?;
-    }
-    model.on_fit_end(state)?;
+    dispatch::on_fit_end(state, model, cbs)?;
     hooks::teardown(Stage::Fit, state, model, cbs, dm)?;
     Ok(stopped)
 }

@@ -2,6 +2,7 @@
 
 use candle_core::Device;
 
+use super::dispatch;
 use crate::{CallbackList, DataModule, LightningModule, Result, Stage, TrainerState};
 
 /// `prepare_data` (datamodule, module; once per node under DDP), `setup` (datamodule,
@@ -16,25 +17,20 @@ pub(crate) fn setup<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch
 ) -> Result<()> {
     // under DDP, once per node (its local rank 0, as Lightning's default
     // `prepare_data_per_node`); the other ranks wait for it, then every rank sets up
-    warn_both_transfer::<M, DM>();
+    dispatch::warn_replaced::<M, DM>();
     if state.local_rank() == 0 {
-        dm.prepare_data()?;
-        model.prepare_data(state)?;
+        dispatch::prepare_data(state, model, dm)?;
     }
     if let Some(world) = &state.world {
         // Lightning's "pre_setup" barrier
         world.barrier()?;
     }
-    dm.setup(stage)?;
-    if L::IMPL_SETUP {
-        cbs.setup(state, model, stage)?;
-    }
-    model.setup(state, stage)?;
+    dispatch::setup(state, model, cbs, dm, stage)?;
     if let Some(world) = &state.world {
         // Lightning's "post_setup" barrier: no rank starts its loop before all are set up
         world.barrier()?;
     }
-    model.configure_model(state)?;
+    dispatch::configure_model(state, model)?;
     // Lightning's strategy moves the module here: after configure_model, before the optimizers
     let dtype = state.precision.map(|p| p.dtype());
     let master = state.precision.and_then(|p| p.master_dtype());
@@ -62,21 +58,6 @@ pub(crate) fn setup<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch
     crate::device::check_parameters(&state.device, model.parameters())
 }
 
-/// Lightning's warning for a batch-transfer hook written on both the module and the datamodule.
-fn warn_both_transfer<M: LightningModule, DM: DataModule<Batch = M::Batch>>() {
-    for (hook, module, data) in [
-        ("on_before_batch_transfer", M::IMPL_ON_BEFORE_BATCH_TRANSFER, DM::IMPL_ON_BEFORE_BATCH_TRANSFER),
-        ("transfer_batch_to_device", M::IMPL_TRANSFER_BATCH_TO_DEVICE, DM::IMPL_TRANSFER_BATCH_TO_DEVICE),
-        ("on_after_batch_transfer", M::IMPL_ON_AFTER_BATCH_TRANSFER, DM::IMPL_ON_AFTER_BATCH_TRANSFER),
-    ] {
-        if module && data {
-            crate::dist::rank_zero_warn(format_args!(
-                "You have overridden `{hook}` in both `LightningModule` and `LightningDataModule`. It will use the implementation from `LightningDataModule` instance."
-            ));
-        }
-    }
-}
-
 /// `teardown`: datamodule, callbacks, module. Not reached when the run failed.
 pub(crate) fn teardown<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch = M::Batch>>(
     stage: Stage,
@@ -85,11 +66,7 @@ pub(crate) fn teardown<M: LightningModule, L: CallbackList<M>, DM: DataModule<Ba
     cbs: &mut L,
     dm: &mut DM,
 ) -> Result<()> {
-    dm.teardown(stage)?;
-    if L::IMPL_TEARDOWN {
-        cbs.teardown(state, model, stage)?;
-    }
-    model.teardown(state, stage)
+    dispatch::teardown(state, model, cbs, dm, stage)
 }
 
 /// `on_before_batch_transfer` → `transfer_batch_to_device` → `on_after_batch_transfer`, each
@@ -104,21 +81,9 @@ pub(crate) fn transfer<M: LightningModule, DM: DataModule<Batch = M::Batch>>(
     device: &Device,
     dataloader_idx: usize,
 ) -> Result<M::Batch> {
-    let batch = if DM::IMPL_ON_BEFORE_BATCH_TRANSFER {
-        dm.on_before_batch_transfer(batch, dataloader_idx)?
-    } else {
-        model.on_before_batch_transfer(state, batch, dataloader_idx)?
-    };
-    let batch = if DM::IMPL_TRANSFER_BATCH_TO_DEVICE {
-        dm.transfer_batch_to_device(batch, device, dataloader_idx)?
-    } else {
-        model.transfer_batch_to_device(state, batch, device, dataloader_idx)?
-    };
-    let batch = if DM::IMPL_ON_AFTER_BATCH_TRANSFER {
-        dm.on_after_batch_transfer(batch, dataloader_idx)?
-    } else {
-        model.on_after_batch_transfer(state, batch, dataloader_idx)?
-    };
+    let batch = dispatch::on_before_batch_transfer(state, model, dm, batch, dataloader_idx)?;
+    let batch = dispatch::transfer_batch_to_device(state, model, dm, batch, device, dataloader_idx)?;
+    let batch = dispatch::on_after_batch_transfer(state, model, dm, batch, dataloader_idx)?;
     // the precision flag's input conversion (Lightning's `convert_input`)
     match state.precision {
         None => Ok(batch),

@@ -3,6 +3,7 @@
 
 use candle_core::Tensor;
 
+use super::dispatch;
 use crate::{CallbackList, Error, Gradients, LightningModule, Optimizer, Optimizers, Result, TrainerState};
 
 type Opt<M> = <<M as LightningModule>::Optim as Optimizers>::Optimizer;
@@ -31,7 +32,10 @@ pub(crate) struct Automatic;
 fn off() -> Error {
     Error::config(
         "manual_optimization",
-        "this module is optimized automatically: write `#[lightning_module(manual_optimization)]` on its impl to drive the optimizers from training_step",
+        concat!(
+            "this module is optimized automatically: write `#[lightning_module(manual_optimization)]` on its impl to drive the optimizers from ",
+            dispatch::hook_name!(training_step)
+        ),
     )
 }
 
@@ -59,7 +63,8 @@ pub(crate) struct Manual<'a, M: LightningModule, C> {
 }
 
 fn no_optimizer(index: usize, count: usize) -> Error {
-    Error::config("optimizer", format!("optimizer {index} does not exist: configure_optimizers returned {count}"))
+    let hook = dispatch::name::CONFIGURE_OPTIMIZERS;
+    Error::config("optimizer", format!("optimizer {index} does not exist: {hook} returned {count}"))
 }
 
 impl<M: LightningModule, C: CallbackList<M>> ManualOptimization<M> for Manual<'_, M, C> {
@@ -68,30 +73,21 @@ impl<M: LightningModule, C: CallbackList<M>> ManualOptimization<M> for Manual<'_
         // a half-precision loss goes backward from f32, as under Lightning's autocast
         let wide = crate::precision::widen(loss)?;
         let loss = &wide;
-        if C::IMPL_ON_BEFORE_BACKWARD {
-            self.callbacks.on_before_backward(trainer, module, loss)?;
-        }
-        module.on_before_backward(trainer, loss)?;
-        let store = module.backward(trainer, loss)?;
+        dispatch::on_before_backward(trainer, module, self.callbacks, loss)?;
+        let store = dispatch::backward(trainer, module, loss)?;
         self.grads.accumulate(store)?;
         if let Some(world) = &trainer.world {
             // DDP syncs every manual backward, as torch's DDP does in backward: gradients
             // already averaged stay equal on every rank, so the sum stays the mean
             crate::dist::average_gradients(world.as_ref(), self.grads)?;
         }
-        if C::IMPL_ON_AFTER_BACKWARD {
-            self.callbacks.on_after_backward(trainer, module, self.grads)?;
-        }
-        module.on_after_backward(trainer, self.grads)
+        dispatch::on_after_backward(trainer, module, self.callbacks, self.grads)
     }
 
     fn step(&mut self, module: &mut M, trainer: &mut TrainerState, index: usize) -> Result<()> {
         let count = self.optim.count();
         let opt = self.optim.get(index).ok_or_else(|| no_optimizer(index, count))?;
-        if C::IMPL_ON_BEFORE_OPTIMIZER_STEP {
-            self.callbacks.on_before_optimizer_step(trainer, module, opt, self.grads)?;
-        }
-        module.on_before_optimizer_step(trainer, opt, self.grads)?;
+        dispatch::on_before_optimizer_step(trainer, module, self.callbacks, opt, self.grads)?;
         self.guard.check(index, opt, self.grads)?;
         opt.step(self.grads)?;
         self.steps += 1;

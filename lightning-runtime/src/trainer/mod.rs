@@ -7,6 +7,7 @@ mod ckpt_path;
 mod closure;
 mod config;
 mod config_serde;
+pub(crate) mod dispatch;
 mod estimate;
 mod eval;
 mod fit;
@@ -492,9 +493,7 @@ impl<C> Trainer<C> {
         let log_files = if stage == Stage::Predict { Vec::new() } else { std::mem::take(&mut self.log_files) };
         let config = &self.config;
         let result = (|| {
-            if M::IMPL_CONFIGURE_CALLBACKS {
-                extra = model.configure_callbacks(&mut state)?;
-            }
+            extra = dispatch::configure_callbacks(&mut state, model)?;
             let mut keys = Vec::new();
             <RunCallbacks<'_, C, M>>::state_keys(&mut keys);
             keys.sort_unstable();
@@ -526,8 +525,7 @@ impl<C> Trainer<C> {
             let mut inner = Chain(&mut extra, &mut tail);
             let mut cbs = Chain(&mut self.callbacks, &mut inner);
             // The run's error is what the caller needs; a failing on_exception cannot replace it.
-            let _ = cbs.on_exception(&mut state, model, e);
-            dm.on_exception(e);
+            let _ = dispatch::on_exception(&mut state, model, &mut cbs, &mut *dm, e);
             // checkpoints on_exception asked for (OnExceptionCheckpoint): weights, counters and
             // callback states, and the optimizer states the loop left when a signal stopped it
             let _ = save::flush(&mut state, model, &mut cbs, &mut *dm, None);

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Tensor, Var};
 
+use super::dispatch;
 use crate::checkpoint::{optimizer_mismatch, set_all};
 use crate::{
     CallbackList, Checkpoint, DataModule, Error, LightningModule, LrScheduler, Optimizer, Optimizers, Result,
@@ -39,24 +40,25 @@ impl Resume {
                 "a weights-only checkpoint has no optimizer state to resume training from: load it with `load_from_checkpoint`",
             ));
         }
-        model.on_load_checkpoint(state, &mut ck)?;
-        let mut weights = ck.prepare_weights(model.parameters(), path)?;
-        // mixed precision: the master weights from the checkpoint's (f32) weights, not their
-        // rounding (the optimizer's saved master copies, when there, are the same values)
-        let names = crate::checkpoint::module_vars(model.parameters());
-        for (name, v) in &names {
-            if let (Some(m), Some(t)) = (state.masters.get(&v.id()), ck.state_dict.get(name)) {
-                weights.push((m.clone(), t.to_device(m.device())?.to_dtype(m.dtype())?.copy()?));
+        let mut weights = Vec::new();
+        // after the module's hook (it may edit the dict), before the callbacks'
+        dispatch::on_load_checkpoint(state, model, cbs, &mut ck, |state, model, _, ck| {
+            weights = ck.prepare_weights(model.parameters(), path)?;
+            // mixed precision: the master weights from the checkpoint's (f32) weights, not their
+            // rounding (the optimizer's saved master copies, when there, are the same values)
+            let names = crate::checkpoint::module_vars(model.parameters());
+            for (name, v) in &names {
+                if let (Some(m), Some(t)) = (state.masters.get(&v.id()), ck.state_dict.get(name)) {
+                    weights.push((m.clone(), t.to_device(m.device())?.to_dtype(m.dtype())?.copy()?));
+                }
             }
-        }
-        ck.check_optimizer_state(model.parameters(), path)?;
-        if let Some(s) = &ck.datamodule {
-            dm.load_state_dict(s)?;
-        }
-        if L::IMPL_ON_LOAD_CHECKPOINT {
-            cbs.on_load_checkpoint(state, model, &mut ck)?;
-        }
-        cbs.restore_state(state, model, &ck.callbacks)?;
+            ck.check_optimizer_state(model.parameters(), path)?;
+            match &ck.datamodule {
+                Some(s) => dispatch::datamodule_load_state_dict(dm, s),
+                None => Ok(()),
+            }
+        })?;
+        dispatch::load_state_dict(state, model, cbs, &ck.callbacks)?;
         Ok(Resume { path: path.to_path_buf(), ck, weights })
     }
 
@@ -77,7 +79,8 @@ impl Resume {
         let Resume { path, ck, weights } = self;
         let n = optim.count();
         if !ck.optimizers.is_empty() && ck.optimizers.len() != n {
-            let reason = format!("the checkpoint has {} optimizers, configure_optimizers {n}", ck.optimizers.len());
+            let (saved, hook) = (ck.optimizers.len(), dispatch::name::CONFIGURE_OPTIMIZERS);
+            let reason = format!("the checkpoint has {saved} optimizers, {hook} {n}");
             return Err(optimizer_mismatch(&path, 0, reason));
         }
         for (i, s) in ck.optimizers.iter().enumerate() {
@@ -90,7 +93,8 @@ impl Resume {
             sched.load_state(s).map_err(|e| Error::CheckpointMismatch {
                 path: path.clone(),
                 reason: format!(
-                    "the LR scheduler's state does not fit the scheduler configure_optimizers returned ({}); resume with the scheduler it was saved with",
+                    "the LR scheduler's state does not fit the scheduler {} returned ({}); resume with the scheduler it was saved with",
+                    dispatch::name::CONFIGURE_OPTIMIZERS,
                     unprefixed(e)
                 ),
             })?;

@@ -1,5 +1,6 @@
 //! Carrying out checkpoint saves that hooks asked for.
 
+use super::dispatch;
 use crate::checkpoint::module_state;
 use crate::ckpt_files::delete_checkpoint;
 use crate::{
@@ -37,21 +38,16 @@ pub(crate) fn build<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch
         }
         _ => {}
     }
-    let mut states = Vec::new();
-    cbs.collect_state(state, model, &mut states)?;
-    for (key, value) in states {
+    for (key, value) in dispatch::state_dict(state, model, cbs)? {
         if !value.is_null() {
             ck.callbacks.insert(key.to_owned(), value);
         }
     }
-    let dm_state = dm.state_dict()?;
+    let dm_state = dispatch::datamodule_state_dict(dm)?;
     if !dm_state.is_null() {
         ck.datamodule = Some(dm_state);
     }
-    if L::IMPL_ON_SAVE_CHECKPOINT {
-        cbs.on_save_checkpoint(state, model, &mut ck)?;
-    }
-    model.on_save_checkpoint(state, &mut ck)?;
+    dispatch::on_save_checkpoint(state, model, cbs, &mut ck)?;
     Ok(ck)
 }
 

@@ -1,7 +1,8 @@
 //! Where a loop's batches come from: a loader given to the entry point, else the
 //! datamodule's, else the module's `*_dataloader` hook (Lightning's order of precedence).
 
-use crate::{DataModule, LightningModule, Loader, Result, TrainerState};
+use super::dispatch;
+use crate::{DataModule, Either, LightningModule, Loader, Result, TrainerState};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Which {
@@ -61,21 +62,14 @@ pub(crate) fn get<M: LightningModule, DM: DataModule<Batch = M::Batch>, L: Loade
     if let Some(l) = given.take() {
         return Ok(Some(EitherLoader::Given(l)));
     }
-    let from_dm = match which {
-        Which::Train => dm.train_dataloader()?,
-        Which::Val => dm.val_dataloader()?,
-        Which::Test => dm.test_dataloader()?,
-        Which::Predict => dm.predict_dataloader()?,
-    };
-    if let Some(l) = from_dm {
-        return Ok(Some(EitherLoader::DataModule(l)));
-    }
     let l = match which {
-        Which::Train if M::IMPL_TRAIN_DATALOADER => model.train_dataloader(state)?,
-        Which::Val if M::IMPL_VAL_DATALOADER => model.val_dataloader(state)?,
-        Which::Test if M::IMPL_TEST_DATALOADER => model.test_dataloader(state)?,
-        Which::Predict if M::IMPL_PREDICT_DATALOADER => model.predict_dataloader(state)?,
-        _ => return Ok(None),
+        Which::Train => dispatch::train_dataloader(state, model, dm)?,
+        Which::Val => dispatch::val_dataloader(state, model, dm)?,
+        Which::Test => dispatch::test_dataloader(state, model, dm)?,
+        Which::Predict => dispatch::predict_dataloader(state, model, dm)?,
     };
-    Ok(Some(EitherLoader::Module(l)))
+    Ok(l.map(|l| match l {
+        Either::Left(from_dm) => EitherLoader::DataModule(from_dm),
+        Either::Right(from_module) => EitherLoader::Module(from_module),
+    }))
 }
