@@ -162,6 +162,7 @@ impl TransformerBlock {
         x + dropout(&m, self.resid_dropout, train)?
     }
 
+    /// The block's self-attention.
     pub fn attention(&self) -> &MultiHeadAttention {
         &self.attn
     }
