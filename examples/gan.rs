@@ -24,14 +24,19 @@ const LATENT: usize = 32;
 /// Train a GAN on the embedded MNIST sample.
 #[derive(Parser, Debug, Clone)]
 pub struct Args {
+    /// Epochs to train.
     #[arg(long, default_value_t = 30)]
     pub epochs: usize,
+    /// Images per batch (the last partial batch is dropped).
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// Seeds the weights, the shuffling and the noise.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
 }
 
+/// A generator (latent → 784 pixels) and a discriminator (784 pixels → logit of "real"),
+/// trained with manual optimization: one optimizer each.
 #[lightning_module]
 pub struct Gan {
     vars: VarMap,
@@ -43,6 +48,7 @@ pub struct Gan {
 }
 
 impl Gan {
+    /// Both networks, with their weights and the noise generator seeded from `seed`.
     pub fn new(seed: u64, device: &Device) -> lightning::Result<Self> {
         let vars = VarMap::new();
         let vb = seeded_var_builder(&vars, seed, DType::F32, device);
@@ -67,6 +73,7 @@ impl Gan {
         self.d2.forward(&h.maximum(&(&h * 0.2)?)?) // leaky ReLU
     }
 
+    /// `n` latent vectors of standard normal noise, (n, 32), from the seeded generator.
     pub fn noise(&mut self, n: usize, device: &Device) -> candle_core::Result<Tensor> {
         let v: Vec<f32> = (0..n * LATENT)
             .map(|_| {
@@ -154,6 +161,7 @@ pub fn ascii(img: &[f32]) -> String {
 /// The trained GAN, the (d_loss, g_loss) of each epoch, and the optimizer steps taken.
 pub type Trained = (Gan, Vec<(f64, f64)>, usize);
 
+/// Trains a GAN on the embedded MNIST sample as `args` says.
 pub fn run(args: &Args) -> lightning::Result<Trained> {
     let data = mnist::from_bytes(SAMPLE, "examples/data/mnist-sample")?;
     let loader = data.train.loader(args.batch_size)?.shuffle(args.seed).drop_last(true);

@@ -52,8 +52,10 @@ pub struct Args {
     /// 4 heads, d = 64, context 16, batch 128); the flags below override single sizes.
     #[arg(long, default_value = "gpt")]
     pub preset: Preset,
+    /// Transformer blocks.
     #[arg(long, value_parser = at_least(1).range(1..=64))]
     pub n_layer: Option<usize>,
+    /// Attention heads per block.
     #[arg(long, value_parser = at_least(1).range(1..=64))]
     pub n_head: Option<usize>,
     /// The model width; a multiple of `--n-head`.
@@ -62,16 +64,19 @@ pub struct Args {
     /// The context length in characters.
     #[arg(long, value_parser = at_least(1).range(1..=8192))]
     pub block_size: Option<usize>,
+    /// Sequences per batch.
     #[arg(long, value_parser = at_least(1))]
     pub batch_size: Option<usize>,
     /// Dropout on the embeddings and on each residual branch while training.
     #[arg(long, default_value_t = 0.1, value_parser = probability)]
     pub dropout: f64,
+    /// Epochs to train (Lightning's `max_epochs`).
     #[arg(long, default_value_t = 12, value_parser = at_least(0))]
     pub epochs: usize,
     /// The peak learning rate of the one-cycle schedule.
     #[arg(long, default_value_t = 3e-3, value_parser = positive, allow_hyphen_values = true)]
     pub lr: f64,
+    /// AdamW's decoupled weight decay.
     #[arg(long, default_value_t = 0.01, value_parser = non_negative)]
     pub weight_decay: f64,
     /// Training batches per epoch (Lightning's `limit_train_batches`); default: all.
@@ -116,7 +121,9 @@ pub struct Args {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {
+    /// 4 layers, 4 heads, d = 128, context 128, batch 16.
     Gpt,
+    /// 2 layers, 4 heads, d = 64, context 16, batch 128.
     Small,
 }
 
@@ -144,16 +151,27 @@ fn probability(s: &str) -> Result<f64, String> {
 /// The model's sizes and training settings; `hparams.yaml` and every checkpoint hold them.
 #[derive(serde::Serialize, Clone, Debug, PartialEq)]
 pub struct Config {
+    /// The preset the sizes started from.
     pub preset: Preset,
+    /// Transformer blocks.
     pub n_layer: usize,
+    /// Attention heads per block.
     pub n_head: usize,
+    /// The model width.
     pub n_embd: usize,
+    /// The context length in characters.
     pub block_size: usize,
+    /// Distinct characters of the text.
     pub vocab_size: usize,
+    /// Sequences per batch.
     pub batch_size: usize,
+    /// Dropout probability on the embeddings and residual branches.
     pub dropout: f64,
+    /// The peak learning rate.
     pub lr: f64,
+    /// AdamW's weight decay.
     pub weight_decay: f64,
+    /// The run's seed.
     pub seed: u64,
 }
 
@@ -194,12 +212,17 @@ impl Config {
 /// on `lightning::nn` ([`Fast`]) and on candle's slow-but-correct ops ([`Reference`], for the
 /// benchmark). Static dispatch: no cost per call.
 pub trait Kernels: 'static {
+    /// A linear layer.
     type Linear: Module + Relocate;
+    /// A LayerNorm.
     type Norm: Module + Relocate;
+    /// An embedding table.
     type Embedding: Module + Relocate;
+    /// A linear layer from `inp` to `out` features (weights `weight` and, with `bias`, `bias`).
     fn linear(inp: usize, out: usize, bias: bool, vb: VarBuilder) -> candle_core::Result<Self::Linear>;
     /// A LayerNorm over the last dimension (weights `weight` and `bias`, eps 1e-5).
     fn layer_norm(size: usize, vb: VarBuilder) -> candle_core::Result<Self::Norm>;
+    /// A table of `n` embeddings of `size` (weight `weight`).
     fn embedding(n: usize, size: usize, vb: VarBuilder) -> candle_core::Result<Self::Embedding>;
     /// Causal self-attention of (B, H, T, head size) queries, keys and values.
     fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Result<Tensor>;
@@ -382,6 +405,7 @@ pub struct Net<K: Kernels> {
 }
 
 impl<K: Kernels> Net<K> {
+    /// The network `cfg` sizes, with its weights on `vb` under GPT-2's names.
     pub fn new(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
         let (d, tf) = (cfg.n_embd, vb.pp("transformer"));
         let blocks =
@@ -439,6 +463,7 @@ impl<K: Kernels> Net<K> {
 /// How characters are drawn from the logits.
 #[derive(Debug, Clone, Copy)]
 pub struct Sampling {
+    /// Divides the logits: below 1 sharper, above 1 flatter.
     pub temperature: f64,
     /// Only the `k` likeliest (0: all).
     pub top_k: usize,
@@ -471,12 +496,16 @@ impl Sampling {
 
 /// A text and its character vocabulary (every character of the text, sorted).
 pub struct Corpus {
+    /// Where the text came from, for messages.
     pub source: String,
+    /// The vocabulary: every character of the text, sorted; a character's id is its index.
     pub chars: Vec<char>,
+    /// The text as ids.
     pub ids: Vec<u32>,
 }
 
 impl Corpus {
+    /// `text`'s vocabulary and ids; `source` says where it came from.
     pub fn new(text: &str, source: String) -> Corpus {
         let mut chars: Vec<char> = text.chars().collect();
         chars.sort_unstable();
@@ -519,6 +548,7 @@ impl Corpus {
         Ok(Corpus::new(&text, source))
     }
 
+    /// The text of `ids`; an id outside the vocabulary becomes U+FFFD.
     pub fn decode(&self, ids: &[u32]) -> String {
         ids.iter().map(|&i| self.chars.get(i as usize).copied().unwrap_or('\u{FFFD}')).collect()
     }
@@ -572,6 +602,7 @@ pub fn baselines(train: &[u32], val_x: &[u32], val_y: &[u32], vocab: usize) -> (
 #[lightning_module]
 pub struct Gpt<K: Kernels> {
     vars: VarMap,
+    /// The network.
     pub net: Net<K>,
     #[hparams]
     config: Config,
@@ -586,6 +617,7 @@ pub struct Gpt<K: Kernels> {
 }
 
 impl<K: Kernels> Gpt<K> {
+    /// The model `config` describes, its weights and dropout seeded from `config.seed`, on `device`.
     pub fn new(config: Config, device: &Device) -> lightning::Result<Self> {
         let vars = VarMap::new();
         let net = Net::new(&config, lightning::seeded_var_builder(&vars, config.seed, DType::F32, device))?;
@@ -704,6 +736,7 @@ fn rng_from_state(v: &serde_json::Value) -> lightning::Result<Gen> {
 pub struct EpochSummary {
     started: Option<Instant>,
     baselines: (f64, f64),
+    /// The lines printed so far, one per epoch.
     pub lines: Vec<String>,
     /// Each finished epoch's validation loss, unrounded.
     pub val_losses: Vec<f64>,
@@ -735,17 +768,25 @@ impl EpochSummary {
 
 /// What a run reports.
 pub struct Report {
+    /// Where the text came from.
     pub data: String,
+    /// Distinct characters of the text.
     pub vocab_size: usize,
+    /// The model's parameter count.
     pub parameters: usize,
-    /// Validation losses of the unigram and bigram baselines.
+    /// Validation loss of the unigram baseline (nats per character).
     pub unigram: f64,
+    /// Validation loss of the bigram baseline (nats per character).
     pub bigram: f64,
+    /// [`EpochSummary`]'s lines.
     pub epoch_lines: Vec<String>,
+    /// Each epoch's validation loss.
     pub val_losses: Vec<f64>,
+    /// Each epoch's sample.
     pub samples: Vec<String>,
     /// The text generated from `--prompt` after training (the prompt not included).
     pub generated: String,
+    /// The fit's last checkpoint (`None` with `--predict-only`).
     pub last_checkpoint: Option<PathBuf>,
     /// The model's final weights, by name.
     pub weights: Vec<(String, Tensor)>,
@@ -777,6 +818,7 @@ fn split(corpus: &Corpus, t: usize, device: &Device) -> lightning::Result<[(Tens
     Ok([windows(train, t, device)?, windows(val, t, device)?])
 }
 
+/// Trains on the text `args` names (unless `--predict-only`), then generates from `--prompt`.
 pub fn run(args: &Args) -> lightning::Result<Report> {
     let corpus = std::sync::Arc::new(match &args.data {
         Some(path) => Corpus::load(path)?,

@@ -80,6 +80,7 @@ pub struct DataArgs {
     /// A directory of MNIST-format IDX files (`train-images-idx3-ubyte[.gz]`, ...);
     /// default: the embedded 5,000-digit MNIST sample.
     pub data_dir: Option<PathBuf>,
+    /// Training batch size (default 64).
     pub batch_size: usize,
     /// Download `mnist` or `fashion-mnist` into the cache (checked, resumable); without
     /// network it falls back to the embedded sample and says so.
@@ -146,6 +147,7 @@ pub fn parse<I: IntoIterator<Item = T>, T: Into<std::ffi::OsString> + Clone>(arg
 /// The network a [`Classifier`] trains: it maps (N, 784) pixels to (N, 10) logits.
 /// `Relocate` lets the trainer move it to another device or dtype.
 pub trait Net: Relocate + 'static {
+    /// The network's layers, made on `vb`, with `hidden` units where it has a hidden layer.
     fn new(vb: VarBuilder, hidden: usize) -> candle_core::Result<Self>
     where
         Self: Sized;
@@ -241,6 +243,7 @@ pub struct Classifier<N: Net> {
 }
 
 impl<N: Net> Classifier<N> {
+    /// A classifier with its weights drawn from `hparams.seed`, on `device`.
     pub fn new(hparams: HParams, device: &candle_core::Device) -> lightning::Result<Self> {
         let vars = VarMap::new();
         let net = N::new(lightning::seeded_var_builder(&vars, hparams.seed, DType::F32, device), hparams.hidden)?;
@@ -349,6 +352,7 @@ pub struct EpochSummary {
     started: Option<Instant>,
     loss_sum: Option<Tensor>,
     batches: usize,
+    /// The lines printed so far, one per epoch.
     pub lines: Vec<String>,
 }
 
@@ -398,11 +402,13 @@ impl EpochSummary {
 pub struct Report {
     /// Where the data came from.
     pub data: String,
+    /// `test_acc` (`val_acc` for `validate`), as a fraction.
     pub test_accuracy: f64,
     /// The best checkpoint by `val_acc`, which was tested.
     pub best_checkpoint: Option<PathBuf>,
     /// `last.ckpt`, to resume from.
     pub last_checkpoint: Option<PathBuf>,
+    /// [`EpochSummary`]'s lines.
     pub epoch_lines: Vec<String>,
     /// This process's rank under `--strategy ddp` (0 otherwise): only rank 0 reports.
     pub rank: usize,
@@ -454,6 +460,7 @@ fn check_split_sizes(train: usize, test: usize, source: &str) -> lightning::Resu
     Ok(())
 }
 
+/// Runs the subcommand on the data `args` names: `fit` trains, then tests the best checkpoint.
 pub fn run(args: &Args) -> lightning::Result<Report> {
     let (data, source) = load_data(&args.data)?;
     // Hold out the last tenth of the training split for validation.

@@ -39,8 +39,6 @@
 //! # Ok(()) }
 //! ```
 
-#![warn(missing_docs)]
-
 pub use lightning_macros::{callback, datamodule, hook, lightning_module, not_hook, Relocate};
 pub use lightning_runtime::*;
 

@@ -5,8 +5,6 @@
 //! and expands (`expand`). Every error of one item is reported together, and the user's
 //! items are always emitted, so later errors and IDEs keep working.
 
-#![warn(missing_docs)]
-
 use proc_macro::TokenStream;
 use quote::quote;
 use syn::{parse_macro_input, spanned::Spanned, Item};

@@ -10,6 +10,7 @@ pub enum Accelerator {
     /// CUDA, then Metal, then CPU: the first one compiled in and present.
     #[default]
     Auto,
+    /// The CPU (Lightning's `"cpu"`).
     Cpu,
     /// A CUDA GPU by ordinal (needs the `cuda` feature).
     Cuda(usize),

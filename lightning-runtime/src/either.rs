@@ -34,7 +34,9 @@ use crate::{Gradients, Result};
 /// ```
 #[derive(Debug, Clone)]
 pub enum Either<A, B> {
+    /// The first choice.
     Left(A),
+    /// The second choice.
     Right(B),
 }
 

@@ -24,7 +24,9 @@ pub enum Error {
     /// A hook returned an error; `hook` names it.
     #[error("hook `{hook}` failed: {source}")]
     Hook {
+        /// The hook's name, e.g. `"training_step"`.
         hook: &'static str,
+        /// The error the hook returned.
         #[source]
         source: Box<Error>,
     },
@@ -35,34 +37,72 @@ pub enum Error {
 
     /// The trainer needed a hook that the module does not implement.
     #[error("`{module}` has no `{hook}` hook: add `fn {hook}(..)` to its `#[lightning_module]` impl")]
-    MissingHook { module: &'static str, hook: &'static str },
+    MissingHook {
+        /// The module's type name.
+        module: &'static str,
+        /// The hook the trainer needed.
+        hook: &'static str,
+    },
 
     /// A Trainer flag has a value that cannot work.
     #[error("invalid trainer setting `{flag}`: {reason}")]
-    Config { flag: &'static str, reason: String },
+    Config {
+        /// The setting: a Trainer flag (`max_epochs`, `val_check_interval`, ...), or the
+        /// option of an optimizer or callback.
+        flag: &'static str,
+        /// Why the value cannot work.
+        reason: String,
+    },
 
     /// `detect_anomaly` found a NaN or infinite training loss.
     #[error("the training loss is {value} at epoch {epoch}, step {step} (batch {batch_idx}): lower the learning rate, clip gradients (`gradient_clip_val`), or check the data")]
-    NonFiniteLoss { value: f64, epoch: usize, step: usize, batch_idx: usize },
+    NonFiniteLoss {
+        /// The loss (its sum, read as `f64`).
+        value: f64,
+        /// The epoch it happened in (Lightning's `current_epoch`).
+        epoch: usize,
+        /// The `global_step` before this batch's optimizer step.
+        step: usize,
+        /// The batch's index within the epoch.
+        batch_idx: usize,
+    },
 
     /// A loss to back-propagate is not a single value (torch: "grad can be implicitly created
     /// only for scalar outputs"); candle would silently back-propagate its sum.
     #[error("the loss {from} has shape {shape:?}, not a single value: reduce it first (`.mean_all()?` or `.sum_all()?`), as torch requires (\"grad can be implicitly created only for scalar outputs\")")]
-    NonScalarLoss { from: &'static str, shape: Vec<usize> },
+    NonScalarLoss {
+        /// Where the loss came from, e.g. "returned by `training_step`".
+        from: &'static str,
+        /// The loss's shape.
+        shape: Vec<usize>,
+    },
 
     /// Parameters the optimizer holds got no gradient from the first backward of the fit,
     /// so they would never train (see [`crate::TrainerBuilder::allow_unused_parameters`]).
     #[error("{} trainable parameter(s) got no gradient from the first backward and would never train: {}. Either an op between them and the loss has no backward (candle-nn 0.11's fast `LayerNorm`, `RmsNorm`, `ops::layer_norm`, `ops::rms_norm` and `ops::softmax_last_dim` run through `apply_op*_no_bwd`: use candle's `ops::layer_norm_slow` and `ops::softmax`, which have gradients), or the loss never uses their branch. For a model that skips branches on purpose, set `Trainer::builder().allow_unused_parameters(true)` (DDP's `find_unused_parameters`)", names.len(), names.join(", "))]
-    UnusedParameters { names: Vec<String> },
+    UnusedParameters {
+        /// The parameters' names in the module's `VarMap`.
+        names: Vec<String>,
+    },
 
     /// `configure_optimizers` returned an optimizer holding variables that are not in the
     /// module's `VarMap`: checkpoints, device moves and DDP would miss them.
     #[error("{} optimizer parameter(s) are not in `{module}`'s `VarMap` ({}), so checkpoints would not save them, a device or precision change would not move them and DDP would not broadcast them: create them through a `VarBuilder` on the module's `VarMap` (`VarBuilder::from_varmap(&vars, ..)`) or add them to it (`vars.data().lock().unwrap().insert(\"name\".into(), var.clone())`); `lightning::var_map([(\"w\", &w)])` makes a `VarMap` of variables made by hand", names.len(), names.join(", "))]
-    ParametersOutsideModule { module: &'static str, names: Vec<String> },
+    ParametersOutsideModule {
+        /// The module's type name.
+        module: &'static str,
+        /// The outside variables, named by the optimizer.
+        names: Vec<String>,
+    },
 
     /// `log` was called from a hook where Lightning forbids logging (reference §4.10).
     #[error("you can't log `{name}` inside `{hook}`: log from the steps, the batch hooks, or the loop and epoch start/end hooks")]
-    LogNotAllowed { hook: &'static str, name: String },
+    LogNotAllowed {
+        /// The hook `log` was called from.
+        hook: &'static str,
+        /// The metric's name.
+        name: String,
+    },
 
     /// The accelerator asked for was not compiled in or is not present.
     #[error("{0}")]
@@ -82,36 +122,74 @@ pub enum Error {
     /// Training was interrupted by a signal (Ctrl-C, SIGTERM, SIGUSR1, SIGHUP) and stopped
     /// after the current batch; exit with [`Error::exit_code`] (128 + the signal's number).
     #[error("interrupted by {signal} at epoch {epoch}, step {step}")]
-    Interrupted { signal: crate::Signal, epoch: usize, step: usize },
+    Interrupted {
+        /// The signal that stopped training.
+        signal: crate::Signal,
+        /// The epoch training stopped in (Lightning's `current_epoch`).
+        epoch: usize,
+        /// The `global_step` training stopped at.
+        step: usize,
+    },
 
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {
+        /// The file or directory.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
 
     /// A file exists but its contents are not what they should be.
     #[error("{path}: {reason}")]
-    BadFile { path: PathBuf, reason: String },
+    BadFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with its contents.
+        reason: String,
+    },
 
     /// A checkpoint does not fit the module it is loaded into.
     #[error("checkpoint {path} does not fit the module: {reason}")]
-    CheckpointMismatch { path: PathBuf, reason: String },
+    CheckpointMismatch {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What does not fit (a missing tensor, a shape, ...).
+        reason: String,
+    },
 
     /// A value restored from a checkpoint is out of range or of the wrong type; `field`
     /// names it (`global_step`, `callbacks.EarlyStopping.wait_count`, ...).
     #[error("checkpoint{} field `{field}` {reason}: the checkpoint is damaged or was edited; resume from another one", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
-    CheckpointField { path: Option<PathBuf>, field: String, reason: String },
+    CheckpointField {
+        /// The checkpoint file, where known.
+        path: Option<PathBuf>,
+        /// The field's dotted path in the checkpoint.
+        field: String,
+        /// What is wrong with its value.
+        reason: String,
+    },
 
     /// A file of a checkpoint does not match the crc32c recorded for it when it was written.
     #[error("{path}: the file is corrupt (crc32c {found:08x}, recorded when saved {expected:08x}): resume from another checkpoint")]
-    ChecksumMismatch { path: PathBuf, expected: u32, found: u32 },
+    ChecksumMismatch {
+        /// The corrupt file.
+        path: PathBuf,
+        /// The crc32c recorded when the file was written.
+        expected: u32,
+        /// The crc32c of the file as read now.
+        found: u32,
+    },
 
     /// No mirror could provide a file.
     #[error("could not download {file}: {}. Without network, get the IDX files elsewhere and pass `--data-dir DIR` (any directory holding them, plain or gzipped)", attempts.join("; "))]
-    Download { file: String, attempts: Vec<String> },
+    Download {
+        /// The file's name.
+        file: String,
+        /// One line per mirror tried: its URL and why it failed.
+        attempts: Vec<String>,
+    },
 
     /// Data given to a loader or dataset is inconsistent.
     #[error("data: {0}")]
@@ -120,30 +198,70 @@ pub enum Error {
     /// A launcher's environment variable (`RANK`, `OMPI_COMM_WORLD_SIZE`, ...) is malformed
     /// or disagrees with the others.
     #[error("environment variable {var}={value:?}: {reason}")]
-    LaunchEnv { var: &'static str, value: String, reason: String },
+    LaunchEnv {
+        /// The variable's name.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 
     /// The ranks of a distributed job could not meet (the NCCL id exchange).
     #[error("rendezvous at {at}: {reason}")]
-    Rendezvous { at: String, reason: String },
+    Rendezvous {
+        /// The rendezvous point (a file or an address).
+        at: String,
+        /// What went wrong.
+        reason: String,
+    },
 
     /// A worker started by `devices(N)` failed; the launcher stopped the other workers.
     #[error(
         "rank {rank} of {world} exited with {status}; the other ranks were stopped (its own error is printed above)"
     )]
-    WorkerFailed { rank: usize, world: usize, status: std::process::ExitStatus },
+    WorkerFailed {
+        /// The failed worker's global rank.
+        rank: usize,
+        /// The number of ranks (the world size).
+        world: usize,
+        /// How the worker's process exited.
+        status: std::process::ExitStatus,
+    },
 
     /// A collective operation waited longer than its timeout for the other ranks.
     #[error("rank {rank} of {world} waited {waited:?} in {op}; {}: ending the job (raise LIGHTNING_COLLECTIVE_TIMEOUT if the ranks are only slow)", if missing.is_empty() { "every rank answered the roll call, so one is stuck in another operation".to_string() } else { format!("rank(s) {} did not arrive (stuck, or dead)", missing.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ")) })]
-    CollectiveTimeout { op: String, rank: usize, world: usize, waited: std::time::Duration, missing: Vec<usize> },
+    CollectiveTimeout {
+        /// The operation that timed out (all-reduce, broadcast, barrier, ...).
+        op: String,
+        /// The rank that waited.
+        rank: usize,
+        /// The number of ranks (the world size).
+        world: usize,
+        /// How long it waited (the collective timeout).
+        waited: std::time::Duration,
+        /// The ranks that did not answer the roll call; empty when all did.
+        missing: Vec<usize>,
+    },
 
     /// The MLflow tracking server is missing, unreachable, or refused a request at the start
     /// of a run (`reason` says which, and what to do).
     #[error("MLflow tracking server {uri}: {reason}")]
-    Mlflow { uri: String, reason: String },
+    Mlflow {
+        /// The tracking server's URI.
+        uri: String,
+        /// What went wrong, and what to do.
+        reason: String,
+    },
 
     /// A metric of [`crate::metrics`] got input it can't use, or has nothing to compute.
     #[error("metric `{metric}`: {reason}")]
-    Metric { metric: &'static str, reason: String },
+    Metric {
+        /// The metric's name.
+        metric: &'static str,
+        /// What is wrong with its input or state.
+        reason: String,
+    },
 
     /// A layer of [`crate::nn`] can't run on its input or with its configuration.
     #[error(transparent)]

@@ -12,7 +12,10 @@ use crate::{Flow, StepOutput};
     label = "return `{T}` here (or `Result<{T}, E>`)",
     note = "callback hooks return nothing (Lightning ignores their results), except `on_batch_begin` (the batch) and `state_dict` (a JSON value)"
 )]
+/// A user's hook return value that converts to `T`, the return type the trainer needs from
+/// the hook (used by the code `#[lightning_module]` and `#[callback]` generate).
 pub trait HookReturn<T> {
+    /// The value as the trainer takes it.
     fn into_hook_return(self) -> T;
 }
 

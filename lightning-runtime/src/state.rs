@@ -12,9 +12,13 @@ use crate::Result;
 /// The entry point being run; `setup` and `teardown` receive it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Stage {
+    /// `Trainer::fit` (Lightning's `"fit"`).
     Fit,
+    /// `Trainer::validate` (`"validate"`).
     Validate,
+    /// `Trainer::test` (`"test"`).
     Test,
+    /// `Trainer::predict` (`"predict"`).
     Predict,
 }
 

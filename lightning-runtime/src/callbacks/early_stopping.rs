@@ -18,15 +18,24 @@ pub use crate::optim::Mode;
 /// in `on_train_epoch_end`.
 #[derive(Debug, Clone)]
 pub struct EarlyStopping {
+    /// The logged metric to watch (Lightning's `monitor`).
     pub monitor: String,
+    /// The least change that counts as an improvement, as an absolute value (default 0).
     pub min_delta: f64,
+    /// Checks without improvement before stopping (default 3).
     pub patience: usize,
+    /// Whether lower (`Min`, the default) or higher values are better.
     pub mode: Mode,
     /// A missing metric is an error (else the check is skipped).
     pub strict: bool,
+    /// Stop when the metric is NaN or infinite (default on).
     pub check_finite: bool,
+    /// Stop as soon as the metric is better than this.
     pub stopping_threshold: Option<f64>,
+    /// Stop as soon as the metric is worse than this.
     pub divergence_threshold: Option<f64>,
+    /// Check at the end of the training epoch (`true`) or after validation (`false`);
+    /// `None` chooses as Lightning does (see the type's docs).
     pub check_on_train_epoch_end: Option<bool>,
     wait_count: usize,
     best: Option<f64>,
@@ -54,31 +63,37 @@ impl EarlyStopping {
         }
     }
 
+    /// Checks without improvement before stopping (Lightning's `patience`; 3).
     pub fn patience(mut self, n: usize) -> Self {
         self.patience = n;
         self
     }
 
+    /// The least change that counts as an improvement; its sign is ignored (Lightning's `min_delta`; 0).
     pub fn min_delta(mut self, d: f64) -> Self {
         self.min_delta = d.abs();
         self
     }
 
+    /// `Mode::Min` (default): lower is better; `Mode::Max`: higher is better.
     pub fn mode(mut self, m: Mode) -> Self {
         self.mode = m;
         self
     }
 
+    /// Whether a metric that was never logged is an error (default) or skips the check.
     pub fn strict(mut self, s: bool) -> Self {
         self.strict = s;
         self
     }
 
+    /// Stops as soon as the metric is better than `v` (Lightning's `stopping_threshold`).
     pub fn stopping_threshold(mut self, v: f64) -> Self {
         self.stopping_threshold = Some(v);
         self
     }
 
+    /// Stops as soon as the metric is worse than `v` (Lightning's `divergence_threshold`).
     pub fn divergence_threshold(mut self, v: f64) -> Self {
         self.divergence_threshold = Some(v);
         self

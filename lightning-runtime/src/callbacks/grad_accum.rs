@@ -13,6 +13,8 @@ pub struct GradientAccumulationScheduler {
 }
 
 impl GradientAccumulationScheduler {
+    /// From `(epoch, factor)` pairs; the factor is 1 before the first epoch given. An error
+    /// for no pairs or a factor of 0.
     pub fn new(scheduling: impl IntoIterator<Item = (usize, usize)>) -> Result<Self> {
         let mut scheduling: BTreeMap<usize, usize> = scheduling.into_iter().collect();
         if scheduling.is_empty() {

@@ -39,6 +39,7 @@ macro_rules! lambda_callback {
         }
 
         impl LambdaCallback {
+            /// A callback with no hooks yet.
             pub fn new() -> Self {
                 Self::default()
             }

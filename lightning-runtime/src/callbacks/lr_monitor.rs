@@ -5,7 +5,9 @@ use crate::{Log, Result, TrainerState};
 /// When `LearningRateMonitor` logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoggingInterval {
+    /// At every training step (Lightning's `logging_interval="step"`).
     Step,
+    /// At every epoch start (`"epoch"`).
     Epoch,
 }
 
@@ -29,6 +31,7 @@ impl LearningRateMonitor {
     pub fn new() -> Self {
         LearningRateMonitor { interval: LoggingInterval::Step }
     }
+    /// Logs at every step (default) or every epoch (Lightning's `logging_interval`).
     pub fn logging_interval(mut self, interval: LoggingInterval) -> Self {
         self.interval = interval;
         self

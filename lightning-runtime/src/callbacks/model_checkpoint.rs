@@ -84,6 +84,7 @@ impl Default for ModelCheckpoint {
 }
 
 impl ModelCheckpoint {
+    /// Lightning's defaults: no monitor, `save_top_k` 1 (the latest), every epoch.
     pub fn new() -> Self {
         Self::default()
     }

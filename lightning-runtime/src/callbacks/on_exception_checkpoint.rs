@@ -30,6 +30,7 @@ pub struct OnExceptionCheckpoint {
 }
 
 impl OnExceptionCheckpoint {
+    /// Writes `<dirpath>/on_exception.ckpt` (Lightning's `OnExceptionCheckpoint(dirpath)`).
     pub fn new(dirpath: impl Into<PathBuf>) -> Self {
         OnExceptionCheckpoint { dirpath: dirpath.into(), filename: "on_exception".into(), written: None }
     }

@@ -9,8 +9,11 @@ use crate::{Error, Interval, Result, TrainerState};
 /// The stages a [`Timer`] times.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimedStage {
+    /// Training: `on_train_start` to `on_train_end` (Lightning's `"train"`).
     Train,
+    /// Validation runs, in `fit` or `validate`, their times added up (`"validate"`).
     Validate,
+    /// Testing: `on_test_start` to `on_test_end` (`"test"`).
     Test,
 }
 
@@ -82,6 +85,7 @@ impl Timer {
         self
     }
 
+    /// The time budget, if any.
     pub fn duration(&self) -> Option<Duration> {
         self.duration
     }

@@ -83,7 +83,9 @@ pub trait CliArgs: Serialize + DeserializeOwned + Default {
 /// A value [`CliArgs::check`] rejects: the field's name and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
+    /// The field's name (`"lr"`).
     pub key: String,
+    /// What is wrong, and what to give instead.
     pub message: String,
 }
 
@@ -104,9 +106,13 @@ impl CliArgs for NoArgs {}
 /// Lightning's subcommands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Subcommand {
+    /// `fit`: train, validating as configured.
     Fit,
+    /// `validate`: one validation run.
     Validate,
+    /// `test`: one test run.
     Test,
+    /// `predict`: predictions over the predict loader.
     Predict,
 }
 
@@ -136,12 +142,17 @@ impl std::fmt::Display for Subcommand {
 /// and defaults merged in. See the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct LightningCli<M = NoArgs, D = NoArgs, X = NoArgs> {
+    /// The subcommand given.
     pub subcommand: Subcommand,
+    /// The trainer's flags (`trainer:`, `--trainer.<flag>`).
     pub trainer: TrainerConfig,
+    /// The model's arguments (`model:`, `--model.<field>`).
     pub model: M,
+    /// The datamodule's arguments (`data:`, `--data.<field>`).
     pub data: D,
     /// Top-level options (`--<field>`), Lightning's `parser.add_argument` in a CLI subclass.
     pub extra: X,
+    /// `--ckpt_path`: `best`, `last` or a path.
     pub ckpt_path: Option<CkptPath>,
     /// `--print_config` was given: [`LightningCli::parse`] prints the config and exits.
     pub print_config: bool,

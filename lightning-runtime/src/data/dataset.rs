@@ -13,8 +13,11 @@ use crate::{Error, Result};
 
 /// A data set read by index: torch's map-style `Dataset`.
 pub trait Dataset: Send + Sync + 'static {
+    /// One sample.
     type Item: Collate;
+    /// The number of samples (torch's `__len__`).
     fn len(&self) -> usize;
+    /// Whether there are no samples.
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -25,7 +28,9 @@ pub trait Dataset: Send + Sync + 'static {
 /// How samples become a batch (torch's `default_collate`): tensors are stacked on a new
 /// first dimension, numbers become a 1-D tensor, tuples collate element-wise.
 pub trait Collate: Sized + Send + 'static {
+    /// What a batch of these is.
     type Batch: Send + 'static;
+    /// Makes one batch of `items`, in order.
     fn collate(items: Vec<Self>) -> Result<Self::Batch>;
 }
 
@@ -113,6 +118,8 @@ pub struct MapLoader<D: Dataset> {
 }
 
 impl<D: Dataset> MapLoader<D> {
+    /// Batches of `batch_size` samples, in order, on the training thread; an error for a
+    /// `batch_size` of 0.
     pub fn new(dataset: D, batch_size: usize) -> Result<Self> {
         super::check_batch_size(batch_size, || format!("MapLoader::new (dataset `{}`)", std::any::type_name::<D>()))?;
         Ok(MapLoader {
@@ -132,6 +139,7 @@ impl<D: Dataset> MapLoader<D> {
         self
     }
 
+    /// Drops the last batch when it is smaller than `batch_size` (torch's `drop_last`; off).
     pub fn drop_last(mut self, drop_last: bool) -> Self {
         self.drop_last = drop_last;
         self

@@ -13,9 +13,11 @@ use crate::{Error, Result};
 /// A data set's four IDX files with their published MD5s, and where to get them.
 #[derive(Debug, Clone, Copy)]
 pub struct Remote {
+    /// The data set's name, its directory in the cache (`mnist`).
     pub name: &'static str,
     /// `(file, md5)` in `mnist::FILES` order, gzipped.
     pub files: [(&'static str, &'static str); 4],
+    /// Base URLs to try in order; a file's URL is the base, `/`, and its name.
     pub mirrors: &'static [&'static str],
 }
 

@@ -8,7 +8,9 @@ use crate::{Error, Result};
 /// An IDX array of unsigned bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdxArray {
+    /// The array's shape, from the header (e.g. `[60000, 28, 28]`).
     pub dims: Vec<usize>,
+    /// The values, row-major.
     pub data: Vec<u8>,
 }
 

@@ -87,7 +87,9 @@ impl MnistSplit {
 /// Training and test splits.
 #[derive(Debug, Clone)]
 pub struct Mnist {
+    /// The `train-*` files' images and labels (60,000 in MNIST).
     pub train: MnistSplit,
+    /// The `t10k-*` files' images and labels (10,000 in MNIST).
     pub test: MnistSplit,
 }
 

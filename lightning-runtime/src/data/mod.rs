@@ -23,6 +23,7 @@ pub use stream::StreamLoader;
 
 /// A source of batches, re-read every epoch.
 pub trait Loader {
+    /// What one batch is (what the step hooks take).
     type Batch;
     /// Batches per epoch.
     fn len(&self) -> usize;

@@ -36,6 +36,8 @@ where
     I: Iterator<Item = Result<T>>,
     T: Collate,
 {
+    /// Batches of `batch_size` samples from `make(epoch)`, the stream of each epoch; an
+    /// error for a `batch_size` of 0.
     pub fn new(make: F, batch_size: usize) -> Result<Self> {
         super::check_batch_size(batch_size, || "StreamLoader::new".into())?;
         Ok(StreamLoader { make, batch_size, shard: None, _items: PhantomData })

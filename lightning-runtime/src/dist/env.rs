@@ -18,8 +18,11 @@ pub enum Launcher {
 /// This process's place in a job, as its launcher described it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorldEnv {
+    /// Which launcher started the process.
     pub launcher: Launcher,
+    /// The global rank (`RANK`, `OMPI_COMM_WORLD_RANK`, ...).
     pub rank: usize,
+    /// The number of processes in the job (`WORLD_SIZE`, `OMPI_COMM_WORLD_SIZE`, ...).
     pub world_size: usize,
     /// The rank among the processes of this node: the GPU it uses.
     pub local_rank: usize,

@@ -97,6 +97,7 @@ impl Workers {
         Ok(Workers::new(program, devices, spawn).args(std::env::args_os().skip(1)))
     }
 
+    /// `program` run as `devices` ranks, started as `spawn` says, with no arguments yet.
     pub fn new(program: impl Into<PathBuf>, devices: usize, spawn: Spawn) -> Self {
         Workers {
             program: program.into(),
@@ -109,6 +110,7 @@ impl Workers {
         }
     }
 
+    /// Arguments for every rank, after those given so far.
     pub fn args(mut self, args: impl IntoIterator<Item = impl Into<OsString>>) -> Self {
         self.args.extend(args.into_iter().map(Into::into));
         self

@@ -62,7 +62,9 @@ pub(crate) fn runtime_started() -> bool {
 
 /// A host buffer for a collective operation.
 pub enum Buf<'a> {
+    /// `f32` values.
     F32(&'a mut [f32]),
+    /// `f64` values.
     F64(&'a mut [f64]),
     /// Bytes (paths, names): broadcast only.
     U8(&'a mut [u8]),
@@ -71,7 +73,9 @@ pub enum Buf<'a> {
 /// A process group: this process's rank among `world_size` processes, and the collective
 /// operations on host buffers that every rank calls in the same order.
 pub trait Collective: Send + Sync + std::fmt::Debug {
+    /// This process's global rank, from 0.
     fn rank(&self) -> usize;
+    /// The number of processes in the group.
     fn world_size(&self) -> usize;
     /// The rank among the processes of this node.
     fn local_rank(&self) -> usize {
@@ -240,6 +244,7 @@ pub struct Shard {
 }
 
 impl Shard {
+    /// `rank`'s share of `world`; an error unless `rank < world`.
     pub fn new(rank: usize, world: usize) -> Result<Self> {
         if world == 0 || rank >= world {
             return Err(Error::Config { flag: "shard", reason: format!("rank {rank} is not in a world of {world}") });
@@ -253,10 +258,12 @@ impl Shard {
         Ok((world > 1).then_some(shard))
     }
 
+    /// The rank whose share this is.
     pub fn rank(&self) -> usize {
         self.rank
     }
 
+    /// The number of ranks sharing the data.
     pub fn world(&self) -> usize {
         self.world
     }

@@ -36,8 +36,11 @@ pub enum Reduce {
     /// The mean weighted by batch size (Lightning's default).
     #[default]
     Mean,
+    /// The sum (`reduce_fx="sum"`).
     Sum,
+    /// The largest value (`reduce_fx="max"`).
     Max,
+    /// The smallest value (`reduce_fx="min"`).
     Min,
 }
 
@@ -54,7 +57,9 @@ pub enum Reduce {
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Log {
+    /// Log the value of each step (Lightning's `on_step`); `None`: the hook's default.
     pub on_step: Option<bool>,
+    /// Log the value reduced over the epoch (Lightning's `on_epoch`); `None`: the hook's default.
     pub on_epoch: Option<bool>,
     /// Show the value in the progress bar.
     pub prog_bar: bool,
@@ -62,6 +67,7 @@ pub struct Log {
     pub logger: bool,
     /// Weight of this value in the epoch mean; default: the batch's size.
     pub batch_size: Option<usize>,
+    /// How the epoch value is reduced (Lightning's `reduce_fx`; default the mean).
     pub reduce: Reduce,
     /// Reduce the value over the ranks when it is logged (Lightning's `sync_dist`), with
     /// `reduce` (a mean is the plain mean of the ranks' values). Every rank must log it.
@@ -90,26 +96,32 @@ impl Log {
     pub fn new() -> Self {
         Self::default()
     }
+    /// Log the value of each step (Lightning's `on_step`).
     pub fn on_step(mut self, v: bool) -> Self {
         self.on_step = Some(v);
         self
     }
+    /// Log the value reduced over the epoch (Lightning's `on_epoch`).
     pub fn on_epoch(mut self, v: bool) -> Self {
         self.on_epoch = Some(v);
         self
     }
+    /// Show the value in the progress bar (Lightning's `prog_bar`; default off).
     pub fn prog_bar(mut self, v: bool) -> Self {
         self.prog_bar = v;
         self
     }
+    /// Send the value to the loggers (Lightning's `logger`; default on).
     pub fn logger(mut self, v: bool) -> Self {
         self.logger = v;
         self
     }
+    /// The value's weight in the epoch mean (Lightning's `batch_size`; default the batch's size).
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = Some(n);
         self
     }
+    /// How the epoch value is reduced (Lightning's `reduce_fx`; default the mean).
     pub fn reduce(mut self, r: Reduce) -> Self {
         self.reduce = r;
         self
@@ -146,12 +158,15 @@ pub enum LogScope {
 /// A logged value: a host number, or a tensor not yet read back.
 #[derive(Clone, Debug)]
 pub enum MetricValue {
+    /// A number.
     Host(f64),
+    /// A one-element tensor, read when the value is needed.
     Device(Tensor),
 }
 
 /// A value `TrainerState::log` accepts: a number or a one-element tensor.
 pub trait LogValue {
+    /// The value to log; an error for a tensor of more than one element.
     fn into_metric(self) -> Result<MetricValue>;
 }
 

@@ -12,16 +12,24 @@ pub struct SavedCheckpoints {
     pub last_model_path: Option<PathBuf>,
     /// The monitored value at this save.
     pub current_score: Option<f64>,
+    /// The checkpoint with the best monitored value so far.
     pub best_model_path: Option<PathBuf>,
+    /// Its monitored value.
     pub best_model_score: Option<f64>,
     /// The checkpoints top-k keeps, with their scores.
     pub best_k_models: BTreeMap<PathBuf, f64>,
+    /// The logged metric the callback ranks checkpoints by, if any.
     pub monitor: Option<String>,
     /// `"min"` or `"max"`.
     pub mode: &'static str,
+    /// Whether `last.ckpt` is written at every save.
     pub save_last: bool,
+    /// How many checkpoints are kept: the best k with a monitor; `-1` all, `0` none.
     pub save_top_k: i64,
+    /// Whether checkpoints hold only the weights and counters (no optimizer state).
     pub save_weights_only: bool,
+    /// Saves every N optimizer steps (0: not by steps).
     pub every_n_train_steps: usize,
+    /// Saves every N epochs (`None`: the default, 1 unless saving by steps).
     pub every_n_epochs: Option<usize>,
 }

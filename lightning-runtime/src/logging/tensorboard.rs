@@ -19,10 +19,13 @@ use crate::{Error, Result};
 /// `tensorflow.Event`.
 #[derive(Clone, PartialEq, Message)]
 pub struct Event {
+    /// When it was written, in seconds since the Unix epoch.
     #[prost(double, tag = "1")]
     pub wall_time: f64,
+    /// The step it belongs to (the trainer's `global_step`).
     #[prost(int64, tag = "2")]
     pub step: i64,
+    /// What the event carries.
     #[prost(oneof = "What", tags = "3, 5")]
     pub what: Option<What>,
 }
@@ -30,8 +33,10 @@ pub struct Event {
 /// `Event.what`.
 #[derive(Clone, PartialEq, prost::Oneof)]
 pub enum What {
+    /// The file's version header, `brain.Event:2`, in the first record.
     #[prost(string, tag = "3")]
     FileVersion(String),
+    /// Scalars or plugin data.
     #[prost(message, tag = "5")]
     Summary(Summary),
 }
@@ -39,6 +44,7 @@ pub enum What {
 /// `tensorflow.Summary`.
 #[derive(Clone, PartialEq, Message)]
 pub struct Summary {
+    /// The summary's values.
     #[prost(message, repeated, tag = "1")]
     pub value: Vec<SummaryValue>,
 }
@@ -46,10 +52,13 @@ pub struct Summary {
 /// `tensorflow.Summary.Value`: a scalar (`simple_value`) or plugin data in `metadata`.
 #[derive(Clone, PartialEq, Message)]
 pub struct SummaryValue {
+    /// The value's name: a metric's name, or the hparams plugin's summary tag.
     #[prost(string, tag = "1")]
     pub tag: String,
+    /// A scalar's value.
     #[prost(float, optional, tag = "2")]
     pub simple_value: Option<f32>,
+    /// Plugin data (the hyperparameters).
     #[prost(message, optional, tag = "9")]
     pub metadata: Option<SummaryMetadata>,
 }
@@ -57,6 +66,7 @@ pub struct SummaryValue {
 /// `tensorflow.SummaryMetadata`.
 #[derive(Clone, PartialEq, Message)]
 pub struct SummaryMetadata {
+    /// The plugin the value is for, and its data.
     #[prost(message, optional, tag = "1")]
     pub plugin_data: Option<PluginData>,
 }
@@ -64,8 +74,10 @@ pub struct SummaryMetadata {
 /// `tensorflow.SummaryMetadata.PluginData`.
 #[derive(Clone, PartialEq, Message)]
 pub struct PluginData {
+    /// The plugin's name (`hparams`).
     #[prost(string, tag = "1")]
     pub plugin_name: String,
+    /// The plugin's own message, encoded (an [`HParamsPluginData`]).
     #[prost(bytes = "vec", tag = "2")]
     pub content: Vec<u8>,
 }
@@ -73,32 +85,43 @@ pub struct PluginData {
 /// `tensorboard.hparams.HParamsPluginData`.
 #[derive(Clone, PartialEq, Message)]
 pub struct HParamsPluginData {
+    /// The plugin data's version (0).
     #[prost(int32, tag = "1")]
     pub version: i32,
+    /// Which of the three summaries this is.
     #[prost(oneof = "HParamsData", tags = "2, 3, 4")]
     pub data: Option<HParamsData>,
 }
 
+/// `HParamsPluginData.data`: the hparams plugin's three summaries.
 #[derive(Clone, PartialEq, prost::Oneof)]
 pub enum HParamsData {
+    /// The hyperparameters and metrics the run declares.
     #[prost(message, tag = "2")]
     Experiment(Experiment),
+    /// The run's hyperparameter values, at its start.
     #[prost(message, tag = "3")]
     SessionStartInfo(SessionStartInfo),
+    /// How the run ended.
     #[prost(message, tag = "4")]
     SessionEndInfo(SessionEndInfo),
 }
 
+/// `tensorboard.hparams.Experiment`: the hyperparameters and metrics declared.
 #[derive(Clone, PartialEq, Message)]
 pub struct Experiment {
+    /// One per hyperparameter.
     #[prost(message, repeated, tag = "4")]
     pub hparam_infos: Vec<HParamInfo>,
+    /// One per metric shown against them (`hp_metric`).
     #[prost(message, repeated, tag = "5")]
     pub metric_infos: Vec<MetricInfo>,
 }
 
+/// `tensorboard.hparams.HParamInfo`: one hyperparameter's declaration.
 #[derive(Clone, PartialEq, Message)]
 pub struct HParamInfo {
+    /// The hyperparameter's name (nested keys joined with `/`).
     #[prost(string, tag = "1")]
     pub name: String,
     /// `DataType`: 1 string, 2 bool, 3 float64.
@@ -106,33 +129,43 @@ pub struct HParamInfo {
     pub r#type: i32,
 }
 
+/// `tensorboard.hparams.MetricInfo`: one metric's declaration.
 #[derive(Clone, PartialEq, Message)]
 pub struct MetricInfo {
+    /// The metric's name.
     #[prost(message, optional, tag = "1")]
     pub name: Option<MetricName>,
 }
 
+/// `tensorboard.hparams.MetricName`.
 #[derive(Clone, PartialEq, Message)]
 pub struct MetricName {
+    /// The run subdirectory the metric is in (empty: the run's own).
     #[prost(string, tag = "1")]
     pub group: String,
+    /// The metric's tag.
     #[prost(string, tag = "2")]
     pub tag: String,
 }
 
+/// `tensorboard.hparams.SessionStartInfo`: the run's hyperparameter values.
 #[derive(Clone, PartialEq, Message)]
 pub struct SessionStartInfo {
+    /// The values, by hyperparameter name.
     #[prost(btree_map = "string, message", tag = "1")]
     pub hparams: std::collections::BTreeMap<String, ProtoValue>,
+    /// When the run started, in seconds since the Unix epoch.
     #[prost(double, tag = "5")]
     pub start_time_secs: f64,
 }
 
+/// `tensorboard.hparams.SessionEndInfo`: how the run ended.
 #[derive(Clone, PartialEq, Message)]
 pub struct SessionEndInfo {
     /// `Status`: 1 success, 2 failure.
     #[prost(int32, tag = "1")]
     pub status: i32,
+    /// When the run ended, in seconds since the Unix epoch.
     #[prost(double, tag = "2")]
     pub end_time_secs: f64,
 }
@@ -140,16 +173,21 @@ pub struct SessionEndInfo {
 /// `google.protobuf.Value`, the scalar kinds.
 #[derive(Clone, PartialEq, Message)]
 pub struct ProtoValue {
+    /// The value.
     #[prost(oneof = "Kind", tags = "2, 3, 4")]
     pub kind: Option<Kind>,
 }
 
+/// `google.protobuf.Value.kind`, the scalar kinds.
 #[derive(Clone, PartialEq, prost::Oneof)]
 pub enum Kind {
+    /// A number.
     #[prost(double, tag = "2")]
     Number(f64),
+    /// A string.
     #[prost(string, tag = "3")]
     String(String),
+    /// A boolean.
     #[prost(bool, tag = "4")]
     Bool(bool),
 }
@@ -233,6 +271,7 @@ impl std::fmt::Debug for TensorBoardLogger {
 }
 
 impl TensorBoardLogger {
+    /// A logger writing under `root` (Lightning's `save_dir`).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         TensorBoardLogger { dir: RunDir::new(root.into()), file: None, hparams_logged: false }
     }

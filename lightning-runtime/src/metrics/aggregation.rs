@@ -25,6 +25,7 @@ pub struct MeanMetric {
 }
 
 impl MeanMetric {
+    /// An empty mean (torchmetrics' `MeanMetric()`).
     pub fn new() -> Self {
         Self::default()
     }
@@ -73,6 +74,7 @@ pub struct SumMetric {
 }
 
 impl SumMetric {
+    /// A sum of 0 (torchmetrics' `SumMetric()`).
     pub fn new() -> Self {
         Self::default()
     }

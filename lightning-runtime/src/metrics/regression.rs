@@ -21,6 +21,7 @@ macro_rules! mean_error {
         }
 
         impl $name {
+            /// A metric with no updates yet.
             pub fn new() -> Self {
                 Self::default()
             }
@@ -70,6 +71,7 @@ pub struct R2Score {
 }
 
 impl R2Score {
+    /// A metric with no updates yet (torchmetrics' `R2Score()`).
     pub fn new() -> Self {
         Self::default()
     }

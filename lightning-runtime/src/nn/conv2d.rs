@@ -78,6 +78,7 @@ impl From<candle_nn::Conv2d> for Conv2d {
 }
 
 impl Conv2d {
+    /// A convolution with this weight (out, in / groups, kh, kw), bias (out) and config.
     pub fn new(weight: Tensor, bias: Option<Tensor>, config: Conv2dConfig) -> Self {
         Conv2d { weight, bias, config, name: "conv2d".to_string() }
     }
@@ -88,14 +89,17 @@ impl Conv2d {
         self
     }
 
+    /// The kernel, (out channels, in channels / groups, height, width).
     pub fn weight(&self) -> &Tensor {
         &self.weight
     }
 
+    /// The bias, one per output channel, if any.
     pub fn bias(&self) -> Option<&Tensor> {
         self.bias.as_ref()
     }
 
+    /// Padding, stride, dilation and groups.
     pub fn config(&self) -> &Conv2dConfig {
         &self.config
     }

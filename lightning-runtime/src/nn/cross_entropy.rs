@@ -31,7 +31,9 @@ use super::op::contiguous;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CrossEntropyOptions {
+    /// Targets equal to this are ignored (torch: -100).
     pub ignore_index: i64,
+    /// The weight ε of the uniform distribution mixed into the targets, in `[0, 1]` (torch: 0).
     pub label_smoothing: f64,
 }
 
@@ -42,11 +44,13 @@ impl Default for CrossEntropyOptions {
 }
 
 impl CrossEntropyOptions {
+    /// Ignores targets equal to `index` (torch's `ignore_index`; -100).
     pub fn ignore_index(mut self, index: i64) -> Self {
         self.ignore_index = index;
         self
     }
 
+    /// Mixes `epsilon` of the uniform distribution into the targets (torch's `label_smoothing`; 0).
     pub fn label_smoothing(mut self, epsilon: f64) -> Self {
         self.label_smoothing = epsilon;
         self
@@ -56,12 +60,30 @@ impl CrossEntropyOptions {
 /// Why [`cross_entropy`] cannot run on its inputs. Returned wrapped in a `candle_core::Error`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LossError {
+    /// The targets' shape is not the logits' without the class dimension.
     #[error("cross_entropy: logits of shape {logits:?} and targets of shape {targets:?} do not fit: the targets have the logits' shape without its last (class) dimension, e.g. logits (N, C) with targets (N), or (N, T, C) with (N, T)")]
-    Shape { logits: Vec<usize>, targets: Vec<usize> },
+    Shape {
+        /// The logits' shape.
+        logits: Vec<usize>,
+        /// The targets' shape.
+        targets: Vec<usize>,
+    },
+    /// The targets are not of an integer dtype the loss reads; holds the dtype given.
     #[error("cross_entropy: targets are class indices of dtype u8, u32 or i64, got {0:?}")]
     TargetDType(DType),
+    /// A target is neither a class index nor the `ignore_index`.
     #[error("cross_entropy: target {target} at position {position} is neither a class in 0..{classes} nor the ignore_index {ignore_index}")]
-    Target { target: i64, position: usize, classes: usize, ignore_index: i64 },
+    Target {
+        /// The target's value.
+        target: i64,
+        /// Its index among the targets, flattened.
+        position: usize,
+        /// The number of classes (the logits' last dimension).
+        classes: usize,
+        /// The `ignore_index` in effect.
+        ignore_index: i64,
+    },
+    /// `label_smoothing` is outside `[0, 1]`; holds the value given.
     #[error("cross_entropy: label_smoothing must be in [0, 1], got {0}")]
     LabelSmoothing(f64),
 }

@@ -24,7 +24,9 @@ use super::op::contiguous;
 /// each draw advances `counter` by the number of bits it used.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DropoutState {
+    /// The seed the mask bits are hashed with.
     pub seed: u64,
+    /// The position of the next mask bit: the bits drawn so far.
     pub counter: u64,
 }
 
@@ -163,6 +165,7 @@ impl Dropout {
         Ok(Dropout { p })
     }
 
+    /// The probability of zeroing an element.
     pub fn p(&self) -> f64 {
         self.p
     }

@@ -53,6 +53,7 @@ impl Embedding {
         Embedding { weight }
     }
 
+    /// The table, (n, d): one row per id.
     pub fn weight(&self) -> &Tensor {
         &self.weight
     }

@@ -59,14 +59,17 @@ impl From<candle_nn::Linear> for Linear {
 }
 
 impl Linear {
+    /// `x·weightᵀ + bias`, with `weight` (out, in) and `bias` (out), as torch's.
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
         Linear { weight, bias }
     }
 
+    /// The weight, (out, in).
     pub fn weight(&self) -> &Tensor {
         &self.weight
     }
 
+    /// The bias, (out), if any.
     pub fn bias(&self) -> Option<&Tensor> {
         self.bias.as_ref()
     }

@@ -30,11 +30,13 @@ impl MaxPool2d {
         MaxPool2d { kernel: (kernel, kernel), stride: (kernel, kernel), relu: false, name: "max_pool2d".into() }
     }
 
+    /// A `kh × kw` window (the stride stays as it was).
     pub fn kernel(mut self, kh: usize, kw: usize) -> Self {
         self.kernel = (kh, kw);
         self
     }
 
+    /// Moves the window by `sh` rows and `sw` columns.
     pub fn stride(mut self, sh: usize, sw: usize) -> Self {
         self.stride = (sh, sw);
         self

@@ -81,16 +81,56 @@ pub const MAX_WEIGHT_ELEMENTS: u128 = 1 << 33;
 /// [`Conv2d::check`] or [`MaxPool2d::check`] to get it typed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LayerError {
+    /// The input is not 4-D.
     #[error("layer `{layer}` expects a 4-D (batch, channels, height, width) input, got shape {input:?}")]
-    Rank { layer: String, input: Vec<usize> },
+    Rank {
+        /// The layer's name (its variables' prefix).
+        layer: String,
+        /// The input's shape.
+        input: Vec<usize>,
+    },
+    /// The input has another number of channels than the layer takes.
     #[error("layer `{layer}` expects {expected} input channels, got shape {input:?}: check the previous layer's output channels")]
-    Channels { layer: String, expected: usize, input: Vec<usize> },
+    Channels {
+        /// The layer's name (its variables' prefix).
+        layer: String,
+        /// The channels the layer takes.
+        expected: usize,
+        /// The input's shape.
+        input: Vec<usize>,
+    },
+    /// The kernel's window does not fit in the (padded) input.
     #[error("layer `{layer}`: its {kernel:?} window (with dilation) is larger than the input of shape {input:?} padded to {padded:?}: use a smaller kernel, more padding or a larger input")]
-    KernelTooLarge { layer: String, kernel: (usize, usize), padded: (usize, usize), input: Vec<usize> },
+    KernelTooLarge {
+        /// The layer's name (its variables' prefix).
+        layer: String,
+        /// The kernel's (height, width).
+        kernel: (usize, usize),
+        /// The input's (height, width) with the padding.
+        padded: (usize, usize),
+        /// The input's shape.
+        input: Vec<usize>,
+    },
+    /// A size or setting that must be at least 1 is 0.
     #[error("layer `{layer}`: {setting} must be at least 1, got 0")]
-    Zero { layer: String, setting: &'static str },
+    Zero {
+        /// The layer's name (its variables' prefix).
+        layer: String,
+        /// The setting that is 0 (`in_dim`, `stride`, ...).
+        setting: &'static str,
+    },
+    /// The weight would hold more than [`MAX_WEIGHT_ELEMENTS`].
     #[error("layer `{layer}`: a weight of shape {shape:?} would hold {elements} elements, more than the {max} a layer may hold (`lightning::nn::MAX_WEIGHT_ELEMENTS`): check the sizes")]
-    TooLarge { layer: String, shape: Vec<usize>, elements: u128, max: u128 },
+    TooLarge {
+        /// The layer's name (its variables' prefix).
+        layer: String,
+        /// The weight's shape.
+        shape: Vec<usize>,
+        /// The elements it would hold.
+        elements: u128,
+        /// The most a weight may hold ([`MAX_WEIGHT_ELEMENTS`]).
+        max: u128,
+    },
 }
 
 /// Checks a layer's sizes before its weight is allocated: each named size is at least 1, and

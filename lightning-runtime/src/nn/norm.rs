@@ -87,18 +87,22 @@ impl LayerNorm {
         LayerNorm { weight, bias: None, remove_mean: false, eps }
     }
 
+    /// The scale, one per feature (the last dimension).
     pub fn weight(&self) -> &Tensor {
         &self.weight
     }
 
+    /// The shift, one per feature, if any.
     pub fn bias(&self) -> Option<&Tensor> {
         self.bias.as_ref()
     }
 
+    /// Added to the variance (the mean square, without mean removal) before its square root.
     pub fn eps(&self) -> f64 {
         self.eps
     }
 
+    /// Whether the mean is removed (layer norm) or not (RMS norm).
     pub fn remove_mean(&self) -> bool {
         self.remove_mean
     }
@@ -144,18 +148,22 @@ impl Module for LayerNorm {
 }
 
 impl RmsNorm {
+    /// RMS normalisation with this scale (one per feature) and `eps`.
     pub fn new(weight: Tensor, eps: f64) -> Self {
         RmsNorm(LayerNorm::rms_norm(weight, eps))
     }
 
+    /// The scale, one per feature (the last dimension).
     pub fn weight(&self) -> &Tensor {
         self.0.weight()
     }
 
+    /// Added to the mean square before its square root.
     pub fn eps(&self) -> f64 {
         self.0.eps
     }
 
+    /// The [`LayerNorm`] it is (with no mean removed and no bias).
     pub fn into_inner(self) -> LayerNorm {
         self.0
     }

@@ -20,8 +20,6 @@ pub trait Rule {
     fn validate(&self) -> Result<()>;
     /// One step for one parameter: returns the new value. `step` counts from 1.
     fn update(&self, lr: f64, step: u64, p: &Tensor, g: &Tensor, state: &mut [Option<Tensor>]) -> Result<Tensor>;
-    /// The same step done in place, fused, where the rule, the device and the dtypes allow it
-    /// (`false`, with nothing changed, sends the step to `update`).
     /// The momentum `OneCycleLR` cycles: SGD's and RMSprop's `momentum`, Adam's β1; `None`
     /// for rules without one.
     fn momentum(&self) -> Option<f64> {
@@ -31,6 +29,8 @@ pub trait Rule {
     fn set_momentum(&mut self, momentum: f64) {
         let _ = momentum;
     }
+    /// The same step done in place, fused, where the rule, the device and the dtypes allow it
+    /// (`false`, with nothing changed, sends the step to `update`).
     fn update_in_place(
         &self,
         lr: f64,
@@ -72,7 +72,9 @@ pub struct Optim<R> {
 /// An optimizer's state: tensors by `"{param}.{buffer}"`, and counters and rates.
 #[derive(Debug, Clone, Default)]
 pub struct OptimizerState {
+    /// The per-parameter buffers (and master copies), by `"{param}.{buffer}"`.
     pub tensors: BTreeMap<String, Tensor>,
+    /// Step counts and learning rates.
     pub meta: OptimizerMeta,
 }
 
@@ -117,8 +119,9 @@ impl OptimizerState {
 pub struct OptimizerMeta {
     /// Steps taken per parameter.
     pub steps: BTreeMap<String, u64>,
-    /// Learning rate per group, now and at the start.
+    /// Learning rate per group, now.
     pub lr: Vec<f64>,
+    /// Learning rate per group at the start (torch's `initial_lr`, which schedulers scale).
     pub initial_lr: Vec<f64>,
 }
 

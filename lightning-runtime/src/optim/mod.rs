@@ -83,7 +83,9 @@ pub trait Optimizer {
 /// Implemented for every [`Optimizer`], for `(optimizer, scheduler)` (stepped every
 /// epoch, like Lightning's default) and for `(optimizer, scheduler, SchedulerConfig)`.
 pub trait Optimizers {
+    /// The optimizers' type (all of them share it).
     type Optimizer: Optimizer;
+    /// The scheduler's type; [`NoScheduler`] when there is none.
     type Scheduler: LrScheduler;
     /// The (first) optimizer and, if any, the scheduler with its configuration.
     fn parts(&mut self) -> (&mut Self::Optimizer, Option<(&mut Self::Scheduler, &SchedulerConfig)>);

@@ -8,6 +8,7 @@ use crate::{Error, Result};
 /// One group of named variables, optionally with its own learning rate.
 #[derive(Clone, Debug)]
 pub struct ParamGroup {
+    /// The variables, with the names their optimizer state is kept under.
     pub params: Vec<(String, Var)>,
     /// `None`: the optimizer's learning rate.
     pub lr: Option<f64>,
@@ -34,6 +35,7 @@ pub struct ParamGroup {
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct Params {
+    /// The groups, in order (torch's `param_groups`).
     pub groups: Vec<ParamGroup>,
 }
 

@@ -35,10 +35,15 @@ fn with_decay(g: &Tensor, p: &Tensor, wd: f64) -> Result<Tensor> {
 /// Settings of `torch.optim.SGD`; the defaults are torch's (lr 1e-3).
 #[derive(Clone, Copy, Debug)]
 pub struct SgdConfig {
+    /// The learning rate (1e-3).
     pub lr: f64,
+    /// The momentum factor (0: none).
     pub momentum: f64,
+    /// Dampening of the momentum (0).
     pub dampening: f64,
+    /// L2 penalty, added to the gradient (0).
     pub weight_decay: f64,
+    /// Nesterov momentum (off); needs `momentum > 0` and `dampening` 0.
     pub nesterov: bool,
 }
 
@@ -87,11 +92,17 @@ impl Rule for SgdConfig {
 /// Settings of `torch.optim.Adam` (L2 weight decay added to the gradient).
 #[derive(Clone, Copy, Debug)]
 pub struct AdamConfig {
+    /// The learning rate (1e-3).
     pub lr: f64,
+    /// The first moment's decay, torch's `betas[0]` (0.9).
     pub beta1: f64,
+    /// The second moment's decay, torch's `betas[1]` (0.999).
     pub beta2: f64,
+    /// Added to the denominator for stability (1e-8).
     pub eps: f64,
+    /// L2 penalty, added to the gradient (0).
     pub weight_decay: f64,
+    /// Use the maximum of the second moments so far (AMSGrad; off).
     pub amsgrad: bool,
 }
 
@@ -104,11 +115,17 @@ impl Default for AdamConfig {
 /// Settings of `torch.optim.AdamW` (decoupled weight decay).
 #[derive(Clone, Copy, Debug)]
 pub struct AdamWConfig {
+    /// The learning rate (1e-3).
     pub lr: f64,
+    /// The first moment's decay, torch's `betas[0]` (0.9).
     pub beta1: f64,
+    /// The second moment's decay, torch's `betas[1]` (0.999).
     pub beta2: f64,
+    /// Added to the denominator for stability (1e-8).
     pub eps: f64,
+    /// Decoupled weight decay: each step scales the parameters by `1 − lr·weight_decay` (1e-2).
     pub weight_decay: f64,
+    /// Use the maximum of the second moments so far (AMSGrad; off).
     pub amsgrad: bool,
 }
 
@@ -234,11 +251,17 @@ impl Rule for AdamWConfig {
 /// Settings of `torch.optim.RMSprop`.
 #[derive(Clone, Copy, Debug)]
 pub struct RmsPropConfig {
+    /// The learning rate (1e-2).
     pub lr: f64,
+    /// The squared gradients' average's decay (0.99).
     pub alpha: f64,
+    /// Added to the denominator for stability (1e-8).
     pub eps: f64,
+    /// L2 penalty, added to the gradient (0).
     pub weight_decay: f64,
+    /// The momentum factor (0: none).
     pub momentum: f64,
+    /// Normalise by the gradient's estimated variance instead of its second moment (off).
     pub centered: bool,
 }
 
@@ -304,10 +327,15 @@ impl Rule for RmsPropConfig {
 /// Settings of `torch.optim.Adagrad`.
 #[derive(Clone, Copy, Debug)]
 pub struct AdagradConfig {
+    /// The learning rate (1e-2).
     pub lr: f64,
+    /// The rate at step `t` is `lr / (1 + (t − 1)·lr_decay)` (0).
     pub lr_decay: f64,
+    /// L2 penalty, added to the gradient (0).
     pub weight_decay: f64,
+    /// The starting value of the sum of squared gradients (0).
     pub initial_accumulator_value: f64,
+    /// Added to the denominator for stability (1e-10).
     pub eps: f64,
 }
 
@@ -360,18 +388,21 @@ impl Sgd {
     pub fn new(params: impl Into<Params>, lr: f64) -> Result<Self> {
         Self::with_rule(params, SgdConfig { lr, ..SgdConfig::default() })
     }
+    /// SGD with these settings (momentum, Nesterov, weight decay, ...).
     pub fn with_config(params: impl Into<Params>, config: SgdConfig) -> Result<Self> {
         Self::with_rule(params, config)
     }
 }
 
 impl Adam {
+    /// Adam with these settings (`AdamConfig::default()` for torch's).
     pub fn new(params: impl Into<Params>, config: AdamConfig) -> Result<Self> {
         Self::with_rule(params, config)
     }
 }
 
 impl AdamW {
+    /// AdamW with these settings (`AdamWConfig::default()` for torch's).
     pub fn new(params: impl Into<Params>, config: AdamWConfig) -> Result<Self> {
         Self::with_rule(params, config)
     }
@@ -382,12 +413,14 @@ impl AdamW {
 }
 
 impl RmsProp {
+    /// RMSprop with these settings (`RmsPropConfig::default()` for torch's).
     pub fn new(params: impl Into<Params>, config: RmsPropConfig) -> Result<Self> {
         Self::with_rule(params, config)
     }
 }
 
 impl Adagrad {
+    /// Adagrad with these settings (`AdagradConfig::default()` for torch's).
     pub fn new(params: impl Into<Params>, config: AdagradConfig) -> Result<Self> {
         Self::with_rule(params, config)
     }

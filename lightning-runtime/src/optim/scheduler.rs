@@ -34,6 +34,7 @@ pub enum Interval {
 /// Lightning's `lr_scheduler_config`: when and how often to step, and what to monitor.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SchedulerConfig {
+    /// Step per epoch (Lightning's default) or per optimizer step (Lightning's `interval`).
     pub interval: Interval,
     /// Step every `frequency` intervals.
     pub frequency: usize,
@@ -118,7 +119,9 @@ impl LrScheduler for NoScheduler {
 /// `StepLR`: × `gamma` every `step_size` steps.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepLr {
+    /// Scheduler steps between two decays (torch's `step_size`); at least 1.
     pub step_size: usize,
+    /// The factor at each decay (torch: 0.1).
     pub gamma: f64,
     last_epoch: usize,
 }
@@ -152,7 +155,9 @@ impl LrScheduler for StepLr {
 /// `MultiStepLR`: × `gamma` at each milestone.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MultiStepLr {
+    /// The scheduler steps at which the rate decays (torch's `milestones`).
     pub milestones: Vec<usize>,
+    /// The factor at each milestone (torch: 0.1).
     pub gamma: f64,
     last_epoch: usize,
 }
@@ -187,11 +192,13 @@ impl LrScheduler for MultiStepLr {
 /// `ExponentialLR`: × `gamma` every step.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExponentialLr {
+    /// The factor at every scheduler step.
     pub gamma: f64,
     last_epoch: usize,
 }
 
 impl ExponentialLr {
+    /// torch: `ExponentialLR(opt, gamma)`.
     pub fn new(gamma: f64) -> Self {
         ExponentialLr { gamma, last_epoch: 0 }
     }
@@ -213,7 +220,9 @@ fn cosine(eta_min: f64, base: f64, t: f64, period: f64) -> f64 {
 /// `CosineAnnealingLR`: half a cosine from the initial rate to `eta_min` over `t_max` steps.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CosineAnnealingLr {
+    /// Scheduler steps from the initial rate to `eta_min` (torch's `T_max`); at least 1.
     pub t_max: usize,
+    /// The lowest rate (torch: 0).
     pub eta_min: f64,
     last_epoch: usize,
 }
@@ -247,8 +256,11 @@ impl LrScheduler for CosineAnnealingLr {
 /// `CosineAnnealingWarmRestarts` (SGDR): cosine cycles of `t_0`, `t_0·t_mult`, … steps.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CosineAnnealingWarmRestarts {
+    /// Scheduler steps of the first cycle (torch's `T_0`); at least 1.
     pub t_0: usize,
+    /// Each cycle is this many times the last (torch's `T_mult`: 1); at least 1.
     pub t_mult: usize,
+    /// The lowest rate of each cycle (torch: 0).
     pub eta_min: f64,
     t_i: usize,
     t_cur: usize,
@@ -295,7 +307,9 @@ impl LrScheduler for CosineAnnealingWarmRestarts {
 /// How `OneCycleLr` moves between rates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Anneal {
+    /// Along half a cosine (torch's `"cos"`, the default).
     Cos,
+    /// Along a straight line (torch's `"linear"`).
     Linear,
 }
 
@@ -314,12 +328,19 @@ pub enum Anneal {
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OneCycleLr {
+    /// The peak rate.
     pub max_lr: f64,
+    /// Scheduler steps in the cycle; at least 2.
     pub total_steps: usize,
+    /// The fraction of the cycle spent raising the rate (torch: 0.3).
     pub pct_start: f64,
+    /// The first rate is `max_lr / div_factor` (torch: 25).
     pub div_factor: f64,
+    /// The last rate is the first `/ final_div_factor` (torch: 1e4).
     pub final_div_factor: f64,
+    /// Down to the first rate before annealing to the last (torch: off).
     pub three_phase: bool,
+    /// How the rate moves between its values (torch's `anneal_strategy`: cosine).
     pub anneal: Anneal,
     /// Cycle the momentum inversely to the rate (torch's default: on).
     #[serde(default = "yes")]
@@ -475,8 +496,11 @@ impl LrScheduler for OneCycleLr {
 /// `total_iters` steps (a warm-up).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LinearLr {
+    /// The factor of the first step (torch: 1/3).
     pub start_factor: f64,
+    /// The factor from `total_iters` on (torch: 1).
     pub end_factor: f64,
+    /// Scheduler steps from `start_factor` to `end_factor` (torch: 5); at least 1.
     pub total_iters: usize,
     last_epoch: usize,
 }
@@ -523,13 +547,17 @@ impl LrScheduler for LinearLr {
 /// for more than two.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SequentialLr<A, B> {
+    /// The schedule before the milestone.
     pub first: A,
+    /// The schedule from the milestone on.
     pub second: B,
+    /// The scheduler step at which `second` takes over.
     pub milestone: usize,
     last_epoch: usize,
 }
 
 impl<A: LrScheduler, B: LrScheduler> SequentialLr<A, B> {
+    /// torch: `SequentialLR(opt, [first, second], milestones=[milestone])`.
     pub fn new(first: A, second: B, milestone: usize) -> Self {
         SequentialLr { first, second, milestone, last_epoch: 0 }
     }
@@ -571,7 +599,9 @@ impl<A: LrScheduler, B: LrScheduler> LrScheduler for SequentialLr<A, B> {
 /// Whether a lower or a higher metric is better.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Mode {
+    /// Lower is better (a loss; torch's and Lightning's `"min"`).
     Min,
+    /// Higher is better (an accuracy; `"max"`).
     Max,
 }
 
@@ -601,13 +631,20 @@ pub enum ThresholdMode {
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReduceLrOnPlateau {
+    /// Whether lower (`Min`, torch's default) or higher is better.
     pub mode: Mode,
+    /// The rate is multiplied by this at each reduction (torch: 0.1).
     pub factor: f64,
+    /// Steps without improvement tolerated before a reduction (torch: 10).
     pub patience: usize,
+    /// The least change that counts as an improvement (torch: 1e-4).
     pub threshold: f64,
+    /// Whether `threshold` is relative (torch's default) or absolute.
     #[serde(default)]
     pub threshold_mode: ThresholdMode,
+    /// Steps to wait after a reduction before counting bad steps again (torch: 0).
     pub cooldown: usize,
+    /// The rate never goes below this (torch: 0).
     pub min_lr: f64,
     /// Reductions smaller than this are skipped (torch: 1e-8).
     #[serde(default = "plateau_eps")]

@@ -8,7 +8,9 @@ use crate::{Accelerator, Error, GradientClipAlgorithm, Result};
 /// is a fraction of the loader and an integer a number of batches.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Limit {
+    /// A fraction of the loader's batches, in `[0, 1]` (Lightning's float).
     Fraction(f64),
+    /// A number of batches (Lightning's int).
     Batches(usize),
     #[doc(hidden)]
     Negative(i64),
@@ -88,27 +90,44 @@ impl Limit {
 pub struct TrainerConfig {
     /// `None`: 1000 when `max_steps` is unset too, else unlimited.
     pub max_epochs: Option<usize>,
+    /// Stop after this many optimizer steps (Lightning's `max_steps`; `None`: its -1, no limit).
     pub max_steps: Option<usize>,
     /// Stop requests (`should_stop`, early stopping) wait until this many epochs ran.
     pub min_epochs: Option<usize>,
     /// … and this many optimizer steps.
     pub min_steps: Option<usize>,
+    /// Training batches per epoch (Lightning's `limit_train_batches`; default all, `1.0`).
     pub limit_train_batches: Limit,
+    /// Validation batches per run; 0 disables validation (default all, `1.0`).
     pub limit_val_batches: Limit,
+    /// Test batches (Lightning's `limit_test_batches`; default all, `1.0`).
     pub limit_test_batches: Limit,
+    /// Predict batches (Lightning's `limit_predict_batches`; default all, `1.0`).
     pub limit_predict_batches: Limit,
-    /// `usize::MAX` runs them all (Lightning's -1).
+    /// Validation batches run before training (Lightning's `num_sanity_val_steps`; default 2,
+    /// 0 off); `usize::MAX` runs them all (Lightning's -1).
     #[serde(with = "super::config_serde::all_is_minus_one")]
     pub num_sanity_val_steps: usize,
+    /// Validate every fraction of an epoch or every N training batches (Lightning's
+    /// `val_check_interval`; default `1.0`, once per epoch).
     pub val_check_interval: Limit,
-    /// `None` counts `val_check_interval` batches across epochs.
+    /// Validate every N epochs (Lightning's `check_val_every_n_epoch`; default 1); `None`
+    /// counts `val_check_interval` batches across epochs.
     pub check_val_every_n_epoch: Option<usize>,
+    /// Step the optimizer every k batches, with the loss divided by k (Lightning's
+    /// `accumulate_grad_batches`; default 1).
     pub accumulate_grad_batches: usize,
+    /// Clip gradients to this value (Lightning's `gradient_clip_val`; `None`: no clipping).
     pub gradient_clip_val: Option<f64>,
+    /// Clip by norm (default) or by value (Lightning's `gradient_clip_algorithm`).
     pub gradient_clip_algorithm: GradientClipAlgorithm,
+    /// Seeds the device's generator and the dropout masks (see [`crate::TrainerBuilder::seed`]).
     pub seed: Option<u64>,
+    /// The device (Lightning's `accelerator`; default `Auto`).
     pub accelerator: Accelerator,
+    /// Adds a `ModelCheckpoint` when none was given (Lightning's `enable_checkpointing`; default on).
     pub enable_checkpointing: bool,
+    /// Where checkpoints and logs go (Lightning's `default_root_dir`; default `.`).
     pub default_root_dir: PathBuf,
     /// Logging frequency in optimizer steps.
     pub log_every_n_steps: usize,
