@@ -8,10 +8,10 @@ use crate::{Accelerator, Error, GradientClipAlgorithm, Result};
 /// is a fraction of the loader and an integer a number of batches.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Limit {
+    /// A fraction of the loader's batches, in [0, 1] (Lightning's float).
     Fraction(f64),
+    /// A number of batches (Lightning's int).
     Batches(usize),
-    #[doc(hidden)]
-    Negative(i64),
 }
 
 impl From<f64> for Limit {
@@ -37,7 +37,8 @@ impl From<u32> for Limit {
 impl From<i32> for Limit {
     fn from(n: i32) -> Self {
         if n < 0 {
-            Limit::Negative(i64::from(n))
+            // refused by `check`, which names the flag, as a negative fraction is
+            Limit::Fraction(f64::from(n))
         } else {
             Limit::Batches(n as usize)
         }
@@ -47,12 +48,10 @@ impl From<i32> for Limit {
 impl Limit {
     pub(crate) fn check(self, flag: &'static str) -> Result<()> {
         match self {
-            Limit::Fraction(f) if !(0.0..=1.0).contains(&f) => {
-                Err(Error::config(flag, format!("a fraction must be in [0, 1], got {f}")))
+            Limit::Fraction(f) if f < 0.0 || f.is_nan() => {
+                Err(Error::config(flag, format!("must be a fraction in [0, 1] or a batch count >= 0, got {f}")))
             }
-            Limit::Negative(n) => {
-                Err(Error::config(flag, format!("must be a fraction in [0, 1] or a batch count >= 0, got {n}")))
-            }
+            Limit::Fraction(f) if f > 1.0 => Err(Error::config(flag, format!("a fraction must be in [0, 1], got {f}"))),
             _ => Ok(()),
         }
     }
@@ -75,7 +74,6 @@ impl Limit {
                 }
                 Ok(n)
             }
-            Limit::Negative(_) => Ok(0),
         }
     }
 }
