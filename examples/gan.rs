@@ -137,7 +137,7 @@ impl Losses {
     fn on_train_epoch_end(&mut self, trainer: &TrainerState) -> lightning::Result<()> {
         let get = |k| trainer.metric(k).map(|v| v.unwrap_or(f64::NAN));
         let (d, g) = (get("d_loss")?, get("g_loss")?);
-        println!("epoch {:>2}  d_loss {d:.4}  g_loss {g:.4}  steps {}", trainer.current_epoch, trainer.global_step);
+        println!("epoch {:>2}  d_loss {d:.4}  g_loss {g:.4}  steps {}", trainer.current_epoch(), trainer.global_step());
         self.0.push((d, g));
         Ok(())
     }

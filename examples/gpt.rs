@@ -660,16 +660,16 @@ impl<K: Kernels> Gpt<K> {
     /// A sample of the model's text each epoch, printed and appended to `<log dir>/samples.txt`.
     fn on_train_epoch_end(&mut self, trainer: &mut TrainerState) -> lightning::Result<()> {
         let (Some(chars), (prompt, n @ 1.., how)) = (&self.chars, &self.sample) else { return Ok(()) };
-        let mut rng = self.sampling_rng(trainer.current_epoch);
-        let ids = self.net.generate(prompt, *n, how, &mut rng, &trainer.device)?;
+        let mut rng = self.sampling_rng(trainer.current_epoch());
+        let ids = self.net.generate(prompt, *n, how, &mut rng, trainer.device())?;
         let text = format!("{}{}", chars.decode(prompt), chars.decode(&ids));
         if trainer.is_global_zero() {
-            println!("--- sample after epoch {} ---\n{text}\n---", trainer.current_epoch);
-            if let Some(dir) = &trainer.log_dir {
+            println!("--- sample after epoch {} ---\n{text}\n---", trainer.current_epoch());
+            if let Some(dir) = trainer.log_dir() {
                 use std::io::Write;
                 let path = dir.join("samples.txt");
                 let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
-                writeln!(f, "--- epoch {} (step {}) ---\n{text}", trainer.current_epoch, trainer.global_step)?;
+                writeln!(f, "--- epoch {} (step {}) ---\n{text}", trainer.current_epoch(), trainer.global_step())?;
             }
         }
         self.samples.push(text);
@@ -754,7 +754,7 @@ impl EpochSummary {
         let (uni, bi) = self.baselines;
         let line = format!(
             "epoch {:>2}  train_loss {:.4}  val_loss {val:.4}  (unigram {uni:.4}, bigram {bi:.4})  {secs:.1}s",
-            trainer.current_epoch,
+            trainer.current_epoch(),
             get("train_loss_epoch")?,
         );
         if trainer.is_global_zero() {

@@ -386,7 +386,7 @@ impl EpochSummary {
         let secs = self.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
         let line = format!(
             "epoch {:>2}  train_loss {train:.4}  val_loss {:.4}  val_acc {:.2}%  {secs:.1}s",
-            trainer.current_epoch,
+            trainer.current_epoch(),
             get("val_loss")?,
             100.0 * get("val_acc")?,
         );

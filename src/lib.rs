@@ -64,7 +64,7 @@ pub mod prelude {
     pub use lightning_runtime::data::{Dataset, MapLoader};
     pub use lightning_runtime::logging::LogModel;
     pub use lightning_runtime::{
-        seeded_var_builder, Accelerator, Callback, Checkpoint, CsvLogger, DataLoader, Either, Flow,
+        seeded_var_builder, Accelerator, Callback, Checkpoint, CsvLogger, DataLoader, DataModule, Either, Flow,
         GradientClipAlgorithm, Gradients, LightningModule, Loader, Log, ManualOptimization, MlflowLogger,
         ModelCheckpoint, OptimizerClosure, Precision, Reduce, Relocate, Relocation, Stage, StepOutput, Strategy,
         TensorBoardLogger, Trainer, TrainerState, TransferBatch,

@@ -141,12 +141,14 @@ fn lambda_callback_runs_its_closures() {
     let (a, b) = (seen.clone(), seen.clone());
     let cb = lightning::callbacks::LambdaCallback::new()
         .on_train_epoch_end(move |t| {
-            a.lock().unwrap().push(format!("epoch {}", t.current_epoch));
+            a.lock().unwrap().push(format!("epoch {}", t.current_epoch()));
             Ok(())
         })
         .on_train_batch_end(move |t, i| {
             b.lock().unwrap().push(format!("batch {i}"));
-            t.should_stop = t.global_step == 3;
+            if t.global_step() == 3 {
+                t.request_stop();
+            }
             Ok(())
         });
     let dir = tempfile::tempdir().unwrap();

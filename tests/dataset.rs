@@ -173,7 +173,7 @@ impl Stream {
         batch_idx: usize,
         trainer: &TrainerState,
     ) -> candle_core::Result<Tensor> {
-        self.seen.push((trainer.current_epoch, batch_idx));
+        self.seen.push((trainer.current_epoch(), batch_idx));
         let target = batch.1.to_dtype(DType::F32)?.unsqueeze(1)?;
         batch.0.matmul(self.w.as_tensor())?.sub(&target)?.sqr()?.mean_all()
     }

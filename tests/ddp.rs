@@ -19,7 +19,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Linear, VarMap};
 use lightning::dist::Mpi;
 use lightning::prelude::*;
-use lightning::{EarlyStopping, EitherLoader};
+use lightning::{EarlyStopping, Either};
 
 // 72 samples, global batch 12: every world size of 1 to 4 splits both evenly
 const SAMPLES: usize = 72;
@@ -36,11 +36,11 @@ struct Regression {
 impl Regression {
     fn training_step(&mut self, batch: &(Tensor, Tensor), trainer: &mut TrainerState) -> lightning::Result<Tensor> {
         let fail = std::env::var("LIGHTNING_DDP_FAIL_RANK").ok().and_then(|r| r.parse::<usize>().ok());
-        if fail == Some(trainer.global_rank()) && trainer.global_step == 3 {
+        if fail == Some(trainer.global_rank()) && trainer.global_step() == 3 {
             return Err(lightning::Error::msg("this rank fails on purpose"));
         }
         let stall = std::env::var("LIGHTNING_DDP_STALL_RANK").ok().and_then(|r| r.parse::<usize>().ok());
-        if stall == Some(trainer.global_rank()) && trainer.global_step == 3 {
+        if stall == Some(trainer.global_rank()) && trainer.global_step() == 3 {
             std::thread::sleep(std::time::Duration::from_secs(120));
         }
         let out = self.l2.forward(&self.l1.forward(&batch.0)?.tanh()?)?;
@@ -162,11 +162,10 @@ fn worker() -> lightning::Result<()> {
             let (x, y) = (x.clone(), y.clone());
             (0..samples).map(move |i| Ok((x.get(i)?, y.get(i)?)))
         };
-        EitherLoader::Given(lightning::data::StreamLoader::new(stream, GLOBAL_BATCH / size)?)
+        Either::Left(lightning::data::StreamLoader::new(stream, GLOBAL_BATCH / size)?)
     } else {
-        EitherLoader::DataModule(DataLoader::new(x, y, GLOBAL_BATCH / size)?)
+        Either::Right(DataLoader::new(x, y, GLOBAL_BATCH / size)?)
     };
-    let loader: EitherLoader<_, _, DataLoader> = loader;
     if let Some(path) = env("LIGHTNING_DDP_RESUME") {
         trainer.resume_from(path);
     }
@@ -244,11 +243,11 @@ impl Agree {
 
     fn on_train_batch_end(&mut self, trainer: &mut TrainerState) {
         let stop = std::env::var("LIGHTNING_DDP_STOP_RANK").ok().and_then(|r| r.parse::<usize>().ok());
-        if stop == Some(trainer.global_rank()) && trainer.global_step == 4 {
-            trainer.should_stop = true;
+        if stop == Some(trainer.global_rank()) && trainer.global_step() == 4 {
+            trainer.request_stop();
         }
         let signal = std::env::var("LIGHTNING_DDP_SIGNAL_RANK").ok().and_then(|r| r.parse::<usize>().ok());
-        if signal == Some(trainer.global_rank()) && trainer.global_step == 3 {
+        if signal == Some(trainer.global_rank()) && trainer.global_step() == 3 {
             // a preemption notice that reaches this rank alone
             // SAFETY: raise(2) with a valid signal number; the trainer has installed its handler
             unsafe { libc::raise(libc::SIGUSR1) };
@@ -263,7 +262,7 @@ impl Agree {
     }
 
     fn on_validation_epoch_end(&mut self, trainer: &mut TrainerState) -> lightning::Result<()> {
-        let (rank, epoch) = (trainer.global_rank() as f64, trainer.current_epoch as f64);
+        let (rank, epoch) = (trainer.global_rank() as f64, trainer.current_epoch() as f64);
         trainer.log("wobble", if rank == 0.0 { -epoch } else { 0.0 })?;
         trainer.log_with("synced", rank, Log::new().sync_dist(true))?;
         trainer.log_with("synced_max", rank, Log::new().sync_dist(true).reduce(Reduce::Max))?;
@@ -303,7 +302,7 @@ impl Agree {
     }
 
     fn on_fit_end(&mut self, trainer: &mut TrainerState) {
-        println!("\nLR {} {:?}", trainer.global_rank(), trainer.learning_rates);
+        println!("\nLR {} {:?}", trainer.global_rank(), trainer.learning_rates());
     }
 }
 

@@ -22,13 +22,13 @@ impl Scripted {
     }
     fn validation_step(&mut self, trainer: &mut TrainerState) -> lightning::Result<()> {
         if self.in_validation {
-            trainer.log("score", self.values[trainer.current_epoch])?;
+            trainer.log("score", self.values[trainer.current_epoch()])?;
         }
         Ok(())
     }
     fn on_train_epoch_end(&mut self, trainer: &mut TrainerState) -> lightning::Result<()> {
         if !self.in_validation {
-            trainer.log("score", self.values[trainer.current_epoch])?;
+            trainer.log("score", self.values[trainer.current_epoch()])?;
         }
         Ok(())
     }

@@ -55,15 +55,15 @@ fn lin() -> Lin {
 impl Lin {
     fn training_step(&mut self, batch: &(Tensor, Tensor), trainer: &mut TrainerState) -> lightning::Result<Tensor> {
         let err = batch.0.matmul(self.w.as_tensor())?.sub(&batch.1)?.sqr()?;
-        if self.stop_at == Some(trainer.global_step) {
-            trainer.should_stop = true;
+        if self.stop_at == Some(trainer.global_step()) {
+            trainer.request_stop();
         }
         trainer.log("val_loss", 1.0)?;
         Ok(if self.per_sample { err.flatten_all()? } else { err.mean_all()? })
     }
     fn validation_step(&mut self, trainer: &mut TrainerState) -> lightning::Result<()> {
         // a score that improves every epoch, so each epoch's checkpoint is the new best
-        trainer.log("score", trainer.current_epoch as f64)?;
+        trainer.log("score", trainer.current_epoch() as f64)?;
         Ok(())
     }
     fn test_step(&mut self, trainer: &mut TrainerState) -> lightning::Result<()> {
@@ -72,7 +72,7 @@ impl Lin {
     }
     fn configure_optimizers(&mut self, trainer: &mut TrainerState) -> lightning::Result<Sgd> {
         self.estimate = Some(trainer.estimated_stepping_batches().map_err(|e| e.to_string()));
-        self.batches_seen_in_configure = trainer.num_training_batches;
+        self.batches_seen_in_configure = trainer.num_training_batches();
         Sgd::new(vec![self.w.clone()], 0.01)
     }
 }

@@ -22,7 +22,7 @@ impl Probe {
     fn training_step(&mut self, batch: &(Tensor, Tensor), trainer: &mut TrainerState) -> lightning::Result<Tensor> {
         self.seen.push(batch.0.flatten_all()?.get(0)?.to_scalar::<f32>()?);
         let loss = batch.0.matmul(self.w.as_tensor())?.sub(&batch.1)?.sqr()?.mean_all()?;
-        Ok(if self.nan_at == Some(trainer.global_step) { (loss * f64::NAN)? } else { loss })
+        Ok(if self.nan_at == Some(trainer.global_step()) { (loss * f64::NAN)? } else { loss })
     }
     fn validation_step(&mut self, batch: &(Tensor, Tensor), trainer: &mut TrainerState) -> lightning::Result<()> {
         trainer.log("val", batch.0.sum_all()?)

@@ -102,7 +102,7 @@ struct Jumpy {
 impl Jumpy {
     fn training_step(&mut self, batch: &(Tensor, Tensor), trainer: &mut TrainerState) -> lightning::Result<Tensor> {
         let _ = batch;
-        trainer.log("score", ((trainer.global_step * 7919) % 101) as f64)?;
+        trainer.log("score", ((trainer.global_step() * 7919) % 101) as f64)?;
         Ok((self.w.as_tensor().sum_all()? * 1e-9)?)
     }
     fn configure_optimizers(&mut self) -> lightning::Result<Sgd> {

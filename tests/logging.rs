@@ -56,7 +56,7 @@ impl Logs {
         if self.bad == Some("on_step_in_epoch_end") {
             trainer.log_with("x", 1.0, Log::new().on_step(true))?;
         }
-        trainer.log("epoch_marker", trainer.current_epoch as f64)?;
+        trainer.log("epoch_marker", trainer.current_epoch() as f64)?;
         Ok(())
     }
     fn configure_optimizers(&mut self) -> lightning::Result<Sgd> {
@@ -174,7 +174,7 @@ fn step_values_are_read_back_only_when_a_logger_writes() {
         #[lightning::callback]
         impl Reads {
             fn on_fit_end(&mut self, trainer: &TrainerState) {
-                self.0 = trainer.metrics.syncs();
+                self.0 = trainer.metrics().syncs();
             }
         }
         struct Reads(usize);

@@ -43,14 +43,14 @@ struct Line {
 #[lightning_module]
 impl Line {
     fn training_step(&mut self, batch: &(Tensor, Tensor), trainer: &mut TrainerState) -> lightning::Result<Tensor> {
-        if Some(trainer.global_step) == self.fail_at {
+        if Some(trainer.global_step()) == self.fail_at {
             return Err(lightning::Error::msg("a failure on purpose"));
         }
         let pred = batch.0.broadcast_mul(self.w.as_tensor())?.broadcast_add(self.b.as_tensor())?;
         let loss = pred.sub(&batch.1)?.sqr()?.mean_all()?;
         trainer.log_with("train loss", &loss, Log::new().on_epoch(true))?;
         for i in 0..self.extra {
-            trainer.log(&format!("x{i}"), (trainer.global_step * 10 + i) as f64)?;
+            trainer.log(&format!("x{i}"), (trainer.global_step() * 10 + i) as f64)?;
         }
         Ok(loss)
     }

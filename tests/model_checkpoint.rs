@@ -23,7 +23,7 @@ impl Scored {
         batch.0.matmul(self.w.as_tensor())?.sum_all()
     }
     fn validation_step(&mut self, trainer: &mut TrainerState) -> lightning::Result<()> {
-        trainer.log("score", self.scores[trainer.current_epoch])
+        trainer.log("score", self.scores[trainer.current_epoch()])
     }
     fn configure_optimizers(&mut self) -> lightning::Result<Sgd> {
         Sgd::new(vec![("w".to_string(), self.w.clone())], 0.01)

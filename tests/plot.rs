@@ -148,7 +148,7 @@ impl Peaked {
         Ok(loss)
     }
     fn validation_step(&mut self, trainer: &mut TrainerState) -> lightning::Result<()> {
-        let score = -(trainer.current_epoch as f64 - 1.0).powi(2);
+        let score = -(trainer.current_epoch() as f64 - 1.0).powi(2);
         trainer.log("score", score)
     }
     fn configure_optimizers(&mut self) -> lightning::Result<Sgd> {

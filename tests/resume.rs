@@ -123,7 +123,7 @@ impl Watch {
         self.loaded = Some(state_dict.clone());
     }
     fn on_exception(&mut self, trainer: &TrainerState) {
-        self.at_exception = Some((trainer.global_step, trainer.current_epoch));
+        self.at_exception = Some((trainer.global_step(), trainer.current_epoch()));
     }
 }
 

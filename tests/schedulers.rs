@@ -101,7 +101,7 @@ struct Traj<S: LrScheduler + Clone + 'static> {
 impl<S: LrScheduler + Clone + 'static> Traj<S> {
     fn training_step(&mut self, batch: &(Tensor, Tensor), trainer: &mut TrainerState) -> lightning::Result<Tensor> {
         let loss = batch.0.matmul(self.w.as_tensor())?.sub(&batch.1)?.sqr()?.mean_all()?;
-        trainer.log("m", self.metric.get(trainer.global_step).copied().unwrap_or(0.0))?;
+        trainer.log("m", self.metric.get(trainer.global_step()).copied().unwrap_or(0.0))?;
         Ok(loss)
     }
     fn configure_optimizers(&mut self) -> lightning::Result<(Sgd, S, SchedulerConfig)> {

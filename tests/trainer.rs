@@ -301,7 +301,7 @@ fn a_hook_may_take_its_arguments_in_any_order_and_the_trainer() {
         }
         #[hook(on_train_batch_end)]
         fn remember(&mut self, batch_idx: usize, outputs: &StepOutput, trainer: &TrainerState) {
-            self.ends.push((batch_idx, outputs.loss.is_some(), trainer.global_step));
+            self.ends.push((batch_idx, outputs.loss.is_some(), trainer.global_step()));
         }
     }
     let vars = VarMap::new();

@@ -19,7 +19,7 @@ use crate::{LightningModule, Result, TrainerState};
 /// #[callback]
 /// impl CountEpochs {
 ///     fn on_train_epoch_end(&mut self, trainer: &TrainerState) {
-///         self.0 = trainer.current_epoch + 1;
+///         self.0 = trainer.current_epoch() + 1;
 ///     }
 /// }
 /// ```

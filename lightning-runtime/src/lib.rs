@@ -30,6 +30,7 @@ mod precision;
 mod relocate;
 mod requeue;
 mod state;
+mod state_read;
 mod step;
 mod summary;
 mod trainer;
@@ -63,8 +64,8 @@ pub use state::{Flow, Stage, TrainerState};
 pub use step::StepOutput;
 pub use summary::{summarize, summarize_trainable};
 pub use trainer::{
-    CkptPath, EitherLoader, FitOutcome, Limit, ManualOptimization, Metrics, OptimizerClosure, StopReason, Strategy,
-    Trainer, TrainerBuilder, TrainerConfig, SMALL_MODEL_PARAMS,
+    CkptPath, FitOutcome, Limit, ManualOptimization, Metrics, OptimizerClosure, StopReason, Strategy, Trainer,
+    TrainerBuilder, TrainerConfig, SMALL_MODEL_PARAMS,
 };
 
 pub use candle_core as candle;

@@ -63,48 +63,48 @@ impl From<()> for Flow {
 #[derive(Debug)]
 pub struct TrainerState {
     /// The entry point being run.
-    pub stage: Stage,
+    pub(crate) stage: Stage,
     /// The epoch being run (0-based).
-    pub current_epoch: usize,
+    pub(crate) current_epoch: usize,
     /// Optimizer steps taken.
-    pub global_step: usize,
+    pub(crate) global_step: usize,
     /// Set to stop training after the current batch.
-    pub should_stop: bool,
+    pub(crate) should_stop: bool,
     /// `false` while validating, testing or predicting (candle layers like dropout take it).
-    pub training: bool,
+    pub(crate) training: bool,
     /// `true` during the sanity-check validation batches.
-    pub sanity_checking: bool,
+    pub(crate) sanity_checking: bool,
     /// The device batches and parameters live on.
-    pub device: Device,
+    pub(crate) device: Device,
     /// Training batches per epoch after `limit_train_batches`.
-    pub num_training_batches: usize,
+    pub(crate) num_training_batches: usize,
     /// Validation batches per run after `limit_val_batches` (0: no validation).
-    pub num_val_batches: usize,
+    pub(crate) num_val_batches: usize,
     /// Batches of the validation or test run in progress.
-    pub num_eval_batches: usize,
+    pub(crate) num_eval_batches: usize,
     /// The `check_val_every_n_epoch` flag.
-    pub check_val_every_n_epoch: Option<usize>,
+    pub(crate) check_val_every_n_epoch: Option<usize>,
     /// Whether validation runs once per epoch, at its end (`val_check_interval` = 1.0).
-    pub val_check_once_per_epoch: bool,
+    pub(crate) val_check_once_per_epoch: bool,
     /// Batches per optimizer step (the `accumulate_grad_batches` flag; a
     /// `GradientAccumulationScheduler` changes it at epoch start).
-    pub accumulate_grad_batches: usize,
+    pub(crate) accumulate_grad_batches: usize,
     /// `false` under manual optimization.
-    pub automatic_optimization: bool,
+    pub(crate) automatic_optimization: bool,
     /// Where checkpoints and logs go.
-    pub default_root_dir: PathBuf,
+    pub(crate) default_root_dir: PathBuf,
     /// The first logger's run directory (`<root>/lightning_logs/version_N`), fixed when a
     /// fit, validate or test run starts; `None` without loggers.
-    pub log_dir: Option<PathBuf>,
+    pub(crate) log_dir: Option<PathBuf>,
     /// The `precision` flag, if set: batches' floating-point tensors are cast to its dtype.
-    pub precision: Option<crate::Precision>,
+    pub(crate) precision: Option<crate::Precision>,
     /// Each optimizer parameter group's learning rate as Lightning's `LearningRateMonitor`
     /// names it (`lr-Adam`, `lr-Adam/pg2`), refreshed whenever a scheduler steps.
-    pub learning_rates: Vec<(String, f64)>,
+    pub(crate) learning_rates: Vec<(String, f64)>,
     /// Everything logged: read it through [`TrainerState::callback_metrics`] or [`TrainerState::metric`].
-    pub metrics: MetricStore,
+    pub(crate) metrics: MetricStore,
     /// Logging frequency in optimizer steps (the `log_every_n_steps` flag).
-    pub log_every_n_steps: usize,
+    pub(crate) log_every_n_steps: usize,
     pub(crate) loggers: Vec<Box<dyn Logger>>,
     /// The hook running now and what it may log (set by the generated hook dispatcher).
     pub(crate) hook: &'static str,
@@ -241,14 +241,7 @@ impl TrainerState {
         M: crate::metrics::Metric<Output = f64> + Clone,
     {
         if self.scope != LogScope::EpochOnly {
-            let full = std::any::type_name::<M>();
-            return Err(crate::Error::Metric {
-                metric: full.rsplit("::").next().unwrap_or(full),
-                reason: format!(
-                    "`log_metric(\"{name}\", ..)` in `{}` would log a partial value each batch: update the metric in the steps and log it from an epoch-end hook (e.g. `on_validation_epoch_end`)",
-                    self.hook
-                ),
-            });
+            return Err(crate::Error::MetricLoggedPerBatch { hook: self.hook, name: name.to_owned() });
         }
         let value = self.compute_metric(metric)?;
         self.log_with(name, value, opts)?;
@@ -316,8 +309,14 @@ impl TrainerState {
         self.save_requests.push(SaveRequest { path: path.into(), replaces: None, weights_only: false });
     }
 
+    /// Lightning's `trainer.should_stop = True`: training stops after the current batch (under
+    /// DDP, every rank stops after the same batch). [`TrainerState::stop`] also says why.
+    pub fn request_stop(&mut self) {
+        self.should_stop = true;
+    }
+
     /// Sets `should_stop` and says why: `fit` prints the reason when it stops ("`Trainer.fit`
-    /// stopped: `trainer.should_stop` was set: {reason}") and returns it in
+    /// stopped: `trainer.should_stop()` was set: {reason}") and returns it in
     /// `FitOutcome::stopped`. `EarlyStopping` and `Timer` stop this way.
     pub fn stop(&mut self, reason: impl Into<String>) {
         self.should_stop = true;

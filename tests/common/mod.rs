@@ -317,7 +317,7 @@ impl Hooked {
     }
     fn on_sanity_check_start(&mut self, trainer: &TrainerState) {
         self.rec("on_sanity_check_start");
-        assert!(!trainer.sanity_checking);
+        assert!(!trainer.sanity_checking());
     }
     fn on_sanity_check_end(&mut self) {
         self.rec("on_sanity_check_end");

@@ -19,7 +19,7 @@ macro_rules! lambda_callback {
         /// use lightning::callbacks::LambdaCallback;
         /// let cb = LambdaCallback::new()
         ///     .on_train_epoch_end(|t| {
-        ///         println!("epoch {} done at step {}", t.current_epoch, t.global_step);
+        ///         println!("epoch {} done at step {}", t.current_epoch(), t.global_step());
         ///         Ok(())
         ///     })
         ///     .on_train_batch_end(|t, batch_idx| {

@@ -12,8 +12,6 @@ pub enum Limit {
     Fraction(f64),
     /// A number of batches (Lightning's int).
     Batches(usize),
-    #[doc(hidden)]
-    Negative(i64),
 }
 
 impl From<f64> for Limit {
@@ -39,7 +37,8 @@ impl From<u32> for Limit {
 impl From<i32> for Limit {
     fn from(n: i32) -> Self {
         if n < 0 {
-            Limit::Negative(i64::from(n))
+            // refused by `check`, which names the flag, as a negative fraction is
+            Limit::Fraction(f64::from(n))
         } else {
             Limit::Batches(n as usize)
         }
@@ -49,12 +48,10 @@ impl From<i32> for Limit {
 impl Limit {
     pub(crate) fn check(self, flag: &'static str) -> Result<()> {
         match self {
-            Limit::Fraction(f) if !(0.0..=1.0).contains(&f) => {
-                Err(Error::config(flag, format!("a fraction must be in [0, 1], got {f}")))
+            Limit::Fraction(f) if f < 0.0 || f.is_nan() => {
+                Err(Error::config(flag, format!("must be a fraction in [0, 1] or a batch count >= 0, got {f}")))
             }
-            Limit::Negative(n) => {
-                Err(Error::config(flag, format!("must be a fraction in [0, 1] or a batch count >= 0, got {n}")))
-            }
+            Limit::Fraction(f) if f > 1.0 => Err(Error::config(flag, format!("a fraction must be in [0, 1], got {f}"))),
             _ => Ok(()),
         }
     }
@@ -77,7 +74,6 @@ impl Limit {
                 }
                 Ok(n)
             }
-            Limit::Negative(_) => Ok(0),
         }
     }
 }

@@ -40,7 +40,6 @@ impl Serialize for Limit {
         match *self {
             Limit::Fraction(f) => s.serialize_f64(f),
             Limit::Batches(n) => s.serialize_u64(n as u64),
-            Limit::Negative(n) => s.serialize_i64(n),
         }
     }
 }
@@ -58,7 +57,7 @@ impl<'de> Deserialize<'de> for Limit {
                 Ok(Limit::Batches(v as usize))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Limit, E> {
-                Ok(if v < 0 { Limit::Negative(v) } else { Limit::Batches(v as usize) })
+                Ok(if v < 0 { Limit::Fraction(v as f64) } else { Limit::Batches(v as usize) })
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Limit, E> {
                 Ok(Limit::Fraction(v))

@@ -34,7 +34,6 @@ pub use ckpt_path::CkptPath;
 pub use closure::OptimizerClosure;
 pub use config::{Limit, TrainerConfig};
 pub use manual::ManualOptimization;
-pub use source::EitherLoader;
 pub use stop::StopReason;
 pub use strategy::Strategy;
 #[cfg(feature = "mpi")]

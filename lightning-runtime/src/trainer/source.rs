@@ -14,8 +14,7 @@ pub(crate) enum Which {
 
 /// A loader given by the caller, the datamodule's, or the module's: the trainer's own
 /// choice. For a loader chosen at run time, use [`Either`](crate::Either).
-#[doc(hidden)]
-pub enum EitherLoader<A, B, C> {
+pub(crate) enum EitherLoader<A, B, C> {
     Given(A),
     DataModule(B),
     Module(C),
