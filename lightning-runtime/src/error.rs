@@ -106,7 +106,12 @@ pub enum Error {
 
     /// `log_metric` was called from a hook that runs every batch.
     #[error("`log_metric(\"{name}\", ..)` in `{hook}` would log a partial value each batch: update the metric in the steps and log it from an epoch-end hook (e.g. `on_validation_epoch_end`)")]
-    MetricLoggedPerBatch { hook: &'static str, name: String },
+    MetricLoggedPerBatch {
+        /// The hook `log_metric` was called from.
+        hook: &'static str,
+        /// The name it was to be logged under.
+        name: String,
+    },
 
     /// The accelerator asked for was not compiled in or is not present.
     #[error("{0}")]
