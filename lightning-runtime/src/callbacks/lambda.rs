@@ -24,7 +24,7 @@ macro_rules! lambda_callback {
         ///     })
         ///     .on_train_batch_end(|t, batch_idx| {
         ///         if batch_idx == 100 {
-        ///             t.should_stop = true;
+        ///             t.request_stop();
         ///         }
         ///         Ok(())
         ///     })
