@@ -139,7 +139,7 @@ fn trainer(x: &Tensor, y: &Tensor, batches: usize) -> lightning::Result<f64> {
         .enable_model_summary(false)
         .build()?;
     let start = Instant::now();
-    trainer.fit_with(&mut module, loader, None::<DataLoader>)?;
+    trainer.fit(&mut module, Data::loader(loader))?;
     Ok((batches * BATCH) as f64 / start.elapsed().as_secs_f64())
 }
 

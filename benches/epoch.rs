@@ -234,7 +234,7 @@ fn trainer<N: Net>(x: &Tensor, y: &Tensor, test: (&Tensor, &Tensor), batteries: 
         .build()?;
     let loader = DataLoader::new(x.clone(), y.clone(), batch())?.drop_last(true).shuffle(42);
     let start = Instant::now();
-    t.fit_with(&mut model, loader, None::<DataLoader>)?;
+    t.fit(&mut model, Data::loader(loader))?;
     let sps = (x.dim(0)? / batch() * batch()) as f64 / start.elapsed().as_secs_f64();
     Ok((sps, accuracy(&model.net, test.0, test.1)?))
 }

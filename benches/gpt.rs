@@ -67,7 +67,7 @@ fn train<K: Kernels>(corpus: &Corpus, cfg: &Config, batches: usize) -> lightning
         .enable_model_summary(false)
         .build()?;
     let start = Instant::now();
-    let out = trainer.fit_with(&mut model, loader, None::<DataLoader>)?;
+    let out = trainer.fit(&mut model, Data::loader(loader))?;
     let secs = start.elapsed().as_secs_f64();
     let loss = out.metrics.get("train_loss_epoch").copied().unwrap_or(f64::NAN);
     Ok(((batches * cfg.batch_size) as f64 / secs, loss))

@@ -107,7 +107,7 @@ fn trainer<C: lightning::CallbackList<Null>>(callbacks: C, batteries: bool) -> f
         .build()
         .unwrap();
     let start = Instant::now();
-    t.fit_with(&mut m, data(), None::<DataLoader>).unwrap();
+    t.fit(&mut m, Data::loader(data())).unwrap();
     start.elapsed().as_secs_f64()
 }
 

@@ -49,7 +49,7 @@ fn samples_per_sec(hidden: usize, threads: usize, n: usize) -> f64 {
     let mut t =
         Trainer::builder().accelerator(Accelerator::Cpu).enable_checkpointing(false).max_epochs(1).build().unwrap();
     let start = Instant::now();
-    t.fit_with(&mut m, data, None::<DataLoader>).unwrap();
+    t.fit(&mut m, Data::loader(data)).unwrap();
     n as f64 / start.elapsed().as_secs_f64()
 }
 

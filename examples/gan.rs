@@ -172,7 +172,7 @@ pub fn run(args: &Args) -> lightning::Result<Trained> {
         .callbacks((Losses(Vec::new()),))
         .build()?;
     let mut gan = Gan::new(args.seed, trainer.device())?;
-    let out = trainer.fit_with(&mut gan, loader, None::<DataLoader>)?;
+    let out = trainer.fit(&mut gan, Data::loader(loader))?;
     let losses = std::mem::take(&mut trainer.callbacks().0 .0);
     Ok((gan, losses, out.global_step))
 }

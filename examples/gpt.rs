@@ -873,14 +873,14 @@ pub fn run(args: &Args) -> lightning::Result<Report> {
     if !args.predict_only {
         let train = DataLoader::new(tx, ty, config.batch_size)?.shuffle(config.seed);
         let val = DataLoader::new(vx, vy, config.batch_size)?;
-        last_checkpoint = trainer.fit_with(&mut model, train, Some(val))?.last_checkpoint;
+        last_checkpoint = trainer.fit(&mut model, Data::loader(train).val(val))?.last_checkpoint;
     }
     // predict_step reads the prompt from the batch and the length from the target's width
     let prompt_batch = (
         Tensor::new(prompt.as_slice(), &device)?.unsqueeze(0)?,
         Tensor::zeros((1, args.max_new_tokens), DType::U32, &device)?,
     );
-    let predictions = trainer.predict_with(&mut model, DataLoader::new(prompt_batch.0, prompt_batch.1, 1)?)?;
+    let predictions = trainer.predict(&mut model, Data::loader(DataLoader::new(prompt_batch.0, prompt_batch.1, 1)?))?;
     let generated = corpus.decode(predictions.first().map_or(&[][..], |p| p.as_slice()));
     let callbacks = trainer.callbacks();
     Ok(Report {

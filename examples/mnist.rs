@@ -432,14 +432,14 @@ fn run_model<N: Net>(
     model.jitter = model.hparams.jitter;
     match subcommand {
         Subcommand::Fit => {
-            let fit = trainer.fit_with(&mut model, train, Some(val))?;
+            let fit = trainer.fit(&mut model, Data::loader(train).val(val))?;
             if trainer.checkpoint_callback().and_then(|c| c.best_model_path()).is_some() {
                 trainer.ckpt_path("best");
             }
-            Ok((Some(fit), trainer.test_with(&mut model, test)?))
+            Ok((Some(fit), trainer.test(&mut model, Data::loader(test))?))
         }
-        Subcommand::Validate => Ok((None, trainer.validate_with(&mut model, val)?)),
-        Subcommand::Test => Ok((None, trainer.test_with(&mut model, test)?)),
+        Subcommand::Validate => Ok((None, trainer.validate(&mut model, Data::loader(val))?)),
+        Subcommand::Test => Ok((None, trainer.test(&mut model, Data::loader(test))?)),
         Subcommand::Predict => Err(lightning::Error::msg("the example has no predict_step: use fit, validate or test")),
     }
 }

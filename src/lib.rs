@@ -34,7 +34,7 @@
 //! let x = Tensor::randn(0f32, 1., (32, 3), &Device::Cpu)?;
 //! let y = x.sum_keepdim(1)?;
 //! let mut trainer = Trainer::builder().max_epochs(3).enable_checkpointing(false).build()?;
-//! let out = trainer.fit_with(&mut Model { vars, layer }, DataLoader::new(x, y, 8)?, None::<DataLoader>)?;
+//! let out = trainer.fit(&mut Model { vars, layer }, Data::loader(DataLoader::new(x, y, 8)?))?;
 //! assert_eq!(out.global_step, 12);
 //! # Ok(()) }
 //! ```
@@ -64,7 +64,7 @@ pub mod prelude {
     pub use lightning_runtime::data::{Dataset, MapLoader};
     pub use lightning_runtime::logging::LogModel;
     pub use lightning_runtime::{
-        seeded_var_builder, Accelerator, Callback, Checkpoint, CsvLogger, DataLoader, DataModule, Either, Flow,
+        seeded_var_builder, Accelerator, Callback, Checkpoint, CsvLogger, Data, DataLoader, DataModule, Either, Flow,
         GradientClipAlgorithm, Gradients, LightningModule, Loader, Log, ManualOptimization, MlflowLogger,
         ModelCheckpoint, OptimizerClosure, Precision, Reduce, Relocate, Relocation, Stage, StepOutput, Strategy,
         TensorBoardLogger, Trainer, TrainerState, TransferBatch,

@@ -52,7 +52,7 @@ fn learning_rate_monitor_logs_each_step_and_epoch() {
         .callbacks((LearningRateMonitor::new(),))
         .build()
         .unwrap();
-    let out = t.fit_with(&mut drift(), two_batches(), None::<DataLoader>).unwrap();
+    let out = t.fit(&mut drift(), Data::loader(two_batches())).unwrap();
     assert_eq!(out.metrics["lr-Sgd"], 0.05);
     let csv = std::fs::read_to_string(dir.path().join("lightning_logs/version_0/metrics.csv")).unwrap();
     let mut lines = csv.lines();
@@ -71,7 +71,7 @@ fn learning_rate_monitor_logs_each_step_and_epoch() {
         .callbacks((LearningRateMonitor::new().logging_interval(LoggingInterval::Epoch),))
         .build()
         .unwrap();
-    let out = t.fit_with(&mut drift(), two_batches(), None::<DataLoader>).unwrap();
+    let out = t.fit(&mut drift(), Data::loader(two_batches())).unwrap();
     assert_eq!(out.metrics["lr-Sgd"], 0.025);
 }
 
@@ -90,7 +90,7 @@ fn ema_weights_validate_with_the_average_and_stay_at_the_end() {
         .unwrap();
     let mut m = drift();
     // constant lr: StepLr halves per epoch, so w = -0.1, -0.2, -0.25, -0.3
-    let out = t.fit_with(&mut m, two_batches(), Some(two_batches())).unwrap();
+    let out = t.fit(&mut m, Data::loader(two_batches()).val(two_batches())).unwrap();
     // EMA after the steps: -0.05, -0.125, -0.1875, -0.24375
     assert!((out.metrics["val_w"] - -0.24375).abs() < 1e-12, "{:?}", out.metrics);
     let w = m.w.as_tensor().to_vec1::<f64>().unwrap()[0];
@@ -116,11 +116,11 @@ fn ema_average_survives_a_resume() {
     };
     let mut whole = trainer(3, "whole");
     let mut m = drift();
-    whole.fit_with(&mut m, two_batches(), Some(two_batches())).unwrap();
+    whole.fit(&mut m, Data::loader(two_batches()).val(two_batches())).unwrap();
     let expected = m.w.as_tensor().to_vec1::<f64>().unwrap()[0];
 
     let mut first = trainer(2, "parts");
-    let out = first.fit_with(&mut drift(), two_batches(), Some(two_batches())).unwrap();
+    let out = first.fit(&mut drift(), Data::loader(two_batches()).val(two_batches())).unwrap();
     let last = out.last_checkpoint.unwrap();
     let saved = lightning::Checkpoint::load(&last).unwrap();
     assert!(saved.tensors.contains_key("ema/w"), "{:?}", saved.tensors.keys().collect::<Vec<_>>());
@@ -128,7 +128,7 @@ fn ema_average_survives_a_resume() {
     let mut rest = trainer(3, "parts");
     rest.resume_from(&last);
     let mut m = drift();
-    rest.fit_with(&mut m, two_batches(), Some(two_batches())).unwrap();
+    rest.fit(&mut m, Data::loader(two_batches()).val(two_batches())).unwrap();
     assert_eq!(m.w.as_tensor().to_vec1::<f64>().unwrap()[0], expected);
     assert_eq!(rest.callbacks().0.updates, whole.callbacks().0.updates);
     assert_eq!(rest.callbacks().0.updates, 6);
@@ -161,7 +161,7 @@ fn lambda_callback_runs_its_closures() {
         .callbacks((cb,))
         .build()
         .unwrap();
-    let out = t.fit_with(&mut drift(), two_batches(), None::<DataLoader>).unwrap();
+    let out = t.fit(&mut drift(), Data::loader(two_batches())).unwrap();
     assert_eq!(out.global_step, 3);
     assert_eq!(*seen.lock().unwrap(), ["batch 0", "batch 1", "epoch 0", "batch 0", "epoch 1"]);
 }
@@ -276,15 +276,15 @@ fn lambda_callback_has_every_lightning_hook() {
             .unwrap()
     };
     let mut t = trainer(1);
-    let out = t.fit_with(&mut steps(false), two_batches(), Some(two_batches())).unwrap();
+    let out = t.fit(&mut steps(false), Data::loader(two_batches()).val(two_batches())).unwrap();
     let mut t = trainer(2);
     t.resume_from(out.last_checkpoint.unwrap());
     let mut m = steps(false);
-    t.fit_with(&mut m, two_batches(), Some(two_batches())).unwrap();
-    t.test_with(&mut m, two_batches()).unwrap();
-    t.predict_with(&mut m, two_batches()).unwrap();
+    t.fit(&mut m, Data::loader(two_batches()).val(two_batches())).unwrap();
+    t.test(&mut m, Data::loader(two_batches())).unwrap();
+    t.predict(&mut m, Data::loader(two_batches())).unwrap();
     let mut t = trainer(1);
-    assert!(t.fit_with(&mut steps(true), two_batches(), None::<DataLoader>).is_err());
+    assert!(t.fit(&mut steps(true), Data::loader(two_batches())).is_err());
     let seen = seen.lock().unwrap();
     let missing: Vec<_> = make().hooks().into_iter().filter(|h| !seen.contains(h)).collect();
     assert!(missing.is_empty(), "closures never called: {missing:?}");
@@ -363,7 +363,7 @@ fn progress_bar_prints_plain_lines_off_a_terminal() {
         .callbacks((lightning::ProgressBar::plain_to(out.clone()),))
         .build()
         .unwrap();
-    t.fit_with(&mut drift(), two_batches(), Some(two_batches())).unwrap();
+    t.fit(&mut drift(), Data::loader(two_batches()).val(two_batches())).unwrap();
     let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     // short epochs print one line each, at their end; validation and the sanity check are quiet
@@ -388,7 +388,7 @@ fn progress_bar_prints_each_100_percent_line_once() {
         .callbacks((bar,))
         .build()
         .unwrap();
-    t.fit_with(&mut drift(), two_batches(), None::<DataLoader>).unwrap();
+    t.fit(&mut drift(), Data::loader(two_batches())).unwrap();
     let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
     let starts: Vec<String> = text.lines().map(|l| l.split(" [").next().unwrap_or("").to_owned()).collect();
     assert_eq!(starts, ["Epoch 0:  50% 1/2", "Epoch 0: 100% 2/2", "Epoch 1:  50% 1/2", "Epoch 1: 100% 2/2"], "{text}");
@@ -413,15 +413,15 @@ fn timer_stops_training_and_times_the_stages() {
     use lightning::callbacks::{TimedStage, Timer};
     use std::time::Duration;
     let spent = || Timer::new(Duration::ZERO).verbose(false);
-    let out = timed_trainer(5, spent()).fit_with(&mut drift(), two_batches(), None::<DataLoader>).unwrap();
+    let out = timed_trainer(5, spent()).fit(&mut drift(), Data::loader(two_batches())).unwrap();
     assert_eq!(out.global_step, 1, "step interval: stops after the first batch");
     let out = timed_trainer(5, spent().interval(lightning::Interval::Epoch))
-        .fit_with(&mut drift(), two_batches(), None::<DataLoader>)
+        .fit(&mut drift(), Data::loader(two_batches()))
         .unwrap();
     assert_eq!(out.global_step, 2, "epoch interval: stops after the first epoch");
 
     let mut t = timed_trainer(2, Timer::default());
-    let out = t.fit_with(&mut drift(), two_batches(), Some(two_batches())).unwrap();
+    let out = t.fit(&mut drift(), Data::loader(two_batches()).val(two_batches())).unwrap();
     assert_eq!(out.global_step, 4, "no budget, no stop");
     let timer = &t.callbacks().0;
     assert!(timer.time_elapsed(TimedStage::Train) > Duration::ZERO);
@@ -444,7 +444,7 @@ fn timer_stops_training_and_times_the_stages() {
             .build()
             .unwrap()
     };
-    let out = with_ckpt(Timer::default(), 1).fit_with(&mut drift(), two_batches(), None::<DataLoader>).unwrap();
+    let out = with_ckpt(Timer::default(), 1).fit(&mut drift(), Data::loader(two_batches())).unwrap();
     let path = out.last_checkpoint.unwrap();
     let mut ckpt = lightning::Checkpoint::load(&path).unwrap();
     let state = ckpt.callbacks.get_mut("Timer").expect("the timer's state is saved");
@@ -453,7 +453,7 @@ fn timer_stops_training_and_times_the_stages() {
     ckpt.save(&path).unwrap();
     let mut t = with_ckpt(Timer::new(Duration::from_secs(50)).verbose(false), 5);
     t.resume_from(&path);
-    let out = t.fit_with(&mut drift(), two_batches(), None::<DataLoader>).unwrap();
+    let out = t.fit(&mut drift(), Data::loader(two_batches())).unwrap();
     assert_eq!(out.global_step, 3, "one batch after the resume at step 2");
     assert!(t.callbacks().0.time_elapsed(TimedStage::Train) >= Duration::from_secs(100));
 
@@ -479,7 +479,7 @@ fn progress_bar_draws_on_a_terminal() {
         .callbacks((lightning::ProgressBar::to_term(term.clone()),))
         .build()
         .unwrap();
-    t.fit_with(&mut drift(), two_batches(), Some(two_batches())).unwrap();
+    t.fit(&mut drift(), Data::loader(two_batches()).val(two_batches())).unwrap();
     let screen = term.contents();
     let lines: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 2, "one kept bar per epoch:\n{screen}");

@@ -107,7 +107,7 @@ fn trainer_state_json_leaves_optimizer_state_to_its_file() {
         .enable_model_summary(false)
         .build()
         .unwrap();
-    trainer.fit_with(&mut model, DataLoader::new(x, y, 4).unwrap(), None::<DataLoader>).unwrap();
+    trainer.fit(&mut model, Data::loader(DataLoader::new(x, y, 4).unwrap())).unwrap();
     let ckpt = trainer.checkpoint_callback().and_then(|c| c.best_model_path()).expect("a checkpoint").to_path_buf();
     let text = std::fs::read_to_string(ckpt.join("trainer_state.json")).unwrap();
     let json: lightning::serde_json::Value = lightning::serde_json::from_str(&text).unwrap();

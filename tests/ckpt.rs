@@ -72,7 +72,7 @@ fn fit(
     if let Some(p) = resume {
         t.resume_from(p);
     }
-    let out = t.fit_with(&mut model(scores), data(), Some(data()));
+    let out = t.fit(&mut model(scores), Data::loader(data()).val(data()));
     (t, out)
 }
 
@@ -289,7 +289,7 @@ fn run_on(root: &Path, score: f64) {
         .enable_model_summary(false)
         .build()
         .unwrap();
-    t.fit_with(&mut model(&[score]), data(), Some(data())).unwrap_or_else(|e| panic!("run {score}: {e}"));
+    t.fit(&mut model(&[score]), Data::loader(data()).val(data())).unwrap_or_else(|e| panic!("run {score}: {e}"));
 }
 
 /// `runs` versions under `root`, each with one run's complete files (checkpoint, TensorBoard

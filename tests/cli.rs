@@ -275,9 +275,11 @@ fn run(cli: &Cli, trainer: &mut Trainer) -> lightning::Result<Option<f64>> {
     let mut model = Regressor::new(cli.model.clone(), trainer.device())?;
     let mut data = Plane(cli.data.clone());
     match cli.subcommand {
-        Subcommand::Fit => trainer.fit_datamodule(&mut model, &mut data).map(|_| None),
-        Subcommand::Validate => trainer.validate_datamodule(&mut model, &mut data).map(|m| m.get("val_loss").copied()),
-        Subcommand::Test => trainer.test_datamodule(&mut model, &mut data).map(|m| m.get("test_loss").copied()),
+        Subcommand::Fit => trainer.fit(&mut model, Data::datamodule(&mut data)).map(|_| None),
+        Subcommand::Validate => {
+            trainer.validate(&mut model, Data::datamodule(&mut data)).map(|m| m.get("val_loss").copied())
+        }
+        Subcommand::Test => trainer.test(&mut model, Data::datamodule(&mut data)).map(|m| m.get("test_loss").copied()),
         Subcommand::Predict => Err(lightning::Error::msg("this model has no predict_step")),
     }
 }

@@ -112,7 +112,7 @@ fn fit_with_a_datamodule_follows_lightning() {
     let mut dm = Dm { log: log.clone(), loaded: None };
     let mut model = Recorder::new(&log);
     let mut t = builder(&dir).callbacks((Hooked::new(&log),)).build().unwrap();
-    let out = t.fit_datamodule(&mut model, &mut dm).unwrap();
+    let out = t.fit(&mut model, Data::datamodule(&mut dm)).unwrap();
     let all = take(&log);
     // exactly §2.6's datamodule records
     let want = ["prepare_data", "setup(fit)", "val_dataloader", "train_dataloader", "state_dict", "teardown(fit)"];
@@ -139,7 +139,7 @@ fn fit_with_a_datamodule_follows_lightning() {
     let mut dm2 = Dm { log: log.clone(), loaded: None };
     let mut t2 = builder(&dir).max_epochs(2).callbacks((Hooked::new(&log),)).build().unwrap();
     t2.resume_from(out.last_checkpoint.unwrap());
-    t2.fit_datamodule(&mut Recorder::new(&log), &mut dm2).unwrap();
+    t2.fit(&mut Recorder::new(&log), Data::datamodule(&mut dm2)).unwrap();
     let all = take(&log);
     let i = all.iter().position(|l| l == "[D] load_state_dict").unwrap();
     assert_eq!(all[i - 1..i + 2], strs(&["[M] on_load_checkpoint", "[D] load_state_dict", "[C] on_load_checkpoint"]));
@@ -153,17 +153,17 @@ fn validate_test_and_predict_with_a_datamodule() {
     let mut t = builder(&dir).build().unwrap();
     let mut dm = Dm { log: log.clone(), loaded: None };
     let mut model = Recorder::new(&log);
-    t.validate_datamodule(&mut model, &mut dm).unwrap();
+    t.validate(&mut model, Data::datamodule(&mut dm)).unwrap();
     assert_eq!(
         only("[D]", &take(&log)),
         strs(&["[D] prepare_data", "[D] setup(validate)", "[D] val_dataloader", "[D] teardown(validate)"])
     );
-    t.test_datamodule(&mut model, &mut dm).unwrap();
+    t.test(&mut model, Data::datamodule(&mut dm)).unwrap();
     assert_eq!(
         only("[D]", &take(&log)),
         strs(&["[D] prepare_data", "[D] setup(test)", "[D] test_dataloader", "[D] teardown(test)"])
     );
-    let preds = t.predict_datamodule(&mut model, &mut dm).unwrap();
+    let preds = t.predict(&mut model, Data::datamodule(&mut dm)).unwrap();
     assert_eq!(preds.len(), 2);
     let d = only("[D]", &take(&log));
     assert_eq!((d[2].as_str(), d.last().unwrap().as_str()), ("[D] predict_dataloader", "[D] teardown(predict)"));
@@ -175,7 +175,7 @@ fn a_datamodules_transfer_hooks_replace_the_modules_one_by_one() {
     let log = Log::default();
     let mut dm = Transferring(Dm { log: log.clone(), loaded: None });
     let mut t = builder(&dir).limit_val_batches(0).enable_checkpointing(false).build().unwrap();
-    t.fit_datamodule(&mut Recorder::new(&log), &mut dm).unwrap();
+    t.fit(&mut Recorder::new(&log), Data::datamodule(&mut dm)).unwrap();
     let all = take(&log);
     let transfer = |l: &&String| l.contains("batch_transfer") || l.contains("transfer_batch");
     // per batch: the datamodule's two hooks, then the module's third (Lightning's `_DataHookSelector`)

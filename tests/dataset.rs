@@ -142,15 +142,13 @@ fn the_trainer_reads_a_dataset_through_workers() {
             .unwrap()
     };
     let mut m = lin();
-    let out = trainer()
-        .fit_with(&mut m, MapLoader::new(Numbers::new(20), 5).unwrap().num_workers(2), None::<DataLoader>)
-        .unwrap();
+    let out = trainer().fit(&mut m, Data::loader(MapLoader::new(Numbers::new(20), 5).unwrap().num_workers(2))).unwrap();
     assert_eq!(out.global_step, 8);
 
     let mut ds = Numbers::new(20);
     ds.fail_at = Some(12);
     let mut t = trainer();
-    let e = t.fit_with(&mut lin(), MapLoader::new(ds, 5).unwrap().num_workers(2), None::<DataLoader>).unwrap_err();
+    let e = t.fit(&mut lin(), Data::loader(MapLoader::new(ds, 5).unwrap().num_workers(2))).unwrap_err();
     assert!(e.to_string().contains("sample 12"), "{e}");
     assert!(t.callbacks().0 .0, "on_exception ran");
 }
@@ -205,7 +203,7 @@ fn streams_of_unknown_length_train_validate_and_schedule_per_epoch() {
         .num_sanity_val_steps(0)
         .build()
         .unwrap();
-    let out = t.fit_with(&mut m, stream(), Some(stream())).unwrap();
+    let out = t.fit(&mut m, Data::loader(stream()).val(stream())).unwrap();
     assert_eq!(out.global_step, 8, "10 samples in batches of 3: 4 per epoch");
     assert_eq!(m.seen, [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1), (1, 2), (1, 3)]);
     assert_eq!(m.validations, 2, "validation at the end of each epoch, found one batch ahead");
@@ -275,7 +273,7 @@ fn struct_batches_flow_through_workers_and_the_trainer() {
     let mut m = OnPairs { vars: lightning::var_map([("w", &w)]), w, labels: vec![] };
     let mut t =
         Trainer::builder().accelerator(Accelerator::Cpu).enable_checkpointing(false).max_epochs(1).build().unwrap();
-    t.fit_with(&mut m, MapLoader::new(Pairs, 4).unwrap().num_workers(2), None::<MapLoader<Pairs>>).unwrap();
+    t.fit(&mut m, Data::loader(MapLoader::new(Pairs, 4).unwrap().num_workers(2))).unwrap();
     assert_eq!(m.labels, [0, 1, 0, 1, 0, 1]);
 }
 

@@ -173,9 +173,9 @@ fn worker() -> lightning::Result<()> {
     let val = DataLoader::new(val_x, Tensor::zeros((12, 1), DType::F64, &dev)?, 2)?;
     if env("LIGHTNING_DDP_MANUAL").is_some() {
         let mut manual = ManualRegression { vars: model.vars.clone(), l1: model.l1.clone(), l2: model.l2.clone() };
-        trainer.fit_with(&mut manual, loader, None::<DataLoader>)?;
+        trainer.fit(&mut manual, Data::loader(loader))?;
     } else {
-        let out = trainer.fit_with(&mut model, loader, Some(val))?;
+        let out = trainer.fit(&mut model, Data::loader(loader).val(val))?;
         // every rank prints the validation metrics: those of 0..12 whatever the sharding
         let m = &out.metrics;
         println!("\nVAL {rank} {} {} {}", m["val_mean_x"], m["val_max_x"], m["val_min_x"]);
@@ -330,7 +330,7 @@ fn agree_worker(dir: &str) -> lightning::Result<()> {
     let vars = VarMap::new();
     let vb = lightning::seeded_var_builder(&vars, 5, DType::F64, &Device::Cpu);
     let mut model = Agree { l1: candle_nn::linear(4, 1, vb.pp("l1"))?, vars };
-    let out = match trainer.fit_with(&mut model, indexed(48, 4)?, Some(indexed(10, 2)?)) {
+    let out = match trainer.fit(&mut model, Data::loader(indexed(48, 4)?).val(indexed(10, 2)?)) {
         Err(lightning::Error::Interrupted { signal, epoch, step }) => {
             println!("\nINTERRUPTED {rank} {signal} {epoch} {step}");
             return Ok(());
@@ -342,9 +342,10 @@ fn agree_worker(dir: &str) -> lightning::Result<()> {
     println!("\nSYNCED {rank} {} {} {} {} {}", m["synced"], m["synced_max"], m["own"], m["val_n"], m["val_n_synced"]);
     let best = trainer.checkpoint_callback().and_then(|c| c.best_model_path()).map(|p| p.display().to_string());
     println!("\nBESTPATH {rank} {}", best.unwrap_or_default());
-    let tested = trainer.test_with(&mut model, indexed(66, 4)?)?;
+    let tested = trainer.test(&mut model, Data::loader(indexed(66, 4)?))?;
     println!("\nTESTED {rank} {} {}", tested["test_n"], tested["test_mean_x"]);
-    let predicted: usize = trainer.predict_with(&mut model, indexed(66, 4)?)?.iter().map(|p| p.dim(0).unwrap()).sum();
+    let predicted: usize =
+        trainer.predict(&mut model, Data::loader(indexed(66, 4)?))?.iter().map(|p| p.dim(0).unwrap()).sum();
     println!("\nPREDICTED {rank} {predicted}");
     Ok(())
 }

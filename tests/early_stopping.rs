@@ -65,7 +65,7 @@ fn run_min(
         .callbacks((es,))
         .build()
         .unwrap();
-    let out = t.fit_with(&mut m, data(), Some(data()));
+    let out = t.fit(&mut m, Data::loader(data()).val(data()));
     let es = t.callbacks().0.clone();
     (out, es)
 }
@@ -151,7 +151,7 @@ fn a_monitor_missing_because_no_validation_ran_says_so() {
         .callbacks((EarlyStopping::new("score"),))
         .build()
         .unwrap();
-    let e = t.fit_with(&mut m, data(), Some(data())).unwrap_err().to_string();
+    let e = t.fit(&mut m, Data::loader(data()).val(data())).unwrap_err().to_string();
     assert!(
         e.contains("`score`, which was not logged")
             && e.contains("; no validation batch ran: the validation loader is empty"),

@@ -79,21 +79,21 @@ impl Lin {
 
 #[test]
 fn fit_says_why_it_stopped() {
-    let out = quiet().max_epochs(2).build().unwrap().fit_with(&mut lin(), line(3), None::<DataLoader>).unwrap();
+    let out = quiet().max_epochs(2).build().unwrap().fit(&mut lin(), Data::loader(line(3))).unwrap();
     assert_eq!(out.stopped, StopReason::MaxEpochs(2));
     assert_eq!(out.stopped.to_string(), "`Trainer.fit` stopped: `max_epochs=2` reached.");
 
-    let out = quiet().max_steps(4).build().unwrap().fit_with(&mut lin(), line(3), None::<DataLoader>).unwrap();
+    let out = quiet().max_steps(4).build().unwrap().fit(&mut lin(), Data::loader(line(3))).unwrap();
     assert_eq!(out.stopped, StopReason::MaxSteps(4));
 
     let mut m = lin();
     m.stop_at = Some(1);
-    let out = quiet().max_epochs(5).build().unwrap().fit_with(&mut m, line(3), None::<DataLoader>).unwrap();
+    let out = quiet().max_epochs(5).build().unwrap().fit(&mut m, Data::loader(line(3))).unwrap();
     assert_eq!(out.stopped, StopReason::ShouldStop(None));
     assert_eq!(out.stopped.to_string(), "`Trainer.fit` stopped: `trainer.should_stop` was set.");
 
     let t = quiet().max_epochs(1000).max_time(Duration::ZERO).build();
-    let out = t.unwrap().fit_with(&mut lin(), line(3), None::<DataLoader>).unwrap();
+    let out = t.unwrap().fit(&mut lin(), Data::loader(line(3))).unwrap();
     assert_eq!(out.stopped, StopReason::MaxTime(Duration::ZERO));
     assert_eq!(out.global_step, 1);
 }
@@ -102,7 +102,7 @@ fn fit_says_why_it_stopped() {
 fn early_stopping_gives_its_reason() {
     let es = EarlyStopping::new("val_loss").patience(1);
     let mut t = quiet().max_epochs(10).callbacks((es,)).build().unwrap();
-    let out = t.fit_with(&mut lin(), line(2), None::<DataLoader>).unwrap();
+    let out = t.fit(&mut lin(), Data::loader(line(2))).unwrap();
     let StopReason::ShouldStop(Some(why)) = &out.stopped else { panic!("{:?}", out.stopped) };
     assert_eq!(Some(why.as_str()), t.callbacks().0.stopping_reason());
     assert!(why.contains("did not improve"), "{why}");
@@ -111,10 +111,10 @@ fn early_stopping_gives_its_reason() {
 #[test]
 fn runs_that_train_nothing_say_so() {
     let mut t = quiet().max_epochs(3).limit_train_batches(0).build().unwrap();
-    let out = t.fit_with(&mut lin(), line(3), None::<DataLoader>).unwrap();
+    let out = t.fit(&mut lin(), Data::loader(line(3))).unwrap();
     assert_eq!((out.stopped, out.global_step), (StopReason::NoTrainingBatches, 0));
 
-    let out = quiet().max_epochs(0).build().unwrap().fit_with(&mut lin(), line(3), None::<DataLoader>).unwrap();
+    let out = quiet().max_epochs(0).build().unwrap().fit(&mut lin(), Data::loader(line(3))).unwrap();
     assert_eq!((out.stopped, out.global_step), (StopReason::MaxEpochs(0), 0));
 }
 
@@ -124,15 +124,15 @@ fn resuming_past_max_epochs_trains_nothing_and_says_so_and_a_larger_max_epochs_g
     let root = dir.path();
     let ck = || ModelCheckpoint::new().save_last(true);
     let builder = || quiet().default_root_dir(root).enable_checkpointing(true).checkpoint(ck());
-    let first = builder().max_epochs(2).build().unwrap().fit_with(&mut lin(), line(3), None::<DataLoader>).unwrap();
+    let first = builder().max_epochs(2).build().unwrap().fit(&mut lin(), Data::loader(line(3))).unwrap();
     assert_eq!(first.global_step, 6);
 
     let mut again = builder().max_epochs(2).build().unwrap();
-    let out = again.ckpt_path("last").fit_with(&mut lin(), line(3), None::<DataLoader>).unwrap();
+    let out = again.ckpt_path("last").fit(&mut lin(), Data::loader(line(3))).unwrap();
     assert_eq!((out.stopped, out.global_step), (StopReason::MaxEpochs(2), 6));
 
     let mut more = builder().max_epochs(4).build().unwrap();
-    let out = more.ckpt_path(CkptPath::Last).fit_with(&mut lin(), line(3), None::<DataLoader>).unwrap();
+    let out = more.ckpt_path(CkptPath::Last).fit(&mut lin(), Data::loader(line(3))).unwrap();
     assert_eq!((out.stopped, out.global_step, out.current_epoch), (StopReason::MaxEpochs(4), 12, 4));
 }
 
@@ -149,7 +149,7 @@ fn a_non_scalar_loss_is_an_error_naming_its_shape() {
     let mut m = lin();
     m.per_sample = true;
     let w0 = m.w.as_tensor().to_vec2::<f32>().unwrap();
-    let e = quiet().max_epochs(1).build().unwrap().fit_with(&mut m, pairs(2), None::<DataLoader>).unwrap_err();
+    let e = quiet().max_epochs(1).build().unwrap().fit(&mut m, Data::loader(pairs(2))).unwrap_err();
     let Error::NonScalarLoss { shape, .. } = root_cause(&e) else { panic!("{e}") };
     assert_eq!(shape, &[2]);
     assert!(e.to_string().contains("scalar outputs"), "{e}");
@@ -184,7 +184,7 @@ impl ManualLin {
 fn a_non_scalar_manual_backward_is_an_error_naming_its_shape() {
     let w = Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap();
     let mut m = ManualLin { vars: lightning::var_map([("w", &w)]), w };
-    let e = quiet().max_epochs(1).build().unwrap().fit_with(&mut m, pairs(2), None::<DataLoader>).unwrap_err();
+    let e = quiet().max_epochs(1).build().unwrap().fit(&mut m, Data::loader(pairs(2))).unwrap_err();
     let Error::NonScalarLoss { shape, from } = root_cause(&e) else { panic!("{e}") };
     assert_eq!((shape.as_slice(), *from), (&[2, 1][..], "passed to `manual_backward`"));
 }
@@ -193,7 +193,7 @@ fn a_non_scalar_manual_backward_is_an_error_naming_its_shape() {
 fn estimated_stepping_batches_is_known_in_configure_optimizers() {
     let run = |b: lightning::TrainerBuilder, n: usize| {
         let mut m = lin();
-        b.build().unwrap().fit_with(&mut m, line(n), None::<DataLoader>).unwrap();
+        b.build().unwrap().fit(&mut m, Data::loader(line(n))).unwrap();
         (m.estimate.unwrap(), m.batches_seen_in_configure)
     };
     assert_eq!(run(quiet().max_epochs(3), 10), (Ok(30), 10));
@@ -213,18 +213,12 @@ fn estimated_stepping_batches_says_why_it_is_unknown() {
         StreamLoader::new(move |_epoch| (0..4u32).map(sample), 1).unwrap()
     };
     let mut m = lin();
-    quiet().max_epochs(2).build().unwrap().fit_with(&mut m, stream(), None::<DataLoader>).unwrap();
+    quiet().max_epochs(2).build().unwrap().fit(&mut m, Data::loader(stream())).unwrap();
     let e = m.estimate.unwrap().unwrap_err();
     assert!(e.contains("estimated_stepping_batches") && e.contains("length is unknown"), "{e}");
     // a stream bounded by limit_train_batches is known
     let mut m = lin();
-    quiet()
-        .max_epochs(2)
-        .limit_train_batches(3)
-        .build()
-        .unwrap()
-        .fit_with(&mut m, stream(), None::<DataLoader>)
-        .unwrap();
+    quiet().max_epochs(2).limit_train_batches(3).build().unwrap().fit(&mut m, Data::loader(stream())).unwrap();
     assert_eq!(m.estimate.unwrap(), Ok(6));
 }
 
@@ -234,31 +228,31 @@ fn ckpt_path_best_and_last_for_test_and_their_errors() {
     let ck = ModelCheckpoint::new().monitor("score").mode(Mode::Max).save_last(true).save_top_k(1);
     let mut t =
         quiet().default_root_dir(dir.path()).enable_checkpointing(true).checkpoint(ck).max_epochs(3).build().unwrap();
-    let e = t.ckpt_path("best").test_with(&mut lin(), line(1)).unwrap_err();
+    let e = t.ckpt_path("best").test(&mut lin(), Data::loader(line(1))).unwrap_err();
     assert!(e.to_string().contains("no best checkpoint yet"), "{e}");
 
     let mut m = lin();
-    t.fit_with(&mut m, line(3), Some(line(1))).unwrap();
+    t.fit(&mut m, Data::loader(line(3)).val(line(1))).unwrap();
     let best = t.checkpoint_callback().unwrap().best_model_path().unwrap().to_path_buf();
     assert!(best.ends_with("epoch=2-step=9.ckpt"), "{best:?}");
     let trained = m.w.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()[0] as f64;
     // a fresh module tests with the best weights
-    let metrics = t.ckpt_path("best").test_with(&mut lin(), line(1)).unwrap();
+    let metrics = t.ckpt_path("best").test(&mut lin(), Data::loader(line(1))).unwrap();
     assert_eq!(metrics["w"], trained);
-    let metrics = t.ckpt_path("last").test_with(&mut lin(), line(1)).unwrap();
+    let metrics = t.ckpt_path("last").test(&mut lin(), Data::loader(line(1))).unwrap();
     assert_eq!(metrics["w"], trained);
     // without one, the module's own weights
-    assert_eq!(t.test_with(&mut lin(), line(1)).unwrap()["w"], 0.0);
+    assert_eq!(t.test(&mut lin(), Data::loader(line(1))).unwrap()["w"], 0.0);
 
     let mut off = quiet().build().unwrap();
-    let e = off.ckpt_path(CkptPath::Best).validate_with(&mut lin(), line(1)).unwrap_err();
+    let e = off.ckpt_path(CkptPath::Best).validate(&mut lin(), Data::loader(line(1))).unwrap_err();
     assert!(e.to_string().contains("checkpointing is off"), "{e}");
     let e = quiet()
         .default_root_dir(dir.path().join("none"))
         .build()
         .unwrap()
         .ckpt_path("last")
-        .test_with(&mut lin(), line(1));
+        .test(&mut lin(), Data::loader(line(1)));
     assert!(e.unwrap_err().to_string().contains("no last.ckpt under"));
 }
 
@@ -292,7 +286,7 @@ fn estimated_stepping_batches_counts_a_ranks_share_of_the_loader() {
     // 10 batches over 2 ranks: 5 a rank, × 3 epochs (Lightning's num_training_batches is per rank)
     let mut m = lin();
     let b = quiet().ddp(std::sync::Arc::new(RankZeroOfTwo)).max_epochs(3);
-    b.build().unwrap().fit_with(&mut m, line(10), None::<DataLoader>).unwrap();
+    b.build().unwrap().fit(&mut m, Data::loader(line(10))).unwrap();
     assert_eq!((m.estimate.unwrap(), m.batches_seen_in_configure), (Ok(15), 5));
 }
 
@@ -328,7 +322,7 @@ impl OwnLoader {
 fn estimated_stepping_batches_fetches_a_train_dataloader_first_when_configure_optimizers_reads_it() {
     let w = Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap();
     let mut m = OwnLoader { vars: lightning::var_map([("w", &w)]), w, order: vec![] };
-    let out = quiet().max_epochs(2).limit_train_batches(6).build().unwrap().fit(&mut m).unwrap();
+    let out = quiet().max_epochs(2).limit_train_batches(6).build().unwrap().fit(&mut m, Data::module()).unwrap();
     // once, before configure_optimizers, as Lightning does when the property is read there
     assert_eq!(m.order, ["train_dataloader", "configure_optimizers"]);
     assert_eq!(out.global_step, 12);

@@ -54,12 +54,12 @@ fn builder(dir: &tempfile::TempDir) -> TrainerBuilder<()> {
 fn detect_anomaly_names_the_epoch_and_step() {
     let dir = tempfile::tempdir().unwrap();
     let mut t = builder(&dir).max_epochs(2).detect_anomaly(true).build().unwrap();
-    let e = t.fit_with(&mut probe(Some(13)), data(), None::<DataLoader>).unwrap_err();
+    let e = t.fit(&mut probe(Some(13)), Data::loader(data())).unwrap_err();
     assert!(matches!(e, Error::NonFiniteLoss { epoch: 1, step: 13, batch_idx: 3, .. }), "{e:?}");
     assert!(e.to_string().contains("epoch 1, step 13"), "{e}");
     // without the flag the NaN trains on
     let mut t = builder(&dir).max_epochs(2).build().unwrap();
-    assert_eq!(t.fit_with(&mut probe(Some(13)), data(), None::<DataLoader>).unwrap().global_step, 20);
+    assert_eq!(t.fit(&mut probe(Some(13)), Data::loader(data())).unwrap().global_step, 20);
 }
 
 #[test]
@@ -67,10 +67,10 @@ fn fast_dev_run_is_a_smoke_test_without_logs_or_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
     let mut t = builder(&dir).max_epochs(5).fast_dev_run(2).build().unwrap();
     let mut m = probe(None);
-    let out = t.fit_with(&mut m, data(), Some(data())).unwrap();
+    let out = t.fit(&mut m, Data::loader(data()).val(data())).unwrap();
     assert_eq!((out.global_step, out.current_epoch, m.seen.len()), (2, 1, 2));
     assert!(out.metrics.contains_key("val"));
-    let test = t.test_with(&mut m, data()).unwrap();
+    let test = t.test(&mut m, Data::loader(data())).unwrap();
     assert_eq!(test["test_n"], 2.0);
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no logs, no checkpoints");
 }
@@ -80,14 +80,14 @@ fn overfit_batches_repeats_the_same_batches() {
     let dir = tempfile::tempdir().unwrap();
     let mut t = builder(&dir).max_epochs(3).overfit_batches(3).enable_checkpointing(false).build().unwrap();
     let mut m = probe(None);
-    t.fit_with(&mut m, data(), None::<DataLoader>).unwrap();
+    t.fit(&mut m, Data::loader(data())).unwrap();
     assert_eq!(m.seen.len(), 9);
     assert_eq!(m.seen[0..3], m.seen[3..6]);
     assert_eq!(m.seen[0..3], m.seen[6..9]);
     // a shuffled loader really does change order between epochs otherwise
     let mut t = builder(&dir).max_epochs(2).limit_train_batches(3).enable_checkpointing(false).build().unwrap();
     let mut m = probe(None);
-    t.fit_with(&mut m, data(), None::<DataLoader>).unwrap();
+    t.fit(&mut m, Data::loader(data())).unwrap();
     assert_ne!(m.seen[0..3], m.seen[3..6]);
 }
 
@@ -95,7 +95,7 @@ fn overfit_batches_repeats_the_same_batches() {
 fn max_time_stops_training_normally() {
     let dir = tempfile::tempdir().unwrap();
     let mut t = builder(&dir).max_epochs(100).max_time(Duration::ZERO).build().unwrap();
-    let out = t.fit_with(&mut probe(None), data(), None::<DataLoader>).unwrap();
+    let out = t.fit(&mut probe(None), Data::loader(data())).unwrap();
     assert_eq!(out.global_step, 1);
     assert!(out.last_checkpoint.is_some(), "the end-of-fit checkpoint is written");
 }

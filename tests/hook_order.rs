@@ -109,7 +109,7 @@ fn builder(dir: &tempfile::TempDir) -> lightning::TrainerBuilder {
 }
 
 fn run_fit(trainer: &mut Trainer<(Hooked,)>, model: &mut Recorder) -> lightning::Result<lightning::FitOutcome> {
-    trainer.fit(model)
+    trainer.fit(model, Data::module())
 }
 
 fn new_run(log: &Log, b: lightning::TrainerBuilder) -> (Trainer<(Hooked,)>, Recorder) {
@@ -158,8 +158,12 @@ fn validate_test_and_predict_with_two_batches() {
     {
         let log = Log::default();
         let (mut trainer, mut model) = new_run(&log, builder(&dir).limit_val_batches(2).limit_test_batches(2));
-        let metrics =
-            if kind == "validation" { trainer.validate(&mut model) } else { trainer.test(&mut model) }.unwrap();
+        let metrics = if kind == "validation" {
+            trainer.validate(&mut model, Data::module())
+        } else {
+            trainer.test(&mut model, Data::module())
+        }
+        .unwrap();
         let mut want = setup();
         want.push(m(loader));
         want.extend(eval_run(kind, step, 2));
@@ -172,7 +176,7 @@ fn validate_test_and_predict_with_two_batches() {
 
     let log = Log::default();
     let (mut trainer, mut model) = new_run(&log, builder(&dir).limit_predict_batches(2));
-    let preds = trainer.predict(&mut model).unwrap();
+    let preds = trainer.predict(&mut model, Data::module()).unwrap();
     assert_eq!(preds.len(), 2);
     let mut want = setup();
     want.extend(seq(&["M predict_dataloader", "M on_predict_model_eval", "C on_predict_start", "M on_predict_start"]));
@@ -193,11 +197,11 @@ fn zero_limit_runs_only_setup_and_teardown() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::default();
     let (mut trainer, mut model) = new_run(&log, builder(&dir).limit_val_batches(0).limit_test_batches(0));
-    trainer.validate(&mut model).unwrap();
+    trainer.validate(&mut model, Data::module()).unwrap();
     let mut want = setup();
     want.extend(seq(&["C teardown", "M teardown"]));
     assert_eq!(take(&log), want);
-    trainer.test(&mut model).unwrap();
+    trainer.test(&mut model, Data::module()).unwrap();
     assert_eq!(take(&log), want);
 }
 

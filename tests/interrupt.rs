@@ -56,7 +56,7 @@ fn interrupted_child() {
         .callbacks((OnExceptionCheckpoint::new(dir),))
         .build()
         .unwrap();
-    match t.fit_with(&mut m, DataLoader::new(x.clone(), x, 1).unwrap(), None::<DataLoader>) {
+    match t.fit(&mut m, Data::loader(DataLoader::new(x.clone(), x, 1).unwrap())) {
         Err(e @ lightning::Error::Interrupted { .. }) => {
             std::fs::write(dir.join("error"), e.to_string()).unwrap();
             std::process::exit(e.exit_code())

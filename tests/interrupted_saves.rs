@@ -147,7 +147,7 @@ fn ones() -> DataLoader {
 #[ignore = "run by the whole_save_sequence_survives_sigkill test in a child process"]
 fn fit_loop() {
     let Some(dir) = std::env::var_os(FIT_DIR_VAR) else { return };
-    trainer(Path::new(&dir), 100_000, 2).fit_with(&mut jumpy(), ones(), None::<DataLoader>).unwrap();
+    trainer(Path::new(&dir), 100_000, 2).fit(&mut jumpy(), Data::loader(ones())).unwrap();
 }
 
 /// The names in `dir`, hidden ones (temporary and set-aside copies) apart.
@@ -212,7 +212,7 @@ fn whole_save_sequence_survives_sigkill() {
                 .unwrap_or_else(|e| panic!("{at}: last.ckpt records {}, which is gone: {e}", p.display()));
         }
         // the next run cleans what the killed one left as it starts (a run that saves nothing)
-        trainer(&dir, 1, 0).fit_with(&mut jumpy(), ones(), None::<DataLoader>).unwrap();
+        trainer(&dir, 1, 0).fit(&mut jumpy(), Data::loader(ones())).unwrap();
         let (_, hidden) = entries(&dir);
         assert!(hidden.is_empty(), "{at}: left after the next run started: {hidden:?}");
     }

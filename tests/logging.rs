@@ -110,7 +110,7 @@ fn epoch_value_is_the_mean_weighted_by_batch_size() {
     let dir = tempfile::tempdir().unwrap();
     let (train, val) = data();
     let mut m = model(false, None);
-    let out = trainer(dir.path(), 5).fit_with(&mut m, train, Some(val)).unwrap();
+    let out = trainer(dir.path(), 5).fit(&mut m, Data::loader(train).val(val)).unwrap();
     // batches [0,1,2,3] and [4,5]: first labels 0 and 4, weights 4 and 2 → 8/6 (unweighted: 2)
     assert!((out.metrics["val_first"] - 8.0 / 6.0).abs() < 1e-9, "{:?}", out.metrics);
     assert!(out.metrics.contains_key("loss"));
@@ -124,7 +124,7 @@ fn forked_names_and_csv_layout() {
     for version in 0..2 {
         let (train, val) = data();
         let mut m = model(true, None);
-        let out = trainer(dir.path(), 5).fit_with(&mut m, train, Some(val)).unwrap();
+        let out = trainer(dir.path(), 5).fit(&mut m, Data::loader(train).val(val)).unwrap();
         for k in ["loss", "loss_step", "loss_epoch", "val_first", "epoch_marker"] {
             assert!(out.metrics.contains_key(k), "{k} missing from {:?}", out.metrics);
         }
@@ -157,13 +157,15 @@ fn forked_names_and_csv_layout() {
 fn logging_where_lightning_forbids_it_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let (train, val) = data();
-    let err = trainer(dir.path(), 5).fit_with(&mut model(false, Some("on_fit_start")), train, Some(val)).unwrap_err();
+    let err =
+        trainer(dir.path(), 5).fit(&mut model(false, Some("on_fit_start")), Data::loader(train).val(val)).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("you can't log `x` inside `on_fit_start`"), "{msg}");
 
     let (train, val) = data();
-    let err =
-        trainer(dir.path(), 5).fit_with(&mut model(false, Some("on_step_in_epoch_end")), train, Some(val)).unwrap_err();
+    let err = trainer(dir.path(), 5)
+        .fit(&mut model(false, Some("on_step_in_epoch_end")), Data::loader(train).val(val))
+        .unwrap_err();
     assert!(err.to_string().contains("on_step=true"), "{err}");
 }
 
@@ -190,7 +192,7 @@ fn step_values_are_read_back_only_when_a_logger_writes() {
             .callbacks((Reads(0),))
             .build()
             .unwrap();
-        t.fit_with(&mut model(false, None), train, None::<DataLoader>).unwrap();
+        t.fit(&mut model(false, None), Data::loader(train)).unwrap();
         t.callbacks().0 .0
     };
     // 20 steps logging `loss`: every 10 steps → 2 reads; every step → 20
@@ -215,7 +217,7 @@ fn tensorboard_files_read_back_with_valid_crcs() {
         .enable_model_summary(false)
         .build()
         .unwrap();
-    t.fit_with(&mut m, train, Some(val)).unwrap();
+    t.fit(&mut m, Data::loader(train).val(val)).unwrap();
     let vdir = dir.path().join("lightning_logs/version_0");
     let file = std::fs::read_dir(&vdir)
         .unwrap()
@@ -311,6 +313,6 @@ fn a_hook_that_returns_puts_the_outer_hooks_name_back() {
     let w = Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap();
     let mut m = Nested { vars: lightning::var_map([("w", &w)]), w, mean: Default::default() };
     let (train, _) = data();
-    let err = trainer(dir.path(), 5).fit_with(&mut m, train, None::<DataLoader>).unwrap_err();
+    let err = trainer(dir.path(), 5).fit(&mut m, Data::loader(train)).unwrap_err();
     assert!(err.to_string().contains("`log_metric(\"mean_loss\", ..)` in `optimizer_step`"), "{err}");
 }

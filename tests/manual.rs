@@ -114,12 +114,7 @@ fn builder() -> lightning::TrainerBuilder {
 fn manual_steps_fire_backward_and_step_hooks_only() {
     let log = Log::default();
     let mut m = two(&log);
-    let out = builder()
-        .callbacks((Cb(log.clone()),))
-        .build()
-        .unwrap()
-        .fit_with(&mut m, one_batch(), None::<DataLoader>)
-        .unwrap();
+    let out = builder().callbacks((Cb(log.clone()),)).build().unwrap().fit(&mut m, Data::loader(one_batch())).unwrap();
     let want = [
         "[M] training_step",
         "[C] on_before_backward",
@@ -143,7 +138,7 @@ fn lightning_rules_for_manual_optimization() {
         (builder().accumulate_grad_batches(2), "accumulate_grad_batches"),
         (builder().gradient_clip_val(1.0), "gradient_clip_val"),
     ] {
-        let e = b.build().unwrap().fit_with(&mut two(&log), one_batch(), None::<DataLoader>).unwrap_err();
+        let e = b.build().unwrap().fit(&mut two(&log), Data::loader(one_batch())).unwrap_err();
         assert!(matches!(e, lightning::Error::Config { flag: f, .. } if f == flag), "{e}");
     }
 
@@ -166,7 +161,7 @@ fn lightning_rules_for_manual_optimization() {
     let e = builder()
         .build()
         .unwrap()
-        .fit_with(&mut Auto { vars: lightning::var_map([("w", &w)]), w }, one_batch(), None::<DataLoader>)
+        .fit(&mut Auto { vars: lightning::var_map([("w", &w)]), w }, Data::loader(one_batch()))
         .unwrap_err();
     assert!(e.to_string().contains("2 optimizers need manual optimization"), "{e}");
 

@@ -87,7 +87,7 @@ where
         .unwrap();
     let mut module = Recorder::new(log);
     module.n_batches = 1;
-    trainer.fit_with(&mut module, common::data(1), None::<DataLoader>).unwrap();
+    trainer.fit(&mut module, Data::loader(common::data(1))).unwrap();
     let lines = log.borrow().clone();
     lines.into_iter().filter(|l| l.starts_with('C') || l == "[M] on_train_epoch_end").collect()
 }

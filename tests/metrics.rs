@@ -255,7 +255,7 @@ fn fit_and_check(builder: lightning::TrainerBuilder, batch: usize, context: &str
     let (x, labels) = data(&r);
     let mut model = evaluated();
     let mut trainer = builder.max_epochs(1).enable_checkpointing(false).enable_progress_bar(false).build()?;
-    let out = trainer.fit_with(&mut model, DataLoader::new(x, labels, batch)?, None::<DataLoader>)?;
+    let out = trainer.fit(&mut model, Data::loader(DataLoader::new(x, labels, batch)?))?;
     assert_eq!(model.logged.len(), r["values"].as_object().unwrap().len());
     for &(name, v) in &model.logged {
         assert_matches(name, v, &r, context);
@@ -289,7 +289,7 @@ fn log_metric_outside_an_epoch_end_hook_is_an_error() {
         .enable_model_summary(false)
         .build()
         .unwrap();
-    let err = trainer.fit_with(&mut model, DataLoader::new(x, labels, BATCH).unwrap(), None::<DataLoader>).unwrap_err();
+    let err = trainer.fit(&mut model, Data::loader(DataLoader::new(x, labels, BATCH).unwrap())).unwrap_err();
     let text = err.to_string();
     assert!(
         matches!(&err, lightning::Error::Hook { source, .. } if matches!(**source, lightning::Error::MetricLoggedPerBatch { .. }))

@@ -171,7 +171,7 @@ fn a_run_reads_back_with_every_value_its_params_tags_and_checkpoints() {
     let mut t = trainer(dir.path(), logger, ck);
     let (train, val) = data();
     let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
-    t.fit_with(&mut model(None, 0), train, Some(val)).unwrap();
+    t.fit(&mut model(None, 0), Data::loader(train).val(val)).unwrap();
 
     // the run: found by its experiment's name
     let exp = get(
@@ -287,7 +287,7 @@ fn a_failed_run_is_failed_and_more_than_a_batch_of_values_all_arrive() {
     let mut m = model(Some(20), 150);
     let (train, val) = data();
     let mut t = trainer(dir.path(), logger, ModelCheckpoint::new());
-    let err = t.fit_with(&mut m, train, Some(val)).unwrap_err();
+    let err = t.fit(&mut m, Data::loader(train).val(val)).unwrap_err();
     assert!(err.to_string().contains("a failure on purpose"), "{err}");
     let exp = get(&uri, "mlflow/experiments/get-by-name", &[("experiment_name", "lightning-test-failed")]);
     let exp_id = exp["experiment"]["experiment_id"].as_str().unwrap();
@@ -320,7 +320,7 @@ fn a_server_that_is_not_there_stops_fit_before_training_with_what_to_do() {
     let mut t = trainer(dir.path(), MlflowLogger::new().tracking_uri(&uri), ModelCheckpoint::new());
     let mut m = model(None, 0);
     let (train, val) = data();
-    let err = t.fit_with(&mut m, train, Some(val)).unwrap_err();
+    let err = t.fit(&mut m, Data::loader(train).val(val)).unwrap_err();
     assert!(matches!(err, lightning::Error::Mlflow { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(
@@ -338,6 +338,6 @@ fn no_tracking_uri_is_an_error_that_says_how_to_give_one() {
     let dir = tempfile::tempdir().unwrap();
     let mut t = trainer(dir.path(), MlflowLogger::new(), ModelCheckpoint::new());
     let (train, val) = data();
-    let err = t.fit_with(&mut model(None, 0), train, Some(val)).unwrap_err();
+    let err = t.fit(&mut model(None, 0), Data::loader(train).val(val)).unwrap_err();
     assert!(err.to_string().contains("MLFLOW_TRACKING_URI=http://127.0.0.1:5000"), "{err}");
 }

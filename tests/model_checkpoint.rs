@@ -61,7 +61,7 @@ fn fit(
         .enable_logger(false)
         .build()
         .unwrap();
-    let out = t.fit_with(&mut model(scores), data(), Some(data()));
+    let out = t.fit(&mut model(scores), Data::loader(data()).val(data()));
     (t, out)
 }
 
@@ -135,7 +135,7 @@ fn weights_only_checkpoints_load_for_inference_but_do_not_resume() {
     let mut t2 =
         Trainer::builder().max_epochs(2).default_root_dir(dir.path()).enable_progress_bar(false).build().unwrap();
     t2.resume_from(&path);
-    let e = t2.fit_with(&mut model(&[0.0, 0.0]), data(), None::<DataLoader>).unwrap_err().to_string();
+    let e = t2.fit(&mut model(&[0.0, 0.0]), Data::loader(data())).unwrap_err().to_string();
     assert!(e.contains("weights-only") && e.contains("load_from_checkpoint"), "{e}");
 
     // Trainer::save_checkpoint after fit: weights and counters
@@ -162,7 +162,7 @@ fn default_directory_follows_the_logger() {
             .enable_logger(logger)
             .build()
             .unwrap();
-        let out = t.fit_with(&mut model(&[1.0]), data(), Some(data())).unwrap();
+        let out = t.fit(&mut model(&[1.0]), Data::loader(data()).val(data())).unwrap();
         out.last_checkpoint.unwrap()
     };
     for v in 0..2 {

@@ -145,7 +145,7 @@ fn log_dict_and_the_progress_bar_names() {
         .build()
         .unwrap();
     let x = Tensor::zeros((2, 1), candle_core::DType::F32, &Device::Cpu).unwrap();
-    let fit = t.fit_with(&mut model, DataLoader::new(x.clone(), x, 1).unwrap(), None::<DataLoader>).unwrap();
+    let fit = t.fit(&mut model, Data::loader(DataLoader::new(x.clone(), x, 1).unwrap())).unwrap();
     for name in ["train_loss_step", "train_loss_epoch", "twice_step", "twice_epoch"] {
         assert!(fit.metrics.contains_key(name), "{name}: {:?}", fit.metrics);
     }
@@ -172,7 +172,7 @@ fn a_monitor_that_was_never_logged_says_did_you_mean() {
         .build()
         .unwrap();
     let x = Tensor::zeros((2, 1), candle_core::DType::F32, &Device::Cpu).unwrap();
-    let e = t.fit_with(&mut model, DataLoader::new(x.clone(), x, 1).unwrap(), None::<DataLoader>).unwrap_err();
+    let e = t.fit(&mut model, Data::loader(DataLoader::new(x.clone(), x, 1).unwrap())).unwrap_err();
     assert!(e.to_string().contains("which was not logged: did you mean `train_loss`?"), "{e}");
 }
 
@@ -216,7 +216,7 @@ fn either_chooses_a_loader_and_an_optimizer_at_run_time() {
             .enable_model_summary(false)
             .build()
             .unwrap();
-        let out = t.fit_with(&mut model, loader, None::<DataLoader>).unwrap();
+        let out = t.fit(&mut model, Data::loader(loader)).unwrap();
         let steps = 2 / batch_size;
         assert_eq!(out.global_step, steps);
         let got = model.w.as_tensor().to_scalar::<f32>().unwrap();
@@ -300,8 +300,11 @@ fn test_with_a_ckpt_path_prints_the_restore_and_the_results_table() {
             .build()
             .unwrap();
         let x = Tensor::zeros((2, 1), candle_core::DType::F32, &Device::Cpu).unwrap();
-        t.fit_with(&mut model, DataLoader::new(x.clone(), x.clone(), 1).unwrap(), None::<DataLoader>).unwrap();
-        let m = t.ckpt_path("last").test_with(&mut model, DataLoader::new(x.clone(), x.clone(), 1).unwrap()).unwrap();
+        t.fit(&mut model, Data::loader(DataLoader::new(x.clone(), x.clone(), 1).unwrap())).unwrap();
+        let m = t
+            .ckpt_path("last")
+            .test(&mut model, Data::loader(DataLoader::new(x.clone(), x.clone(), 1).unwrap()))
+            .unwrap();
         println!("returned test_loss={}", m["test_loss"]);
         // a resume for one more epoch says what it restored, before and after
         let last = std::path::Path::new(&dir).join("lightning_logs/version_0/checkpoints/epoch=0-step=2.ckpt");
@@ -312,7 +315,7 @@ fn test_with_a_ckpt_path_prints_the_restore_and_the_results_table() {
             .enable_model_summary(false)
             .build()
             .unwrap();
-        t2.ckpt_path(last).fit_with(&mut model, DataLoader::new(x.clone(), x, 1).unwrap(), None::<DataLoader>).unwrap();
+        t2.ckpt_path(last).fit(&mut model, Data::loader(DataLoader::new(x.clone(), x, 1).unwrap())).unwrap();
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -121,7 +121,7 @@ fn the_csv_logger_draws_metrics_svg_at_every_epoch_end() {
         .enable_model_summary(false)
         .build()
         .unwrap();
-    t.fit_with(&mut m, loader(), Some(loader())).unwrap();
+    t.fit(&mut m, Data::loader(loader()).val(loader())).unwrap();
     let svg = std::fs::read_to_string(dir.path().join("lightning_logs/version_0/metrics.svg")).unwrap();
     // the loss falls every epoch, so the best checkpoint is the last epoch's
     panels_and_marker(&svg, Some("best checkpoint by val_loss (epoch 2)"));
@@ -175,7 +175,7 @@ fn with_save_top_k_2_the_best_is_marked_not_the_newest() {
         .enable_model_summary(false)
         .build()
         .unwrap();
-    t.fit_with(&mut m, loader(), Some(loader())).unwrap();
+    t.fit(&mut m, Data::loader(loader()).val(loader())).unwrap();
     let run = dir.path().join("lightning_logs/version_0");
     let kept: Vec<_> = std::fs::read_dir(run.join("checkpoints")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(kept.len(), 3, "{kept:?}");

@@ -45,7 +45,7 @@ fn fit(precision: &str, model: &mut Net) -> lightning::Result<lightning::FitOutc
         .max_epochs(20)
         .precision(p)
         .build()?;
-    t.fit_with(model, data(), None::<DataLoader>)
+    t.fit(model, Data::loader(data()))
 }
 
 #[test]
@@ -110,14 +110,14 @@ fn what_cannot_be_converted_is_refused() {
         .build()
         .unwrap();
     let x = Tensor::new(&[[1f32, 2.]], &Device::Cpu).unwrap();
-    let e = t.fit_with(&mut h, DataLoader::new(x.clone(), x, 1).unwrap(), None::<DataLoader>).unwrap_err();
+    let e = t.fit(&mut h, Data::loader(DataLoader::new(x.clone(), x, 1).unwrap())).unwrap_err();
     assert!(e.to_string().contains("implement `lightning::Relocate`"), "{e}");
     let vars = VarMap::new();
     let l = candle_nn::linear(2, 1, seeded_var_builder(&vars, 3, DType::F32, &Device::Cpu)).unwrap();
     let mut h = Hidden { vars, inner: Opaque(l), penalty_only: false };
     let x = Tensor::new(&[[1f32, 2.], [3., 4.]], &Device::Cpu).unwrap();
     let data = DataLoader::new(x.clone(), x, 1).unwrap();
-    let e = t.fit_with(&mut h, data, None::<DataLoader>).unwrap_err();
+    let e = t.fit(&mut h, Data::loader(data)).unwrap_err();
     assert!(e.to_string().contains("training_step") && e.to_string().contains("dtype mismatch"), "{e}");
 }
 
@@ -153,7 +153,7 @@ fn scale_after(precision: &str, steps: usize) -> f32 {
         .precision(p)
         .build()
         .unwrap();
-    t.fit_with(&mut m, DataLoader::new(x.clone(), x, 1).unwrap(), None::<DataLoader>).unwrap();
+    t.fit(&mut m, Data::loader(DataLoader::new(x.clone(), x, 1).unwrap())).unwrap();
     // bf16-true stays in bf16; bf16-mixed gives the module its f32 master weights back
     let want = if precision == "bf16-mixed" { DType::F32 } else { DType::BF16 };
     assert_eq!(m.w.dtype(), want, "{precision}");
@@ -217,7 +217,7 @@ fn every_kind_of_field_is_rebound() {
         .build()
         .unwrap();
     let x = Tensor::new(&[[1f32, 2.]], &Device::Cpu).unwrap();
-    t.fit_with(&mut z, DataLoader::new(x.clone(), x, 1).unwrap(), None::<DataLoader>).unwrap();
+    t.fit(&mut z, Data::loader(DataLoader::new(x.clone(), x, 1).unwrap())).unwrap();
     let vars = z.vars.data().lock().unwrap();
     let uses = |name: &str, t: &Tensor| {
         assert_eq!(t.dtype(), DType::F64, "{name}");
@@ -288,7 +288,7 @@ fn reg_fit(
     if let Some(ck) = resume {
         t.resume_from(ck);
     }
-    let out = t.fit_with(&mut m, reg_data(), None::<DataLoader>).unwrap();
+    let out = t.fit(&mut m, Data::loader(reg_data())).unwrap();
     (m, out)
 }
 

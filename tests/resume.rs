@@ -49,14 +49,11 @@ fn trainer(dir: &std::path::Path, epochs: usize) -> Trainer {
 fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
     let dir = tempfile::tempdir().unwrap();
     let mut straight = net();
-    trainer(&dir.path().join("a"), 3).fit_with(&mut straight, data(), None::<DataLoader>).unwrap();
+    trainer(&dir.path().join("a"), 3).fit(&mut straight, Data::loader(data())).unwrap();
 
     let mut first = net();
-    let ckpt = trainer(&dir.path().join("b"), 1)
-        .fit_with(&mut first, data(), None::<DataLoader>)
-        .unwrap()
-        .last_checkpoint
-        .unwrap();
+    let ckpt =
+        trainer(&dir.path().join("b"), 1).fit(&mut first, Data::loader(data())).unwrap().last_checkpoint.unwrap();
     let ck = Checkpoint::load(&ckpt).unwrap();
     assert!(ck.optimizers.len() == 1 && ck.optimizers[0].tensors.contains_key("l1.weight.max_exp_avg_sq"));
     assert!(ck.scheduler.is_some());
@@ -64,7 +61,7 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
     let mut resumed = net();
     let mut t = trainer(&dir.path().join("b"), 3);
     t.resume_from(&ckpt);
-    let out = t.fit_with(&mut resumed, data(), None::<DataLoader>).unwrap();
+    let out = t.fit(&mut resumed, Data::loader(data())).unwrap();
     assert_eq!(out.global_step, 9);
     assert_eq!(weights(&resumed), weights(&straight), "bit-identical after resume");
 }
@@ -73,8 +70,7 @@ fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
 fn a_checkpoint_of_another_model_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut first = net();
-    let ckpt =
-        trainer(dir.path(), 1).fit_with(&mut first, data(), None::<DataLoader>).unwrap().last_checkpoint.unwrap();
+    let ckpt = trainer(dir.path(), 1).fit(&mut first, Data::loader(data())).unwrap().last_checkpoint.unwrap();
     let vars = VarMap::new();
     let vb = lightning::seeded_var_builder(&vars, 5, DType::F32, &Device::Cpu);
     let mut other = Net {
@@ -85,7 +81,7 @@ fn a_checkpoint_of_another_model_is_refused() {
     let before = weights(&other);
     let mut t = trainer(dir.path(), 2);
     t.resume_from(&ckpt);
-    let e = t.fit_with(&mut other, data(), None::<DataLoader>).unwrap_err();
+    let e = t.fit(&mut other, Data::loader(data())).unwrap_err();
     assert!(matches!(e, lightning::Error::CheckpointMismatch { .. }), "{e}");
     assert_eq!(weights(&other), before, "nothing was half-loaded");
 }
@@ -94,8 +90,7 @@ fn a_checkpoint_of_another_model_is_refused() {
 fn load_from_checkpoint_restores_a_trained_model_for_inference() {
     let dir = tempfile::tempdir().unwrap();
     let mut trained = net();
-    let ckpt =
-        trainer(dir.path(), 2).fit_with(&mut trained, data(), None::<DataLoader>).unwrap().last_checkpoint.unwrap();
+    let ckpt = trainer(dir.path(), 2).fit(&mut trained, Data::loader(data())).unwrap().last_checkpoint.unwrap();
     let mut fresh = net();
     assert_ne!(weights(&fresh), weights(&trained));
     let ck = lightning::load_from_checkpoint(&mut fresh, &ckpt).unwrap();
@@ -154,7 +149,7 @@ fn a_broken_optimizer_state_changes_nothing() {
             .build()
             .unwrap()
     };
-    let ckpt = with_watch("a", 1).fit_with(&mut net(), data(), None::<DataLoader>).unwrap().last_checkpoint.unwrap();
+    let ckpt = with_watch("a", 1).fit(&mut net(), Data::loader(data())).unwrap().last_checkpoint.unwrap();
     let wrong_shape = dir.path().join("wrong_shape.ckpt");
     damaged(&ckpt, &wrong_shape, |o| {
         o.tensors.insert("l1.weight.exp_avg".into(), Tensor::zeros(2, DType::F32, &Device::Cpu).unwrap());
@@ -180,7 +175,7 @@ fn a_broken_optimizer_state_changes_nothing() {
         let before = tensors(&model);
         let mut t = with_watch("b", 3);
         t.resume_from(broken);
-        let e = t.fit_with(&mut model, data(), None::<DataLoader>).unwrap_err();
+        let e = t.fit(&mut model, Data::loader(data())).unwrap_err();
         for ((name, a), (_, b)) in before.iter().zip(tensors(&model)) {
             let diff = (a - &b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
             assert_eq!(diff, 0.0, "{broken:?}: `{name}` changed");
@@ -195,7 +190,7 @@ fn a_broken_optimizer_state_changes_nothing() {
     let mut model = net();
     let mut t = with_watch("c", 2);
     t.resume_from(&ckpt);
-    let out = t.fit_with(&mut model, data(), None::<DataLoader>).unwrap();
+    let out = t.fit(&mut model, Data::loader(data())).unwrap();
     assert_eq!(out.global_step, 6);
     assert_eq!(t.callbacks().0.loaded, Some(lightning::serde_json::json!({ "seen": 3 })));
 }

@@ -141,7 +141,7 @@ fn fit_rates<S: LrScheduler + Clone + 'static>(
         .callbacks((SeenLr(vec![]),))
         .build()
         .unwrap();
-    t.fit_with(&mut m, loader, None::<DataLoader>).unwrap();
+    t.fit(&mut m, Data::loader(loader)).unwrap();
     std::mem::take(&mut t.callbacks().0 .0)
 }
 
@@ -255,7 +255,7 @@ fn trainer(epochs: usize) -> Trainer {
 #[test]
 fn step_interval_with_frequency_scales_every_group() {
     let mut m = sched_model(StepLr::new(1, 0.5), SchedulerConfig::every_step().frequency(2));
-    trainer(1).fit_with(&mut m, four_batches(), None::<DataLoader>).unwrap();
+    trainer(1).fit(&mut m, Data::loader(four_batches())).unwrap();
     // halved after optimizer steps 2 and 4 (batch_idx + 1 divisible by 2), both groups
     assert_eq!(m.lrs, [(0.1, 0.2), (0.1, 0.2), (0.05, 0.1), (0.05, 0.1)]);
 }
@@ -263,7 +263,7 @@ fn step_interval_with_frequency_scales_every_group() {
 #[test]
 fn epoch_interval_steps_after_the_last_batch() {
     let mut m = sched_model(StepLr::new(1, 0.5), SchedulerConfig::every_epoch());
-    trainer(2).fit_with(&mut m, four_batches(), None::<DataLoader>).unwrap();
+    trainer(2).fit(&mut m, Data::loader(four_batches())).unwrap();
     let first: Vec<_> = m.lrs[..4].to_vec();
     let second: Vec<_> = m.lrs[4..].to_vec();
     assert!(first.iter().all(|&l| l == (0.1, 0.2)) && second.iter().all(|&l| l == (0.05, 0.1)), "{:?}", m.lrs);
@@ -272,24 +272,24 @@ fn epoch_interval_steps_after_the_last_batch() {
 #[test]
 fn plateau_schedulers_need_and_use_a_monitored_metric() {
     let mut m = sched_model(ReduceLrOnPlateau::new(0.5, 0), SchedulerConfig::every_epoch());
-    let e = trainer(1).fit_with(&mut m, four_batches(), None::<DataLoader>).unwrap_err();
+    let e = trainer(1).fit(&mut m, Data::loader(four_batches())).unwrap_err();
     assert!(matches!(e, lightning::Error::Config { flag: "monitor", .. }), "{e}");
 
     let mut m = sched_model(ReduceLrOnPlateau::new(0.5, 0), SchedulerConfig::every_epoch().monitor("nope"));
-    let e = trainer(1).fit_with(&mut m, four_batches(), None::<DataLoader>).unwrap_err();
+    let e = trainer(1).fit(&mut m, Data::loader(four_batches())).unwrap_err();
     assert!(e.to_string().contains("`nope`, which was not logged") && e.to_string().contains("train_loss"), "{e}");
 
     // on interval "step" too: the same errors (it used to be never stepped, silently)
     let mut m = sched_model(ReduceLrOnPlateau::new(0.5, 0), SchedulerConfig::every_step());
-    let e = trainer(1).fit_with(&mut m, four_batches(), None::<DataLoader>).unwrap_err();
+    let e = trainer(1).fit(&mut m, Data::loader(four_batches())).unwrap_err();
     assert!(matches!(e, lightning::Error::Config { flag: "monitor", .. }), "{e}");
     let mut m = sched_model(ReduceLrOnPlateau::new(0.5, 0), SchedulerConfig::every_step().monitor("nope"));
-    let e = trainer(1).fit_with(&mut m, four_batches(), None::<DataLoader>).unwrap_err();
+    let e = trainer(1).fit(&mut m, Data::loader(four_batches())).unwrap_err();
     assert!(e.to_string().contains("`nope`, which was not logged"), "{e}");
 
     // with a monitor it steps once per epoch, after the epoch-end hooks
     let mut m = sched_model(ReduceLrOnPlateau::new(0.5, 0), SchedulerConfig::every_epoch().monitor("train_loss"));
-    trainer(3).fit_with(&mut m, four_batches(), None::<DataLoader>).unwrap();
+    trainer(3).fit(&mut m, Data::loader(four_batches())).unwrap();
     assert_eq!(m.lrs.len(), 12);
     assert!(m.lrs[..4].iter().all(|&l| l == (0.1, 0.2)));
 }
@@ -362,7 +362,7 @@ fn one_cycle_cycles_sgd_momentum_through_fit_as_torch() {
             .callbacks((SeenMomentum(vec![]),))
             .build()
             .unwrap();
-        t.fit_with(&mut m, DataLoader::new(x.clone(), x, 1).unwrap(), None::<DataLoader>).unwrap();
+        t.fit(&mut m, Data::loader(DataLoader::new(x.clone(), x, 1).unwrap())).unwrap();
         std::mem::take(&mut t.callbacks().0 .0)
     };
     // the epochs + steps_per_epoch form: 3 × 10 = 30 steps
@@ -396,7 +396,7 @@ impl NoMomentum {
 fn cycling_momentum_of_an_optimizer_without_one_is_an_error() {
     let w = Var::zeros((1, 1), DType::F32, &Device::Cpu).unwrap();
     let mut m = NoMomentum { vars: lightning::var_map([("w", &w)]), w };
-    let e = trainer(1).fit_with(&mut m, four_batches(), None::<DataLoader>).unwrap_err();
+    let e = trainer(1).fit(&mut m, Data::loader(four_batches())).unwrap_err();
     assert!(matches!(e, lightning::Error::Config { flag: "cycle_momentum", .. }), "{e}");
     assert!(e.to_string().contains("Adagrad") && e.to_string().contains(".cycle_momentum(false)"), "{e}");
 }
@@ -428,7 +428,7 @@ fn a_resumed_run_starts_at_the_restored_schedules_rate() {
         if let Some(p) = resume {
             t.ckpt_path(p);
         }
-        let out = t.fit_with(&mut m, DataLoader::new(x.clone(), x, 1).unwrap(), None::<DataLoader>).unwrap();
+        let out = t.fit(&mut m, Data::loader(DataLoader::new(x.clone(), x, 1).unwrap())).unwrap();
         (std::mem::take(&mut t.callbacks().0 .0), out.last_checkpoint)
     };
     let (first, last) = fit(1, None);
@@ -460,11 +460,11 @@ fn the_momentum_one_cycle_cycles_is_sgds_and_rmsprops_momentum_and_adams_beta1()
 #[test]
 fn one_cycle_stepped_past_its_total_steps_is_an_error() {
     let mut m = sched_model(OneCycleLr::new(0.1, 3).cycle_momentum(false), SchedulerConfig::every_step());
-    let e = trainer(1).fit_with(&mut m, four_batches(), None::<DataLoader>).unwrap_err().to_string();
+    let e = trainer(1).fit(&mut m, Data::loader(four_batches())).unwrap_err().to_string();
     assert!(e.contains("OneCycleLR stepped 4 times, past its total_steps=3"), "{e}");
     // a cycle as long as the run is fine
     let mut m = sched_model(OneCycleLr::new(0.1, 4).cycle_momentum(false), SchedulerConfig::every_step());
-    trainer(1).fit_with(&mut m, four_batches(), None::<DataLoader>).unwrap();
+    trainer(1).fit(&mut m, Data::loader(four_batches())).unwrap();
 }
 
 /// OneCycleLR whose warm-up has no length (`pct_start × total_steps = 1`: the first phase
@@ -477,7 +477,7 @@ fn one_cycle_with_an_empty_warm_up_is_an_error_before_any_step() {
             OneCycleLr::new(0.1, total).pct_start(pct).cycle_momentum(false),
             SchedulerConfig::every_step(),
         );
-        let e = trainer(1).fit_with(&mut m, four_batches(), None::<DataLoader>).unwrap_err().to_string();
+        let e = trainer(1).fit(&mut m, Data::loader(four_batches())).unwrap_err().to_string();
         assert!(e.contains("OneCycleLR's warm-up has no length"), "{e}");
         assert!(e.contains("more steps or a larger pct_start"), "{e}");
         assert!(m.lrs.is_empty(), "stepped with {:?}", m.lrs);
@@ -487,7 +487,7 @@ fn one_cycle_with_an_empty_warm_up_is_an_error_before_any_step() {
     // OneCycleLR(max_lr=0.1, total_steps=4, pct_start=0.5) starts at 0.1 / 25)
     let mut m =
         sched_model(OneCycleLr::new(0.1, 4).pct_start(0.5).cycle_momentum(false), SchedulerConfig::every_step());
-    trainer(1).fit_with(&mut m, four_batches(), None::<DataLoader>).unwrap();
+    trainer(1).fit(&mut m, Data::loader(four_batches())).unwrap();
     assert_eq!(m.lrs.len(), 4);
     assert!((m.lrs[0].0 - 0.004).abs() < 1e-12, "{:?}", m.lrs);
     assert!(m.lrs.iter().all(|&(a, b)| a.is_finite() && b.is_finite()), "{:?}", m.lrs);

@@ -35,7 +35,7 @@ fn run(model: &mut Wide, threads: Option<usize>) -> Option<String> {
         Some(t) => b.threads(t),
         None => b,
     };
-    b.build().unwrap().fit_with(model, DataLoader::new(x.clone(), x, 2).unwrap(), None::<DataLoader>).unwrap();
+    b.build().unwrap().fit(model, Data::loader(DataLoader::new(x.clone(), x, 2).unwrap())).unwrap();
     std::env::var("RAYON_NUM_THREADS").ok()
 }
 

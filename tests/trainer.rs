@@ -107,7 +107,7 @@ fn on_batch_begin_threads_the_batch_through_callbacks_then_module() {
     let mut model = scalar(&log);
     let cbs = (Tag { name: "a", log: log.clone() }, Tag { name: "b", log: log.clone() });
     let mut trainer = cpu().max_epochs(1).limit_train_batches(2).callbacks(cbs).build().unwrap();
-    trainer.fit_with(&mut model, line(4), None::<DataLoader>).unwrap();
+    trainer.fit(&mut model, Data::loader(line(4))).unwrap();
     // x=1: a → 10, b → 100, module → 200; x=2: 20 → 200 → 300
     assert_eq!(model.seen, [200.0, 300.0]);
     let l = log.borrow();
@@ -147,7 +147,7 @@ fn monitoring_callbacks_run_after_the_module_in_train_epoch_end() {
     let mut model = Logs { vars: lightning::var_map([("w", &w)]), w, log: log.clone() };
     // the monitoring callback is listed first, and still runs last
     let mut trainer = cpu().max_epochs(1).callbacks((Monitor(log.clone()), Plain(log.clone()))).build().unwrap();
-    trainer.fit_with(&mut model, line(2), None::<DataLoader>).unwrap();
+    trainer.fit(&mut model, Data::loader(line(2))).unwrap();
     assert_eq!(*log.borrow(), ["plain on_train_epoch_end", "module on_train_epoch_end", "monitor on_train_epoch_end"]);
 }
 
@@ -157,7 +157,7 @@ fn optimizer_step_that_skips_its_closure_is_an_error() {
     let mut model = scalar(&log);
     model.skip_closure = true;
     let mut trainer = cpu().max_epochs(1).build().unwrap();
-    let err = trainer.fit_with(&mut model, line(2), None::<DataLoader>).unwrap_err();
+    let err = trainer.fit(&mut model, Data::loader(line(2))).unwrap_err();
     assert!(matches!(err, Error::ClosureNotCalled), "{err}");
     assert!(model.seen.is_empty());
 }
@@ -168,7 +168,7 @@ fn training_step_returning_none_skips_backward_but_counts_the_step() {
     let mut model = scalar(&log);
     model.no_loss = true;
     let mut trainer = cpu().max_epochs(1).build().unwrap();
-    let out = trainer.fit_with(&mut model, line(3), None::<DataLoader>).unwrap();
+    let out = trainer.fit(&mut model, Data::loader(line(3))).unwrap();
     assert_eq!(out.global_step, 3);
     assert_eq!(model.w.as_tensor().to_vec2::<f32>().unwrap(), [[0.0]], "no gradient, no update");
 }
@@ -184,7 +184,7 @@ fn accumulation_divides_the_loss_and_sums_gradients() {
         let data = DataLoader::new(x, y, batch).unwrap();
         let mut trainer = cpu().max_epochs(1).accumulate_grad_batches(k).build().unwrap();
         // the module adds 100 in on_batch_begin, so x is 101 and 103
-        let out = trainer.fit_with(&mut model, data, None::<DataLoader>).unwrap();
+        let out = trainer.fit(&mut model, Data::loader(data)).unwrap();
         (out.global_step, model.w.as_tensor().to_vec2::<f32>().unwrap()[0][0])
     };
     let (steps_acc, w_acc) = run(2, 1);
@@ -208,7 +208,7 @@ fn gradient_clipping_by_norm_and_value() {
             .gradient_clip_algorithm(algo)
             .build()
             .unwrap();
-        trainer.fit_with(&mut model, line(1), None::<DataLoader>).unwrap();
+        trainer.fit(&mut model, Data::loader(line(1))).unwrap();
         // gradient before clipping: 2 * 101 * (0 - 2) = -404; after: -1 (norm) / -0.5 (value); lr 1
         assert!((model.clip_seen[0] - 404.0).abs() < 1e-3, "{:?}", model.clip_seen);
         let w = model.w.as_tensor().to_vec2::<f32>().unwrap()[0][0];
@@ -224,7 +224,7 @@ fn sgd_trains_a_line() {
     let mut trainer = cpu().max_epochs(40).build().unwrap();
     let x = Tensor::new(&[[1f32], [2.], [3.], [4.]], &Device::Cpu).unwrap();
     let full_batch = DataLoader::new(x.clone(), (x * 2.0).unwrap(), 4).unwrap();
-    trainer.fit_with(&mut model, full_batch, None::<DataLoader>).unwrap();
+    trainer.fit(&mut model, Data::loader(full_batch)).unwrap();
     let w = model.w.as_tensor().to_vec2::<f32>().unwrap()[0][0];
     // inputs are x + 100, targets 2x: least squares w = Σ(x+100)2x / Σ(x+100)² = 2060 / 42030
     assert!((w - 2060.0 / 42030.0).abs() < 1e-4, "{w}");
@@ -250,7 +250,7 @@ fn invalid_flags_are_typed_errors() {
     let log = Log::default();
     let mut model = scalar(&log);
     let mut trainer = cpu().limit_train_batches(0.1).build().unwrap();
-    let err = trainer.fit_with(&mut model, line(4), None::<DataLoader>).unwrap_err();
+    let err = trainer.fit(&mut model, Data::loader(line(4))).unwrap_err();
     assert!(err.to_string().contains("less than one batch"), "{err}");
 }
 
@@ -266,7 +266,7 @@ fn duplicate_state_keys_are_refused() {
     let log = Log::default();
     let mut model = scalar(&log);
     let mut trainer = cpu().callbacks((S, S)).build().unwrap();
-    let err = trainer.fit_with(&mut model, line(2), None::<DataLoader>).unwrap_err();
+    let err = trainer.fit(&mut model, Data::loader(line(2))).unwrap_err();
     assert!(matches!(err, Error::DuplicateStateKey("same")), "{err}");
 }
 
@@ -308,7 +308,7 @@ fn a_hook_may_take_its_arguments_in_any_order_and_the_trainer() {
     let layer = candle_nn::linear(1, 1, VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu)).unwrap();
     let mut model = M2 { vars, layer, ends: vec![] };
     let mut trainer = cpu().max_epochs(1).build().unwrap();
-    trainer.fit_with(&mut model, line(3), None::<DataLoader>).unwrap();
+    trainer.fit(&mut model, Data::loader(line(3))).unwrap();
     assert_eq!(model.ends, [(0, true, 1), (1, true, 2), (2, true, 3)]);
 }
 
@@ -350,8 +350,7 @@ fn accumulating_k_batches_equals_one_k_times_larger_batch() {
     let run = |k: usize, batch: usize| {
         let mut m = deep();
         let mut t = cpu().max_epochs(3).accumulate_grad_batches(k).build().unwrap();
-        let out =
-            t.fit_with(&mut m, DataLoader::new(x.clone(), y.clone(), batch).unwrap(), None::<DataLoader>).unwrap();
+        let out = t.fit(&mut m, Data::loader(DataLoader::new(x.clone(), y.clone(), batch).unwrap())).unwrap();
         (out.global_step, weights(&m))
     };
     let (steps_a, acc) = run(4, 2);
@@ -396,12 +395,12 @@ fn gradient_accumulation_scheduler_changes_the_factor_by_epoch() {
     let sched = lightning::GradientAccumulationScheduler::new([(0, 4), (1, 2), (2, 1)]).unwrap();
     assert_eq!((sched.factor(0), sched.factor(1), sched.factor(5)), (4, 2, 1));
     let mut trainer = cpu().max_epochs(3).callbacks((sched,)).build().unwrap();
-    let out = trainer.fit_with(&mut model, line(4), None::<DataLoader>).unwrap();
+    let out = trainer.fit(&mut model, Data::loader(line(4))).unwrap();
     assert_eq!(out.global_step, 1 + 2 + 4, "4 batches per epoch, in windows of 4, 2, then 1");
 
     let both = lightning::GradientAccumulationScheduler::new([(0, 2)]).unwrap();
     let mut trainer = cpu().max_epochs(1).accumulate_grad_batches(2).callbacks((both,)).build().unwrap();
-    let e = trainer.fit_with(&mut scalar(&log), line(4), None::<DataLoader>).unwrap_err();
+    let e = trainer.fit(&mut scalar(&log), Data::loader(line(4))).unwrap_err();
     assert!(matches!(e, Error::Hook { .. }) && e.to_string().contains("keep one of them"), "{e}");
     assert!(lightning::GradientAccumulationScheduler::new([(0, 0)]).is_err());
 }

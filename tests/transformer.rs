@@ -98,7 +98,7 @@ fn a_tiny_gpt_trains_every_parameter_with_dropout_in_training_only() {
     let mut gpt = Gpt::new(0.1);
     let before = gpt.loss(&data().batches(0).next().unwrap().unwrap()).unwrap().to_scalar::<f32>().unwrap();
     // the unused-parameter guard is on: a parameter without a gradient would fail this fit
-    let out = trainer(dir.path(), 8, 1).fit_with(&mut gpt, data(), Some(data())).unwrap();
+    let out = trainer(dir.path(), 8, 1).fit(&mut gpt, Data::loader(data()).val(data())).unwrap();
     assert_eq!(out.global_step, 24);
     assert_eq!(gpt.flags.0, 24, "dropout is on in every training step");
     assert_eq!(gpt.flags.1, 0, "and off in validation (sanity check included)");
@@ -111,14 +111,11 @@ fn a_tiny_gpt_trains_every_parameter_with_dropout_in_training_only() {
 fn a_resumed_fit_with_dropout_ends_bit_identical() {
     let dir = tempfile::tempdir().unwrap();
     let mut straight = Gpt::new(0.3);
-    trainer(&dir.path().join("a"), 3, 7).fit_with(&mut straight, data(), None::<DataLoader>).unwrap();
+    trainer(&dir.path().join("a"), 3, 7).fit(&mut straight, Data::loader(data())).unwrap();
 
     let mut first = Gpt::new(0.3);
-    let ckpt = trainer(&dir.path().join("b"), 1, 7)
-        .fit_with(&mut first, data(), None::<DataLoader>)
-        .unwrap()
-        .last_checkpoint
-        .unwrap();
+    let ckpt =
+        trainer(&dir.path().join("b"), 1, 7).fit(&mut first, Data::loader(data())).unwrap().last_checkpoint.unwrap();
     let saved = Checkpoint::load(&ckpt).unwrap().dropout.expect("the dropout state is in the checkpoint");
     assert_eq!(saved.seed, 7);
     assert!(saved.counter > 0, "the first epoch drew masks");
@@ -126,12 +123,12 @@ fn a_resumed_fit_with_dropout_ends_bit_identical() {
     let mut resumed = Gpt::new(0.3);
     let mut t = trainer(&dir.path().join("b"), 3, 7);
     t.resume_from(&ckpt);
-    t.fit_with(&mut resumed, data(), None::<DataLoader>).unwrap();
+    t.fit(&mut resumed, Data::loader(data())).unwrap();
     assert!(resumed.weights() == straight.weights(), "bit-identical after resume");
 
     // the masks matter: another seed ends elsewhere
     let mut other = Gpt::new(0.3);
-    trainer(&dir.path().join("c"), 3, 8).fit_with(&mut other, data(), None::<DataLoader>).unwrap();
+    trainer(&dir.path().join("c"), 3, 8).fit(&mut other, Data::loader(data())).unwrap();
     assert!(other.weights() != straight.weights());
 }
 

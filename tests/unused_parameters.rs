@@ -63,7 +63,7 @@ fn a_fast_layer_norm_between_linears_is_an_error_naming_the_first_linear() {
     let dir = tempfile::tempdir().unwrap();
     let mut t = builder(&dir).build().unwrap();
     let mut m = model(true);
-    let e = t.fit_with(&mut m, data(), None::<DataLoader>).unwrap_err();
+    let e = t.fit(&mut m, Data::loader(data())).unwrap_err();
     let Error::UnusedParameters { names } = &e else { panic!("{e:?}") };
     assert_eq!(names, &["l1.bias", "l1.weight", "ln.bias", "ln.weight"]);
     let msg = e.to_string();
@@ -78,7 +78,7 @@ fn allow_unused_parameters_trains_the_rest() {
     let mut t = builder(&dir).allow_unused_parameters(true).build().unwrap();
     let mut m = model(true);
     let (w1, w2) = (l1_weight(&m), m.l2.weight().flatten_all().unwrap().to_vec1::<f32>().unwrap());
-    assert_eq!(t.fit_with(&mut m, data(), None::<DataLoader>).unwrap().global_step, 4);
+    assert_eq!(t.fit(&mut m, Data::loader(data())).unwrap().global_step, 4);
     assert_eq!(l1_weight(&m), w1, "no gradient reaches l1 through candle-nn's fast LayerNorm");
     assert_ne!(m.l2.weight().flatten_all().unwrap().to_vec1::<f32>().unwrap(), w2);
 }
@@ -89,7 +89,7 @@ fn a_model_whose_parameters_all_get_gradients_is_unaffected() {
     let mut t = builder(&dir).build().unwrap();
     let mut m = model(false);
     let w1 = l1_weight(&m);
-    assert_eq!(t.fit_with(&mut m, data(), None::<DataLoader>).unwrap().global_step, 4);
+    assert_eq!(t.fit(&mut m, Data::loader(data())).unwrap().global_step, 4);
     assert_ne!(l1_weight(&m), w1);
 }
 
@@ -141,14 +141,14 @@ fn manual(use_b: bool) -> Manual {
 #[test]
 fn manual_optimization_checks_each_optimizers_first_step() {
     let dir = tempfile::tempdir().unwrap();
-    let e = builder(&dir).build().unwrap().fit_with(&mut manual(false), data(), None::<DataLoader>).unwrap_err();
+    let e = builder(&dir).build().unwrap().fit(&mut manual(false), Data::loader(data())).unwrap_err();
     // raised inside `training_step`, so wrapped in the hook's name
     let Error::Hook { hook: "training_step", source } = &e else { panic!("{e:?}") };
     assert!(matches!(&**source, Error::UnusedParameters { names } if names == &["b"]), "{e:?}");
     let mut t = builder(&dir).build().unwrap();
-    assert_eq!(t.fit_with(&mut manual(true), data(), None::<DataLoader>).unwrap().global_step, 8);
+    assert_eq!(t.fit(&mut manual(true), Data::loader(data())).unwrap().global_step, 8);
     let mut t = builder(&dir).allow_unused_parameters(true).build().unwrap();
-    assert_eq!(t.fit_with(&mut manual(false), data(), None::<DataLoader>).unwrap().global_step, 8);
+    assert_eq!(t.fit(&mut manual(false), Data::loader(data())).unwrap().global_step, 8);
 }
 
 /// A parameter the optimizer holds outside the module's `VarMap`.
@@ -173,7 +173,7 @@ fn a_parameter_the_optimizer_holds_outside_the_varmap_is_an_error_at_fit_start()
     let dir = tempfile::tempdir().unwrap();
     let w = candle_core::Var::zeros((4, 1), DType::F32, &Device::Cpu).unwrap();
     let mut m = Outside { vars: VarMap::new(), w };
-    let e = builder(&dir).build().unwrap().fit_with(&mut m, data(), None::<DataLoader>).unwrap_err();
+    let e = builder(&dir).build().unwrap().fit(&mut m, Data::loader(data())).unwrap_err();
     let lightning::Error::ParametersOutsideModule { module, names } = &e else { panic!("{e}") };
     assert_eq!((*module, names.as_slice()), ("Outside", &["`w` ([4, 1], F32)".to_string()][..]));
     assert!(e.to_string().contains("lightning::var_map"), "{e}");
@@ -181,6 +181,6 @@ fn a_parameter_the_optimizer_holds_outside_the_varmap_is_an_error_at_fit_start()
     assert_eq!(m.w.flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![0.0; 4]);
     // the same module with `w` in its VarMap trains
     m.vars = lightning::var_map([("w", &m.w)]);
-    assert_eq!(builder(&dir).build().unwrap().fit_with(&mut m, data(), None::<DataLoader>).unwrap().global_step, 4);
+    assert_eq!(builder(&dir).build().unwrap().fit(&mut m, Data::loader(data())).unwrap().global_step, 4);
     assert_ne!(m.w.flatten_all().unwrap().to_vec1::<f32>().unwrap(), vec![0.0; 4]);
 }

@@ -63,7 +63,7 @@ pub enum Scope {
 pub struct Needs {
     /// The `Trainer` method (`fit`, `validate`, ...).
     pub entry: &'static str,
-    /// Needed only when no loader is given (`<entry>_with` takes one).
+    /// Needed only with `Data::module()` (`Data::loader` and `Data::datamodule` bring loaders).
     pub unless_given: bool,
     /// A hook the module must then have too (an error at its impl), and how to write it.
     pub with: Option<(&'static str, &'static str)>,

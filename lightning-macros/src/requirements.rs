@@ -25,14 +25,17 @@ pub fn items() -> TokenStream {
     let items = HOOKS.iter().filter_map(|h| h.needs.map(|n| (h, n))).map(|(h, n)| {
         let name = marker(h);
         let doc = format!(" Implemented when the module has `{}`.", h.name);
-        let unless = if n.unless_given {
-            format!(" when no loader is given (or use `{}_with`)", n.entry)
+        let (unless, or_pass) = if n.unless_given {
+            (
+                " with `Data::module()`",
+                ", or pass `Data::loader(..)` or `Data::datamodule(..)` instead of `Data::module()`",
+            )
         } else {
-            String::new()
+            ("", "")
         };
         let message = format!("`{{Self}}` has no `{}` hook, which `Trainer::{}` needs{unless}", h.name, n.entry);
         let label = format!("`{}` missing", h.name);
-        let note = format!("add `fn {}(..)` to the `#[lightning_module]` impl of `{{Self}}`", h.name);
+        let note = format!("add `fn {}(..)` to the `#[lightning_module]` impl of `{{Self}}`{or_pass}", h.name);
         quote! {
             #[doc = #doc]
             #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]

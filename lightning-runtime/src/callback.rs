@@ -40,7 +40,7 @@ pub trait Callback<M: LightningModule>: IsCallback<Callback = Self> {
 
 /// Implemented by `#[callback]` for the callback's type, whatever the module: lets
 /// `.callbacks(..)` check its tuple before any module is known, so a missing `#[callback]`
-/// is one error at `.callbacks(..)` instead of one at every `fit_with`/`test_with` call.
+/// is one error at `.callbacks(..)` instead of one at every `fit`/`test` call.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a callback: add `#[callback]` to `impl {Self}`",
     label = "`{Self}` has no `#[callback]` impl",
@@ -49,7 +49,7 @@ pub trait Callback<M: LightningModule>: IsCallback<Callback = Self> {
 pub trait IsCallback {
     /// `Self`. `CallbackTuple` names each member through this projection, so that a type
     /// without `#[callback]` leaves the trainer's callback type unknown and the compiler
-    /// reports only the error at `.callbacks(..)`, not one more at every `fit_with` call.
+    /// reports only the error at `.callbacks(..)`, not one more at every `fit` call.
     type Callback;
     /// `self`.
     fn into_callback(self) -> Self::Callback;
@@ -68,7 +68,7 @@ pub trait IsCallback {
 pub trait CallbackTuple {
     /// The list the trainer keeps: the tuple itself. A projection, so that a wrong argument
     /// to `.callbacks(..)` leaves the trainer's callback type unknown and the compiler
-    /// reports the one error instead of one per `fit_with` call.
+    /// reports the one error instead of one per `fit` call.
     type List;
     /// The tuple, as the trainer keeps it.
     fn into_list(self) -> Self::List;

@@ -63,9 +63,12 @@ pub use relocate::{Relocate, Relocation};
 pub use state::{Flow, Stage, TrainerState};
 pub use step::StepOutput;
 pub use summary::{summarize, summarize_trainable};
+/// The parts of [`Data`] that appear only in its type (`Unset`, `Given`, the stage markers).
+#[doc(hidden)]
+pub use trainer::data_arg;
 pub use trainer::{
-    CkptPath, FitOutcome, Limit, ManualOptimization, Metrics, OptimizerClosure, StopReason, Strategy, Trainer,
-    TrainerBuilder, TrainerConfig, SMALL_MODEL_PARAMS,
+    CkptPath, Data, EvalData, FitData, FitOutcome, Limit, ManualOptimization, Metrics, OptimizerClosure, StopReason,
+    Strategy, Trainer, TrainerBuilder, TrainerConfig, SMALL_MODEL_PARAMS,
 };
 
 pub use candle_core as candle;

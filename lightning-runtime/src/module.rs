@@ -65,7 +65,7 @@ pub trait HasParameters {
 /// let y = x.sum_keepdim(1)?;
 /// let data = DataLoader::new(x, y, 16)?;
 /// let mut trainer = Trainer::builder().max_epochs(2).enable_checkpointing(false).build()?;
-/// let out = trainer.fit_with(&mut model, data, None::<DataLoader>)?;
+/// let out = trainer.fit(&mut model, Data::loader(data))?;
 /// assert_eq!(out.global_step, 8);
 /// # Ok(()) }
 /// ```

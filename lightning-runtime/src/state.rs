@@ -329,7 +329,7 @@ impl TrainerState {
     /// `ceil(batches per epoch / accumulate_grad_batches) × max_epochs`, capped by `max_steps`,
     /// where the batches are the training loader's per rank after `limit_train_batches`.
     ///
-    /// A loader given to `fit_with` is known from the start. One from `train_dataloader` or
+    /// A loader given to `fit` (`Data::loader(..)`) is known from the start. One from `train_dataloader` or
     /// a datamodule is fetched before `configure_optimizers` when `configure_optimizers`
     /// itself reads the estimate (as Lightning fetches it when the property is read there),
     /// otherwise at its usual place, after `on_fit_start` and the sanity check.

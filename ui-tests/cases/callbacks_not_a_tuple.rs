@@ -28,7 +28,7 @@ fn main() -> lightning::Result<()> {
     let mut model = Model { vars: VarMap::new() };
     let mut trainer = Trainer::builder().callbacks(SampleText).build()?;
     let x = Tensor::zeros((4, 1), candle_core::DType::F32, &candle_core::Device::Cpu)?;
-    trainer.fit_with(&mut model, DataLoader::new(x.clone(), x.clone(), 2)?, None::<DataLoader>)?;
-    trainer.fit_with(&mut model, DataLoader::new(x.clone(), x, 2)?, None::<DataLoader>)?;
+    trainer.fit(&mut model, Data::loader(DataLoader::new(x.clone(), x.clone(), 2)?))?;
+    trainer.fit(&mut model, Data::loader(DataLoader::new(x.clone(), x, 2)?))?;
     Ok(())
 }

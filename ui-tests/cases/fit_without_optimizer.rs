@@ -17,5 +17,5 @@ impl Model {
 fn main() {
     let mut model = Model { vars: VarMap::new() };
     let mut trainer = Trainer::builder().build().unwrap();
-    let _ = trainer.fit(&mut model);
+    let _ = trainer.fit(&mut model, Data::module());
 }

@@ -21,7 +21,7 @@ pub(crate) fn stepping_batches(
             dispatch::hook_name!(train_dataloader),
             "` or the datamodule and is not fetched yet: read `estimated_stepping_batches` in `",
             dispatch::hook_name!(configure_optimizers),
-            "` itself (`fit` then fetches the loader first, as Lightning does), pass the loader to `fit_with`, \
+            "` itself (`fit` then fetches the loader first, as Lightning does), pass the loader to `fit` as `Data::loader(..)`, \
              or bound the run by `max_steps` alone"
         )
         .into());
@@ -73,7 +73,7 @@ mod tests {
     #[test]
     fn unknown_lengths_say_why() {
         let c = cfg(|c| c.max_epochs = Some(3));
-        assert!(stepping_batches(&c, 1, None).unwrap_err().contains("fit_with"));
+        assert!(stepping_batches(&c, 1, None).unwrap_err().contains("Data::loader"));
         assert!(stepping_batches(&c, 1, Some(usize::MAX)).unwrap_err().contains("unknown"));
         let c = cfg(|c| (c.max_epochs, c.limit_train_batches) = (Some(3), Limit::Batches(4)));
         assert_eq!(stepping_batches(&c, 2, Some(usize::MAX)), Ok(6));

@@ -7,6 +7,7 @@ mod ckpt_path;
 mod closure;
 mod config;
 mod config_serde;
+pub mod data_arg;
 pub(crate) mod dispatch;
 mod estimate;
 mod eval;
@@ -17,6 +18,7 @@ pub(crate) mod logs;
 mod manual;
 mod results;
 mod resume;
+mod run;
 mod save;
 mod source;
 mod stop;
@@ -24,6 +26,7 @@ mod strategy;
 mod threads;
 mod unused;
 
+use std::borrow::BorrowMut;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,6 +36,7 @@ use candle_core::Device;
 pub use ckpt_path::CkptPath;
 pub use closure::OptimizerClosure;
 pub use config::{Limit, TrainerConfig};
+pub use data_arg::{Data, EvalData, FitData};
 pub use manual::ManualOptimization;
 pub use stop::StopReason;
 pub use strategy::Strategy;
@@ -43,8 +47,8 @@ pub use threads::SMALL_MODEL_PARAMS;
 use crate::dist::Collective;
 use crate::module::requirements::*;
 use crate::{
-    Accelerator, CallbackList, CallbackTuple, Chain, DataModule, Error, GradientClipAlgorithm, LightningModule, Loader,
-    Logger, ModelCheckpoint, NoDataModule, ProgressBar, Result, Stage, TrainerState,
+    Accelerator, CallbackList, CallbackTuple, Chain, DataModule, GradientClipAlgorithm, LightningModule, Loader,
+    Logger, ModelCheckpoint, ProgressBar, Result, Stage,
 };
 
 /// Metrics by name, as `callback_metrics` holds them at the end of a run.
@@ -415,7 +419,7 @@ impl<C> Trainer<C> {
     /// # fn demo<M>(trainer: &mut Trainer, model: &mut M, test: DataLoader) -> lightning::Result<()>
     /// # where M: LightningModule<Batch = (candle_core::Tensor, candle_core::Tensor)> + lightning::requirements::HasTestStep {
     /// // Lightning: trainer.test(model, test_loader, ckpt_path="best")
-    /// trainer.ckpt_path("best").test_with(model, test)?;
+    /// trainer.ckpt_path("best").test(model, Data::loader(test))?;
     /// # Ok(()) }
     /// ```
     pub fn ckpt_path(&mut self, path: impl Into<CkptPath>) -> &mut Self {
@@ -445,158 +449,52 @@ impl<C> Trainer<C> {
         Ok(())
     }
 
-    /// Runs one entry point: builds the callback list (the trainer's, the module's
-    /// `configure_callbacks`, the default checkpoint), runs `body`, and on error calls
-    /// `on_exception` (callbacks, then the datamodule) and returns the error. No end or
-    /// teardown hook runs after an error.
-    fn run<M, DM, R>(
-        &mut self,
-        stage: Stage,
-        model: &mut M,
-        dm: &mut DM,
-        body: impl FnOnce(&TrainerConfig, &mut TrainerState, &mut M, &mut RunCallbacks<'_, C, M>, &mut DM) -> Result<R>,
-    ) -> Result<(R, TrainerState)>
-    where
-        M: LightningModule,
-        C: CallbackList<M>,
-        DM: DataModule<Batch = M::Batch>,
-    {
-        // signals stop a fit after the current batch until on_exception has saved
-        let _armed = (stage == Stage::Fit).then(crate::interrupt::arm);
-        let mut state = TrainerState::new(stage, self.device.clone(), self.config.default_root_dir.clone());
-        // dropout layers train during fit's training batches only; the caller's flag comes back after
-        let _mode = crate::nn::TrainingFlag::set(state.training);
-        if stage != Stage::Fit {
-            // as in Lightning, counters of an earlier fit stay (loggers write at that step)
-            (state.current_epoch, state.global_step) = self.last_run.unwrap_or((0, 0));
-        }
-        state.accumulate_grad_batches = self.config.accumulate_grad_batches;
-        state.precision = self.config.precision;
-        state.automatic_optimization = M::AUTOMATIC_OPTIMIZATION;
-        state.check_val_every_n_epoch = self.config.check_val_every_n_epoch;
-        state.log_every_n_steps = self.config.log_every_n_steps;
-        state.loggers = std::mem::take(&mut self.loggers);
-        state.world = self.world.clone();
-        // under DDP only rank 0 logs, draws the bar and writes checkpoints
-        let rank_zero = state.is_global_zero();
-        let mut parked_loggers = if rank_zero { Vec::new() } else { std::mem::take(&mut state.loggers) };
-        state.val_check_once_per_epoch = self.config.val_check_interval == Limit::Fraction(1.0);
-        let foreign = state.world.is_some() || crate::dist::runtime_started();
-        threads::apply(threads::choose(self.config.threads, &self.device, model.parameters()), foreign);
-        // every rank runs the checkpoint callback (its best path and score are the same
-        // everywhere, since it watches metrics reduced over the ranks); rank 0 alone writes
-        let mut checkpoint = if stage == Stage::Fit { self.checkpoint.take().map(|c| (c,)) } else { None };
-        let mut bar =
-            (stage != Stage::Predict && self.config.enable_progress_bar && rank_zero).then(|| (ProgressBar::new(),));
-        let mut extra: Option<M::Callbacks> = None;
-        let log_files = if stage == Stage::Predict { Vec::new() } else { std::mem::take(&mut self.log_files) };
-        let config = &self.config;
-        let result = (|| {
-            extra = dispatch::configure_callbacks(&mut state, model)?;
-            let mut keys = Vec::new();
-            <RunCallbacks<'_, C, M>>::state_keys(&mut keys);
-            keys.sort_unstable();
-            if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
-                return Err(Error::DuplicateStateKey(w[0]));
-            }
-            if stage != Stage::Predict {
-                logs::hyperparams(&mut state, model)?;
-            }
-            if let Some(world) = state.world.clone().filter(|w| w.world_size() > 1) {
-                // rank 0's log directory, where the checkpoint callback saves on every rank
-                state.log_dir = crate::dist::broadcast_path(world.as_ref(), state.log_dir.take())?;
-            }
-            if rank_zero {
-                save::log_files(state.log_dir.as_deref().unwrap_or(&config.default_root_dir), &log_files)?;
-            }
-            let mut tail = Chain(&mut bar, &mut checkpoint);
-            let mut inner = Chain(&mut extra, &mut tail);
-            let mut cbs = Chain(&mut self.callbacks, &mut inner);
-            let out = body(config, &mut state, model, &mut cbs, &mut *dm)?;
-            if let Some(world) = state.world.as_ref().filter(|w| w.world_size() > 1) {
-                // rank 0's checkpoints are on disk before any rank reads them
-                world.barrier()?;
-            }
-            Ok(out)
-        })();
-        let result = result.inspect_err(|e| {
-            let mut tail = Chain(&mut bar, &mut checkpoint);
-            let mut inner = Chain(&mut extra, &mut tail);
-            let mut cbs = Chain(&mut self.callbacks, &mut inner);
-            // The run's error is what the caller needs; a failing on_exception cannot replace it.
-            let _ = dispatch::on_exception(&mut state, model, &mut cbs, &mut *dm, e);
-            // checkpoints on_exception asked for (OnExceptionCheckpoint): weights, counters and
-            // callback states, and the optimizer states the loop left when a signal stopped it
-            let _ = save::flush(&mut state, model, &mut cbs, &mut *dm, None);
-            if let Error::Interrupted { signal: crate::Signal::Usr1, .. } = e {
-                if config.auto_requeue && state.is_global_zero() {
-                    crate::requeue::requeue_slurm_job();
-                }
-            }
-        });
-        if let Some((c,)) = checkpoint {
-            self.checkpoint = Some(c);
-        }
-        // mixed precision: the module ends the run holding the f32 master weights, as Lightning's
-        // (whose module stays f32 under autocast), after a failed run too
-        let restored = match crate::relocate::restore(model.parameters(), &state.device, &state.masters) {
-            Some(r) => {
-                state.masters.clear();
-                model.relocate_fields(&r)
-            }
-            None => Ok(()),
-        };
-        let finalized = logs::finalize(&mut state, if result.is_ok() { "success" } else { "failed" });
-        self.loggers = std::mem::take(&mut state.loggers);
-        self.loggers.append(&mut parked_loggers);
-        if let (Err(e), Some(world)) = (&result, &self.world) {
-            if world.world_size() > 1 {
-                if let Error::Interrupted { .. } = e {
-                    // a signal stops every rank after the same batch (the loop syncs it): no
-                    // rank waits for another; wait for rank 0's on_exception checkpoint
-                    let _ = world.barrier();
-                } else {
-                    // the other ranks would wait for this one in their next collective operation
-                    eprintln!("rank {} of {}: {e}; ending the job", world.rank(), world.world_size());
-                    world.abort(1);
-                }
-            }
-        }
-        let r = result?;
-        restored?;
-        finalized?;
-        Ok((r, state))
-    }
-
-    /// Trains with the module's `train_dataloader` and `val_dataloader` (Lightning's `fit`).
-    pub fn fit<M>(&mut self, model: &mut M) -> Result<FitOutcome>
-    where
-        M: LightningModule + HasTrainingStep + HasConfigureOptimizers + HasTrainDataloader,
-        C: CallbackList<M>,
-    {
-        self.fit_inner(model, &mut NoDataModule::default(), None::<M::Loader>, None::<M::Loader>)
-    }
-
-    /// Trains on the loaders given; a `None` validation loader falls back to the module's
-    /// `val_dataloader` hook, as in Lightning.
-    pub fn fit_with<M, T, V>(&mut self, model: &mut M, train: T, val: Option<V>) -> Result<FitOutcome>
+    /// Trains the module (Lightning's `fit`) on `data`: `Data::module()` (its
+    /// `train_dataloader` and `val_dataloader`), `Data::loader(train)` (validation from the
+    /// module's `val_dataloader` if it has one), `Data::loader(train).val(val)` or
+    /// `Data::datamodule(&mut dm)`. The module needs `training_step` and
+    /// `configure_optimizers`, and `train_dataloader` with `Data::module()`; see [`Data`].
+    ///
+    /// ```
+    /// # use lightning::prelude::*;
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use candle_nn::{Linear, Module, VarBuilder, VarMap};
+    /// #[lightning_module]
+    /// struct Model { vars: VarMap, layer: Linear, data: DataLoader }
+    ///
+    /// #[lightning_module]
+    /// impl Model {
+    ///     fn training_step(&mut self, batch: &(Tensor, Tensor)) -> candle_core::Result<Tensor> {
+    ///         self.layer.forward(&batch.0)?.sub(&batch.1)?.sqr()?.mean_all()
+    ///     }
+    ///     fn configure_optimizers(&mut self) -> lightning::Result<AdamW> {
+    ///         AdamW::with_lr(&self.vars, 1e-2)
+    ///     }
+    ///     fn train_dataloader(&mut self) -> lightning::Result<DataLoader> {
+    ///         Ok(self.data.clone())
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> lightning::Result<()> {
+    /// # let vars = VarMap::new();
+    /// # let layer = candle_nn::linear(3, 1, VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu))?;
+    /// let x = Tensor::randn(0f32, 1., (32, 3), &Device::Cpu)?;
+    /// let data = DataLoader::new(x.clone(), x.sum_keepdim(1)?, 8)?;
+    /// let mut model = Model { vars, layer, data: data.clone() };
+    /// let mut trainer = Trainer::builder().max_epochs(1).enable_checkpointing(false).build()?;
+    /// assert_eq!(trainer.fit(&mut model, Data::module())?.global_step, 4);
+    /// let mut trainer = Trainer::builder().max_epochs(1).enable_checkpointing(false).build()?;
+    /// assert_eq!(trainer.fit(&mut model, Data::loader(data))?.global_step, 4);
+    /// # Ok(()) }
+    /// ```
+    pub fn fit<M, D>(&mut self, model: &mut M, data: D) -> Result<FitOutcome>
     where
         M: LightningModule + HasTrainingStep + HasConfigureOptimizers,
         C: CallbackList<M>,
-        T: Loader<Batch = M::Batch>,
-        V: Loader<Batch = M::Batch>,
+        D: FitData<M>,
     {
-        self.fit_inner(model, &mut NoDataModule::default(), Some(train), val)
-    }
-
-    /// Trains with a datamodule's loaders (Lightning's `fit(model, datamodule=dm)`).
-    pub fn fit_datamodule<M, DM>(&mut self, model: &mut M, datamodule: &mut DM) -> Result<FitOutcome>
-    where
-        M: LightningModule + HasTrainingStep + HasConfigureOptimizers,
-        C: CallbackList<M>,
-        DM: DataModule<Batch = M::Batch>,
-    {
-        self.fit_inner(model, datamodule, None::<M::Loader>, None::<M::Loader>)
+        let (mut dm, train, val) = data.into_parts();
+        self.fit_inner(model, dm.borrow_mut(), train, val)
     }
 
     fn fit_inner<M, DM, T, V>(
@@ -627,33 +525,27 @@ impl<C> Trainer<C> {
         })
     }
 
-    /// Runs the validation loop with the module's `val_dataloader`.
-    pub fn validate<M>(&mut self, model: &mut M) -> Result<Metrics>
-    where
-        M: LightningModule + HasValidationStep + HasValDataloader,
-        C: CallbackList<M>,
-    {
-        self.validate_inner(model, &mut NoDataModule::default(), None::<M::Loader>)
-    }
-
-    /// Runs the validation loop on a loader.
-    pub fn validate_with<M, L>(&mut self, model: &mut M, loader: L) -> Result<Metrics>
-    where
-        M: LightningModule + HasValidationStep,
-        C: CallbackList<M>,
-        L: Loader<Batch = M::Batch>,
-    {
-        self.validate_inner(model, &mut NoDataModule::default(), Some(loader))
-    }
-
-    /// Runs the validation loop with a datamodule.
-    pub fn validate_datamodule<M, DM>(&mut self, model: &mut M, datamodule: &mut DM) -> Result<Metrics>
+    /// Runs the validation loop (Lightning's `validate`) on `data`: `Data::module()` (its
+    /// `val_dataloader`), `Data::loader(loader)` or `Data::datamodule(&mut dm)`. The module
+    /// needs `validation_step`, and `val_dataloader` with `Data::module()`; see [`Data`].
+    ///
+    /// ```no_run
+    /// # use lightning::prelude::*;
+    /// # fn demo<M>(trainer: &mut Trainer, model: &mut M, val: DataLoader) -> lightning::Result<()>
+    /// # where M: LightningModule<Batch = (candle_core::Tensor, candle_core::Tensor)> + lightning::requirements::HasValidationStep {
+    /// // Lightning: trainer.validate(model, val_loader)
+    /// let metrics = trainer.validate(model, Data::loader(val))?;
+    /// println!("{:?}", metrics.get("val_loss"));
+    /// # Ok(()) }
+    /// ```
+    pub fn validate<M, D>(&mut self, model: &mut M, data: D) -> Result<Metrics>
     where
         M: LightningModule + HasValidationStep,
         C: CallbackList<M>,
-        DM: DataModule<Batch = M::Batch>,
+        D: EvalData<M, data_arg::stage::Validate>,
     {
-        self.validate_inner(model, datamodule, None::<M::Loader>)
+        let (mut dm, loader) = data.into_parts();
+        self.validate_inner(model, dm.borrow_mut(), loader)
     }
 
     fn validate_inner<M, DM, L>(&mut self, model: &mut M, dm: &mut DM, loader: Option<L>) -> Result<Metrics>
@@ -672,33 +564,27 @@ impl<C> Trainer<C> {
         Ok(metrics)
     }
 
-    /// Runs the test loop with the module's `test_dataloader`.
-    pub fn test<M>(&mut self, model: &mut M) -> Result<Metrics>
-    where
-        M: LightningModule + HasTestStep + HasTestDataloader,
-        C: CallbackList<M>,
-    {
-        self.test_inner(model, &mut NoDataModule::default(), None::<M::Loader>)
-    }
-
-    /// Runs the test loop on a loader.
-    pub fn test_with<M, L>(&mut self, model: &mut M, loader: L) -> Result<Metrics>
-    where
-        M: LightningModule + HasTestStep,
-        C: CallbackList<M>,
-        L: Loader<Batch = M::Batch>,
-    {
-        self.test_inner(model, &mut NoDataModule::default(), Some(loader))
-    }
-
-    /// Runs the test loop with a datamodule.
-    pub fn test_datamodule<M, DM>(&mut self, model: &mut M, datamodule: &mut DM) -> Result<Metrics>
+    /// Runs the test loop (Lightning's `test`) on `data`: `Data::module()` (its
+    /// `test_dataloader`), `Data::loader(loader)` or `Data::datamodule(&mut dm)`. The module
+    /// needs `test_step`, and `test_dataloader` with `Data::module()`; see [`Data`].
+    ///
+    /// ```no_run
+    /// # use lightning::prelude::*;
+    /// # fn demo<M>(trainer: &mut Trainer, model: &mut M, test: DataLoader) -> lightning::Result<()>
+    /// # where M: LightningModule<Batch = (candle_core::Tensor, candle_core::Tensor)> + lightning::requirements::HasTestStep {
+    /// // Lightning: trainer.test(model, test_loader)
+    /// let metrics = trainer.test(model, Data::loader(test))?;
+    /// println!("{:?}", metrics.get("test_loss"));
+    /// # Ok(()) }
+    /// ```
+    pub fn test<M, D>(&mut self, model: &mut M, data: D) -> Result<Metrics>
     where
         M: LightningModule + HasTestStep,
         C: CallbackList<M>,
-        DM: DataModule<Batch = M::Batch>,
+        D: EvalData<M, data_arg::stage::Test>,
     {
-        self.test_inner(model, datamodule, None::<M::Loader>)
+        let (mut dm, loader) = data.into_parts();
+        self.test_inner(model, dm.borrow_mut(), loader)
     }
 
     fn test_inner<M, DM, L>(&mut self, model: &mut M, dm: &mut DM, loader: Option<L>) -> Result<Metrics>
@@ -717,33 +603,27 @@ impl<C> Trainer<C> {
         Ok(metrics)
     }
 
-    /// Runs `predict_step` over the module's `predict_dataloader` and returns the results.
-    pub fn predict<M>(&mut self, model: &mut M) -> Result<Vec<M::Prediction>>
-    where
-        M: LightningModule + HasPredictStep + HasPredictDataloader,
-        C: CallbackList<M>,
-    {
-        self.predict_inner(model, &mut NoDataModule::default(), None::<M::Loader>)
-    }
-
-    /// Runs `predict_step` over a loader.
-    pub fn predict_with<M, L>(&mut self, model: &mut M, loader: L) -> Result<Vec<M::Prediction>>
-    where
-        M: LightningModule + HasPredictStep,
-        C: CallbackList<M>,
-        L: Loader<Batch = M::Batch>,
-    {
-        self.predict_inner(model, &mut NoDataModule::default(), Some(loader))
-    }
-
-    /// Runs `predict_step` over a datamodule's `predict_dataloader`.
-    pub fn predict_datamodule<M, DM>(&mut self, model: &mut M, datamodule: &mut DM) -> Result<Vec<M::Prediction>>
+    /// Runs `predict_step` over `data` and returns the results (Lightning's `predict`):
+    /// `Data::module()` (its `predict_dataloader`), `Data::loader(loader)` or
+    /// `Data::datamodule(&mut dm)`. The module needs `predict_step`, and
+    /// `predict_dataloader` with `Data::module()`; see [`Data`].
+    ///
+    /// ```no_run
+    /// # use lightning::prelude::*;
+    /// # fn demo<M>(trainer: &mut Trainer, model: &mut M, inputs: DataLoader) -> lightning::Result<()>
+    /// # where M: LightningModule<Batch = (candle_core::Tensor, candle_core::Tensor)> + lightning::requirements::HasPredictStep {
+    /// // Lightning: trainer.predict(model, loader)
+    /// let predictions: Vec<M::Prediction> = trainer.predict(model, Data::loader(inputs))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn predict<M, D>(&mut self, model: &mut M, data: D) -> Result<Vec<M::Prediction>>
     where
         M: LightningModule + HasPredictStep,
         C: CallbackList<M>,
-        DM: DataModule<Batch = M::Batch>,
+        D: EvalData<M, data_arg::stage::Predict>,
     {
-        self.predict_inner(model, datamodule, None::<M::Loader>)
+        let (mut dm, loader) = data.into_parts();
+        self.predict_inner(model, dm.borrow_mut(), loader)
     }
 
     fn predict_inner<M, DM, L>(&mut self, model: &mut M, dm: &mut DM, loader: Option<L>) -> Result<Vec<M::Prediction>>

@@ -1,3 +1,4 @@
+// `.val(..)` belongs to `fit`: `validate` takes one loader.
 use candle_core::Tensor;
 use candle_nn::VarMap;
 use lightning::prelude::*;
@@ -9,8 +10,8 @@ struct Model {
 
 #[lightning_module]
 impl Model {
-    fn training_step(&mut self, batch: &(Tensor, Tensor)) -> candle_core::Result<Tensor> {
-        batch.0.sum_all()
+    fn validation_step(&mut self) -> lightning::Result<()> {
+        Ok(())
     }
 }
 
@@ -18,7 +19,7 @@ fn main() -> lightning::Result<()> {
     let mut model = Model { vars: VarMap::new() };
     let mut trainer = Trainer::builder().build()?;
     let x = Tensor::zeros((4, 1), candle_core::DType::F32, &candle_core::Device::Cpu)?;
-    trainer.fit_with(&mut model, DataLoader::new(x.clone(), x.clone(), 2)?, None::<DataLoader>)?;
-    trainer.fit_with(&mut model, DataLoader::new(x.clone(), x, 2)?, None::<DataLoader>)?;
+    let loader = DataLoader::new(x.clone(), x.clone(), 2)?;
+    trainer.validate(&mut model, Data::loader(loader.clone()).val(loader))?;
     Ok(())
 }
