@@ -259,24 +259,33 @@ pub trait EvalData<M: LightningModule, S> {
     fn into_parts(self) -> (Self::Held, Option<Self::Loader>);
 }
 
-/// `Data::module()` for a stage: one impl per stage, each requiring that stage's hook.
-macro_rules! module_eval_data {
-    ($($stage:ident: $marker:ident;)*) => {$(
-        impl<M: LightningModule + $marker> EvalData<M, stage::$stage> for Data<Unset, Unset, Unset> {
-            type DataModule = NoDataModule<M::Batch>;
-            type Held = NoDataModule<M::Batch>;
-            type Loader = M::Loader;
-            fn into_parts(self) -> (Self::Held, Option<M::Loader>) {
-                (NoDataModule::default(), None)
-            }
-        }
-    )*};
+// `Data::module()`: one impl per stage, each requiring that stage's dataloader hook (written
+// out, not by a macro, so that a compile error points at a plain impl).
+impl<M: LightningModule + HasValDataloader> EvalData<M, stage::Validate> for Data<Unset, Unset, Unset> {
+    type DataModule = NoDataModule<M::Batch>;
+    type Held = NoDataModule<M::Batch>;
+    type Loader = M::Loader;
+    fn into_parts(self) -> (Self::Held, Option<M::Loader>) {
+        (NoDataModule::default(), None)
+    }
 }
 
-module_eval_data! {
-    Validate: HasValDataloader;
-    Test: HasTestDataloader;
-    Predict: HasPredictDataloader;
+impl<M: LightningModule + HasTestDataloader> EvalData<M, stage::Test> for Data<Unset, Unset, Unset> {
+    type DataModule = NoDataModule<M::Batch>;
+    type Held = NoDataModule<M::Batch>;
+    type Loader = M::Loader;
+    fn into_parts(self) -> (Self::Held, Option<M::Loader>) {
+        (NoDataModule::default(), None)
+    }
+}
+
+impl<M: LightningModule + HasPredictDataloader> EvalData<M, stage::Predict> for Data<Unset, Unset, Unset> {
+    type DataModule = NoDataModule<M::Batch>;
+    type Held = NoDataModule<M::Batch>;
+    type Loader = M::Loader;
+    fn into_parts(self) -> (Self::Held, Option<M::Loader>) {
+        (NoDataModule::default(), None)
+    }
 }
 
 impl<M, S, L> EvalData<M, S> for Data<Given<L>, Unset, Unset>
