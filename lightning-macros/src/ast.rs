@@ -104,7 +104,10 @@ fn parse_hook_attr(attr: &Attribute, errors: &mut Errors) -> Marker {
         syn::Meta::List(list) => match list.parse_args::<Ident>() {
             Ok(name) => Marker::Hook { name: Some(name) },
             Err(_) => {
-                errors.push(list.tokens.span(), "expected a hook name, as in `#[hook(on_train_batch_end)]`");
+                errors.push(
+                    list.tokens.span(),
+                    format!("expected a hook name, as in `#[hook({})]`", crate::catalogue::example_hook()),
+                );
                 Marker::NotHook
             }
         },

@@ -656,6 +656,11 @@ pub fn find(name: &str) -> Option<&'static Hook> {
     HOOKS.iter().find(|h| h.name == name)
 }
 
+/// The hook that messages show as an example of a hook name; `find` checks it is one.
+pub fn example_hook() -> &'static str {
+    find("on_train_batch_end").expect("catalogue: the example names a hook").name
+}
+
 pub fn removed(name: &str) -> Option<&'static (&'static str, &'static str, &'static str)> {
     REMOVED.iter().find(|r| r.0 == name)
 }

@@ -2,7 +2,7 @@
 //! the user's methods. The loops live in the runtime; nothing here runs per step
 //! except the one call each generated method makes.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::{spanned::Spanned, Fields, Ident, ItemImpl, ItemStruct, Type};
 
@@ -163,75 +163,30 @@ fn infer_batch<'a>(bound: &'a [BoundHook]) -> Option<&'a Type> {
     first_usable(from_params.chain(from_returns))
 }
 
+/// The fields of a `#[lightning_module]` struct, as `module_struct` needs them.
+#[derive(Default)]
+struct StructFields {
+    /// Fields marked `#[params]`: (access, type's span).
+    marked: Vec<(TokenStream, Span)>,
+    /// Unmarked fields of type `VarMap`.
+    by_type: Vec<(TokenStream, Span)>,
+    /// Every field's access (`name` or index).
+    all: Vec<TokenStream>,
+    /// Fields marked `#[hparams]`.
+    hparams: Vec<(TokenStream, Span)>,
+    /// (access, type) as strings, for `HasParameters::fields`.
+    names_types: Vec<(String, String)>,
+}
+
+/// Implements `HasParameters` for a `#[lightning_module]` struct (and strips our field markers).
 pub fn module_struct(mut item: ItemStruct, errors: &mut Errors) -> TokenStream {
-    let mut marked = Vec::new();
-    let mut by_type = Vec::new();
-    let mut all = Vec::new();
-    let mut hparams = Vec::new();
-    let mut fields = Vec::new();
-    for (i, f) in item.fields.iter_mut().enumerate() {
-        let before_h = f.attrs.len();
-        f.attrs.retain(|a| !a.path().is_ident("hparams"));
-        let is_hparams = f.attrs.len() != before_h;
-        let before = f.attrs.len();
-        f.attrs.retain(|a| !a.path().is_ident("params"));
-        let access = match &f.ident {
-            Some(id) => quote!(#id),
-            None => {
-                let idx = syn::Index::from(i);
-                quote!(#idx)
-            }
-        };
-        all.push(access.clone());
-        let ty = &f.ty;
-        fields.push((access.to_string(), quote!(#ty).to_string().replace(' ', "")));
-        if is_hparams {
-            hparams.push((access.clone(), f.ty.span()));
-        }
-        if f.attrs.len() != before {
-            marked.push((access, f.ty.span()));
-        } else if type_name(&f.ty) == "VarMap" {
-            by_type.push((access, f.ty.span()));
-        }
-    }
+    let mut fields = scan_fields(&mut item);
     let name = &item.ident;
-    let field = match (marked.len(), by_type.len()) {
-        (1, _) => Some(marked.remove(0)),
-        (0, 1) => Some(by_type.remove(0)),
-        (0, 0) => {
-            let hint = if matches!(item.fields, Fields::Unit) { " (a unit struct has none)" } else { "" };
-            errors.push(
-                name.span(),
-                format!("a `#[lightning_module]` struct needs the `VarMap` that holds its parameters{hint}: add a field `vars: VarMap`, or mark the field that holds it with `#[params]`"),
-            );
-            None
-        }
-        (0, _) => {
-            errors.push(
-                name.span(),
-                "several `VarMap` fields: mark the one holding the trained parameters with `#[params]`",
-            );
-            None
-        }
-        _ => {
-            errors.push(name.span(), "`#[params]` may mark only one field");
-            None
-        }
-    };
-    if let Some((_, span)) = hparams.get(1) {
-        errors.push(*span, "`#[hparams]` may mark only one field: gather the hyperparameters in one struct");
-    }
-    let hparams_fn = hparams.first().map(|(access, span)| {
-        let value = quote_spanned!(*span=> ::lightning::serde_json::to_value(&self.#access));
-        quote! {
-            fn hyperparameters(&self) -> ::lightning::Result<::core::option::Option<::lightning::serde_json::Value>> {
-                #value.map(::core::option::Option::Some).map_err(|e| ::lightning::Error::msg(
-                    ::std::format!("the `#[hparams]` field does not serialize to JSON: {e}")))
-            }
-        }
-    });
-    let field_names = fields.iter().map(|(n, _)| n);
-    let field_types = fields.iter().map(|(_, t)| t);
+    let field = params_field(&item, &mut fields, errors);
+    let hparams_fn = hyperparameters_fn(&fields.hparams, errors);
+    let field_names = fields.names_types.iter().map(|(n, _)| n);
+    let field_types = fields.names_types.iter().map(|(_, t)| t);
+    let all = &fields.all;
     let (ig, tg, wc) = item.generics.split_for_impl();
     let params_impl = field.map(|(access, span)| {
         let body = quote_spanned!(span=> &self.#access);
@@ -256,6 +211,91 @@ pub fn module_struct(mut item: ItemStruct, errors: &mut Errors) -> TokenStream {
     quote!(#item #params_impl)
 }
 
+/// Reads every field, removing the `#[params]` and `#[hparams]` markers the compiler must not see.
+fn scan_fields(item: &mut ItemStruct) -> StructFields {
+    let mut out = StructFields::default();
+    for (i, f) in item.fields.iter_mut().enumerate() {
+        let before_h = f.attrs.len();
+        f.attrs.retain(|a| !a.path().is_ident("hparams"));
+        let is_hparams = f.attrs.len() != before_h;
+        let before = f.attrs.len();
+        f.attrs.retain(|a| !a.path().is_ident("params"));
+        let access = match &f.ident {
+            Some(id) => quote!(#id),
+            None => {
+                let idx = syn::Index::from(i);
+                quote!(#idx)
+            }
+        };
+        out.all.push(access.clone());
+        let ty = &f.ty;
+        out.names_types.push((access.to_string(), quote!(#ty).to_string().replace(' ', "")));
+        if is_hparams {
+            out.hparams.push((access.clone(), f.ty.span()));
+        }
+        if f.attrs.len() != before {
+            out.marked.push((access, f.ty.span()));
+        } else if type_name(&f.ty) == "VarMap" {
+            out.by_type.push((access, f.ty.span()));
+        }
+    }
+    out
+}
+
+/// The field holding the parameters: the one `#[params]` marks, else the only `VarMap`.
+fn params_field(item: &ItemStruct, fields: &mut StructFields, errors: &mut Errors) -> Option<(TokenStream, Span)> {
+    let name = &item.ident;
+    match (fields.marked.len(), fields.by_type.len()) {
+        (1, _) => Some(fields.marked.remove(0)),
+        (0, 1) => Some(fields.by_type.remove(0)),
+        (0, 0) => {
+            let hint = if matches!(item.fields, Fields::Unit) { " (a unit struct has none)" } else { "" };
+            errors.push(
+                name.span(),
+                format!("a `#[lightning_module]` struct needs the `VarMap` that holds its parameters{hint}: add a field `vars: VarMap`, or mark the field that holds it with `#[params]`"),
+            );
+            None
+        }
+        (0, _) => {
+            errors.push(
+                name.span(),
+                "several `VarMap` fields: mark the one holding the trained parameters with `#[params]`",
+            );
+            None
+        }
+        _ => {
+            errors.push(name.span(), "`#[params]` may mark only one field");
+            None
+        }
+    }
+}
+
+/// `HasParameters::hyperparameters` from the one `#[hparams]` field, if any.
+fn hyperparameters_fn(hparams: &[(TokenStream, Span)], errors: &mut Errors) -> Option<TokenStream> {
+    if let Some((_, span)) = hparams.get(1) {
+        errors.push(*span, "`#[hparams]` may mark only one field: gather the hyperparameters in one struct");
+    }
+    hparams.first().map(|(access, span)| {
+        let value = quote_spanned!(*span=> ::lightning::serde_json::to_value(&self.#access));
+        quote! {
+            fn hyperparameters(&self) -> ::lightning::Result<::core::option::Option<::lightning::serde_json::Value>> {
+                #value.map(::core::option::Option::Some).map_err(|e| ::lightning::Error::msg(
+                    ::std::format!("the `#[hparams]` field does not serialize to JSON: {e}")))
+            }
+        }
+    })
+}
+
+/// The module's associated types, read from the user's hooks (or their defaults).
+struct AssocTypes {
+    batch: TokenStream,
+    optim: TokenStream,
+    prediction: TokenStream,
+    loader: TokenStream,
+    callbacks: TokenStream,
+}
+
+/// Implements `LightningModule` (and the requirement markers) for a `#[lightning_module]` impl.
 pub fn module_impl(item: &ItemImpl, bound: &[BoundHook], args: &ModuleArgs, errors: &mut Errors) -> TokenStream {
     if let Some((_, path, _)) = &item.trait_ {
         errors.push(path.span(), "`#[lightning_module]` goes on the struct and on its inherent impl (`impl MyModel { ... }`), not on a trait impl");
@@ -263,60 +303,12 @@ pub fn module_impl(item: &ItemImpl, bound: &[BoundHook], args: &ModuleArgs, erro
     }
     let self_ty = &item.self_ty;
     let (ig, _, wc) = item.generics.split_for_impl();
-    let tensor = quote!(::lightning::candle::Tensor);
-    let batch = match args.batch.as_ref().or_else(|| infer_batch(bound)) {
-        Some(t) => quote!(#t),
-        None => quote!((#tensor, #tensor)),
-    };
-    let optim = ret_of(bound, "$Optim");
-    let prediction = ret_of(bound, "$Prediction");
-    let prediction_ty = prediction
-        .map(|(_, t)| t)
-        .or_else(|| first_usable(params_typed(bound, "&$Prediction").map(types::strip_ref)))
-        .map_or_else(|| quote!(()), |t| quote!(#t));
-    let loader = ret_of(bound, "$Loader").map_or_else(|| quote!(::lightning::NoLoader<#batch>), |(_, t)| quote!(#t));
-    let callbacks = ret_of(bound, "::core::option::Option<$Callbacks>")
-        .map(|(_, t)| types::option_inner(t).unwrap_or(t))
-        .map_or_else(|| quote!(()), |t| quote!(#t));
-    for (hook, t) in [optim, prediction].into_iter().flatten() {
-        if types::mentions_self_or_impl(t) {
-            errors.push(
-                t.span(),
-                format!("`{}` must return a named type that does not mention `Self`: the trainer stores it", hook.name),
-            );
-        }
-    }
-    let optim = optim.map_or_else(|| quote!(::lightning::NoOptimizer), |(_, t)| quote!(#t));
+    let AssocTypes { batch, optim, prediction: prediction_ty, loader, callbacks } = assoc_types(bound, args, errors);
     let name = type_name(self_ty);
-    let has = |hook: &str| bound.iter().any(|b| b.hook.name == hook);
-    // A hook that needs another (`training_step` needs `configure_optimizers`): said once,
-    // here, rather than at every entry point's call; the other's marker is then implemented
-    // anyway, so those calls add nothing to this error.
-    let missing: Vec<&'static Hook> = bound
-        .iter()
-        .filter_map(|b| Some((b.hook, b.hook.needs?.with?)))
-        .filter(|(_, (with, _))| !has(with))
-        .map(|(hook, (with, example))| {
-            let other = crate::catalogue::find(with).expect("catalogue: `with` names a hook");
-            let entry = other.needs.map_or("", |n| n.entry);
-            errors.push(
-                self_ty.span(),
-                format!(
-                    "`{name}` has `{}` but no `{with}`, which `{entry}` needs: add {example} to this impl",
-                    hook.name
-                ),
-            );
-            other
-        })
-        .collect();
+    let missing = missing_partners(bound, self_ty, &name, errors);
     let automatic = !args.manual;
     if automatic {
-        for (_, ty) in params_named(bound, "manual") {
-            errors.add(syn::Error::new_spanned(
-                ty,
-                "`manual` exists only under manual optimization: write `#[lightning_module(manual_optimization)]` on this impl to step the optimizers yourself, or drop the argument and return the loss",
-            ));
-        }
+        reject_manual_args(bound, errors);
     }
     let methods = methods(bound, self_ty, &Place::Module, true);
     let estimate = reads_stepping_estimate(item, bound).then(|| {
@@ -344,6 +336,70 @@ pub fn module_impl(item: &ItemImpl, bound: &[BoundHook], args: &ModuleArgs, erro
     }
 }
 
+/// Reads the associated types from the hooks; a stored type that mentions `Self` is an error.
+fn assoc_types(bound: &[BoundHook], args: &ModuleArgs, errors: &mut Errors) -> AssocTypes {
+    let tensor = quote!(::lightning::candle::Tensor);
+    let batch = match args.batch.as_ref().or_else(|| infer_batch(bound)) {
+        Some(t) => quote!(#t),
+        None => quote!((#tensor, #tensor)),
+    };
+    let optim = ret_of(bound, "$Optim");
+    let prediction = ret_of(bound, "$Prediction");
+    let prediction_ty = prediction
+        .map(|(_, t)| t)
+        .or_else(|| first_usable(params_typed(bound, "&$Prediction").map(types::strip_ref)))
+        .map_or_else(|| quote!(()), |t| quote!(#t));
+    let loader = ret_of(bound, "$Loader").map_or_else(|| quote!(::lightning::NoLoader<#batch>), |(_, t)| quote!(#t));
+    let callbacks = ret_of(bound, "::core::option::Option<$Callbacks>")
+        .map(|(_, t)| types::option_inner(t).unwrap_or(t))
+        .map_or_else(|| quote!(()), |t| quote!(#t));
+    for (hook, t) in [optim, prediction].into_iter().flatten() {
+        if types::mentions_self_or_impl(t) {
+            errors.push(
+                t.span(),
+                format!("`{}` must return a named type that does not mention `Self`: the trainer stores it", hook.name),
+            );
+        }
+    }
+    let optim = optim.map_or_else(|| quote!(::lightning::NoOptimizer), |(_, t)| quote!(#t));
+    AssocTypes { batch, optim, prediction: prediction_ty, loader, callbacks }
+}
+
+/// A hook that needs another (`training_step` needs `configure_optimizers`): said once,
+/// here, rather than at every entry point's call; the other's marker is then implemented
+/// anyway (the hooks returned), so those calls add nothing to this error.
+fn missing_partners(bound: &[BoundHook], self_ty: &Type, name: &str, errors: &mut Errors) -> Vec<&'static Hook> {
+    let has = |hook: &str| bound.iter().any(|b| b.hook.name == hook);
+    bound
+        .iter()
+        .filter_map(|b| Some((b.hook, b.hook.needs?.with?)))
+        .filter(|(_, (with, _))| !has(with))
+        .map(|(hook, (with, example))| {
+            let other = crate::catalogue::find(with).expect("catalogue: `with` names a hook");
+            let entry = other.needs.map_or("", |n| n.entry);
+            errors.push(
+                self_ty.span(),
+                format!(
+                    "`{name}` has `{}` but no `{with}`, which `{entry}` needs: add {example} to this impl",
+                    hook.name
+                ),
+            );
+            other
+        })
+        .collect()
+}
+
+/// Under automatic optimization a hook's `manual` argument is an error.
+fn reject_manual_args(bound: &[BoundHook], errors: &mut Errors) {
+    for (_, ty) in params_named(bound, "manual") {
+        errors.add(syn::Error::new_spanned(
+            ty,
+            "`manual` exists only under manual optimization: write `#[lightning_module(manual_optimization)]` on this impl to step the optimizers yourself, or drop the argument and return the loss",
+        ));
+    }
+}
+
+/// Implements `Callback<M>` (and `IsCallback`) for a `#[callback]` impl.
 pub fn callback_impl(item: &ItemImpl, bound: &[BoundHook], args: &CallbackArgs, errors: &mut Errors) -> TokenStream {
     if let Some((_, path, _)) = &item.trait_ {
         errors.push(

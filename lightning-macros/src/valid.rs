@@ -2,7 +2,7 @@
 //! Every problem is recorded, none stops the others from being found.
 
 use proc_macro2::Span;
-use syn::{spanned::Spanned, FnArg, Ident, ImplItemFn, Pat, ReturnType, Type};
+use syn::{spanned::Spanned, FnArg, Ident, ImplItemFn, Pat, PatType, ReturnType, Signature, Type};
 
 use crate::ast::{ImplInput, Kind, Marker};
 use crate::catalogue::{self, Hook};
@@ -122,6 +122,20 @@ fn resolve_name(name: &str, span: Span, kind: Kind, errors: &mut Errors) -> Opti
     }
 }
 
+/// Records a signature's errors and whether any was found (the hook is then `broken`).
+struct SigErrors<'e> {
+    errors: &'e mut Errors,
+    ok: bool,
+}
+
+impl SigErrors<'_> {
+    fn bad(&mut self, span: Span, msg: String) {
+        self.errors.push(span, msg);
+        self.ok = false;
+    }
+}
+
+/// Checks a hook method's whole signature and binds it: `None` when its types are unusable.
 fn check_signature<'a>(
     f: &'a ImplItemFn,
     hook: &'static Hook,
@@ -129,32 +143,49 @@ fn check_signature<'a>(
     errors: &mut Errors,
 ) -> Option<BoundHook<'a>> {
     let sig = &f.sig;
-    let mut ok = true;
-    let mut bad = |span: Span, msg: String| {
-        errors.push(span, msg);
-        ok = false;
+    let mut e = SigErrors { errors, ok: true };
+    check_qualifiers(sig, hook, &mut e);
+    // errors after which the user's types cannot be used for the module's associated types
+    let mut types_ok = check_generics(sig, hook, &mut e);
+    let params = check_params(sig, hook, kind, &mut e);
+    let ret = match &sig.output {
+        ReturnType::Default => None,
+        ReturnType::Type(_, t) => Some(&**t),
     };
+    types_ok &= check_return(ret, hook, &mut e);
+    types_ok.then_some(BoundHook { hook, method: &sig.ident, params, ret, broken: !e.ok })
+}
+
+/// Rejects `async`, `const`, `unsafe` and `extern`: the trainer calls hooks as plain methods.
+fn check_qualifiers(sig: &Signature, hook: &Hook, e: &mut SigErrors) {
     if let Some(a) = &sig.asyncness {
-        bad(a.span(), format!("hook `{}` cannot be `async`: the trainer calls hooks synchronously", hook.name));
+        e.bad(a.span(), format!("hook `{}` cannot be `async`: the trainer calls hooks synchronously", hook.name));
     }
     if let Some(c) = &sig.constness {
-        bad(c.span(), format!("hook `{}` cannot be a `const fn`", hook.name));
+        e.bad(c.span(), format!("hook `{}` cannot be a `const fn`", hook.name));
     }
     if let Some(u) = &sig.unsafety {
-        bad(u.span(), format!("hook `{}` cannot be `unsafe`", hook.name));
+        e.bad(u.span(), format!("hook `{}` cannot be `unsafe`", hook.name));
     }
     if let Some(abi) = &sig.abi {
-        bad(abi.span(), format!("hook `{}` cannot have an `extern` ABI", hook.name));
+        e.bad(abi.span(), format!("hook `{}` cannot have an `extern` ABI", hook.name));
     }
-    // errors after which the user's types cannot be used for the module's associated types
-    let mut types_ok = true;
-    if !sig.generics.params.is_empty() {
-        types_ok = false;
-        bad(
-            sig.generics.span(),
-            format!("hook `{}` cannot be generic: the trainer calls it with fixed types (take concrete types, or `impl Trait` where the hook offers one)", hook.name),
-        );
+}
+
+/// Rejects generic hooks; false when the user's types are then unusable.
+fn check_generics(sig: &Signature, hook: &Hook, e: &mut SigErrors) -> bool {
+    if sig.generics.params.is_empty() {
+        return true;
     }
+    e.bad(
+        sig.generics.span(),
+        format!("hook `{}` cannot be generic: the trainer calls it with fixed types (take concrete types, or `impl Trait` where the hook offers one)", hook.name),
+    );
+    false
+}
+
+/// Binds the parameters by name and checks the receiver: the bound (catalogue name, type) pairs.
+fn check_params<'a>(sig: &'a Signature, hook: &Hook, kind: Kind, e: &mut SigErrors) -> Vec<(&'static str, &'a Type)> {
     let avail = available(hook, kind);
     let mut params = Vec::new();
     let mut receiver = false;
@@ -163,57 +194,66 @@ fn check_signature<'a>(
             FnArg::Receiver(r) => {
                 receiver = true;
                 if r.reference.is_none() {
-                    bad(
+                    e.bad(
                         r.span(),
                         format!("hook `{}` must take `&mut self` or `&self`, not `self` by value", hook.name),
                     );
                 }
             }
             FnArg::Typed(pt) => {
-                let Pat::Ident(pi) = &*pt.pat else {
-                    bad(
-                        pt.pat.span(),
-                        format!(
-                            "hook parameters are matched by name: write `name: Type` (available for `{}`: {})",
-                            hook.name,
-                            list(&avail)
-                        ),
-                    );
-                    continue;
-                };
-                let given = pi.ident.to_string();
-                let wanted = given.trim_start_matches('_');
-                match avail.iter().find(|n| **n == wanted) {
-                    Some(n) => params.push((*n, &*pt.ty)),
-                    None => {
-                        let (h, all) = (hook.name, list(&avail));
-                        let message = match closest_arg(wanted, &avail) {
-                            Some(s) => {
-                                format!("hook `{h}` has no argument `{given}`: did you mean `{s}`? (available: {all})")
-                            }
-                            None => format!("hook `{h}` has no argument `{given}`; available: {all}"),
-                        };
-                        bad(pi.ident.span(), message)
-                    }
+                if let Some(p) = bind_param(pt, hook, &avail, e) {
+                    params.push(p);
                 }
             }
         }
     }
     if !receiver {
-        bad(sig.ident.span(), format!("hook `{}` must take `&mut self` or `&self`", hook.name));
+        e.bad(sig.ident.span(), format!("hook `{}` must take `&mut self` or `&self`", hook.name));
     }
-    let ret = match &sig.output {
-        ReturnType::Default => None,
-        ReturnType::Type(_, t) => Some(&**t),
+    params
+}
+
+/// Matches one typed parameter to an available argument by its name (a leading `_` ignored).
+fn bind_param<'a>(
+    pt: &'a PatType,
+    hook: &Hook,
+    avail: &[&'static str],
+    e: &mut SigErrors,
+) -> Option<(&'static str, &'a Type)> {
+    let Pat::Ident(pi) = &*pt.pat else {
+        e.bad(
+            pt.pat.span(),
+            format!(
+                "hook parameters are matched by name: write `name: Type` (available for `{}`: {})",
+                hook.name,
+                list(avail)
+            ),
+        );
+        return None;
     };
-    if let Some(t) = ret {
-        let inner = types::result_ok(t).unwrap_or(t);
-        if matches!(inner, Type::ImplTrait(_)) {
-            types_ok = false;
-            bad(inner.span(), format!("hook `{}` must return a named type: the trainer stores it", hook.name));
-        }
+    let given = pi.ident.to_string();
+    let wanted = given.trim_start_matches('_');
+    if let Some(n) = avail.iter().find(|n| **n == wanted) {
+        return Some((*n, &*pt.ty));
     }
-    types_ok.then_some(BoundHook { hook, method: &sig.ident, params, ret, broken: !ok })
+    let (h, all) = (hook.name, list(avail));
+    let message = match closest_arg(wanted, avail) {
+        Some(s) => format!("hook `{h}` has no argument `{given}`: did you mean `{s}`? (available: {all})"),
+        None => format!("hook `{h}` has no argument `{given}`; available: {all}"),
+    };
+    e.bad(pi.ident.span(), message);
+    None
+}
+
+/// Rejects an `impl Trait` return (inside `Result` too); false when the types are then unusable.
+fn check_return(ret: Option<&Type>, hook: &Hook, e: &mut SigErrors) -> bool {
+    let Some(t) = ret else { return true };
+    let inner = types::result_ok(t).unwrap_or(t);
+    if !matches!(inner, Type::ImplTrait(_)) {
+        return true;
+    }
+    e.bad(inner.span(), format!("hook `{}` must return a named type: the trainer stores it", hook.name));
+    false
 }
 
 /// The available argument closest to an unknown one, if close enough to be a likely typo

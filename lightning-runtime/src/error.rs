@@ -105,7 +105,7 @@ pub enum Error {
     },
 
     /// `log_metric` was called from a hook that runs every batch.
-    #[error("`log_metric(\"{name}\", ..)` in `{hook}` would log a partial value each batch: update the metric in the steps and log it from an epoch-end hook (e.g. `on_validation_epoch_end`)")]
+    #[error("`log_metric(\"{name}\", ..)` in `{hook}` would log a partial value each batch: update the metric in the steps and log it from an epoch-end hook (e.g. `{example}`)", example = crate::trainer::dispatch::name::ON_VALIDATION_EPOCH_END)]
     MetricLoggedPerBatch {
         /// The hook `log_metric` was called from.
         hook: &'static str,
