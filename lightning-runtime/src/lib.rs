@@ -22,6 +22,7 @@ mod hook_return;
 mod init;
 mod interrupt;
 pub mod logging;
+mod loops;
 pub mod metrics;
 mod module;
 pub mod nn;

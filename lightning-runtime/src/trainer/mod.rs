@@ -4,27 +4,23 @@
 //! is a static call the compiler can inline; hooks nothing implements vanish.
 
 mod ckpt_path;
-mod closure;
 mod config;
 mod config_serde;
 pub mod data_arg;
 pub(crate) mod dispatch;
-mod estimate;
-mod eval;
-mod fit;
-mod foreign_params;
-mod hooks;
+pub(crate) mod estimate;
+pub(crate) mod foreign_params;
+pub(crate) mod hooks;
 pub(crate) mod logs;
-mod manual;
 mod results;
-mod resume;
+pub(crate) mod resume;
 mod run;
-mod save;
-mod source;
-mod stop;
+pub(crate) mod save;
+pub(crate) mod source;
+pub(crate) mod stop;
 mod strategy;
 mod threads;
-mod unused;
+pub(crate) mod unused;
 
 use std::borrow::BorrowMut;
 use std::collections::BTreeMap;
@@ -33,11 +29,11 @@ use std::sync::Arc;
 
 use candle_core::Device;
 
+pub use crate::loops::closure::OptimizerClosure;
+pub use crate::loops::manual::ManualOptimization;
 pub use ckpt_path::CkptPath;
-pub use closure::OptimizerClosure;
 pub use config::{Limit, TrainerConfig};
 pub use data_arg::{Data, EvalData, FitData};
-pub use manual::ManualOptimization;
 pub use stop::StopReason;
 pub use strategy::Strategy;
 #[cfg(feature = "mpi")]
@@ -45,6 +41,8 @@ pub(crate) use threads::share_cores;
 pub use threads::SMALL_MODEL_PARAMS;
 
 use crate::dist::Collective;
+use crate::loops::evaluation::{EvaluationLoop, Test, Validation};
+use crate::loops::RunCtx;
 use crate::module::requirements::*;
 use crate::{
     Accelerator, CallbackList, CallbackTuple, Chain, DataModule, GradientClipAlgorithm, LightningModule, Loader,
@@ -513,7 +511,7 @@ impl<C> Trainer<C> {
     {
         let resume = self.take_ckpt_path()?;
         let (stopped, state) = self.run(Stage::Fit, model, dm, |cfg, state, model, cbs, dm| {
-            fit::run(cfg, state, model, cbs, dm, train, val, resume.as_deref())
+            crate::loops::fit_loop::run(RunCtx { cfg, state, model, cbs, dm }, train, val, resume.as_deref())
         })?;
         self.last_run = Some((state.current_epoch, state.global_step));
         Ok(FitOutcome {
@@ -557,7 +555,7 @@ impl<C> Trainer<C> {
     {
         self.load_ckpt_path(model)?;
         let ((), state) = self.run(Stage::Validate, model, dm, |cfg, state, model, cbs, dm| {
-            eval::run_validate(cfg, state, model, cbs, dm, loader)
+            EvaluationLoop::<Validation>::run_stage(RunCtx { cfg, state, model, cbs, dm }, loader)
         })?;
         let metrics = state.callback_metrics()?;
         results::print(Stage::Validate, &metrics);
@@ -596,7 +594,7 @@ impl<C> Trainer<C> {
     {
         self.load_ckpt_path(model)?;
         let ((), state) = self.run(Stage::Test, model, dm, |cfg, state, model, cbs, dm| {
-            eval::run_test(cfg, state, model, cbs, dm, loader)
+            EvaluationLoop::<Test>::run_stage(RunCtx { cfg, state, model, cbs, dm }, loader)
         })?;
         let metrics = state.callback_metrics()?;
         results::print(Stage::Test, &metrics);
@@ -635,7 +633,7 @@ impl<C> Trainer<C> {
     {
         self.load_ckpt_path(model)?;
         let (preds, _) = self.run(Stage::Predict, model, dm, |cfg, state, model, cbs, dm| {
-            eval::run_predict(cfg, state, model, cbs, dm, loader)
+            crate::loops::evaluation::predict(RunCtx { cfg, state, model, cbs, dm }, loader)
         })?;
         Ok(preds)
     }

@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// A checkpoint read and checked against the module, waiting for the optimizers.
-pub(super) struct Resume {
+pub(crate) struct Resume {
     path: PathBuf,
     ck: Checkpoint,
     /// The module's variables and their values from the checkpoint, converted, not yet set.
@@ -26,7 +26,7 @@ impl Resume {
     /// `on_load_checkpoint` (it may edit the dict), the datamodule's and the callbacks' states.
     /// The weights and the optimizers' states are checked against the module after the
     /// module's hook and before the others, and applied only by [`Resume::apply`].
-    pub(super) fn read<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch = M::Batch>>(
+    pub(crate) fn read<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch = M::Batch>>(
         path: &Path,
         state: &mut TrainerState,
         model: &mut M,
@@ -63,7 +63,7 @@ impl Resume {
     }
 
     /// The epoch to start at and the batches of it already done.
-    pub(super) fn start(&self) -> (usize, usize) {
+    pub(crate) fn start(&self) -> (usize, usize) {
         let ck = &self.ck;
         if ck.epoch_complete {
             (ck.epoch + 1, 0)
@@ -75,7 +75,7 @@ impl Resume {
     /// Checks the optimizers' and the scheduler's states against what `configure_optimizers`
     /// returned, then applies every part: the weights, the optimizers' and the scheduler's
     /// states, the step counter. An error before that changes none of them.
-    pub(super) fn apply<O: Optimizers>(self, state: &mut TrainerState, optim: &mut O) -> Result<()> {
+    pub(crate) fn apply<O: Optimizers>(self, state: &mut TrainerState, optim: &mut O) -> Result<()> {
         let Resume { path, ck, weights } = self;
         let n = optim.count();
         if !ck.optimizers.is_empty() && ck.optimizers.len() != n {

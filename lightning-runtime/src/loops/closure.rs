@@ -2,7 +2,8 @@
 
 use candle_core::Tensor;
 
-use super::dispatch;
+use super::backward::{backward, Sync};
+use crate::trainer::dispatch;
 use crate::{
     CallbackList, Error, GradientClipAlgorithm, Gradients, LightningModule, Optimizer, Optimizers, Result, StepOutput,
     TrainerState,
@@ -40,7 +41,7 @@ pub(crate) struct Closure<'a, M: LightningModule, C> {
     pub clip: (Option<f64>, GradientClipAlgorithm),
     pub output: Option<StepOutput>,
     pub stepped: bool,
-    pub guard: &'a mut super::unused::UnusedGuard,
+    pub guard: &'a mut crate::trainer::unused::UnusedGuard,
 }
 
 impl<M: LightningModule, C: CallbackList<M>> Closure<'_, M, C> {
@@ -74,28 +75,12 @@ impl<M: LightningModule, C: CallbackList<M>> OptimizerClosure<M> for Closure<'_,
             dispatch::optimizer_zero_grad(state, module, epoch, self.batch_idx, optimizer, self.grads)?;
         }
         if let Some(loss) = &out.loss {
-            dispatch::on_before_backward(state, module, cbs, loss)?;
-            let store = dispatch::backward(state, module, loss)?;
-            self.grads.accumulate(store)?;
-            // before DDP's sync, which fills missing gradients with zeros; no gradient at all
-            // after a relocation has its own error below
-            if self.sync && !(state.relocated && self.grads.is_empty()) {
-                self.guard.check(0, optimizer, self.grads)?;
-            }
-            match &state.world {
-                // DDP: the mean gradient over the ranks, before any hook sees it (as torch's
-                // DDP reduces during backward), once per accumulation window
-                Some(world) if self.sync => crate::dist::average_gradients(world.as_ref(), self.grads)?,
-                _ => {}
-            }
-            if state.relocated && self.grads.is_empty() {
-                return Err(Error::Device(format!(
-                    "the loss depends on none of the parameters moved to {:?}: a field of `{}` still holds the old tensors; implement `lightning::Relocate` for its type, or build the module on `trainer.device()` in its final dtype",
-                    state.device.location(),
-                    M::NAME
-                )));
-            }
-            dispatch::on_after_backward(state, module, cbs, self.grads)?;
+            let (window_end, guard) = (self.sync, &mut *self.guard);
+            let sync = if window_end { Sync::Now } else { Sync::Later };
+            // the unused-parameter check once per window, on this rank's own gradients
+            let check =
+                |_: &TrainerState, g: &Gradients| if window_end { guard.check(0, optimizer, g) } else { Ok(()) };
+            backward(state, module, cbs, self.grads, loss, sync, check)?;
         }
         let loss = out.loss.clone();
         self.output = Some(out);

@@ -3,7 +3,8 @@
 
 use candle_core::Tensor;
 
-use super::dispatch;
+use super::backward::{backward, Sync};
+use crate::trainer::dispatch;
 use crate::{CallbackList, Error, Gradients, LightningModule, Optimizer, Optimizers, Result, TrainerState};
 
 type Opt<M> = <<M as LightningModule>::Optim as Optimizers>::Optimizer;
@@ -59,7 +60,7 @@ pub(crate) struct Manual<'a, M: LightningModule, C> {
     pub optim: &'a mut M::Optim,
     pub grads: &'a mut Gradients,
     pub steps: usize,
-    pub guard: &'a mut super::unused::UnusedGuard,
+    pub guard: &'a mut crate::trainer::unused::UnusedGuard,
 }
 
 fn no_optimizer(index: usize, count: usize) -> Error {
@@ -73,15 +74,10 @@ impl<M: LightningModule, C: CallbackList<M>> ManualOptimization<M> for Manual<'_
         // a half-precision loss goes backward from f32, as under Lightning's autocast
         let wide = crate::precision::widen(loss)?;
         let loss = &wide;
-        dispatch::on_before_backward(trainer, module, self.callbacks, loss)?;
-        let store = dispatch::backward(trainer, module, loss)?;
-        self.grads.accumulate(store)?;
-        if let Some(world) = &trainer.world {
-            // DDP syncs every manual backward, as torch's DDP does in backward: gradients
-            // already averaged stay equal on every rank, so the sum stays the mean
-            crate::dist::average_gradients(world.as_ref(), self.grads)?;
-        }
-        dispatch::on_after_backward(trainer, module, self.callbacks, self.grads)
+        // DDP syncs every manual backward, as torch's DDP does in backward: gradients already
+        // averaged stay equal on every rank, so the sum stays the mean. Unused parameters
+        // are checked per optimizer at `step`.
+        backward(trainer, module, self.callbacks, self.grads, loss, Sync::Now, |_, _| Ok(()))
     }
 
     fn step(&mut self, module: &mut M, trainer: &mut TrainerState, index: usize) -> Result<()> {
