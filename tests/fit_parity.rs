@@ -229,7 +229,7 @@ fn ckpt_path_best_and_last_for_test_and_their_errors() {
     let mut t =
         quiet().default_root_dir(dir.path()).enable_checkpointing(true).checkpoint(ck).max_epochs(3).build().unwrap();
     let e = t.ckpt_path("best").test(&mut lin(), Data::loader(line(1))).unwrap_err();
-    assert!(e.to_string().contains("no best checkpoint yet"), "{e}");
+    assert!(e.to_string().contains("ModelCheckpoint has saved no checkpoint yet"), "{e}");
 
     let mut m = lin();
     t.fit(&mut m, Data::loader(line(3)).val(line(1))).unwrap();

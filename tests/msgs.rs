@@ -176,6 +176,44 @@ fn a_monitor_that_was_never_logged_says_did_you_mean() {
     assert!(e.to_string().contains("which was not logged: did you mean `train_loss`?"), "{e}");
 }
 
+/// A validation loader given to a module without `validation_step` is skipped with
+/// Lightning's warning, and a monitor of a validation metric names the missing step.
+#[test]
+fn a_val_loader_without_validation_step_warns_and_the_monitor_names_the_step() {
+    if std::env::var_os("MSGS_VAL_CHILD").is_some() {
+        let w = candle_core::Var::new(1f32, &Device::Cpu).unwrap();
+        let mut model = Drift { vars: lightning::var_map([("w", &w)]), w };
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Trainer::builder()
+            .max_epochs(1)
+            .default_root_dir(dir.path())
+            .enable_checkpointing(false)
+            .enable_progress_bar(false)
+            .callbacks((EarlyStopping::new("val_loss"),))
+            .build()
+            .unwrap();
+        let x = Tensor::zeros((2, 1), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let loader = || DataLoader::new(x.clone(), x.clone(), 1).unwrap();
+        let _ = t.fit(&mut model, Data::loader(loader()).val(loader())).map(|_| ()).report();
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let name = "a_val_loader_without_validation_step_warns_and_the_monitor_names_the_step";
+    let out = Command::new(exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env("MSGS_VAL_CHILD", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "warning: a validation loader was given, but `Drift` has no `validation_step`: skipping the validation loop"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("the module has no `validation_step`, so nothing validation logs exists"), "{stderr}");
+}
+
 #[lightning_module]
 struct Pick {
     vars: candle_nn::VarMap,

@@ -35,7 +35,10 @@ pub fn items() -> TokenStream {
         };
         let message = format!("`{{Self}}` has no `{}` hook, which `Trainer::{}` needs{unless}", h.name, n.entry);
         let label = format!("`{}` missing", h.name);
-        let note = format!("add `fn {}(..)` to the `#[lightning_module]` impl of `{{Self}}`{or_pass}", h.name);
+        let note = format!(
+            "add `fn {}(..)` to the impl of `{{Self}}` marked `#[lightning_module]` (a method of an impl without it is not a hook){or_pass}",
+            h.name
+        );
         quote! {
             #[doc = #doc]
             #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]

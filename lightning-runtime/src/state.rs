@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use candle_core::Device;
 
-use crate::logging::store::LoopKind;
+use crate::logging::store::{LogSite, LoopKind};
 use crate::logging::{Log, LogScope, LogValue, Logger, MetricStore};
 use crate::Result;
 
@@ -80,6 +80,8 @@ pub struct TrainerState {
     pub(crate) num_training_batches: usize,
     /// Validation batches per run after `limit_val_batches` (0: no validation).
     pub(crate) num_val_batches: usize,
+    /// The module in `fit` has no `validation_step`, so nothing validation logs exists.
+    pub(crate) no_validation_step: bool,
     /// Batches of the validation or test run in progress.
     pub(crate) num_eval_batches: usize,
     /// The `check_val_every_n_epoch` flag.
@@ -159,6 +161,7 @@ impl TrainerState {
             device,
             num_training_batches: 0,
             num_val_batches: 0,
+            no_validation_step: false,
             num_eval_batches: 0,
             check_val_every_n_epoch: Some(1),
             val_check_once_per_epoch: true,
@@ -210,7 +213,8 @@ impl TrainerState {
             Some(world) if opts.sync_dist => Some(crate::dist::sync_metric(world, &v, opts.reduce)?),
             _ => None,
         };
-        self.metrics.log(name, v, synced, opts, self.scope, self.hook, self.running, self.batch_size)
+        let site = LogSite { scope: self.scope, hook: self.hook, loop_kind: self.running, batch_size: self.batch_size };
+        self.metrics.log(name, v, synced, opts, site)
     }
 
     /// Lightning's `self.log(name, metric)` for a [`Metric`](crate::metrics::Metric): its
@@ -360,10 +364,17 @@ impl TrainerState {
         if self.num_val_batches > 0 || self.stage != crate::Stage::Fit {
             return String::new();
         }
+        let step = crate::trainer::dispatch::name::VALIDATION_STEP;
+        if self.no_validation_step {
+            return format!(
+                "; the module has no `{step}`, so nothing validation logs exists; write one, or monitor a \
+                 training metric instead of `{key}`"
+            );
+        }
         format!(
             "; no validation batch ran: the validation loader is empty, missing, or limited to 0 \
-             batches, so nothing `validation_step` logs exists; give it samples, or monitor a \
-             training metric instead of `{key}`"
+             batches, so nothing `{step}` logs exists; give it samples, or monitor a training metric \
+             instead of `{key}`"
         )
     }
 

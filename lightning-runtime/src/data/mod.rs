@@ -22,6 +22,11 @@ pub use pixels::{to_unit_f32, Pixels};
 pub use stream::StreamLoader;
 
 /// A source of batches, re-read every epoch.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a data loader",
+    label = "not a `lightning::Loader`",
+    note = "a module's `*_dataloader` hooks return `lightning::Result<DataLoader>` (or another `Loader`); only a datamodule's return `Result<Option<..>>`, for a loader it may not have"
+)]
 pub trait Loader {
     /// What one batch is (what the step hooks take).
     type Batch;

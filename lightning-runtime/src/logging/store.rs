@@ -134,24 +134,32 @@ fn combine(acc: &MetricValue, v: &MetricValue, reduce: Reduce) -> Result<MetricV
     }))
 }
 
+/// Where a `log` call comes from: the running hook, its log scope and loop, and the batch's
+/// size (the weight of the value in the epoch's mean).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LogSite {
+    pub scope: LogScope,
+    pub hook: &'static str,
+    pub loop_kind: LoopKind,
+    pub batch_size: usize,
+}
+
 impl MetricStore {
     /// Device-to-host reads done so far (each costs a sync on a GPU).
     pub fn syncs(&self) -> usize {
         self.syncs.get()
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// One `log` call from `site`: `synced` is the ranks' reduced value under `sync_dist`.
     pub(crate) fn log(
         &mut self,
         name: &str,
         value: MetricValue,
         synced: Option<MetricValue>,
         opts: Log,
-        scope: LogScope,
-        hook: &'static str,
-        loop_kind: LoopKind,
-        batch_size: usize,
+        site: LogSite,
     ) -> Result<()> {
+        let LogSite { scope, hook, loop_kind, batch_size } = site;
         let (default_step, default_epoch) = match scope {
             LogScope::TrainStep => (true, false),
             LogScope::EvalStep | LogScope::EpochOnly => (false, true),

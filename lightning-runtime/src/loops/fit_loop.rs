@@ -233,6 +233,7 @@ where
     if val_enabled && !sanity {
         val_loader = source::get(val, ctx.state, ctx.model, ctx.dm, Which::Val)?;
     }
+    warn_skipped_validation::<M, DM>(ctx.state, val.is_some(), val_enabled && val_loader.is_none());
     let (rank, world) = (ctx.state.global_rank(), ctx.state.world_size());
     if world > 1 {
         train_loader.shard(rank, world)?;
@@ -241,6 +242,25 @@ where
         }
     }
     Ok((train_loader, val_loader))
+}
+
+/// Lightning's two warnings when the validation loop cannot run: a validation loader (given,
+/// the datamodule's or the module's) without `validation_step`, or the step without a
+/// loader. `given`: a loader passed to `fit` and not taken.
+fn warn_skipped_validation<M: LightningModule, DM: DataModule>(state: &mut TrainerState, given: bool, no_loader: bool) {
+    let (step, loader) = (dispatch::name::VALIDATION_STEP, dispatch::name::VAL_DATALOADER);
+    state.no_validation_step = !M::IMPL_VALIDATION_STEP;
+    if !M::IMPL_VALIDATION_STEP && (given || M::IMPL_VAL_DATALOADER || DM::IMPL_VAL_DATALOADER) {
+        crate::dist::rank_zero_warn(format_args!(
+            "a validation loader was given, but `{}` has no `{step}`: skipping the validation loop (write `{step}` to validate)",
+            M::NAME
+        ));
+    } else if no_loader {
+        crate::dist::rank_zero_warn(format_args!(
+            "`{}` has a `{step}` but no validation loader: skipping the validation loop (pass one with `Data::loader(train).val(val)`, or write `{loader}`)",
+            M::NAME
+        ));
+    }
 }
 
 impl<M: LightningModule, VL: Loader<Batch = M::Batch>> FitLoop<M, VL> {

@@ -19,7 +19,7 @@ use candle_core::{
 use rayon::prelude::*;
 
 use super::dropout::Mask;
-use super::gemm::matmul;
+use super::gemm::{matmul, Mat};
 use super::math::{row_dot, row_max, row_sum, Real};
 use super::op::contiguous;
 
@@ -96,7 +96,7 @@ pub fn scaled_dot_product_attention(q: &Tensor, k: &Tensor, v: &Tensor, opts: &A
         && v.dtype() == q.dtype()
         && g.n * g.tq * g.tk * g.d * g.dv > 0;
     if !fast {
-        return composed(q, k, v, &g, scale, opts.causal, mask.as_ref(), drop.map(|m| (m, opts.dropout)));
+        return composed(q, k, v, &g, (scale, opts.causal), mask.as_ref(), drop.map(|m| (m, opts.dropout)));
     }
     let op =
         SdpaOp { g, scale, causal: opts.causal, mask, drop: drop.map(|m| (m, opts.dropout)), lse: OnceLock::new() };
@@ -129,7 +129,7 @@ pub fn self_attention_packed(qkv: &Tensor, opts: &AttentionOptions) -> Result<Te
     let mask = opts.mask.as_ref().map(|m| additive(m, q.dtype(), &g)).transpose()?;
     let drop = dropout_mask(opts.dropout, &g)?.map(|m| (m, opts.dropout));
     if !(q.device().is_cpu() && matches!(q.dtype(), DType::F32 | DType::F64) && g.n * g.tq * g.d > 0) {
-        return composed(&q, &k, &v, &g, scale, opts.causal, mask.as_ref(), drop);
+        return composed(&q, &k, &v, &g, (scale, opts.causal), mask.as_ref(), drop);
     }
     qkv.apply_op1(Packed(SdpaOp { g, scale, causal: opts.causal, mask, drop, lse: OnceLock::new() }))
 }
@@ -142,7 +142,7 @@ pub fn attention_composed(q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttentionOp
     let scale = opts.scale.unwrap_or(1.0 / (g.d as f64).sqrt());
     let mask = opts.mask.as_ref().map(|m| additive(m, q.dtype(), &g)).transpose()?;
     let drop = dropout_mask(opts.dropout, &g)?;
-    composed(q, k, v, &g, scale, opts.causal, mask.as_ref(), drop.map(|m| (m, opts.dropout)))
+    composed(q, k, v, &g, (scale, opts.causal), mask.as_ref(), drop.map(|m| (m, opts.dropout)))
 }
 
 /// The sizes of one call: `n` heads (the product of the leading dimensions) of `tq`
@@ -207,14 +207,12 @@ fn dropout_mask(p: f64, g: &Geometry) -> Result<Option<Mask>> {
     Ok((p > 0.0).then(|| Mask::draw(p, g.n * g.tq * g.tk)))
 }
 
-#[allow(clippy::too_many_arguments)]
 fn composed(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
     g: &Geometry,
-    scale: f64,
-    causal: bool,
+    (scale, causal): (f64, bool),
     mask: Option<&Tensor>,
     drop: Option<(Mask, f64)>,
 ) -> Result<Tensor> {
@@ -302,7 +300,7 @@ impl<T: Real> Kernel<'_, T> {
     /// Head `h`'s scores `q·kᵀ·scale + mask` into `s` (Tq×Tk), −∞ where a key is hidden.
     fn scores(&self, h: usize, q: &[T], k: &[T], s: &mut [T]) {
         let Geometry { tq, tk, d, .. } = *self.g;
-        matmul((tq, tk, d), s, false, q, (d, 1), k, (1, d));
+        matmul((tq, tk, d), s, false, Mat(q, (d, 1)), Mat(k, (1, d)));
         for (i, row) in s.chunks_exact_mut(tk).enumerate() {
             match &self.mask {
                 Some(m) => {
@@ -347,11 +345,10 @@ impl<T: Real> Kernel<'_, T> {
             *l = max + sum.ln();
         }
         self.drop(h, s);
-        matmul((tq, dv, tk), out, false, s, (tk, 1), v, (dv, 1));
+        matmul((tq, dv, tk), out, false, Mat(s, (tk, 1)), Mat(v, (dv, 1)));
     }
 
     /// Head `h`'s dq, dk and dv; `s` and `dp` are Tq×Tk scratch blocks.
-    #[allow(clippy::too_many_arguments)]
     fn backward_head(
         &self,
         h: usize,
@@ -374,9 +371,9 @@ impl<T: Real> Kernel<'_, T> {
         } else {
             s
         };
-        matmul((tk, e, tq), dv, false, p_dropped, (1, tk), dout, (e, 1));
+        matmul((tk, e, tq), dv, false, Mat(p_dropped, (1, tk)), Mat(dout, (e, 1)));
         // dP' = dO·Vᵀ, then dP = dP'·mask/(1-p)
-        matmul((tq, tk, e), dp, false, dout, (e, 1), v, (1, e));
+        matmul((tq, tk, e), dp, false, Mat(dout, (e, 1)), Mat(v, (1, e)));
         self.drop(h, dp);
         // dS·scale = P ∘ (dP − rowsum(dO ∘ O))·scale, into `s`
         for i in 0..tq {
@@ -386,8 +383,8 @@ impl<T: Real> Kernel<'_, T> {
                 *x = *x * (g - di) * self.scale;
             }
         }
-        matmul((tq, d, tk), dq, false, s, (tk, 1), k, (d, 1));
-        matmul((tk, d, tq), dk, false, s, (1, tk), q, (d, 1));
+        matmul((tq, d, tk), dq, false, Mat(s, (tk, 1)), Mat(k, (d, 1)));
+        matmul((tk, d, tq), dk, false, Mat(s, (1, tk)), Mat(q, (d, 1)));
     }
 }
 

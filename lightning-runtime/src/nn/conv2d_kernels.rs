@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, Result, Shape, Tensor, WithDType};
 
-use super::gemm::matmul;
+use super::gemm::{matmul, Mat};
 use super::op::{GradKernel, GradOp, LayerKernel};
 
 /// Sizes of one convolution: input (n, c, h, w), weight (o, c, kh, kw), output (n, o, oh, ow).
@@ -151,7 +151,7 @@ impl LayerKernel for ConvForward {
                 y.extend(std::iter::repeat_n(b.map_or(T::from_f64(0.0), |b| b[o]), p));
             }
             let out = &mut y[n * g.o * p..][..g.o * p];
-            matmul((g.o, p, k), out, b.is_some(), w, (k, 1), col, (p, 1));
+            matmul((g.o, p, k), out, b.is_some(), Mat(w, (k, 1)), Mat(col, (p, 1)));
         }
         if self.keep_cols {
             *self.cols.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(T::to_cpu_storage_owned(cols)));
@@ -192,7 +192,7 @@ impl GradKernel for ConvInputGrad {
         let mut dcol = vec![T::from_f64(0.0); k * p];
         for n in 0..g.n {
             // wᵀ is (k, o): element (r, o) of it is w[o * k + r]
-            matmul((k, p, g.o), &mut dcol, false, w, (1, k), &dy[n * g.o * p..][..g.o * p], (p, 1));
+            matmul((k, p, g.o), &mut dcol, false, Mat(w, (1, k)), Mat(&dy[n * g.o * p..][..g.o * p], (p, 1)));
             col2im(g, &dcol, &mut dx[n * g.image()..][..g.image()]);
         }
         Ok((T::to_cpu_storage_owned(dx), g.input_shape()))
@@ -232,7 +232,7 @@ impl GradKernel for ConvWeightGrad {
             };
             // colᵀ is (p, k): element (q, r) of it is col[r * p + q]
             let dyn_ = &dy[n * g.o * p..][..g.o * p];
-            matmul((g.o, k, p), &mut dw, n > 0, dyn_, (p, 1), col, (1, p));
+            matmul((g.o, k, p), &mut dw, n > 0, Mat(dyn_, (p, 1)), Mat(col, (1, p)));
             for (b, row) in db.iter_mut().zip(dyn_.chunks_exact(p)) {
                 *b += row.iter().fold(T::from_f64(0.0), |s, &v| s + v);
             }

@@ -11,44 +11,39 @@ fn parallelism() -> Parallelism {
     }
 }
 
-/// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)`; each operand given by (row stride, column stride).
-#[allow(clippy::too_many_arguments)]
+/// A read-only operand: its elements and its (row stride, column stride).
+#[derive(Clone, Copy)]
+pub(crate) struct Mat<'a, T>(pub &'a [T], pub (usize, usize));
+
+/// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)`.
 pub(crate) fn matmul<T: WithDType>(
     mnk: (usize, usize, usize),
     dst: &mut [T],
     accumulate: bool,
-    lhs: &[T],
-    lhs_strides: (usize, usize),
-    rhs: &[T],
-    rhs_strides: (usize, usize),
+    lhs: Mat<T>,
+    rhs: Mat<T>,
 ) {
-    matmul_into(mnk, dst, mnk.1, accumulate, lhs, lhs_strides, rhs, rhs_strides)
+    matmul_into(mnk, dst, mnk.1, accumulate, lhs, rhs)
 }
 
 /// [`matmul`] into a destination whose rows are `dst_rs` apart (≥ n), overwriting it.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul_strided<T: WithDType>(
     mnk: (usize, usize, usize),
     dst: &mut [T],
     dst_rs: usize,
-    lhs: &[T],
-    lhs_strides: (usize, usize),
-    rhs: &[T],
-    rhs_strides: (usize, usize),
+    lhs: Mat<T>,
+    rhs: Mat<T>,
 ) {
-    matmul_into(mnk, dst, dst_rs, false, lhs, lhs_strides, rhs, rhs_strides)
+    matmul_into(mnk, dst, dst_rs, false, lhs, rhs)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn matmul_into<T: WithDType>(
     (m, n, k): (usize, usize, usize),
     dst: &mut [T],
     dst_rs: usize,
     accumulate: bool,
-    lhs: &[T],
-    (lhs_rs, lhs_cs): (usize, usize),
-    rhs: &[T],
-    (rhs_rs, rhs_cs): (usize, usize),
+    Mat(lhs, (lhs_rs, lhs_cs)): Mat<T>,
+    Mat(rhs, (rhs_rs, rhs_cs)): Mat<T>,
 ) {
     assert!(dst_rs >= n && (m == 0 || n == 0 || dst.len() >= (m - 1) * dst_rs + n), "gemm destination too short");
     assert!(m == 0 || k == 0 || lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);

@@ -9,7 +9,7 @@
 use candle_core::{CpuStorage, DType, Module, Result, Shape, Tensor, WithDType};
 use candle_nn::VarBuilder;
 
-use super::gemm::{matmul, matmul_strided};
+use super::gemm::{matmul, matmul_strided, Mat};
 use super::op::{GradKernel, GradOp, LayerKernel, LayerOp};
 use super::{check_sizes, LayerError};
 use crate::relocate::{Relocate, Relocation};
@@ -141,7 +141,7 @@ impl LayerKernel for LinearOp {
             }
         }
         // Wᵀ (inp×out): element (k, j) is w[j·inp + k]
-        matmul((self.rows, self.out, self.inp), &mut y, b.is_some(), x, (self.inp, 1), w, (1, self.inp));
+        matmul((self.rows, self.out, self.inp), &mut y, b.is_some(), Mat(x, (self.inp, 1)), Mat(w, (1, self.inp)));
         Ok((T::to_cpu_storage_owned(y), (self.rows, self.out).into()))
     }
 
@@ -167,7 +167,7 @@ impl GradKernel for InputGrad {
     fn run<T: WithDType>(&self, dy: &[T], w: &[T]) -> Result<(CpuStorage, Shape)> {
         let op = &self.0;
         let mut dx = vec![T::from_f64(0.0); op.rows * op.inp];
-        matmul((op.rows, op.inp, op.out), &mut dx, false, dy, (op.out, 1), w, (op.inp, 1));
+        matmul((op.rows, op.inp, op.out), &mut dx, false, Mat(dy, (op.out, 1)), Mat(w, (op.inp, 1)));
         Ok((T::to_cpu_storage_owned(dx), (op.rows, op.inp).into()))
     }
 }
@@ -187,7 +187,7 @@ impl GradKernel for WeightGrad {
         let mut dw = vec![T::from_f64(0.0); op.out * cols];
         // dyᵀ (out×rows): element (o, r) is dy[r·out + o]; written with row stride `cols` so
         // the bias column fits beside it
-        matmul_strided((op.out, op.inp, op.rows), &mut dw, cols, dy, (1, op.out), x, (op.inp, 1));
+        matmul_strided((op.out, op.inp, op.rows), &mut dw, cols, Mat(dy, (1, op.out)), Mat(x, (op.inp, 1)));
         if self.bias {
             for row in dy.chunks_exact(op.out) {
                 for (o, &v) in row.iter().enumerate() {

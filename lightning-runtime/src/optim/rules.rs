@@ -136,7 +136,6 @@ impl Default for AdamWConfig {
 }
 
 /// Adam's moment update, shared by Adam and AdamW.
-#[allow(clippy::too_many_arguments)]
 fn adam_step(
     lr: f64,
     (b1, b2, eps, amsgrad): (f64, f64, f64, bool),

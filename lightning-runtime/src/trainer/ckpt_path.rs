@@ -88,7 +88,7 @@ impl CkptPath {
                 ck.best_model_path().map(Path::to_path_buf).ok_or_else(|| {
                     Error::config(
                         "ckpt_path",
-                        "\"best\": the ModelCheckpoint has no best checkpoint yet (it saves one when `fit` ran with a `monitor`ed metric): fit first, or pass a path",
+                        "\"best\": this trainer's ModelCheckpoint has saved no checkpoint yet (\"best\" is the best one `fit` saved with this trainer): run `fit` with it first, or pass a checkpoint's path",
                     )
                 })
             }
@@ -138,7 +138,7 @@ mod tests {
         let e = CkptPath::Best.resolve(None, &root).unwrap_err().to_string();
         assert!(e.contains("checkpointing is off"), "{e}");
         let e = CkptPath::Best.resolve(Some(&ModelCheckpoint::new()), &root).unwrap_err().to_string();
-        assert!(e.contains("no best checkpoint yet"), "{e}");
+        assert!(e.contains("ModelCheckpoint has saved no checkpoint yet"), "{e}");
         let e = CkptPath::Last.resolve(None, &root).unwrap_err().to_string();
         assert!(e.contains("no last.ckpt under"), "{e}");
         // the newest of two runs' last.ckpt
