@@ -427,7 +427,7 @@ impl ModelCheckpoint {
     fn on_fit_start(&mut self, trainer: &mut TrainerState) -> Result<()> {
         if trainer.is_global_zero() {
             let dir = self.dir(trainer);
-            let cleaned = crate::ckpt_files::clean_leftovers(&dir)?;
+            let cleaned = crate::checkpoints::ckpt_files::clean_leftovers(&dir)?;
             if !cleaned.is_empty() {
                 eprintln!(
                     "ModelCheckpoint: cleaned {} leftover(s) of interrupted saves in {}",

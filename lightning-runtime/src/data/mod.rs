@@ -2,6 +2,7 @@
 
 mod dataset;
 pub mod download;
+pub(crate) mod either;
 pub mod idx;
 mod idx_dataset;
 pub mod mnist;

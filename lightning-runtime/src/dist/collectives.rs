@@ -242,7 +242,7 @@ impl TrainerState {
     /// after the same batch (`mpirun` and schedulers deliver a signal to the ranks at slightly
     /// different times, and a rank that stopped alone would leave the others waiting).
     pub(crate) fn sync_stop_and_signal(&mut self) -> Result<Option<crate::Signal>> {
-        let signal = crate::interrupt::take();
+        let signal = crate::trainer::interrupt::take();
         let Some(w) = self.group() else { return Ok(signal) };
         let mut votes = [f64::from(u8::from(self.should_stop)), signal.map_or(0.0, |s| f64::from(s.number()))];
         w.all_reduce_max(Buf::F64(&mut votes))?;

@@ -77,7 +77,7 @@ impl CsvLogger {
                 text.push_str(&line(&self.keys, Some(r)));
             }
             // a temporary name of this writer's own, never a shared `metrics.csv.tmp`
-            return crate::atomic::write_atomic(&path, text.as_bytes());
+            return crate::checkpoints::atomic::write_atomic(&path, text.as_bytes());
         }
         let fresh = !path.exists();
         let mut f = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;

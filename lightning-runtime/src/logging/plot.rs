@@ -142,7 +142,7 @@ pub fn plot_metrics(dir: impl AsRef<Path>) -> Result<MetricsPlot> {
     let dir = dir.as_ref();
     let svg = draw_svg(dir)?;
     let png = dir.join("metrics.png");
-    crate::atomic::write_atomic(&png, &super::plot_png::svg_to_png(&svg)?)?;
+    crate::checkpoints::atomic::write_atomic(&png, &super::plot_png::svg_to_png(&svg)?)?;
     Ok(MetricsPlot { svg: dir.join("metrics.svg"), png })
 }
 
@@ -173,7 +173,7 @@ pub(super) fn draw_svg(dir: &Path) -> Result<String> {
         }
         root.present().map_err(plot_err)?;
     }
-    crate::atomic::write_atomic(&dir.join("metrics.svg"), text.as_bytes())?;
+    crate::checkpoints::atomic::write_atomic(&dir.join("metrics.svg"), text.as_bytes())?;
     Ok(text)
 }
 

@@ -76,7 +76,7 @@ impl RunDir {
     /// `hparams.yaml`, as Lightning's `save_hparams_to_yaml` writes it (atomically).
     pub fn write_hparams(&mut self, params: &serde_json::Value) -> Result<()> {
         let path = self.create()?.join("hparams.yaml");
-        crate::atomic::write_atomic(&path, to_yaml(params).as_bytes())
+        crate::checkpoints::atomic::write_atomic(&path, to_yaml(params).as_bytes())
     }
 }
 

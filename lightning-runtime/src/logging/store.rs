@@ -102,7 +102,7 @@ fn scaled(v: &MetricValue, w: f64) -> Result<MetricValue> {
         MetricValue::Host(x) => MetricValue::Host(x * w),
         MetricValue::Device(t) => {
             // f32 at least, so a bf16 loss summed over an epoch keeps its precision
-            MetricValue::Device(crate::precision::widen(t)?.affine(w, 0.0)?)
+            MetricValue::Device(crate::devices::precision::widen(t)?.affine(w, 0.0)?)
         }
     })
 }

@@ -58,7 +58,7 @@ impl<M: LightningModule, C: CallbackList<M>> OptimizerClosure<M> for Closure<'_,
             dispatch::training_step(state, module, self.batch, self.batch_idx, &mut super::manual::Automatic)?;
         // a half-precision loss is backpropagated and shown in f32, as under Lightning's autocast
         if let Some(loss) = out.loss.take() {
-            out.loss = Some(crate::precision::widen(&loss)?);
+            out.loss = Some(crate::devices::precision::widen(&loss)?);
         }
         let k = state.accumulate_grad_batches;
         if k > 1 {

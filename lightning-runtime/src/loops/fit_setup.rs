@@ -101,7 +101,7 @@ pub(crate) fn print_summary<M: LightningModule>(model: &M, optim: &mut M::Optim)
         }
     }
     let all = held.is_empty();
-    print!("{}", crate::summary::summarize_trainable(model, |v| all || held.contains(&v.id())));
+    print!("{}", crate::trainer::summary::summarize_trainable(model, |v| all || held.contains(&v.id())));
 }
 
 /// The sanity check: `num_sanity_val_steps` validation batches before training (not after a

@@ -72,7 +72,7 @@ impl<M: LightningModule, C: CallbackList<M>> ManualOptimization<M> for Manual<'_
     fn backward(&mut self, module: &mut M, trainer: &mut TrainerState, loss: &Tensor) -> Result<()> {
         Error::check_scalar_loss(loss, "passed to `manual_backward`")?;
         // a half-precision loss goes backward from f32, as under Lightning's autocast
-        let wide = crate::precision::widen(loss)?;
+        let wide = crate::devices::precision::widen(loss)?;
         let loss = &wide;
         // DDP syncs every manual backward, as torch's DDP does in backward: gradients already
         // averaged stay equal on every rank, so the sum stays the mean. Unused parameters

@@ -8,7 +8,7 @@ use candle_nn::{Conv2dConfig, VarBuilder};
 use super::conv2d_kernels::{ConvForward, Geometry};
 use super::op::LayerOp;
 use super::{check_sizes, LayerError};
-use crate::relocate::{Relocate, Relocation};
+use crate::devices::relocate::{Relocate, Relocation};
 
 /// A 2-D convolution with candle-nn's parameters, names and initialisation, so a model
 /// switches by changing `candle_nn::conv2d` to `lightning::nn::conv2d`. Input (n, c, h, w),

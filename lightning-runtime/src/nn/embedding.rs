@@ -10,7 +10,7 @@ use candle_nn::VarBuilder;
 
 use super::check_sizes;
 use super::op::contiguous;
-use crate::relocate::{Relocate, Relocation};
+use crate::devices::relocate::{Relocate, Relocation};
 
 /// A table of `n` vectors of size `d` (variable `weight`, shape (n, d), as candle-nn's);
 /// indices of any shape `(…)` give vectors `(…, d)`.

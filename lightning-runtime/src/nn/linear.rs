@@ -12,7 +12,7 @@ use candle_nn::VarBuilder;
 use super::gemm::{matmul, matmul_strided, Mat};
 use super::op::{GradKernel, GradOp, LayerKernel, LayerOp};
 use super::{check_sizes, LayerError};
-use crate::relocate::{Relocate, Relocation};
+use crate::devices::relocate::{Relocate, Relocation};
 
 /// A linear layer with candle-nn's parameters, names and initialisation: weight (out, in),
 /// optional bias (out); input (…, in), output (…, out).

@@ -50,6 +50,7 @@ mod cross_entropy;
 mod dropout;
 mod embedding;
 mod gemm;
+pub(crate) mod init;
 mod linear;
 mod math;
 mod max_pool2d;

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use super::math::{row_dot, row_sum, row_sum_f64};
 use super::op::{contiguous, LayerKernel, LayerOp};
-use crate::relocate::{Relocate, Relocation};
+use crate::devices::relocate::{Relocate, Relocation};
 
 /// Layer normalisation over the last dimension, with candle-nn's parameters `weight`
 /// (ones) and optional `bias` (zeros), its `eps` and `remove_mean`.

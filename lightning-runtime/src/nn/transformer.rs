@@ -14,7 +14,7 @@ use candle_nn::VarBuilder;
 use super::{
     dropout, gelu_tanh, is_training, layer_norm, linear, self_attention_packed, AttentionOptions, LayerNorm, Linear,
 };
-use crate::relocate::{Relocate, Relocation};
+use crate::devices::relocate::{Relocate, Relocation};
 
 /// The sizes of a [`TransformerBlock`] and its attention.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -3,6 +3,7 @@
 
 mod engine;
 mod fused;
+pub(crate) mod grads;
 mod params;
 mod rules;
 mod scheduler;

@@ -8,7 +8,7 @@
 
 use std::borrow::BorrowMut;
 
-use crate::module::requirements::*;
+use crate::contract::module::requirements::*;
 use crate::{DataModule, LightningModule, Loader, NoDataModule};
 
 /// Where a stage of the [`Trainer`](crate::Trainer) takes its batches from: the module's

@@ -37,25 +37,25 @@ pub(crate) fn setup<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch
     if let Some(m) = master {
         // mixed precision: the module's variables on the device in the master dtype are the
         // master weights, kept before the conversion to the compute dtype
-        if let Some(r) = crate::relocate::plan(model.parameters(), &state.device, Some(m))? {
+        if let Some(r) = crate::devices::relocate::plan(model.parameters(), &state.device, Some(m))? {
             model.relocate_fields(&r)?;
             state.relocated = true;
         }
     }
-    let before = master.map(|_| crate::checkpoint::module_vars(model.parameters()));
-    if let Some(r) = crate::relocate::plan(model.parameters(), &state.device, dtype)? {
+    let before = master.map(|_| crate::checkpoints::checkpoint::module_vars(model.parameters()));
+    if let Some(r) = crate::devices::relocate::plan(model.parameters(), &state.device, dtype)? {
         model.relocate_fields(&r)?;
         state.relocated = true;
     }
     if let (Some(m), Some(before)) = (master, before) {
         state.masters.clear();
-        for (name, v) in crate::checkpoint::module_vars(model.parameters()) {
+        for (name, v) in crate::checkpoints::checkpoint::module_vars(model.parameters()) {
             if let Some(old) = before.get(&name).filter(|o| o.id() != v.id() && o.dtype() == m) {
                 state.masters.insert(v.id(), old.clone());
             }
         }
     }
-    crate::device::check_parameters(&state.device, model.parameters())
+    crate::devices::device::check_parameters(&state.device, model.parameters())
 }
 
 /// `teardown`: datamodule, callbacks, module. Not reached when the run failed.

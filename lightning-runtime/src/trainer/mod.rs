@@ -11,7 +11,9 @@ pub(crate) mod dispatch;
 pub(crate) mod estimate;
 pub(crate) mod foreign_params;
 pub(crate) mod hooks;
+pub(crate) mod interrupt;
 pub(crate) mod logs;
+pub(crate) mod requeue;
 mod results;
 pub(crate) mod resume;
 mod run;
@@ -19,6 +21,7 @@ pub(crate) mod save;
 pub(crate) mod source;
 pub(crate) mod stop;
 mod strategy;
+pub(crate) mod summary;
 mod threads;
 pub(crate) mod unused;
 
@@ -40,10 +43,10 @@ pub use strategy::Strategy;
 pub(crate) use threads::share_cores;
 pub use threads::SMALL_MODEL_PARAMS;
 
+use crate::contract::module::requirements::*;
 use crate::dist::Collective;
 use crate::loops::evaluation::{EvaluationLoop, Test, Validation};
 use crate::loops::RunCtx;
-use crate::module::requirements::*;
 use crate::{
     Accelerator, CallbackList, CallbackTuple, Chain, DataModule, GradientClipAlgorithm, LightningModule, Loader,
     Logger, ModelCheckpoint, ProgressBar, Result, Stage,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{Tensor, Var};
 
 use super::dispatch;
-use crate::checkpoint::{optimizer_mismatch, set_all};
+use crate::checkpoints::checkpoint::{optimizer_mismatch, set_all};
 use crate::{
     CallbackList, Checkpoint, DataModule, Error, LightningModule, LrScheduler, Optimizer, Optimizers, Result,
     TrainerState,
@@ -46,7 +46,7 @@ impl Resume {
             weights = ck.prepare_weights(model.parameters(), path)?;
             // mixed precision: the master weights from the checkpoint's (f32) weights, not their
             // rounding (the optimizer's saved master copies, when there, are the same values)
-            let names = crate::checkpoint::module_vars(model.parameters());
+            let names = crate::checkpoints::checkpoint::module_vars(model.parameters());
             for (name, v) in &names {
                 if let (Some(m), Some(t)) = (state.masters.get(&v.id()), ck.state_dict.get(name)) {
                     weights.push((m.clone(), t.to_device(m.device())?.to_dtype(m.dtype())?.copy()?));

@@ -36,7 +36,7 @@ impl<C> Trainer<C> {
         DM: DataModule<Batch = M::Batch>,
     {
         // signals stop a fit after the current batch until on_exception has saved
-        let _armed = (stage == Stage::Fit).then(crate::interrupt::arm);
+        let _armed = (stage == Stage::Fit).then(crate::trainer::interrupt::arm);
         let (mut state, parked_loggers) = self.start_state(stage, model);
         // dropout layers train during fit's training batches only; the caller's flag comes back after
         let _mode = crate::nn::TrainingFlag::set(state.training);
@@ -158,7 +158,7 @@ impl<C> Trainer<C> {
         });
         if let Error::Interrupted { signal: crate::Signal::Usr1, .. } = e {
             if self.config.auto_requeue && state.is_global_zero() {
-                crate::requeue::requeue_slurm_job();
+                crate::trainer::requeue::requeue_slurm_job();
             }
         }
     }
@@ -179,7 +179,7 @@ impl<C> Trainer<C> {
         }
         // mixed precision: the module ends the run holding the f32 master weights, as Lightning's
         // (whose module stays f32 under autocast), after a failed run too
-        let restored = match crate::relocate::restore(model.parameters(), &state.device, &state.masters) {
+        let restored = match crate::devices::relocate::restore(model.parameters(), &state.device, &state.masters) {
             Some(r) => {
                 state.masters.clear();
                 model.relocate_fields(&r)

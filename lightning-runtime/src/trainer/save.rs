@@ -1,8 +1,8 @@
 //! Carrying out checkpoint saves that hooks asked for.
 
 use super::dispatch;
-use crate::checkpoint::module_state;
-use crate::ckpt_files::delete_checkpoint;
+use crate::checkpoints::checkpoint::module_state;
+use crate::checkpoints::ckpt_files::delete_checkpoint;
 use crate::{
     CallbackList, Checkpoint, DataModule, LightningModule, LrScheduler, Optimizer, Optimizers, Result, TrainerState,
 };
@@ -109,7 +109,7 @@ fn weights_state(
 ) -> std::collections::BTreeMap<String, candle_core::Tensor> {
     let mut weights = module_state(params);
     if !state.masters.is_empty() {
-        for (name, v) in crate::checkpoint::module_vars(params) {
+        for (name, v) in crate::checkpoints::checkpoint::module_vars(params) {
             if let Some(m) = state.masters.get(&v.id()) {
                 weights.insert(name, m.as_tensor().clone());
             }
@@ -123,7 +123,7 @@ fn weights_state(
 pub(crate) fn log_files(dir: &std::path::Path, files: &[(String, String)]) -> Result<()> {
     for (name, text) in files {
         std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
-        crate::atomic::write_atomic(&dir.join(name), text.as_bytes())?;
+        crate::checkpoints::atomic::write_atomic(&dir.join(name), text.as_bytes())?;
     }
     Ok(())
 }

@@ -12,14 +12,14 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let name = path.file_name().ok_or_else(|| Error::bad_file(path, "the path needs a file name"))?;
     // unique per process and per call: two writers of one path never share a temporary file
-    let tmp: PathBuf = crate::ckpt_files::sibling(dir, name, crate::ckpt_files::Tag::Tmp);
+    let tmp: PathBuf = crate::checkpoints::ckpt_files::sibling(dir, name, crate::checkpoints::ckpt_files::Tag::Tmp);
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
         // make the rename itself durable
-        crate::ckpt_files::sync_dir(dir);
+        crate::checkpoints::ckpt_files::sync_dir(dir);
         Ok(())
     };
     write().map_err(|e| {

@@ -19,7 +19,7 @@ use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::ckpt_files::{self, remove_any, sync_dir, Tag};
+use crate::checkpoints::ckpt_files::{self, remove_any, sync_dir, Tag};
 use crate::optim::{OptimizerMeta, OptimizerState};
 use crate::{Error, Result};
 

@@ -1,0 +1,7 @@
+//! Where tensors live: accelerators, moving a module's parameters and a batch to a device,
+//! and the training precision.
+
+pub(crate) mod batch;
+pub(crate) mod device;
+pub(crate) mod precision;
+pub(crate) mod relocate;
