@@ -208,6 +208,19 @@ pub fn module_struct(mut item: ItemStruct, errors: &mut Errors) -> TokenStream {
             }
         }
     });
+    // Without the field the struct's error is reported; an impl that only panics keeps the
+    // module's own impl from adding "not marked as a LightningModule" errors (serde's dummy
+    // impls do the same). The program does not compile, so its body never runs.
+    let params_impl = params_impl.unwrap_or_else(|| {
+        quote! {
+            impl #ig ::lightning::HasParameters for #name #tg #wc {
+                fn parameters(&self) -> &::lightning::candle_nn::VarMap { ::core::unreachable!() }
+                fn relocate_fields(&mut self, _: &::lightning::Relocation) -> ::lightning::Result<()> {
+                    ::core::unreachable!()
+                }
+            }
+        }
+    });
     quote!(#item #params_impl)
 }
 
