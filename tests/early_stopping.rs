@@ -154,7 +154,8 @@ fn a_monitor_missing_because_no_validation_ran_says_so() {
     let e = t.fit(&mut m, Data::loader(data()).val(data())).unwrap_err().to_string();
     assert!(
         e.contains("`score`, which was not logged")
-            && e.contains("; no validation batch ran: the validation loader is empty"),
+            && e.contains("; no validation batch ran: the validation loader is empty")
+            && e.contains("nothing `validation_step` logs exists"),
         "{e}"
     );
 }

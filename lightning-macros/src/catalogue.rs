@@ -166,7 +166,8 @@ macro_rules! args {
     ($($n:ident : $t:literal),* $(,)?) => { &[$(Arg { name: stringify!($n), ty: $t }),*] };
 }
 
-const UNIT: &str = "()";
+/// The unit return type: a hook that returns nothing.
+pub const UNIT: &str = "()";
 const OK: &str = "::core::result::Result::Ok(())";
 
 /// A hook with Lightning's common shape: returns nothing, default does nothing.
@@ -659,6 +660,12 @@ pub fn find(name: &str) -> Option<&'static Hook> {
 /// The hook that messages show as an example of a hook name; `find` checks it is one.
 pub fn example_hook() -> &'static str {
     find("on_train_batch_end").expect("catalogue: the example names a hook").name
+}
+
+/// The hook that messages show in an example callback impl; checked to be a callback hook.
+pub fn example_callback_hook() -> &'static str {
+    let hook = find("on_train_epoch_end").filter(|h| h.side.callback());
+    hook.expect("catalogue: the example names a callback hook").name
 }
 
 pub fn removed(name: &str) -> Option<&'static (&'static str, &'static str, &'static str)> {

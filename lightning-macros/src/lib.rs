@@ -17,6 +17,7 @@ mod errors;
 mod expand;
 mod lambda;
 mod member;
+mod notes;
 mod relocate;
 mod requirements;
 mod traits;
@@ -232,4 +233,12 @@ pub fn __dispatch_items(_: TokenStream) -> TokenStream {
 #[proc_macro]
 pub fn __lambda_hooks(mac: TokenStream) -> TokenStream {
     lambda::table(parse_macro_input!(mac as syn::Ident)).into()
+}
+
+/// Adds to a runtime trait the `on_unimplemented` note that names hooks (`is_callback`,
+/// `hook_return` or `fit_data`), written from the catalogue: that attribute takes only literals.
+#[doc(hidden)]
+#[proc_macro_attribute]
+pub fn __hook_note(attr: TokenStream, item: TokenStream) -> TokenStream {
+    notes::attach(&parse_macro_input!(attr as syn::Ident), item.into()).into()
 }

@@ -43,9 +43,10 @@ pub trait Callback<M: LightningModule>: IsCallback<Callback = Self> {
 /// is one error at `.callbacks(..)` instead of one at every `fit`/`test` call.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a callback: add `#[callback]` to `impl {Self}`",
-    label = "`{Self}` has no `#[callback]` impl",
-    note = "a callback's hook methods go in an inherent impl marked `#[callback]`: `#[callback] impl {Self} {{ fn on_train_epoch_end(&mut self) {{ .. }} }}`"
+    label = "`{Self}` has no `#[callback]` impl"
 )]
+// the note names hooks, so it is written from the hook catalogue
+#[lightning_macros::__hook_note(is_callback)]
 pub trait IsCallback {
     /// `Self`. `CallbackTuple` names each member through this projection, so that a type
     /// without `#[callback]` leaves the trainer's callback type unknown and the compiler

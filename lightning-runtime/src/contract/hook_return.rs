@@ -9,9 +9,10 @@ use crate::{Flow, StepOutput};
 
 #[diagnostic::on_unimplemented(
     message = "this hook returns `{Self}`, but the trainer needs `{T}` from it",
-    label = "return `{T}` here (or `Result<{T}, E>`)",
-    note = "callback hooks return nothing (Lightning ignores their results), except `on_batch_begin` (the batch) and `state_dict` (a JSON value)"
+    label = "return `{T}` here (or `Result<{T}, E>`)"
 )]
+// the note names hooks, so it is written from the hook catalogue
+#[lightning_macros::__hook_note(hook_return)]
 /// A user's hook return value that converts to `T`, the return type the trainer needs from
 /// the hook (used by the code `#[lightning_module]` and `#[callback]` generate).
 pub trait HookReturn<T> {

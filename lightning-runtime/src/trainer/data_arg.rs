@@ -170,10 +170,10 @@ impl<M: LightningModule, L: Loader<Batch = M::Batch>> ValPart<M> for L {
 /// `Data::datamodule(&mut dm)`. Implemented by `Data` alone.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not data `Trainer::fit` can train `{M}` on",
-    label = "not a `Data::module()`, `Data::loader(..)`, `Data::loader(..).val(..)` or `Data::datamodule(..)`",
-    note = "pass `Data::module()` (the module's `train_dataloader`), `Data::loader(train)`, \
-            `Data::loader(train).val(val)` or `Data::datamodule(&mut dm)`"
+    label = "not a `Data::module()`, `Data::loader(..)`, `Data::loader(..).val(..)` or `Data::datamodule(..)`"
 )]
+// the note names a hook, so it is written from the hook catalogue
+#[lightning_macros::__hook_note(fit_data)]
 pub trait FitData<M: LightningModule> {
     /// The datamodule's type ([`NoDataModule`] when there is none).
     #[doc(hidden)]
