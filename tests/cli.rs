@@ -329,5 +329,5 @@ fn fit_then_test_best_through_the_cli() {
     // "best" in a fresh process: the trainer's error, not a panic
     let fresh = parse(&[&["test", "--ckpt_path", "best"][..], &common].concat()).unwrap();
     let e = run(&fresh, &mut build(&fresh)).unwrap_err().to_string();
-    assert!(e.contains("no best checkpoint yet"), "{e}");
+    assert!(e.contains("ModelCheckpoint has saved no checkpoint yet"), "{e}");
 }
