@@ -69,6 +69,11 @@ pub trait HasParameters {
 /// assert_eq!(out.global_step, 8);
 /// # Ok(()) }
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a LightningModule: its impl lacks `#[lightning_module]`",
+    label = "`{Self}` has no `#[lightning_module]` impl",
+    note = "mark the struct and its inherent impl with `#[lightning_module]`: the impl's attribute implements `LightningModule` from the hook methods"
+)]
 pub trait LightningModule: HasParameters + Sized {
     /// The type's name, for messages.
     const NAME: &'static str;
