@@ -382,3 +382,58 @@ fn resume_mid_epoch_continues_from_the_next_batch() {
     assert_eq!(fresh.seen.iter().map(|s| s.0).collect::<Vec<_>>(), [1, 2]);
     assert_eq!(out.global_step, 3);
 }
+
+/// Lightning 2.6.6's records with two loaders (`scripts/make_hook_order_multi.py`, ` dl=N`
+/// on the hooks given a `dataloader_idx`), plus our `on_batch_begin` after each
+/// `on_train_batch_start`.
+fn lightning_two_loaders(which: &str) -> Vec<String> {
+    let path = format!("{}/tests/fixtures/lightning-hooks-two-loaders/{which}.txt", env!("CARGO_MANIFEST_DIR"));
+    let mut want = Vec::new();
+    for line in std::fs::read_to_string(path).unwrap().lines() {
+        want.push(line.to_string());
+        if line == "[M] on_train_batch_start" {
+            want.extend(seq(&["C on_batch_begin", "M on_batch_begin"]));
+        }
+    }
+    want
+}
+
+/// Records with ` dl=N` on this thread while `f` runs.
+fn with_dl<T>(f: impl FnOnce() -> T) -> T {
+    common::RECORD_DL.with(|r| r.set(true));
+    let out = f();
+    common::RECORD_DL.with(|r| r.set(false));
+    out
+}
+
+#[test]
+fn two_validation_loaders_in_lightnings_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::default();
+    let b = builder(&dir).max_epochs(1).limit_train_batches(2).limit_val_batches(2).num_sanity_val_steps(1);
+    let (mut trainer, mut model) = new_run(&log, b.enable_checkpointing(false));
+    // two loaders of different types
+    let val = (common::data(4), Either::<_, DataLoader>::Left(common::data(4)));
+    let out = with_dl(|| trainer.fit(&mut model, Data::loader(common::data(4)).val(val))).unwrap();
+    let want = lightning_two_loaders("fit");
+    assert_eq!(take(&log), want);
+    assert_eq!(want.len(), 132 + 2 * 2, "Lightning's 132 records plus 2×2 on_batch_begin");
+    // one epoch mean per loader, under Lightning's names
+    assert!(out.metrics.contains_key("val_loss/dataloader_idx_0"), "{:?}", out.metrics);
+    assert!(out.metrics.contains_key("val_loss/dataloader_idx_1"), "{:?}", out.metrics);
+    assert!(!out.metrics.contains_key("val_loss"), "{:?}", out.metrics);
+}
+
+#[test]
+fn two_test_and_two_predict_loaders_in_lightnings_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::default();
+    let (mut trainer, mut model) = new_run(&log, builder(&dir).limit_test_batches(2).limit_predict_batches(2));
+    let metrics = with_dl(|| trainer.test(&mut model, Data::loaders(vec![common::data(4), common::data(4)]))).unwrap();
+    assert_eq!(take(&log), lightning_two_loaders("test"));
+    assert_eq!(metrics.keys().collect::<Vec<_>>(), ["test_loss/dataloader_idx_0", "test_loss/dataloader_idx_1"]);
+
+    let preds = with_dl(|| trainer.predict(&mut model, Data::loaders([common::data(4), common::data(4)]))).unwrap();
+    assert_eq!(take(&log), lightning_two_loaders("predict"));
+    assert_eq!(preds.len(), 4, "two batches of each loader, loader after loader");
+}

@@ -30,7 +30,7 @@ pub use contract::module::{requirements, HasParameters, LightningModule};
 pub use contract::state::{Flow, Stage, TrainerState};
 pub use contract::step::StepOutput;
 pub use data::either::Either;
-pub use data::{accuracy, DataLoader, Loader, NoLoader};
+pub use data::{accuracy, DataLoader, EachLoader, Loader, Loaders, NoLoader};
 pub use devices::batch::TransferBatch;
 pub use devices::device::Accelerator;
 pub use devices::precision::Precision;

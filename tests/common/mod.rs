@@ -19,6 +19,21 @@ pub fn data(n: usize) -> DataLoader {
     DataLoader::new(x, y, 1).unwrap()
 }
 
+thread_local! {
+    /// Whether the recorders add ` dl=N` to the hooks given a `dataloader_idx`, as
+    /// `scripts/make_hook_order_multi.py` records Lightning's (this thread's trainer only).
+    pub static RECORD_DL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// ` dl=N` when [`RECORD_DL`] is on.
+fn dl(idx: usize) -> String {
+    if RECORD_DL.with(std::cell::Cell::get) {
+        format!(" dl={idx}")
+    } else {
+        String::new()
+    }
+}
+
 #[lightning_module]
 pub struct Recorder {
     pub vars: VarMap,
@@ -138,20 +153,21 @@ impl Recorder {
     fn on_predict_epoch_end(&mut self) {
         self.rec("on_predict_epoch_end");
     }
-    fn on_before_batch_transfer(&mut self, batch: (Tensor, Tensor)) -> (Tensor, Tensor) {
-        self.rec("on_before_batch_transfer");
+    fn on_before_batch_transfer(&mut self, batch: (Tensor, Tensor), dataloader_idx: usize) -> (Tensor, Tensor) {
+        self.rec(&format!("on_before_batch_transfer{}", dl(dataloader_idx)));
         batch
     }
     fn transfer_batch_to_device(
         &mut self,
         batch: (Tensor, Tensor),
         device: &Device,
+        dataloader_idx: usize,
     ) -> lightning::Result<(Tensor, Tensor)> {
-        self.rec("transfer_batch_to_device");
+        self.rec(&format!("transfer_batch_to_device{}", dl(dataloader_idx)));
         TransferBatch::to_device(batch, device)
     }
-    fn on_after_batch_transfer(&mut self, batch: (Tensor, Tensor)) -> (Tensor, Tensor) {
-        self.rec("on_after_batch_transfer");
+    fn on_after_batch_transfer(&mut self, batch: (Tensor, Tensor), dataloader_idx: usize) -> (Tensor, Tensor) {
+        self.rec(&format!("on_after_batch_transfer{}", dl(dataloader_idx)));
         batch
     }
     fn on_train_batch_start(&mut self, batch_idx: usize) -> Flow {
@@ -170,23 +186,23 @@ impl Recorder {
         self.rec("on_train_batch_end");
         assert!(outputs.loss.is_some());
     }
-    fn on_validation_batch_start(&mut self) {
-        self.rec("on_validation_batch_start");
+    fn on_validation_batch_start(&mut self, dataloader_idx: usize) {
+        self.rec(&format!("on_validation_batch_start{}", dl(dataloader_idx)));
     }
-    fn on_validation_batch_end(&mut self) {
-        self.rec("on_validation_batch_end");
+    fn on_validation_batch_end(&mut self, dataloader_idx: usize) {
+        self.rec(&format!("on_validation_batch_end{}", dl(dataloader_idx)));
     }
-    fn on_test_batch_start(&mut self) {
-        self.rec("on_test_batch_start");
+    fn on_test_batch_start(&mut self, dataloader_idx: usize) {
+        self.rec(&format!("on_test_batch_start{}", dl(dataloader_idx)));
     }
-    fn on_test_batch_end(&mut self) {
-        self.rec("on_test_batch_end");
+    fn on_test_batch_end(&mut self, dataloader_idx: usize) {
+        self.rec(&format!("on_test_batch_end{}", dl(dataloader_idx)));
     }
-    fn on_predict_batch_start(&mut self) {
-        self.rec("on_predict_batch_start");
+    fn on_predict_batch_start(&mut self, dataloader_idx: usize) {
+        self.rec(&format!("on_predict_batch_start{}", dl(dataloader_idx)));
     }
-    fn on_predict_batch_end(&mut self, outputs: &Tensor) {
-        self.rec("on_predict_batch_end");
+    fn on_predict_batch_end(&mut self, outputs: &Tensor, dataloader_idx: usize) {
+        self.rec(&format!("on_predict_batch_end{}", dl(dataloader_idx)));
         let _ = outputs;
     }
     #[not_hook]
@@ -201,20 +217,30 @@ impl Recorder {
         self.seen.push((batch_idx, batch.0.flatten_all()?.get(0)?.to_scalar::<f32>()?));
         Ok(self.loss(batch)?)
     }
-    fn validation_step(&mut self, batch: &(Tensor, Tensor), trainer: &mut TrainerState) -> lightning::Result<Tensor> {
-        self.rec("validation_step");
+    fn validation_step(
+        &mut self,
+        batch: &(Tensor, Tensor),
+        dataloader_idx: usize,
+        trainer: &mut TrainerState,
+    ) -> lightning::Result<Tensor> {
+        self.rec(&format!("validation_step{}", dl(dataloader_idx)));
         let loss = self.loss(batch)?;
         trainer.log("val_loss", &loss)?;
         Ok(loss)
     }
-    fn test_step(&mut self, batch: &(Tensor, Tensor), trainer: &mut TrainerState) -> lightning::Result<Tensor> {
-        self.rec("test_step");
+    fn test_step(
+        &mut self,
+        batch: &(Tensor, Tensor),
+        dataloader_idx: usize,
+        trainer: &mut TrainerState,
+    ) -> lightning::Result<Tensor> {
+        self.rec(&format!("test_step{}", dl(dataloader_idx)));
         let loss = self.loss(batch)?;
         trainer.log("test_loss", &loss)?;
         Ok(loss)
     }
-    fn predict_step(&mut self, batch: &(Tensor, Tensor)) -> candle_core::Result<Tensor> {
-        self.rec("predict_step");
+    fn predict_step(&mut self, batch: &(Tensor, Tensor), dataloader_idx: usize) -> candle_core::Result<Tensor> {
+        self.rec(&format!("predict_step{}", dl(dataloader_idx)));
         self.layer.forward(&batch.0)
     }
     fn optimizer_step(
@@ -380,23 +406,23 @@ impl Hooked {
     fn on_train_batch_end(&mut self) {
         self.rec("on_train_batch_end");
     }
-    fn on_validation_batch_start(&mut self) {
-        self.rec("on_validation_batch_start");
+    fn on_validation_batch_start(&mut self, dataloader_idx: usize) {
+        self.rec(&format!("on_validation_batch_start{}", dl(dataloader_idx)));
     }
-    fn on_validation_batch_end(&mut self) {
-        self.rec("on_validation_batch_end");
+    fn on_validation_batch_end(&mut self, dataloader_idx: usize) {
+        self.rec(&format!("on_validation_batch_end{}", dl(dataloader_idx)));
     }
-    fn on_test_batch_start(&mut self) {
-        self.rec("on_test_batch_start");
+    fn on_test_batch_start(&mut self, dataloader_idx: usize) {
+        self.rec(&format!("on_test_batch_start{}", dl(dataloader_idx)));
     }
-    fn on_test_batch_end(&mut self) {
-        self.rec("on_test_batch_end");
+    fn on_test_batch_end(&mut self, dataloader_idx: usize) {
+        self.rec(&format!("on_test_batch_end{}", dl(dataloader_idx)));
     }
-    fn on_predict_batch_start(&mut self) {
-        self.rec("on_predict_batch_start");
+    fn on_predict_batch_start(&mut self, dataloader_idx: usize) {
+        self.rec(&format!("on_predict_batch_start{}", dl(dataloader_idx)));
     }
-    fn on_predict_batch_end(&mut self) {
-        self.rec("on_predict_batch_end");
+    fn on_predict_batch_end(&mut self, dataloader_idx: usize) {
+        self.rec(&format!("on_predict_batch_end{}", dl(dataloader_idx)));
     }
     fn on_before_zero_grad(&mut self) {
         self.rec("on_before_zero_grad");

@@ -82,8 +82,14 @@ pub struct TrainerState {
     pub(crate) num_val_batches: usize,
     /// The module in `fit` has no `validation_step`, so nothing validation logs exists.
     pub(crate) no_validation_step: bool,
-    /// Batches of the validation or test run in progress.
+    /// Batches of the validation or test run in progress, over all its loaders.
     pub(crate) num_eval_batches: usize,
+    /// Loaders of the last `validate` or `test` (the columns of its results table).
+    pub(crate) num_eval_loaders: usize,
+    /// The loader of the evaluation batch in progress, when the loop reads several
+    /// (`None` with one loader, and outside the batch hooks): logged keys get
+    /// `/dataloader_idx_N`.
+    pub(crate) dataloader_idx: Option<usize>,
     /// The `check_val_every_n_epoch` flag.
     pub(crate) check_val_every_n_epoch: Option<usize>,
     /// Whether validation runs once per epoch, at its end (`val_check_interval` = 1.0).
@@ -163,6 +169,8 @@ impl TrainerState {
             num_val_batches: 0,
             no_validation_step: false,
             num_eval_batches: 0,
+            num_eval_loaders: 1,
+            dataloader_idx: None,
             check_val_every_n_epoch: Some(1),
             val_check_once_per_epoch: true,
             accumulate_grad_batches: 1,
@@ -213,8 +221,20 @@ impl TrainerState {
             Some(world) if opts.sync_dist => Some(crate::dist::sync_metric(world, &v, opts.reduce)?),
             _ => None,
         };
-        let site = LogSite { scope: self.scope, hook: self.hook, loop_kind: self.running, batch_size: self.batch_size };
-        self.metrics.log(name, v, synced, opts, site)
+        let dataloader_idx = self.dataloader_idx;
+        let site = LogSite {
+            scope: self.scope,
+            hook: self.hook,
+            loop_kind: self.running,
+            batch_size: self.batch_size,
+            dataloader_idx,
+        };
+        match dataloader_idx {
+            Some(i) if opts.add_dataloader_idx => {
+                self.metrics.log(&format!("{name}/dataloader_idx_{i}"), v, synced, opts, site)
+            }
+            _ => self.metrics.log(name, v, synced, opts, site),
+        }
     }
 
     /// Lightning's `self.log(name, metric)` for a [`Metric`](crate::metrics::Metric): its

@@ -49,14 +49,21 @@ impl TrainerState {
         self.num_training_batches
     }
 
-    /// Validation batches per run after `limit_val_batches` (0: no validation).
+    /// Validation batches per run after `limit_val_batches` (0: no validation), summed over
+    /// the validation loaders (Lightning's `sum(trainer.num_val_batches)`).
     pub fn num_val_batches(&self) -> usize {
         self.num_val_batches
     }
 
-    /// Batches of the validation or test run in progress.
+    /// Batches of the validation or test run in progress, over all its loaders.
     pub fn num_eval_batches(&self) -> usize {
         self.num_eval_batches
+    }
+
+    /// The index of the loader whose batch is being evaluated, when the loop reads several
+    /// (Lightning's `dataloader_idx`); `None` with one loader and outside the batch hooks.
+    pub fn dataloader_idx(&self) -> Option<usize> {
+        self.dataloader_idx
     }
 
     /// The `check_val_every_n_epoch` flag.

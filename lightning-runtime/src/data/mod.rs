@@ -5,6 +5,7 @@ pub mod download;
 pub(crate) mod either;
 pub mod idx;
 mod idx_dataset;
+pub(crate) mod loaders;
 pub mod mnist;
 mod pixels;
 mod stream;
@@ -19,6 +20,7 @@ use crate::{Error, Result};
 
 pub use dataset::{Collate, Dataset, MapLoader};
 pub use idx_dataset::{IdxDataset, IdxFile};
+pub use loaders::{EachLoader, Loaders};
 pub use pixels::{to_unit_f32, Pixels};
 pub use stream::StreamLoader;
 

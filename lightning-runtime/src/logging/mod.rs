@@ -75,6 +75,9 @@ pub struct Log {
     /// epoch's end in any case; this also reduces the step value, and a value logged in an
     /// epoch-end hook, which is otherwise this rank's own.
     pub sync_dist: bool,
+    /// With several evaluation loaders, log under `name/dataloader_idx_N` (Lightning's
+    /// `add_dataloader_idx`; default on). Off, one name may be logged from one loader only.
+    pub add_dataloader_idx: bool,
 }
 
 impl Default for Log {
@@ -87,6 +90,7 @@ impl Default for Log {
             batch_size: None,
             reduce: Reduce::Mean,
             sync_dist: false,
+            add_dataloader_idx: true,
         }
     }
 }
@@ -137,6 +141,22 @@ impl Log {
     /// ```
     pub fn sync_dist(mut self, v: bool) -> Self {
         self.sync_dist = v;
+        self
+    }
+    /// Lightning's `add_dataloader_idx`: with several evaluation loaders, a value logged in a
+    /// step or batch hook goes under `name/dataloader_idx_N` (default on), so each loader
+    /// gets its own epoch mean. Off, the name stays as given and only one loader may log it,
+    /// as in Lightning.
+    ///
+    /// ```
+    /// # use lightning::{Log, TrainerState};
+    /// # fn validation_step(trainer: &mut TrainerState, loss: f64, dataloader_idx: usize) -> lightning::Result<()> {
+    /// let name = if dataloader_idx == 0 { "val_loss" } else { "ood_loss" };
+    /// trainer.log_with(name, loss, Log::new().add_dataloader_idx(false))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn add_dataloader_idx(mut self, v: bool) -> Self {
+        self.add_dataloader_idx = v;
         self
     }
 }

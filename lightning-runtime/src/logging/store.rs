@@ -34,6 +34,8 @@ struct Entry {
     weight: f64,
     epoch: Option<f64>,
     epoch_fresh: bool,
+    /// The evaluation loader that logged it this epoch (`Some(None)`: not a loader's batch).
+    owner: Option<Option<usize>>,
     /// What `callback_metrics[name]` shows: the latest step value, or the epoch value once computed.
     current: Option<MetricValue>,
 }
@@ -56,6 +58,7 @@ impl Entry {
             epoch: None,
             epoch_fresh: false,
             current: None,
+            owner: None,
         }
     }
 
@@ -142,6 +145,8 @@ pub(crate) struct LogSite {
     pub hook: &'static str,
     pub loop_kind: LoopKind,
     pub batch_size: usize,
+    /// The evaluation loader logging, when there are several.
+    pub dataloader_idx: Option<usize>,
 }
 
 impl MetricStore {
@@ -159,7 +164,7 @@ impl MetricStore {
         opts: Log,
         site: LogSite,
     ) -> Result<()> {
-        let LogSite { scope, hook, loop_kind, batch_size } = site;
+        let LogSite { scope, hook, loop_kind, batch_size, dataloader_idx } = site;
         let (default_step, default_epoch) = match scope {
             LogScope::TrainStep => (true, false),
             LogScope::EvalStep | LogScope::EpochOnly => (false, true),
@@ -182,6 +187,16 @@ impl MetricStore {
                 self.entries.len() - 1
             }
         };
+        // Lightning: one name from two loaders would mix their epoch means
+        let owner = *self.entries[idx].owner.get_or_insert(dataloader_idx);
+        if let Some(i) = dataloader_idx.filter(|_| owner != dataloader_idx) {
+            let first = owner.map_or("outside the batch hooks".into(), |d| format!("by loader {d}"));
+            return Err(Error::msg(format!(
+                "`{name}` is logged by loader {i} in `{hook}`, but this epoch it was logged {first} with \
+                 `add_dataloader_idx(false)`: the loaders would share one epoch mean; log a name per loader, \
+                 or keep `add_dataloader_idx` on for `{name}/dataloader_idx_N`"
+            )));
+        }
         let ended = self.ended.contains(&loop_kind);
         // `sync_dist`: the ranks' reduced value is the step value, and the epoch value when the
         // epoch has ended; a running epoch sums this rank's own, reduced at its end
@@ -236,6 +251,7 @@ impl MetricStore {
             e.weight = 0.0;
             e.epoch_fresh = false;
             e.step_fresh = false;
+            e.owner = None;
         }
     }
 

@@ -1,13 +1,16 @@
 //! The validation, test and predict loops (reference §2.3 rows 12–31, §2.4).
 
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::RunCtx;
+use crate::data::loaders;
 use crate::logging::store::LoopKind;
 use crate::trainer::source::{self, Which};
 use crate::trainer::{dispatch, hooks, logs, save, Limit, TrainerConfig};
 use crate::{
-    CallbackList, DataModule, LightningModule, Loader, Result, Stage, StepOutput, TrainerState, TransferBatch,
+    CallbackList, DataModule, EachLoader, LightningModule, Loader, Loaders, Result, Stage, StepOutput, TrainerState,
+    TransferBatch,
 };
 
 /// The hooks and flags of one evaluation loop: validation or test share one shape.
@@ -32,8 +35,15 @@ pub(crate) trait EvalKind {
         c: &mut L,
         batch: &M::Batch,
         i: usize,
+        dl: usize,
     ) -> Result<()>;
-    fn step<M: LightningModule>(s: &mut TrainerState, m: &mut M, batch: &M::Batch, i: usize) -> Result<StepOutput>;
+    fn step<M: LightningModule>(
+        s: &mut TrainerState,
+        m: &mut M,
+        batch: &M::Batch,
+        i: usize,
+        dl: usize,
+    ) -> Result<StepOutput>;
     fn batch_end<M: LightningModule, L: CallbackList<M>>(
         s: &mut TrainerState,
         m: &mut M,
@@ -41,6 +51,7 @@ pub(crate) trait EvalKind {
         out: &StepOutput,
         batch: &M::Batch,
         i: usize,
+        dl: usize,
     ) -> Result<()>;
     fn epoch_end<M: LightningModule, L: CallbackList<M>>(s: &mut TrainerState, m: &mut M, c: &mut L) -> Result<()>;
     /// The end hook, with `between` run after the callbacks and before the module.
@@ -87,16 +98,18 @@ macro_rules! eval_kind {
                 c: &mut L,
                 batch: &M::Batch,
                 i: usize,
+                dl: usize,
             ) -> Result<()> {
-                dispatch::$batch_start(s, m, c, batch, i, 0)
+                dispatch::$batch_start(s, m, c, batch, i, dl)
             }
             fn step<M: LightningModule>(
                 s: &mut TrainerState,
                 m: &mut M,
                 batch: &M::Batch,
                 i: usize,
+                dl: usize,
             ) -> Result<StepOutput> {
-                dispatch::$step(s, m, batch, i, 0)
+                dispatch::$step(s, m, batch, i, dl)
             }
             fn batch_end<M: LightningModule, L: CallbackList<M>>(
                 s: &mut TrainerState,
@@ -105,8 +118,9 @@ macro_rules! eval_kind {
                 out: &StepOutput,
                 batch: &M::Batch,
                 i: usize,
+                dl: usize,
             ) -> Result<()> {
-                dispatch::$batch_end(s, m, c, out, batch, i, 0)
+                dispatch::$batch_end(s, m, c, out, batch, i, dl)
             }
             fn epoch_end<M: LightningModule, L: CallbackList<M>>(
                 s: &mut TrainerState,
@@ -163,41 +177,75 @@ eval_kind!(
 
 /// Lightning's `_EvaluationLoop`: one run over `n` batches of a loader, for validation or
 /// test (`K`).
-pub(crate) struct EvaluationLoop<K>(std::marker::PhantomData<K>);
+pub(crate) struct EvaluationLoop<K>(PhantomData<K>);
+
+/// The batch hooks of one evaluation run, for each of its loaders in turn.
+struct EvalBatches<'r, K, M, L, DM> {
+    state: &'r mut TrainerState,
+    model: &'r mut M,
+    cbs: &'r mut L,
+    dm: &'r mut DM,
+    /// Batches to read from each loader.
+    counts: &'r [usize],
+    /// Several loaders: logged keys get Lightning's `/dataloader_idx_N` suffix.
+    multi: bool,
+    kind: PhantomData<K>,
+}
+
+impl<K, M, L, DM> EachLoader<M::Batch> for EvalBatches<'_, K, M, L, DM>
+where
+    K: EvalKind,
+    M: LightningModule,
+    L: CallbackList<M>,
+    DM: DataModule<Batch = M::Batch>,
+{
+    fn loader<D: Loader<Batch = M::Batch>>(&mut self, dl: usize, loader: &mut D) -> Result<()> {
+        let n = self.counts.get(dl).copied().unwrap_or(0);
+        let Self { state, model, cbs, dm, .. } = self;
+        state.dataloader_idx = self.multi.then_some(dl);
+        let device = state.device.clone();
+        for (i, batch) in loader.batches(0).take(n).enumerate() {
+            let batch = hooks::transfer(state, *model, *dm, batch?, &device, dl)?;
+            state.batch_size = batch.batch_size().unwrap_or(1);
+            K::batch_start(state, *model, *cbs, &batch, i, dl)?;
+            let out = K::step(state, *model, &batch, i, dl)?;
+            K::batch_end(state, *model, *cbs, &out, &batch, i, dl)?;
+        }
+        Ok(())
+    }
+}
 
 impl<K: EvalKind> EvaluationLoop<K> {
-    /// One run of the loop over `n` batches of `loader`; `optim` is given inside `fit`, so a
-    /// checkpoint saved at its end holds the optimizers' states.
+    /// One run of the loop over `counts[i]` batches of each loader `i`, in order (Lightning's
+    /// `dataloader_idx`); `optim` is given inside `fit`, so a checkpoint saved at its end
+    /// holds the optimizers' states.
     pub fn run<M, L, DM, D>(
         ctx: &mut RunCtx<'_, M, L, DM>,
-        loader: &mut D,
-        n: usize,
+        loaders: &mut D,
+        counts: &[usize],
         optim: Option<&mut M::Optim>,
     ) -> Result<()>
     where
         M: LightningModule,
         L: CallbackList<M>,
         DM: DataModule<Batch = M::Batch>,
-        D: Loader<Batch = M::Batch>,
+        D: Loaders<Batch = M::Batch>,
     {
         let RunCtx { state, model, cbs, dm, .. } = ctx;
         let was_training = state.training;
         state.set_training(false);
-        state.num_eval_batches = n;
+        state.num_eval_batches = counts.iter().sum();
         K::model_eval(state, *model)?;
         K::start(state, *model, *cbs)?;
         let outer = state.running;
         state.running = K::KIND;
         state.metrics.epoch_start(K::KIND);
         K::epoch_start(state, *model, *cbs)?;
-        let device = state.device.clone();
-        for (i, batch) in loader.batches(0).take(n).enumerate() {
-            let batch = hooks::transfer(state, *model, *dm, batch?, &device, 0)?;
-            state.batch_size = batch.batch_size().unwrap_or(1);
-            K::batch_start(state, *model, *cbs, &batch, i)?;
-            let out = K::step(state, *model, &batch, i)?;
-            K::batch_end(state, *model, *cbs, &out, &batch, i)?;
-        }
+        let multi = loaders.count() > 1;
+        let mut batches = EvalBatches::<K, M, L, DM> { state, model, cbs, dm, counts, multi, kind: PhantomData };
+        let read = loaders.each(&mut batches);
+        state.dataloader_idx = None;
+        read?;
         Self::on_run_end(state, *model, *cbs, *dm, optim)?;
         // Lightning calls the `*_model_train` hook only when it is overridden (the
         // dispatcher calls no hook nobody wrote).
@@ -243,18 +291,19 @@ impl<K: EvalKind> EvaluationLoop<K> {
         M: LightningModule,
         L: CallbackList<M>,
         DM: DataModule<Batch = M::Batch>,
-        D: Loader<Batch = M::Batch>,
+        D: Loaders<Batch = M::Batch>,
     {
         hooks::setup(K::STAGE, ctx.state, ctx.model, ctx.cbs, ctx.dm)?;
         let limit = K::limit(ctx.cfg);
         if !limit.is_zero() {
-            if let Some(mut loader) = source::get(&mut given, ctx.state, ctx.model, ctx.dm, K::WHICH)? {
-                shard(ctx.state, &mut loader, K::STAGE)?;
-                let n = limit.apply(loader.len(), K::LIMIT_FLAG)?;
+            if let Some(mut loaders) = source::get_eval(&mut given, ctx.state, ctx.model, ctx.dm, K::WHICH)? {
+                shard(ctx.state, &mut loaders, K::STAGE)?;
+                let counts = loaders::counts(&loaders, limit, K::LIMIT_FLAG, usize::MAX)?;
                 if K::WHICH == Which::Val {
-                    ctx.state.num_val_batches = n;
+                    ctx.state.num_val_batches = counts.iter().sum();
                 }
-                Self::run(&mut ctx, &mut loader, n, None)?;
+                ctx.state.num_eval_loaders = counts.len();
+                Self::run(&mut ctx, &mut loaders, &counts, None)?;
             }
         }
         hooks::teardown(K::STAGE, ctx.state, ctx.model, ctx.cbs, ctx.dm)
@@ -264,30 +313,30 @@ impl<K: EvalKind> EvaluationLoop<K> {
 /// The validation loop inside `fit` (and its sanity check).
 pub(crate) fn validation<M, L, DM, D>(
     ctx: &mut RunCtx<'_, M, L, DM>,
-    loader: &mut D,
-    n: usize,
+    loaders: &mut D,
+    counts: &[usize],
     optim: Option<&mut M::Optim>,
 ) -> Result<()>
 where
     M: LightningModule,
     L: CallbackList<M>,
     DM: DataModule<Batch = M::Batch>,
-    D: Loader<Batch = M::Batch>,
+    D: Loaders<Batch = M::Batch>,
 {
-    EvaluationLoop::<Validation>::run(ctx, loader, n, optim)
+    EvaluationLoop::<Validation>::run(ctx, loaders, counts, optim)
 }
 
 /// Under DDP, `validate`, `test` and `predict` read one shard per rank, as the fit loop does
 /// (Lightning's `DistributedSampler`), so that each sample is evaluated once and metrics
 /// reduced over the ranks count it once. A set that does not split evenly is padded by
 /// repeating its first samples; as Lightning, say so once per process.
-fn shard<D: Loader>(state: &TrainerState, loader: &mut D, stage: Stage) -> Result<()> {
+fn shard<D: Loaders>(state: &TrainerState, loader: &mut D, stage: Stage) -> Result<()> {
     static WARNED: AtomicBool = AtomicBool::new(false);
     let (rank, world) = (state.global_rank(), state.world_size());
     if world == 1 {
         return Ok(());
     }
-    loader.shard(rank, world)?;
+    loader.shard_all(rank, world)?;
     if !WARNED.swap(true, Ordering::Relaxed) {
         crate::dist::rank_zero_warn(format_args!(
             "`{stage}` under DDP: each of the {world} ranks evaluates its shard of the data; a set whose size \
@@ -298,56 +347,84 @@ fn shard<D: Loader>(state: &TrainerState, loader: &mut D, stage: Stage) -> Resul
     Ok(())
 }
 
-/// Lightning's `_PredictionLoop`: set-up, `predict_step` over the predict loader (unless
-/// `limit_predict_batches` is 0), teardown; returns the predictions.
+/// Lightning's `_PredictionLoop`: set-up, `predict_step` over the predict loaders (unless
+/// `limit_predict_batches` is 0), teardown; returns the predictions, loader after loader.
 pub(crate) fn predict<M, L, DM, D>(mut ctx: RunCtx<'_, M, L, DM>, mut given: Option<D>) -> Result<Vec<M::Prediction>>
 where
     M: LightningModule,
     L: CallbackList<M>,
     DM: DataModule<Batch = M::Batch>,
-    D: Loader<Batch = M::Batch>,
+    D: Loaders<Batch = M::Batch>,
 {
     hooks::setup(Stage::Predict, ctx.state, ctx.model, ctx.cbs, ctx.dm)?;
     let mut predictions = Vec::new();
     let limit = ctx.cfg.limit_predict_batches;
     if !limit.is_zero() {
-        if let Some(mut loader) = source::get(&mut given, ctx.state, ctx.model, ctx.dm, Which::Predict)? {
-            shard(ctx.state, &mut loader, Stage::Predict)?;
-            let n = limit.apply(loader.len(), "limit_predict_batches")?;
-            predictions.reserve(n);
-            predict_batches(&mut ctx, &mut loader, n, &mut predictions)?;
+        if let Some(mut loaders) = source::get_eval(&mut given, ctx.state, ctx.model, ctx.dm, Which::Predict)? {
+            shard(ctx.state, &mut loaders, Stage::Predict)?;
+            let counts = loaders::counts(&loaders, limit, "limit_predict_batches", usize::MAX)?;
+            predictions.reserve(counts.iter().sum());
+            predict_batches(&mut ctx, &mut loaders, &counts, &mut predictions)?;
         }
     }
     hooks::teardown(Stage::Predict, ctx.state, ctx.model, ctx.cbs, ctx.dm)?;
     Ok(predictions)
 }
 
-/// The predict loop's hooks around its `n` batches.
+/// The predict loop's hooks around the batches of its loaders.
 fn predict_batches<M, L, DM, D>(
     ctx: &mut RunCtx<'_, M, L, DM>,
-    loader: &mut D,
-    n: usize,
+    loaders: &mut D,
+    counts: &[usize],
     predictions: &mut Vec<M::Prediction>,
 ) -> Result<()>
 where
     M: LightningModule,
     L: CallbackList<M>,
     DM: DataModule<Batch = M::Batch>,
-    D: Loader<Batch = M::Batch>,
+    D: Loaders<Batch = M::Batch>,
 {
     let RunCtx { state, model, cbs, dm, .. } = ctx;
     state.set_training(false);
     dispatch::on_predict_model_eval(state, *model)?;
     dispatch::on_predict_start(state, *model, *cbs)?;
     dispatch::on_predict_epoch_start(state, *model, *cbs)?;
-    let device = state.device.clone();
-    for (i, batch) in loader.batches(0).take(n).enumerate() {
-        let batch = hooks::transfer(state, *model, *dm, batch?, &device, 0)?;
-        dispatch::on_predict_batch_start(state, *model, *cbs, &batch, i, 0)?;
-        let p = dispatch::predict_step(state, *model, &batch, i, 0)?;
-        dispatch::on_predict_batch_end(state, *model, *cbs, &p, &batch, i, 0)?;
-        predictions.push(p);
-    }
+    let mut batches = PredictBatches::<M, L, DM> { state, model, cbs, dm, counts, predictions };
+    let read = loaders.each(&mut batches);
+    state.dataloader_idx = None;
+    read?;
     dispatch::on_predict_epoch_end(state, *model, *cbs)?;
     dispatch::on_predict_end(state, *model, *cbs)
+}
+
+/// The predict loop's batch hooks, for each of its loaders in turn.
+struct PredictBatches<'r, M: LightningModule, L, DM> {
+    state: &'r mut TrainerState,
+    model: &'r mut M,
+    cbs: &'r mut L,
+    dm: &'r mut DM,
+    counts: &'r [usize],
+    predictions: &'r mut Vec<M::Prediction>,
+}
+
+impl<M, L, DM> EachLoader<M::Batch> for PredictBatches<'_, M, L, DM>
+where
+    M: LightningModule,
+    L: CallbackList<M>,
+    DM: DataModule<Batch = M::Batch>,
+{
+    fn loader<D: Loader<Batch = M::Batch>>(&mut self, dl: usize, loader: &mut D) -> Result<()> {
+        let n = self.counts.get(dl).copied().unwrap_or(0);
+        let Self { state, model, cbs, dm, predictions, .. } = self;
+        state.dataloader_idx = (self.counts.len() > 1).then_some(dl);
+        let device = state.device.clone();
+        for (i, batch) in loader.batches(0).take(n).enumerate() {
+            let batch = hooks::transfer(state, *model, *dm, batch?, &device, dl)?;
+            dispatch::on_predict_batch_start(state, *model, *cbs, &batch, i, dl)?;
+            let p = dispatch::predict_step(state, *model, &batch, i, dl)?;
+            dispatch::on_predict_batch_end(state, *model, *cbs, &p, &batch, i, dl)?;
+            predictions.push(p);
+        }
+        Ok(())
+    }
 }

@@ -7,11 +7,12 @@ use std::time::Instant;
 use super::optimization::Optimization;
 use super::training_epoch::TrainingEpochLoop;
 use super::{fit_setup, RunCtx};
+use crate::data::loaders;
 use crate::trainer::resume::Resume;
-use crate::trainer::source::{self, RunLoader, Which};
+use crate::trainer::source::{self, RunLoader, RunLoaders, Which};
 use crate::trainer::stop::{self, StopReason};
 use crate::trainer::{dispatch, estimate, hooks, save, Limit, TrainerConfig};
-use crate::{CallbackList, DataModule, Error, LightningModule, Loader, Result, Stage, TrainerState};
+use crate::{CallbackList, DataModule, Error, LightningModule, Loader, Loaders, Result, Stage, TrainerState};
 
 /// Where training starts: an epoch, and batches already done in it.
 #[derive(Clone, Copy, Debug, Default)]
@@ -116,6 +117,9 @@ impl ValCheck {
 pub(crate) struct FitLoop<M: LightningModule, VL> {
     pub opt: Optimization<M::Optim>,
     pub val: Option<VL>,
+    /// Validation batches to read from each validation loader (`limit_val_batches` applies
+    /// to each, as in Lightning).
+    pub val_counts: Vec<usize>,
     pub rules: StopRules,
     pub val_check: ValCheck,
     /// Training batches per epoch (after `limit_train_batches`).
@@ -141,7 +145,7 @@ where
     L: CallbackList<M>,
     DM: DataModule<Batch = M::Batch>,
     T: Loader<Batch = M::Batch>,
-    V: Loader<Batch = M::Batch>,
+    V: Loaders<Batch = M::Batch>,
 {
     hooks::setup(Stage::Fit, ctx.state, ctx.model, ctx.cbs, ctx.dm)?;
     // dropout masks start from the trainer's seed; a resume continues the checkpoint's draws
@@ -212,13 +216,13 @@ fn loaders<M, L, DM, T, V>(
     train: &mut Option<T>,
     val: &mut Option<V>,
     resumed: bool,
-) -> Result<(RunLoader<T, DM, M>, Option<RunLoader<V, DM, M>>)>
+) -> Result<(RunLoader<T, DM, M>, Option<RunLoaders<V, DM, M>>)>
 where
     M: LightningModule,
     L: CallbackList<M>,
     DM: DataModule<Batch = M::Batch>,
     T: Loader<Batch = M::Batch>,
-    V: Loader<Batch = M::Batch>,
+    V: Loaders<Batch = M::Batch>,
 {
     let cfg = ctx.cfg;
     let val_enabled = M::IMPL_VALIDATION_STEP && !cfg.limit_val_batches.is_zero();
@@ -231,14 +235,14 @@ where
     let mut train_loader =
         train_loader.ok_or(Error::MissingHook { module: M::NAME, hook: dispatch::name::TRAIN_DATALOADER })?;
     if val_enabled && !sanity {
-        val_loader = source::get(val, ctx.state, ctx.model, ctx.dm, Which::Val)?;
+        val_loader = source::get_eval(val, ctx.state, ctx.model, ctx.dm, Which::Val)?;
     }
     warn_skipped_validation::<M, DM>(ctx.state, val.is_some(), val_enabled && val_loader.is_none());
     let (rank, world) = (ctx.state.global_rank(), ctx.state.world_size());
     if world > 1 {
         train_loader.shard(rank, world)?;
         if let Some(vl) = &mut val_loader {
-            vl.shard(rank, world)?;
+            vl.shard_all(rank, world)?;
         }
     }
     Ok((train_loader, val_loader))
@@ -263,7 +267,7 @@ fn warn_skipped_validation<M: LightningModule, DM: DataModule>(state: &mut Train
     }
 }
 
-impl<M: LightningModule, VL: Loader<Batch = M::Batch>> FitLoop<M, VL> {
+impl<M: LightningModule, VL: Loaders<Batch = M::Batch>> FitLoop<M, VL> {
     /// Counts the batches (`limit_*` flags), sets the state's counts and estimate, and checks
     /// a resumed position against the loader.
     fn new<L, DM, TL: Loader>(
@@ -277,10 +281,11 @@ impl<M: LightningModule, VL: Loader<Batch = M::Batch>> FitLoop<M, VL> {
         let (cfg, state) = (ctx.cfg, &mut *ctx.state);
         let num_train = cfg.limit_train_batches.apply(train.len(), "limit_train_batches")?;
         let sized = train.len() != usize::MAX;
-        let num_val = match &val {
-            Some(v) => cfg.limit_val_batches.apply(v.len(), "limit_val_batches")?,
-            None => 0,
+        let val_counts = match &val {
+            Some(v) => loaders::counts(v, cfg.limit_val_batches, "limit_val_batches", usize::MAX)?,
+            None => Vec::new(),
         };
+        let num_val = val_counts.iter().sum();
         state.num_training_batches = num_train;
         state.num_val_batches = num_val;
         state.stepping_batches = Some(estimate::stepping_batches(cfg, cfg.accumulate_grad_batches, Some(train.len())));
@@ -306,7 +311,18 @@ impl<M: LightningModule, VL: Loader<Batch = M::Batch>> FitLoop<M, VL> {
         };
         let rules = StopRules::new(cfg);
         let started = Instant::now();
-        Ok(FitLoop { opt, val, rules, val_check, num_train, sized, started, timed_out: false, total_batches: 0 })
+        Ok(FitLoop {
+            opt,
+            val,
+            val_counts,
+            rules,
+            val_check,
+            num_train,
+            sized,
+            started,
+            timed_out: false,
+            total_batches: 0,
+        })
     }
 
     /// `on_train_start`, the epochs until [`StopRules::done`], `on_train_end`; nothing but a

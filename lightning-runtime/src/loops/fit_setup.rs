@@ -5,11 +5,12 @@ use candle_core::Var;
 
 use super::optimization::Optimization;
 use super::{schedulers, RunCtx};
+use crate::data::loaders;
 use crate::trainer::resume::Resume;
-use crate::trainer::source::{self, RunLoader, Which};
+use crate::trainer::source::{self, RunLoaders, Which};
 use crate::trainer::unused::UnusedGuard;
 use crate::trainer::{dispatch, TrainerConfig};
-use crate::{CallbackList, DataModule, Error, Gradients, LightningModule, Loader, Optimizer, Optimizers, Result};
+use crate::{CallbackList, DataModule, Error, Gradients, LightningModule, Loaders, Optimizer, Optimizers, Result};
 
 /// The trainable variables: the module's, sorted by name (a `VarMap`'s own order is not
 /// stable). Every parameter an optimizer holds is one of them (`foreign_params::check`).
@@ -110,24 +111,25 @@ pub(crate) fn print_summary<M: LightningModule>(model: &M, optim: &mut M::Optim)
 pub(crate) fn sanity_check<M, L, DM, V>(
     ctx: &mut RunCtx<'_, M, L, DM>,
     val: &mut Option<V>,
-) -> Result<Option<RunLoader<V, DM, M>>>
+) -> Result<Option<RunLoaders<V, DM, M>>>
 where
     M: LightningModule,
     L: CallbackList<M>,
     DM: DataModule<Batch = M::Batch>,
-    V: Loader<Batch = M::Batch>,
+    V: Loaders<Batch = M::Batch>,
 {
     let cfg = ctx.cfg;
     dispatch::on_sanity_check_start(ctx.state, ctx.model, ctx.cbs)?;
-    let mut loader = source::get(val, ctx.state, ctx.model, ctx.dm, Which::Val)?;
-    if let Some(vl) = &mut loader {
-        let n = cfg.limit_val_batches.apply(vl.len(), "limit_val_batches")?.min(cfg.num_sanity_val_steps);
-        if n > 0 {
+    let mut loaders = source::get_eval(val, ctx.state, ctx.model, ctx.dm, Which::Val)?;
+    if let Some(vl) = &mut loaders {
+        // `num_sanity_val_steps` per loader, as in Lightning
+        let counts = loaders::counts(vl, cfg.limit_val_batches, "limit_val_batches", cfg.num_sanity_val_steps)?;
+        if counts.iter().any(|&n| n > 0) {
             ctx.state.sanity_checking = true;
-            super::evaluation::validation(ctx, vl, n, None)?;
+            super::evaluation::validation(ctx, vl, &counts, None)?;
             ctx.state.sanity_checking = false;
         }
     }
     dispatch::on_sanity_check_end(ctx.state, ctx.model, ctx.cbs)?;
-    Ok(loader)
+    Ok(loaders)
 }

@@ -8,7 +8,8 @@ use super::RunCtx;
 use crate::logging::store::LoopKind;
 use crate::trainer::{dispatch, hooks, logs, save};
 use crate::{
-    CallbackList, DataModule, Error, Flow, Interval, LightningModule, Loader, Result, StepOutput, TransferBatch,
+    CallbackList, DataModule, Error, Flow, Interval, LightningModule, Loader, Loaders, Result, StepOutput,
+    TransferBatch,
 };
 
 /// One epoch of training.
@@ -64,7 +65,7 @@ impl TrainingEpochLoop {
         M: LightningModule,
         L: CallbackList<M>,
         DM: DataModule<Batch = M::Batch>,
-        VL: Loader<Batch = M::Batch>,
+        VL: Loaders<Batch = M::Batch>,
         TL: Loader<Batch = M::Batch>,
     {
         if self.skip == 0 {
@@ -148,7 +149,7 @@ impl TrainingEpochLoop {
         M: LightningModule,
         L: CallbackList<M>,
         DM: DataModule<Batch = M::Batch>,
-        VL: Loader<Batch = M::Batch>,
+        VL: Loaders<Batch = M::Batch>,
     {
         let Advanced { batch_idx: i, last, stepped } = done;
         // DDP: a stop asked for on any rank, or a signal any rank received, stops every rank
@@ -158,8 +159,7 @@ impl TrainingEpochLoop {
         if fit.val_check.should_check_val(self.epoch, i, fit.total_batches, last, stopping) {
             if let Some(vl) = &mut fit.val {
                 dispatch::on_validation_model_zero_grad(ctx.state, ctx.model)?;
-                let n = fit.val_check.num_val;
-                super::evaluation::validation(ctx, vl, n, Some(&mut fit.opt.optim))?;
+                super::evaluation::validation(ctx, vl, &fit.val_counts, Some(&mut fit.opt.optim))?;
             }
         }
         // plateau schedulers on interval "step" step after every optimizer step, once its

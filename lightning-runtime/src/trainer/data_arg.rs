@@ -9,7 +9,7 @@
 use std::borrow::BorrowMut;
 
 use crate::contract::module::requirements::*;
-use crate::{DataModule, LightningModule, Loader, NoDataModule};
+use crate::{DataModule, LightningModule, Loader, Loaders, NoDataModule};
 
 /// Where a stage of the [`Trainer`](crate::Trainer) takes its batches from: the module's
 /// own `*_dataloader` hooks, loaders given here, or a `#[datamodule]`.
@@ -23,8 +23,9 @@ use crate::{DataModule, LightningModule, Loader, NoDataModule};
 /// | `trainer.test(model, test_loader)` | `trainer.test(&mut model, Data::loader(test))` |
 ///
 /// With `Data::loader(train)` alone, validation runs on the module's `val_dataloader` when
-/// it has one, as in Lightning. `.val(..)` belongs to `fit`; `validate`, `test` and
-/// `predict` take one loader. A hook that a choice needs is checked at compile time:
+/// it has one, as in Lightning. `.val(..)` belongs to `fit`. Several validation, test or
+/// predict loaders (Lightning's `val_dataloaders=[a, b]`) are a tuple, `Vec` or array:
+/// `.val((a, b))`, `Data::loaders((a, b))` (see [`Loaders`]). A hook that a choice needs is checked at compile time:
 /// `Data::module()` given to `fit` on a module without `train_dataloader` does not compile.
 ///
 /// ```
@@ -101,6 +102,16 @@ impl<L> Data<Given<L>, Unset, Unset> {
     }
 }
 
+impl<L: Loaders> Data<Given<L>, Unset, Unset> {
+    /// Several loaders for `validate`, `test` or `predict` (Lightning's
+    /// `dataloaders=[a, b]`): a tuple of loaders of any types with one batch type, a `Vec`
+    /// or an array. The same as [`Data::loader`], named for reading. Each step gets its
+    /// loader's `dataloader_idx`; logged keys get `/dataloader_idx_N`.
+    pub fn loaders(loaders: L) -> Self {
+        Data { train: Given(loaders), val: Unset, datamodule: Unset }
+    }
+}
+
 impl<'a, DM> Data<Unset, Unset, &'a mut DM> {
     /// A `#[datamodule]`: its `*_dataloader` hooks and its stage hooks (`prepare_data`,
     /// `setup`, `teardown`, ...) run with the stage (Lightning's `datamodule=dm`).
@@ -144,8 +155,8 @@ impl<M: LightningModule, L: Loader<Batch = M::Batch>> TrainPart<M> for Given<L> 
 /// when it has one (validation is optional, so nothing is required here).
 #[doc(hidden)]
 pub trait ValPart<M: LightningModule> {
-    /// The loader's type (the module's `Loader` when none was given).
-    type Loader: Loader<Batch = M::Batch>;
+    /// The loaders' type (the module's `Loader` when none was given).
+    type Loader: Loaders<Batch = M::Batch>;
     /// `None`: the module's hook, if any.
     fn into_loader(self) -> Option<Self::Loader>;
 }
@@ -157,8 +168,8 @@ impl<M: LightningModule> ValPart<M> for Unset {
     }
 }
 
-// `Unset` is not a `Loader`, so this blanket impl and the one above do not overlap.
-impl<M: LightningModule, L: Loader<Batch = M::Batch>> ValPart<M> for L {
+// `Unset` is not a `Loaders`, so this blanket impl and the one above do not overlap.
+impl<M: LightningModule, L: Loaders<Batch = M::Batch>> ValPart<M> for L {
     type Loader = L;
     fn into_loader(self) -> Option<L> {
         Some(self)
@@ -184,9 +195,9 @@ pub trait FitData<M: LightningModule> {
     /// The training loader's type.
     #[doc(hidden)]
     type Train: Loader<Batch = M::Batch>;
-    /// The validation loader's type.
+    /// The validation loaders' type: one loader or several ([`Loaders`]).
     #[doc(hidden)]
-    type Val: Loader<Batch = M::Batch>;
+    type Val: Loaders<Batch = M::Batch>;
     /// The datamodule and the loaders given (`None`: from the module or the datamodule).
     #[doc(hidden)]
     fn into_parts(self) -> (Self::Held, Option<Self::Train>, Option<Self::Val>);
@@ -241,7 +252,7 @@ pub mod stage {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not data for `Trainer::validate`, `test` or `predict`",
     label = "not a `Data::module()`, `Data::loader(..)` or `Data::datamodule(..)`",
-    note = "these stages take one loader: pass `Data::module()`, `Data::loader(loader)` or \
+    note = "these stages take `Data::module()`, `Data::loader(loader)`, `Data::loaders((a, b))` or \
             `Data::datamodule(&mut dm)`; `.val(..)` belongs to `fit`"
 )]
 pub trait EvalData<M: LightningModule, S> {
@@ -251,9 +262,9 @@ pub trait EvalData<M: LightningModule, S> {
     /// How the datamodule is held: owned (`NoDataModule`) or borrowed.
     #[doc(hidden)]
     type Held: BorrowMut<Self::DataModule>;
-    /// The loader's type.
+    /// The loaders' type: one loader or several ([`Loaders`]).
     #[doc(hidden)]
-    type Loader: Loader<Batch = M::Batch>;
+    type Loader: Loaders<Batch = M::Batch>;
     /// The datamodule and the loader given (`None`: from the module or the datamodule).
     #[doc(hidden)]
     fn into_parts(self) -> (Self::Held, Option<Self::Loader>);
@@ -291,7 +302,7 @@ impl<M: LightningModule + HasPredictDataloader> EvalData<M, stage::Predict> for 
 impl<M, S, L> EvalData<M, S> for Data<Given<L>, Unset, Unset>
 where
     M: LightningModule,
-    L: Loader<Batch = M::Batch>,
+    L: Loaders<Batch = M::Batch>,
 {
     type DataModule = NoDataModule<M::Batch>;
     type Held = NoDataModule<M::Batch>;

@@ -49,7 +49,7 @@ use crate::loops::evaluation::{EvaluationLoop, Test, Validation};
 use crate::loops::RunCtx;
 use crate::{
     Accelerator, CallbackList, CallbackTuple, Chain, DataModule, GradientClipAlgorithm, LightningModule, Loader,
-    Logger, ModelCheckpoint, ProgressBar, Result, Stage,
+    Loaders, Logger, ModelCheckpoint, ProgressBar, Result, Stage,
 };
 
 /// Metrics by name, as `callback_metrics` holds them at the end of a run.
@@ -510,7 +510,7 @@ impl<C> Trainer<C> {
         C: CallbackList<M>,
         DM: DataModule<Batch = M::Batch>,
         T: Loader<Batch = M::Batch>,
-        V: Loader<Batch = M::Batch>,
+        V: Loaders<Batch = M::Batch>,
     {
         let resume = self.take_ckpt_path()?;
         let (stopped, state) = self.run(Stage::Fit, model, dm, |cfg, state, model, cbs, dm| {
@@ -554,14 +554,14 @@ impl<C> Trainer<C> {
         M: LightningModule,
         C: CallbackList<M>,
         DM: DataModule<Batch = M::Batch>,
-        L: Loader<Batch = M::Batch>,
+        L: Loaders<Batch = M::Batch>,
     {
         self.load_ckpt_path(model)?;
         let ((), state) = self.run(Stage::Validate, model, dm, |cfg, state, model, cbs, dm| {
             EvaluationLoop::<Validation>::run_stage(RunCtx { cfg, state, model, cbs, dm }, loader)
         })?;
         let metrics = state.callback_metrics()?;
-        results::print(Stage::Validate, &metrics);
+        results::print(Stage::Validate, &metrics, state.num_eval_loaders);
         Ok(metrics)
     }
 
@@ -593,14 +593,14 @@ impl<C> Trainer<C> {
         M: LightningModule,
         C: CallbackList<M>,
         DM: DataModule<Batch = M::Batch>,
-        L: Loader<Batch = M::Batch>,
+        L: Loaders<Batch = M::Batch>,
     {
         self.load_ckpt_path(model)?;
         let ((), state) = self.run(Stage::Test, model, dm, |cfg, state, model, cbs, dm| {
             EvaluationLoop::<Test>::run_stage(RunCtx { cfg, state, model, cbs, dm }, loader)
         })?;
         let metrics = state.callback_metrics()?;
-        results::print(Stage::Test, &metrics);
+        results::print(Stage::Test, &metrics, state.num_eval_loaders);
         Ok(metrics)
     }
 
@@ -632,7 +632,7 @@ impl<C> Trainer<C> {
         M: LightningModule,
         C: CallbackList<M>,
         DM: DataModule<Batch = M::Batch>,
-        L: Loader<Batch = M::Batch>,
+        L: Loaders<Batch = M::Batch>,
     {
         self.load_ckpt_path(model)?;
         let (preds, _) = self.run(Stage::Predict, model, dm, |cfg, state, model, cbs, dm| {

@@ -2,7 +2,7 @@
 //! datamodule's, else the module's `*_dataloader` hook (Lightning's order of precedence).
 
 use super::dispatch;
-use crate::{DataModule, Either, LightningModule, Loader, Result, TrainerState};
+use crate::{DataModule, EachLoader, Either, LightningModule, Loader, Loaders, Result, TrainerState};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Which {
@@ -61,14 +61,82 @@ pub(crate) fn get<M: LightningModule, DM: DataModule<Batch = M::Batch>, L: Loade
     if let Some(l) = given.take() {
         return Ok(Some(EitherLoader::Given(l)));
     }
-    let l = match which {
-        Which::Train => dispatch::train_dataloader(state, model, dm)?,
-        Which::Val => dispatch::val_dataloader(state, model, dm)?,
-        Which::Test => dispatch::test_dataloader(state, model, dm)?,
-        Which::Predict => dispatch::predict_dataloader(state, model, dm)?,
-    };
-    Ok(l.map(|l| match l {
+    Ok(from_hooks(state, model, dm, which)?.map(|l| match l {
         Either::Left(from_dm) => EitherLoader::DataModule(from_dm),
         Either::Right(from_module) => EitherLoader::Module(from_module),
+    }))
+}
+
+/// The datamodule's loader of a loop, else the module's (Lightning's `_DataHookSelector`).
+fn from_hooks<M: LightningModule, DM: DataModule<Batch = M::Batch>>(
+    state: &mut TrainerState,
+    model: &mut M,
+    dm: &mut DM,
+    which: Which,
+) -> Result<Option<Either<DM::Loader, M::Loader>>> {
+    match which {
+        Which::Train => dispatch::train_dataloader(state, model, dm),
+        Which::Val => dispatch::val_dataloader(state, model, dm),
+        Which::Test => dispatch::test_dataloader(state, model, dm),
+        Which::Predict => dispatch::predict_dataloader(state, model, dm),
+    }
+}
+
+/// The loaders an evaluation loop reads: given (one or several), the datamodule's or the
+/// module's (one each).
+pub(crate) enum EvalLoaders<A, B, C> {
+    Given(A),
+    DataModule(B),
+    Module(C),
+}
+
+/// The evaluation loaders a run reads: given, the datamodule's or the module's.
+pub(crate) type RunLoaders<V, DM, M> = EvalLoaders<V, <DM as DataModule>::Loader, <M as LightningModule>::Loader>;
+
+impl<T, A: Loaders<Batch = T>, B: Loader<Batch = T>, C: Loader<Batch = T>> Loaders for EvalLoaders<A, B, C> {
+    type Batch = T;
+    fn count(&self) -> usize {
+        match self {
+            EvalLoaders::Given(a) => a.count(),
+            EvalLoaders::DataModule(_) | EvalLoaders::Module(_) => 1,
+        }
+    }
+    fn len_of(&self, idx: usize) -> usize {
+        match self {
+            EvalLoaders::Given(a) => a.len_of(idx),
+            EvalLoaders::DataModule(b) => Loaders::len_of(b, idx),
+            EvalLoaders::Module(c) => Loaders::len_of(c, idx),
+        }
+    }
+    fn shard_all(&mut self, rank: usize, world: usize) -> Result<()> {
+        match self {
+            EvalLoaders::Given(a) => a.shard_all(rank, world),
+            EvalLoaders::DataModule(b) => Loader::shard(b, rank, world),
+            EvalLoaders::Module(c) => Loader::shard(c, rank, world),
+        }
+    }
+    fn each<V: EachLoader<T>>(&mut self, visit: &mut V) -> Result<()> {
+        match self {
+            EvalLoaders::Given(a) => a.each(visit),
+            EvalLoaders::DataModule(b) => visit.loader(0, b),
+            EvalLoaders::Module(c) => visit.loader(0, c),
+        }
+    }
+}
+
+/// Gets an evaluation loop's loaders; `None` when there are none.
+pub(crate) fn get_eval<M: LightningModule, DM: DataModule<Batch = M::Batch>, V: Loaders<Batch = M::Batch>>(
+    given: &mut Option<V>,
+    state: &mut TrainerState,
+    model: &mut M,
+    dm: &mut DM,
+    which: Which,
+) -> Result<Option<RunLoaders<V, DM, M>>> {
+    if let Some(l) = given.take() {
+        return Ok(Some(EvalLoaders::Given(l)));
+    }
+    Ok(from_hooks(state, model, dm, which)?.map(|l| match l {
+        Either::Left(from_dm) => EvalLoaders::DataModule(from_dm),
+        Either::Right(from_module) => EvalLoaders::Module(from_module),
     }))
 }
