@@ -2,8 +2,9 @@
 
 Records every hook a module and a callback receive, with `dl=N` for the hooks given a
 `dataloader_idx`: `fit` with two validation loaders (`limit_val_batches=2`,
-`num_sanity_val_steps=1`), `test` and `predict` with two loaders each. Writes
-tests/fixtures/lightning-hooks-two-loaders/{fit,test,predict}.txt.
+`num_sanity_val_steps=1`), `test` and `predict` with two loaders each, and `fit` from the
+module's loader hooks with `reload_dataloaders_every_n_epochs=1` over two epochs. Writes
+tests/fixtures/lightning-hooks-two-loaders/{fit,test,predict,reload}.txt.
 
     python3 -m venv /tmp/pl && /tmp/pl/bin/pip install torch lightning==2.6.6
     /tmp/pl/bin/python scripts/make_hook_order_multi.py
@@ -116,6 +117,18 @@ def record(which):
         t = trainer(limit_test_batches=2)
         LOG.clear()
         t.test(m, dataloaders=[loader(1), loader(2)], verbose=False)
+    elif which == "reload":
+        class Hooks(Model):
+            def train_dataloader(self):
+                rec("M", "train_dataloader", (), {})
+                return loader(0)
+            def val_dataloader(self):
+                rec("M", "val_dataloader", (), {})
+                return loader(1)
+        t = trainer(max_epochs=2, limit_train_batches=1, limit_val_batches=1, num_sanity_val_steps=1,
+                    reload_dataloaders_every_n_epochs=1)
+        LOG.clear()
+        t.fit(Hooks())
     else:
         t = trainer(limit_predict_batches=2)
         LOG.clear()
@@ -127,7 +140,7 @@ if __name__ == "__main__":
     import pathlib
     out = pathlib.Path(__file__).resolve().parent.parent / "tests/fixtures/lightning-hooks-two-loaders"
     out.mkdir(parents=True, exist_ok=True)
-    for which in ("fit", "test", "predict"):
+    for which in ("fit", "test", "predict", "reload"):
         lines = record(which)
         (out / f"{which}.txt").write_text("\n".join(lines) + "\n")
         print(which, len(lines), "records")

@@ -437,3 +437,24 @@ fn two_test_and_two_predict_loaders_in_lightnings_order() {
     assert_eq!(take(&log), lightning_two_loaders("predict"));
     assert_eq!(preds.len(), 4, "two batches of each loader, loader after loader");
 }
+
+#[test]
+fn reload_dataloaders_every_epoch_in_lightnings_order() {
+    // the module's loader hooks again before epoch 1 (train) and its validation (val)
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::default();
+    let b = builder(&dir).max_epochs(2).limit_train_batches(1).limit_val_batches(1).num_sanity_val_steps(1);
+    let (mut trainer, mut model) = new_run(&log, b.reload_dataloaders_every_n_epochs(1).enable_checkpointing(false));
+    run_fit(&mut trainer, &mut model).unwrap();
+    // one loader: Lightning passes `dataloader_idx` to the transfer hooks only
+    let want: Vec<String> = lightning_two_loaders("reload").iter().map(|l| l.replace(" dl=0", "")).collect();
+    assert_eq!(take(&log), want);
+    assert_eq!(want.iter().filter(|l| l.ends_with("_dataloader")).count(), 4);
+
+    // loaders given to `fit` are kept: no hook is asked
+    let log = Log::default();
+    let b = builder(&dir).max_epochs(2).limit_train_batches(1).limit_val_batches(1);
+    let (mut trainer, mut model) = new_run(&log, b.reload_dataloaders_every_n_epochs(1).enable_checkpointing(false));
+    trainer.fit(&mut model, Data::loader(common::data(2)).val(common::data(2))).unwrap();
+    assert!(!take(&log).iter().any(|l| l.ends_with("_dataloader")));
+}

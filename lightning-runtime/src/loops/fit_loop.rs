@@ -9,7 +9,7 @@ use super::training_epoch::TrainingEpochLoop;
 use super::{fit_setup, RunCtx};
 use crate::data::loaders;
 use crate::trainer::resume::Resume;
-use crate::trainer::source::{self, RunLoader, RunLoaders, Which};
+use crate::trainer::source::{self, Refetch, RunLoader, RunLoaders, Which};
 use crate::trainer::stop::{self, StopReason};
 use crate::trainer::{dispatch, estimate, hooks, save, Limit, TrainerConfig};
 use crate::{CallbackList, DataModule, Error, LightningModule, Loader, Loaders, Result, Stage, TrainerState};
@@ -130,6 +130,24 @@ pub(crate) struct FitLoop<M: LightningModule, VL> {
     pub timed_out: bool,
     /// Training batches done in this fit, across epochs.
     pub total_batches: usize,
+    /// The epochs the training and validation loaders were last fetched in
+    /// (`reload_dataloaders_every_n_epochs`).
+    pub loaded: Loaded,
+}
+
+/// When the loaders were last fetched from their hooks (Lightning's
+/// `_last_train_dl_reload_epoch`, `_last_val_dl_reload_epoch`).
+#[derive(Debug, Default)]
+pub(crate) struct Loaded {
+    pub train: usize,
+    pub val: usize,
+}
+
+impl Loaded {
+    /// Lightning's `_should_reload_*_dl`: `n` epochs (not 0) since `last`.
+    fn due(n: usize, epoch: usize, last: usize) -> bool {
+        n > 0 && epoch >= last + n
+    }
 }
 
 /// `fit`: `setup`, resume, optimizers, `on_fit_start`, sanity check, epochs, `on_fit_end`,
@@ -299,10 +317,7 @@ impl<M: LightningModule, VL: Loaders<Batch = M::Batch>> FitLoop<M, VL> {
                 ),
             });
         }
-        let every_n_batches = match cfg.val_check_interval {
-            Limit::Batches(n) => n.max(1),
-            other => other.apply(num_train, "val_check_interval")?.max(1),
-        };
+        let every_n_batches = every_n_batches(cfg, num_train)?;
         let val_check = ValCheck {
             num_val,
             every_n_epochs: cfg.check_val_every_n_epoch,
@@ -311,7 +326,9 @@ impl<M: LightningModule, VL: Loaders<Batch = M::Batch>> FitLoop<M, VL> {
         };
         let rules = StopRules::new(cfg);
         let started = Instant::now();
+        let loaded = Loaded { train: start.epoch, val: start.epoch };
         Ok(FitLoop {
+            loaded,
             opt,
             val,
             val_counts,
@@ -337,7 +354,8 @@ impl<M: LightningModule, VL: Loaders<Batch = M::Batch>> FitLoop<M, VL> {
     where
         L: CallbackList<M>,
         DM: DataModule<Batch = M::Batch>,
-        TL: Loader<Batch = M::Batch>,
+        TL: Loader<Batch = M::Batch> + Refetch<M, DM>,
+        VL: Refetch<M, DM>,
     {
         if self.num_train == 0 {
             let limit = if train.len() > 0 { " after `limit_train_batches`" } else { "" };
@@ -351,6 +369,9 @@ impl<M: LightningModule, VL: Loaders<Batch = M::Batch>> FitLoop<M, VL> {
         warn_if_nothing_to_do(&self.rules, ctx.state.global_step, &start, resume);
         let mut skip = start.skip_batches;
         while !self.rules.done(ctx.state) {
+            if skip == 0 {
+                self.reload_train(ctx, train)?;
+            }
             let mut epoch = TrainingEpochLoop::new(ctx, skip);
             epoch.run(self, ctx, train)?;
             self.on_advance_end(ctx, &epoch)?;
@@ -360,6 +381,61 @@ impl<M: LightningModule, VL: Loaders<Batch = M::Batch>> FitLoop<M, VL> {
         stop::report(ctx.state, &stopped);
         dispatch::on_train_end(ctx.state, ctx.model, ctx.cbs)?;
         Ok(stopped)
+    }
+
+    /// `reload_dataloaders_every_n_epochs`: the training loader from its hook again, before
+    /// `on_train_epoch_start` (Lightning's `setup_data` in `on_advance_start`), counted and
+    /// sharded as at the start.
+    fn reload_train<L, DM, TL>(&mut self, ctx: &mut RunCtx<'_, M, L, DM>, train: &mut TL) -> Result<()>
+    where
+        DM: DataModule<Batch = M::Batch>,
+        TL: Loader<Batch = M::Batch> + Refetch<M, DM>,
+    {
+        let (cfg, epoch) = (ctx.cfg, ctx.state.current_epoch);
+        if !train.is_hooked() || !Loaded::due(cfg.reload_dataloaders_every_n_epochs, epoch, self.loaded.train) {
+            return Ok(());
+        }
+        self.loaded.train = epoch;
+        let Some(mut fresh) = TL::refetch(ctx.state, ctx.model, ctx.dm, Which::Train)? else {
+            return Ok(());
+        };
+        let (rank, world) = (ctx.state.global_rank(), ctx.state.world_size());
+        if world > 1 {
+            fresh.shard(rank, world)?;
+        }
+        self.num_train = cfg.limit_train_batches.apply(fresh.len(), "limit_train_batches")?;
+        self.sized = fresh.len() != usize::MAX;
+        self.val_check.every_n_batches = every_n_batches(cfg, self.num_train)?;
+        ctx.state.num_training_batches = self.num_train;
+        *train = fresh;
+        Ok(())
+    }
+
+    /// `reload_dataloaders_every_n_epochs`: the validation loaders from their hook again,
+    /// before a validation run (Lightning's `_EvaluationLoop.setup_data`).
+    pub fn reload_val<L, DM>(&mut self, ctx: &mut RunCtx<'_, M, L, DM>) -> Result<()>
+    where
+        DM: DataModule<Batch = M::Batch>,
+        VL: Refetch<M, DM>,
+    {
+        let (cfg, epoch) = (ctx.cfg, ctx.state.current_epoch);
+        let hooked = self.val.as_ref().is_some_and(Refetch::is_hooked);
+        if !hooked || !Loaded::due(cfg.reload_dataloaders_every_n_epochs, epoch, self.loaded.val) {
+            return Ok(());
+        }
+        self.loaded.val = epoch;
+        let Some(mut fresh) = VL::refetch(ctx.state, ctx.model, ctx.dm, Which::Val)? else {
+            return Ok(());
+        };
+        let (rank, world) = (ctx.state.global_rank(), ctx.state.world_size());
+        if world > 1 {
+            fresh.shard_all(rank, world)?;
+        }
+        self.val_counts = loaders::counts(&fresh, cfg.limit_val_batches, "limit_val_batches", usize::MAX)?;
+        self.val_check.num_val = self.val_counts.iter().sum();
+        ctx.state.num_val_batches = self.val_check.num_val;
+        self.val = Some(fresh);
+        Ok(())
     }
 
     /// After an epoch (Lightning's `_FitLoop.on_advance_end`): epoch schedulers of a skipped
@@ -394,6 +470,15 @@ impl<M: LightningModule, VL: Loaders<Batch = M::Batch>> FitLoop<M, VL> {
         state.current_epoch += 1;
         Ok(())
     }
+}
+
+/// Training batches between validation runs: `val_check_interval` as a count, or as a
+/// fraction of the epoch's `num_train` batches.
+fn every_n_batches(cfg: &TrainerConfig, num_train: usize) -> Result<usize> {
+    Ok(match cfg.val_check_interval {
+        Limit::Batches(n) => n.max(1),
+        other => other.apply(num_train, "val_check_interval")?.max(1),
+    })
 }
 
 /// Lightning warns when `fit` has nothing to do: `max_epochs=0`, or a resumed run already

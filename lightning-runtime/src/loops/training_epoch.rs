@@ -6,6 +6,7 @@ use super::fit_loop::FitLoop;
 use super::optimization::Window;
 use super::RunCtx;
 use crate::logging::store::LoopKind;
+use crate::trainer::source::Refetch;
 use crate::trainer::{dispatch, hooks, logs, save};
 use crate::{
     CallbackList, DataModule, Error, Flow, Interval, LightningModule, Loader, Loaders, Result, StepOutput,
@@ -65,7 +66,7 @@ impl TrainingEpochLoop {
         M: LightningModule,
         L: CallbackList<M>,
         DM: DataModule<Batch = M::Batch>,
-        VL: Loaders<Batch = M::Batch>,
+        VL: Loaders<Batch = M::Batch> + Refetch<M, DM>,
         TL: Loader<Batch = M::Batch>,
     {
         if self.skip == 0 {
@@ -149,7 +150,7 @@ impl TrainingEpochLoop {
         M: LightningModule,
         L: CallbackList<M>,
         DM: DataModule<Batch = M::Batch>,
-        VL: Loaders<Batch = M::Batch>,
+        VL: Loaders<Batch = M::Batch> + Refetch<M, DM>,
     {
         let Advanced { batch_idx: i, last, stepped } = done;
         // DDP: a stop asked for on any rank, or a signal any rank received, stops every rank
@@ -157,8 +158,11 @@ impl TrainingEpochLoop {
         let signal = ctx.state.sync_stop_and_signal()?;
         let stopping = ctx.state.should_stop && fit.rules.may_stop(ctx.state);
         if fit.val_check.should_check_val(self.epoch, i, fit.total_batches, last, stopping) {
-            if let Some(vl) = &mut fit.val {
+            if fit.val.is_some() {
                 dispatch::on_validation_model_zero_grad(ctx.state, ctx.model)?;
+                fit.reload_val(ctx)?;
+            }
+            if let Some(vl) = &mut fit.val {
                 super::evaluation::validation(ctx, vl, &fit.val_counts, Some(&mut fit.opt.optim))?;
             }
         }

@@ -110,6 +110,10 @@ pub struct TrainerConfig {
     /// Validate every N epochs (Lightning's `check_val_every_n_epoch`; default 1); `None`
     /// counts `val_check_interval` batches across epochs.
     pub check_val_every_n_epoch: Option<usize>,
+    /// Fetch the training and validation loaders again from their hooks every N epochs
+    /// (Lightning's `reload_dataloaders_every_n_epochs`; default 0, never). Loaders given to
+    /// `fit` are kept, as in Lightning.
+    pub reload_dataloaders_every_n_epochs: usize,
     /// Step the optimizer every k batches, with the loss divided by k (Lightning's
     /// `accumulate_grad_batches`; default 1).
     pub accumulate_grad_batches: usize,
@@ -171,6 +175,7 @@ impl Default for TrainerConfig {
             num_sanity_val_steps: 2,
             val_check_interval: Limit::Fraction(1.0),
             check_val_every_n_epoch: Some(1),
+            reload_dataloaders_every_n_epochs: 0,
             accumulate_grad_batches: 1,
             gradient_clip_val: None,
             gradient_clip_algorithm: GradientClipAlgorithm::Norm,

@@ -134,6 +134,9 @@ impl<C> TrainerBuilder<C> {
         val_check_interval: impl Into<Limit> => |c, v| c.val_check_interval = v.into();
         /// Validate every N epochs; `None` counts `val_check_interval` batches across epochs.
         check_val_every_n_epoch: Option<usize> => |c, v| c.check_val_every_n_epoch = v;
+        /// Fetch the loaders again from the module's or datamodule's hooks every N epochs
+        /// (0: never); loaders given to `fit` are kept.
+        reload_dataloaders_every_n_epochs: usize => |c, v| c.reload_dataloaders_every_n_epochs = v;
         /// Step the optimizer every k batches, with the loss divided by k.
         accumulate_grad_batches: usize => |c, v| c.accumulate_grad_batches = v;
         /// Clip gradients to this value (by norm unless `gradient_clip_algorithm` says otherwise).

@@ -140,3 +140,39 @@ pub(crate) fn get_eval<M: LightningModule, DM: DataModule<Batch = M::Batch>, V: 
         Either::Right(from_module) => EvalLoaders::Module(from_module),
     }))
 }
+
+/// A run's loaders fetched again from their hooks (`reload_dataloaders_every_n_epochs`).
+pub(crate) trait Refetch<M: LightningModule, DM: DataModule<Batch = M::Batch>>: Sized {
+    /// From a hook (the module's or the datamodule's): given loaders are kept.
+    fn is_hooked(&self) -> bool;
+    /// The hook's loaders now; `None` when the hook has none.
+    fn refetch(state: &mut TrainerState, model: &mut M, dm: &mut DM, which: Which) -> Result<Option<Self>>;
+}
+
+impl<M, DM, L> Refetch<M, DM> for RunLoader<L, DM, M>
+where
+    M: LightningModule,
+    DM: DataModule<Batch = M::Batch>,
+    L: Loader<Batch = M::Batch>,
+{
+    fn is_hooked(&self) -> bool {
+        !matches!(self, EitherLoader::Given(_))
+    }
+    fn refetch(state: &mut TrainerState, model: &mut M, dm: &mut DM, which: Which) -> Result<Option<Self>> {
+        get(&mut None, state, model, dm, which)
+    }
+}
+
+impl<M, DM, V> Refetch<M, DM> for RunLoaders<V, DM, M>
+where
+    M: LightningModule,
+    DM: DataModule<Batch = M::Batch>,
+    V: Loaders<Batch = M::Batch>,
+{
+    fn is_hooked(&self) -> bool {
+        !matches!(self, EvalLoaders::Given(_))
+    }
+    fn refetch(state: &mut TrainerState, model: &mut M, dm: &mut DM, which: Which) -> Result<Option<Self>> {
+        get_eval(&mut None, state, model, dm, which)
+    }
+}
