@@ -156,6 +156,14 @@ impl Hook {
         Hook { between: true, ..self }
     }
 
+    /// Whether the module's default does the trainer's work (backward, zeroing, clipping,
+    /// the device move, the scheduler step), so a profiler times the hook even unwritten.
+    pub fn default_works(&self) -> bool {
+        let trivial =
+            [OK, NONE, "::core::result::Result::Ok(::lightning::Flow::Continue)", "::core::result::Result::Ok(batch)"];
+        self.side.module() && !trivial.contains(&self.module_default) && !self.module_default.contains("MissingHook")
+    }
+
     /// Whether the monitoring callbacks run apart (see [`Order::MonitoringSplit`]).
     pub fn monitoring_split(&self) -> bool {
         self.order == Order::MonitoringSplit

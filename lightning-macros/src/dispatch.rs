@@ -74,15 +74,17 @@ fn args(h: &Hook) -> Vec<TokenStream> {
         .collect()
 }
 
+/// Every hook takes the run's callback list, which also carries the trainer's profiler
+/// (module-only hooks use it for that alone).
 fn generics(h: &Hook) -> TokenStream {
-    let cbs = h.side.callback().then(|| quote!(, L: ::lightning::CallbackList<M>));
+    let cbs = Some(quote!(, L: ::lightning::CallbackList<M>));
     let dm = data(h).map(|_| quote!(, DM: ::lightning::DataModule<Batch = <M as ::lightning::LightningModule>::Batch>));
     quote!(<M: ::lightning::LightningModule #cbs #dm>)
 }
 
 fn params(h: &Hook) -> TokenStream {
     let state = h.trainer.then(|| quote!(state: &mut ::lightning::TrainerState,));
-    let cbs = h.side.callback().then(|| quote!(cbs: &mut L,));
+    let cbs = quote!(cbs: &mut L,);
     let dm = data(h).map(|_| quote!(dm: &mut DM,));
     let tys: Vec<_> = h.args.iter().map(|a| ty(a.ty)).collect();
     let names = h.args.iter().map(|a| format_ident!("{}", a.name));
@@ -229,13 +231,23 @@ fn recorded(h: &Hook, any: TokenStream, ret: &TokenStream, body: TokenStream) ->
     };
     let c = name_const(h);
     let scope = format_ident!("{}", format!("{:?}", h.scope));
+    let works = h.default_works();
     quote! {
         let __outer = if #any {
             ::core::option::Option::Some(#state.__enter_hook(name::#c, ::lightning::__private::LogScope::#scope))
         } else {
             ::core::option::Option::None
         };
+        // the trainer's profiler times the hook (nothing without one: the flag is a constant),
+        // when written, or when its default does the trainer's work (backward, clipping, ...)
+        let __profiled = <L as ::lightning::CallbackList<M>>::__PROFILED && (#works || __outer.is_some());
+        if __profiled {
+            cbs.__profile(name::#c, true);
+        }
         let __result = (|| -> ::lightning::Result<#ret> { #body })();
+        if __profiled {
+            cbs.__profile(name::#c, false);
+        }
         if let ::core::option::Option::Some((hook, scope)) = __outer {
             #state.__enter_hook(hook, scope);
         }

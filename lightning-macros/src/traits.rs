@@ -377,9 +377,42 @@ fn chain_and_option_impls() -> TokenStream {
         Member { expr: quote!(&mut *self.0), ty: quote!(A), single: false },
         Member { expr: quote!(&mut *self.1), ty: quote!(B), single: false },
     ]);
+    let profiler = list_body(&[]);
     out.extend(quote! {
         impl<'a, M: ::lightning::LightningModule, A: ::lightning::CallbackList<M>, B: ::lightning::CallbackList<M>>
-            ::lightning::CallbackList<M> for ::lightning::Chain<'a, A, B> { #chain }
+            ::lightning::CallbackList<M> for ::lightning::Chain<'a, A, B> {
+            #chain
+            const __PROFILED: bool =
+                <A as ::lightning::CallbackList<M>>::__PROFILED || <B as ::lightning::CallbackList<M>>::__PROFILED;
+            #[inline(always)]
+            fn __profile(&mut self, action: &'static str, start: bool) {
+                if <A as ::lightning::CallbackList<M>>::__PROFILED {
+                    self.0.__profile(action, start);
+                }
+                if <B as ::lightning::CallbackList<M>>::__PROFILED {
+                    self.1.__profile(action, start);
+                }
+            }
+        }
+        // the trainer's profiler, first in the run's list: no hook, only `__profile`
+        impl<'a, M: ::lightning::LightningModule, P: ::lightning::Profiler>
+            ::lightning::CallbackList<M> for ::lightning::Profiling<'a, P> {
+            #profiler
+            const __PROFILED: bool = <P as ::lightning::Profiler>::ENABLED;
+            #[inline(always)]
+            fn __profile(&mut self, action: &'static str, start: bool) {
+                if start {
+                    <P as ::lightning::Profiler>::start(self.0, action);
+                } else {
+                    <P as ::lightning::Profiler>::stop(self.0, action);
+                }
+            }
+        }
+        impl<'a, P> ::lightning::CallbackTuple for ::lightning::Profiling<'a, P> {
+            type List = Self;
+            #[inline]
+            fn into_list(self) -> Self { self }
+        }
         impl<'a, A: ::lightning::CallbackTuple<List = A>, B: ::lightning::CallbackTuple<List = B>>
             ::lightning::CallbackTuple for ::lightning::Chain<'a, A, B> {
             type List = Self;

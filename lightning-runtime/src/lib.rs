@@ -17,6 +17,7 @@ mod loops;
 pub mod metrics;
 pub mod nn;
 pub mod optim;
+pub mod profiler;
 mod trainer;
 
 pub use callbacks::{
@@ -45,6 +46,7 @@ pub use optim::{
     OptimizerState, Optimizers, Params, ReduceLrOnPlateau, RmsProp, RmsPropConfig, SchedulerConfig, SequentialLr, Sgd,
     SgdConfig, StepLr,
 };
+pub use profiler::{NoProfiler, Profiler, Profiling};
 /// The parts of [`Data`] that appear only in its type (`Unset`, `Given`, the stage markers).
 #[doc(hidden)]
 pub use trainer::data_arg;

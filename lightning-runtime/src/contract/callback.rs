@@ -96,6 +96,17 @@ pub trait CallbackList<M: LightningModule>: CallbackTuple<List = Self> {
     /// The state keys of the stateful callbacks.
     fn state_keys(out: &mut Vec<&'static str>);
 
+    /// Whether the list carries the trainer's profiler (see [`Profiler`](crate::Profiler)):
+    /// a constant, so that without one every profiled region compiles away.
+    #[doc(hidden)]
+    const __PROFILED: bool = false;
+    /// Starts (`start`) or stops timing `action` in the list's profiler, if any.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn __profile(&mut self, action: &'static str, start: bool) {
+        let _ = (action, start);
+    }
+
     lightning_macros::__callback_list_items!();
 }
 

@@ -31,7 +31,7 @@ where
     C: CallbackList<M>,
 {
     dispatch::on_before_backward(state, module, cbs, loss)?;
-    let store = dispatch::backward(state, module, loss)?;
+    let store = dispatch::backward(state, module, cbs, loss)?;
     grads.accumulate(store)?;
     // no gradient at all after a relocation has its own error below
     if !(state.relocated && grads.is_empty()) {

@@ -55,7 +55,7 @@ impl<M: LightningModule, C: CallbackList<M>> OptimizerClosure<M> for Closure<'_,
         let state = &mut *self.state;
         let cbs = &mut *self.callbacks;
         let mut out =
-            dispatch::training_step(state, module, self.batch, self.batch_idx, &mut super::manual::Automatic)?;
+            dispatch::training_step(state, module, cbs, self.batch, self.batch_idx, &mut super::manual::Automatic)?;
         // a half-precision loss is backpropagated and shown in f32, as under Lightning's autocast
         if let Some(loss) = out.loss.take() {
             out.loss = Some(crate::devices::precision::widen(&loss)?);
@@ -72,7 +72,7 @@ impl<M: LightningModule, C: CallbackList<M>> OptimizerClosure<M> for Closure<'_,
         if self.zero_grad {
             dispatch::on_before_zero_grad(state, module, cbs, optimizer)?;
             let epoch = state.current_epoch;
-            dispatch::optimizer_zero_grad(state, module, epoch, self.batch_idx, optimizer, self.grads)?;
+            dispatch::optimizer_zero_grad(state, module, cbs, epoch, self.batch_idx, optimizer, self.grads)?;
         }
         if let Some(loss) = &out.loss {
             let (window_end, guard) = (self.sync, &mut *self.guard);
@@ -93,7 +93,15 @@ impl<M: LightningModule, C: CallbackList<M>> OptimizerClosure<M> for Closure<'_,
         }
         let state = &mut *self.state;
         dispatch::on_before_optimizer_step(state, module, self.callbacks, optimizer, self.grads)?;
-        dispatch::configure_gradient_clipping(state, module, optimizer, self.clip.0, self.clip.1, self.grads)?;
+        dispatch::configure_gradient_clipping(
+            state,
+            module,
+            self.callbacks,
+            optimizer,
+            self.clip.0,
+            self.clip.1,
+            self.grads,
+        )?;
         optimizer.step(self.grads)?;
         self.stepped = true;
         Ok(())

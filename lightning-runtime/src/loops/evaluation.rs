@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::RunCtx;
 use crate::data::loaders;
 use crate::logging::store::LoopKind;
+use crate::profiler::{self, actions};
 use crate::trainer::source::{self, Which};
 use crate::trainer::{dispatch, hooks, logs, save, Limit, TrainerConfig};
 use crate::{
@@ -25,8 +26,8 @@ pub(crate) trait EvalKind {
     const LIMIT_FLAG: &'static str;
     /// That flag's value.
     fn limit(cfg: &TrainerConfig) -> Limit;
-    fn model_eval<M: LightningModule>(s: &mut TrainerState, m: &mut M) -> Result<()>;
-    fn model_train<M: LightningModule>(s: &mut TrainerState, m: &mut M) -> Result<()>;
+    fn model_eval<M: LightningModule, L: CallbackList<M>>(s: &mut TrainerState, m: &mut M, c: &mut L) -> Result<()>;
+    fn model_train<M: LightningModule, L: CallbackList<M>>(s: &mut TrainerState, m: &mut M, c: &mut L) -> Result<()>;
     fn start<M: LightningModule, L: CallbackList<M>>(s: &mut TrainerState, m: &mut M, c: &mut L) -> Result<()>;
     fn epoch_start<M: LightningModule, L: CallbackList<M>>(s: &mut TrainerState, m: &mut M, c: &mut L) -> Result<()>;
     fn batch_start<M: LightningModule, L: CallbackList<M>>(
@@ -37,9 +38,10 @@ pub(crate) trait EvalKind {
         i: usize,
         dl: usize,
     ) -> Result<()>;
-    fn step<M: LightningModule>(
+    fn step<M: LightningModule, L: CallbackList<M>>(
         s: &mut TrainerState,
         m: &mut M,
+        c: &mut L,
         batch: &M::Batch,
         i: usize,
         dl: usize,
@@ -76,11 +78,19 @@ macro_rules! eval_kind {
             fn limit(cfg: &TrainerConfig) -> Limit {
                 cfg.$flag
             }
-            fn model_eval<M: LightningModule>(s: &mut TrainerState, m: &mut M) -> Result<()> {
-                dispatch::$eval(s, m)
+            fn model_eval<M: LightningModule, L: CallbackList<M>>(
+                s: &mut TrainerState,
+                m: &mut M,
+                c: &mut L,
+            ) -> Result<()> {
+                dispatch::$eval(s, m, c)
             }
-            fn model_train<M: LightningModule>(s: &mut TrainerState, m: &mut M) -> Result<()> {
-                dispatch::$train(s, m)
+            fn model_train<M: LightningModule, L: CallbackList<M>>(
+                s: &mut TrainerState,
+                m: &mut M,
+                c: &mut L,
+            ) -> Result<()> {
+                dispatch::$train(s, m, c)
             }
             fn start<M: LightningModule, L: CallbackList<M>>(s: &mut TrainerState, m: &mut M, c: &mut L) -> Result<()> {
                 dispatch::$start(s, m, c)
@@ -102,14 +112,15 @@ macro_rules! eval_kind {
             ) -> Result<()> {
                 dispatch::$batch_start(s, m, c, batch, i, dl)
             }
-            fn step<M: LightningModule>(
+            fn step<M: LightningModule, L: CallbackList<M>>(
                 s: &mut TrainerState,
                 m: &mut M,
+                c: &mut L,
                 batch: &M::Batch,
                 i: usize,
                 dl: usize,
             ) -> Result<StepOutput> {
-                dispatch::$step(s, m, batch, i, dl)
+                dispatch::$step(s, m, c, batch, i, dl)
             }
             fn batch_end<M: LightningModule, L: CallbackList<M>>(
                 s: &mut TrainerState,
@@ -204,11 +215,17 @@ where
         let Self { state, model, cbs, dm, .. } = self;
         state.dataloader_idx = self.multi.then_some(dl);
         let device = state.device.clone();
-        for (i, batch) in loader.batches(0).take(n).enumerate() {
-            let batch = hooks::transfer(state, *model, *dm, batch?, &device, dl)?;
+        let next_action = if K::WHICH == Which::Val { actions::VAL_NEXT } else { actions::TEST_NEXT };
+        let mut batches = loader.batches(0).take(n).enumerate();
+        loop {
+            profiler::start(*cbs, next_action);
+            let next = batches.next();
+            profiler::stop(*cbs, next_action);
+            let Some((i, batch)) = next else { break };
+            let batch = hooks::transfer(state, *model, *cbs, *dm, batch?, &device, dl)?;
             state.batch_size = batch.batch_size().unwrap_or(1);
             K::batch_start(state, *model, *cbs, &batch, i, dl)?;
-            let out = K::step(state, *model, &batch, i, dl)?;
+            let out = K::step(state, *model, *cbs, &batch, i, dl)?;
             K::batch_end(state, *model, *cbs, &out, &batch, i, dl)?;
         }
         Ok(())
@@ -235,7 +252,7 @@ impl<K: EvalKind> EvaluationLoop<K> {
         let was_training = state.training;
         state.set_training(false);
         state.num_eval_batches = counts.iter().sum();
-        K::model_eval(state, *model)?;
+        K::model_eval(state, *model, *cbs)?;
         K::start(state, *model, *cbs)?;
         let outer = state.running;
         state.running = K::KIND;
@@ -249,7 +266,7 @@ impl<K: EvalKind> EvaluationLoop<K> {
         Self::on_run_end(state, *model, *cbs, *dm, optim)?;
         // Lightning calls the `*_model_train` hook only when it is overridden (the
         // dispatcher calls no hook nobody wrote).
-        K::model_train(state, *model)?;
+        K::model_train(state, *model, *cbs)?;
         state.set_training(was_training);
         state.running = outer;
         Ok(())
@@ -296,7 +313,7 @@ impl<K: EvalKind> EvaluationLoop<K> {
         hooks::setup(K::STAGE, ctx.state, ctx.model, ctx.cbs, ctx.dm)?;
         let limit = K::limit(ctx.cfg);
         if !limit.is_zero() {
-            if let Some(mut loaders) = source::get_eval(&mut given, ctx.state, ctx.model, ctx.dm, K::WHICH)? {
+            if let Some(mut loaders) = source::get_eval(&mut given, ctx.state, ctx.model, ctx.cbs, ctx.dm, K::WHICH)? {
                 shard(ctx.state, &mut loaders, K::STAGE)?;
                 let counts = loaders::counts(&loaders, limit, K::LIMIT_FLAG, usize::MAX)?;
                 if K::WHICH == Which::Val {
@@ -360,7 +377,8 @@ where
     let mut predictions = Vec::new();
     let limit = ctx.cfg.limit_predict_batches;
     if !limit.is_zero() {
-        if let Some(mut loaders) = source::get_eval(&mut given, ctx.state, ctx.model, ctx.dm, Which::Predict)? {
+        if let Some(mut loaders) = source::get_eval(&mut given, ctx.state, ctx.model, ctx.cbs, ctx.dm, Which::Predict)?
+        {
             shard(ctx.state, &mut loaders, Stage::Predict)?;
             let counts = loaders::counts(&loaders, limit, "limit_predict_batches", usize::MAX)?;
             predictions.reserve(counts.iter().sum());
@@ -386,7 +404,7 @@ where
 {
     let RunCtx { state, model, cbs, dm, .. } = ctx;
     state.set_training(false);
-    dispatch::on_predict_model_eval(state, *model)?;
+    dispatch::on_predict_model_eval(state, *model, *cbs)?;
     dispatch::on_predict_start(state, *model, *cbs)?;
     dispatch::on_predict_epoch_start(state, *model, *cbs)?;
     let mut batches = PredictBatches::<M, L, DM> { state, model, cbs, dm, counts, predictions };
@@ -418,10 +436,15 @@ where
         let Self { state, model, cbs, dm, predictions, .. } = self;
         state.dataloader_idx = (self.counts.len() > 1).then_some(dl);
         let device = state.device.clone();
-        for (i, batch) in loader.batches(0).take(n).enumerate() {
-            let batch = hooks::transfer(state, *model, *dm, batch?, &device, dl)?;
+        let mut batches = loader.batches(0).take(n).enumerate();
+        loop {
+            profiler::start(*cbs, actions::PREDICT_NEXT);
+            let next = batches.next();
+            profiler::stop(*cbs, actions::PREDICT_NEXT);
+            let Some((i, batch)) = next else { break };
+            let batch = hooks::transfer(state, *model, *cbs, *dm, batch?, &device, dl)?;
             dispatch::on_predict_batch_start(state, *model, *cbs, &batch, i, dl)?;
-            let p = dispatch::predict_step(state, *model, &batch, i, dl)?;
+            let p = dispatch::predict_step(state, *model, *cbs, &batch, i, dl)?;
             dispatch::on_predict_batch_end(state, *model, *cbs, &p, &batch, i, dl)?;
             predictions.push(p);
         }

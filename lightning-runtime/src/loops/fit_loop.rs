@@ -201,6 +201,7 @@ fn early_train_loader<M, L, DM, T>(
 ) -> Result<Option<Option<RunLoader<T, DM, M>>>>
 where
     M: LightningModule,
+    L: CallbackList<M>,
     DM: DataModule<Batch = M::Batch>,
     T: Loader<Batch = M::Batch>,
 {
@@ -209,7 +210,7 @@ where
         state.stepping_batches = Some(estimate::stepping_batches(cfg, cfg.accumulate_grad_batches, None));
         return Ok(None);
     }
-    let mut early = source::get(train, state, ctx.model, ctx.dm, Which::Train)?;
+    let mut early = source::get(train, state, ctx.model, ctx.cbs, ctx.dm, Which::Train)?;
     let len = match &mut early {
         Some(t) => {
             let (rank, world) = (state.global_rank(), state.world_size());
@@ -248,12 +249,12 @@ where
     let mut val_loader = if sanity { fit_setup::sanity_check(ctx, val)? } else { None };
     let train_loader = match early {
         Some(t) => t,
-        None => source::get(train, ctx.state, ctx.model, ctx.dm, Which::Train)?,
+        None => source::get(train, ctx.state, ctx.model, ctx.cbs, ctx.dm, Which::Train)?,
     };
     let mut train_loader =
         train_loader.ok_or(Error::MissingHook { module: M::NAME, hook: dispatch::name::TRAIN_DATALOADER })?;
     if val_enabled && !sanity {
-        val_loader = source::get_eval(val, ctx.state, ctx.model, ctx.dm, Which::Val)?;
+        val_loader = source::get_eval(val, ctx.state, ctx.model, ctx.cbs, ctx.dm, Which::Val)?;
     }
     warn_skipped_validation::<M, DM>(ctx.state, val.is_some(), val_enabled && val_loader.is_none());
     let (rank, world) = (ctx.state.global_rank(), ctx.state.world_size());
@@ -373,7 +374,10 @@ impl<M: LightningModule, VL: Loaders<Batch = M::Batch>> FitLoop<M, VL> {
                 self.reload_train(ctx, train)?;
             }
             let mut epoch = TrainingEpochLoop::new(ctx, skip);
-            epoch.run(self, ctx, train)?;
+            crate::profiler::start(ctx.cbs, crate::profiler::actions::TRAINING_EPOCH);
+            let ran = epoch.run(self, ctx, train);
+            crate::profiler::stop(ctx.cbs, crate::profiler::actions::TRAINING_EPOCH);
+            ran?;
             self.on_advance_end(ctx, &epoch)?;
             skip = 0;
         }
@@ -388,6 +392,7 @@ impl<M: LightningModule, VL: Loaders<Batch = M::Batch>> FitLoop<M, VL> {
     /// sharded as at the start.
     fn reload_train<L, DM, TL>(&mut self, ctx: &mut RunCtx<'_, M, L, DM>, train: &mut TL) -> Result<()>
     where
+        L: CallbackList<M>,
         DM: DataModule<Batch = M::Batch>,
         TL: Loader<Batch = M::Batch> + Refetch<M, DM>,
     {
@@ -396,7 +401,7 @@ impl<M: LightningModule, VL: Loaders<Batch = M::Batch>> FitLoop<M, VL> {
             return Ok(());
         }
         self.loaded.train = epoch;
-        let Some(mut fresh) = TL::refetch(ctx.state, ctx.model, ctx.dm, Which::Train)? else {
+        let Some(mut fresh) = TL::refetch(ctx.state, ctx.model, ctx.cbs, ctx.dm, Which::Train)? else {
             return Ok(());
         };
         let (rank, world) = (ctx.state.global_rank(), ctx.state.world_size());
@@ -415,6 +420,7 @@ impl<M: LightningModule, VL: Loaders<Batch = M::Batch>> FitLoop<M, VL> {
     /// before a validation run (Lightning's `_EvaluationLoop.setup_data`).
     pub fn reload_val<L, DM>(&mut self, ctx: &mut RunCtx<'_, M, L, DM>) -> Result<()>
     where
+        L: CallbackList<M>,
         DM: DataModule<Batch = M::Batch>,
         VL: Refetch<M, DM>,
     {
@@ -424,7 +430,7 @@ impl<M: LightningModule, VL: Loaders<Batch = M::Batch>> FitLoop<M, VL> {
             return Ok(());
         }
         self.loaded.val = epoch;
-        let Some(mut fresh) = VL::refetch(ctx.state, ctx.model, ctx.dm, Which::Val)? else {
+        let Some(mut fresh) = VL::refetch(ctx.state, ctx.model, ctx.cbs, ctx.dm, Which::Val)? else {
             return Ok(());
         };
         let (rank, world) = (ctx.state.global_rank(), ctx.state.world_size());
@@ -450,7 +456,7 @@ impl<M: LightningModule, VL: Loaders<Batch = M::Batch>> FitLoop<M, VL> {
         let next = epoch.epoch + 1;
         // Skipped epochs (Flow::SkipEpoch) still step epoch schedulers (Lightning PR #21307).
         if epoch.skipped {
-            self.opt.update_lr_schedulers(state, *model, crate::Interval::Epoch, next, false)?;
+            self.opt.update_lr_schedulers(state, *model, *cbs, crate::Interval::Epoch, next, false)?;
         }
         // A checkpoint saved now resumes at the next epoch only if this one is done;
         // after `max_steps` or `should_stop` mid-epoch it resumes at the next batch.
@@ -465,7 +471,7 @@ impl<M: LightningModule, VL: Loaders<Batch = M::Batch>> FitLoop<M, VL> {
         // Plateau schedulers step after validation and the epoch-end hooks (Lightning's
         // `update_plateau_schedulers`), with the metric they monitor.
         if epoch.finished {
-            self.opt.update_lr_schedulers(state, *model, crate::Interval::Epoch, next, true)?;
+            self.opt.update_lr_schedulers(state, *model, *cbs, crate::Interval::Epoch, next, true)?;
         }
         state.current_epoch += 1;
         Ok(())

@@ -61,7 +61,7 @@ where
     L: CallbackList<M>,
 {
     let (cfg, state) = (ctx.cfg, &mut *ctx.state);
-    let mut optim = dispatch::configure_optimizers(state, ctx.model)?;
+    let mut optim = dispatch::configure_optimizers(state, ctx.model, ctx.cbs)?;
     let plateau = schedulers::check(&mut optim)?;
     check_optimization::<M>(cfg, &optim)?;
     crate::trainer::foreign_params::check(ctx.model, &mut optim)?;
@@ -120,7 +120,7 @@ where
 {
     let cfg = ctx.cfg;
     dispatch::on_sanity_check_start(ctx.state, ctx.model, ctx.cbs)?;
-    let mut loaders = source::get_eval(val, ctx.state, ctx.model, ctx.dm, Which::Val)?;
+    let mut loaders = source::get_eval(val, ctx.state, ctx.model, ctx.cbs, ctx.dm, Which::Val)?;
     if let Some(vl) = &mut loaders {
         // `num_sanity_val_steps` per loader, as in Lightning
         let counts = loaders::counts(vl, cfg.limit_val_batches, "limit_val_batches", cfg.num_sanity_val_steps)?;

@@ -53,16 +53,17 @@ impl<O: Optimizers> Optimization<O> {
     }
 
     /// [`update_lr_schedulers_with`](Self::update_lr_schedulers_with) the module's hook.
-    pub fn update_lr_schedulers<M: LightningModule<Optim = O>>(
+    pub fn update_lr_schedulers<M: LightningModule<Optim = O>, L: CallbackList<M>>(
         &mut self,
         state: &mut TrainerState,
         model: &mut M,
+        cbs: &mut L,
         interval: Interval,
         count: usize,
         plateau: bool,
     ) -> Result<()> {
         self.update_lr_schedulers_with(state, interval, count, plateau, |state, sched, metric| {
-            dispatch::lr_scheduler_step(state, model, sched, metric)
+            dispatch::lr_scheduler_step(state, model, cbs, sched, metric)
         })
     }
 
@@ -84,15 +85,23 @@ impl<O: Optimizers> Optimization<O> {
     {
         if !M::AUTOMATIC_OPTIMIZATION {
             // the module steps its optimizers; every step counts, as in Lightning
+            // `manual` holds the list, so the profiler times the step from here
+            if L::__PROFILED {
+                cbs.__profile(dispatch::name::TRAINING_STEP, true);
+            }
             let mut manual = Manual::<M, L> {
-                callbacks: cbs,
+                callbacks: &mut *cbs,
                 optim: &mut self.optim,
                 grads: &mut self.grads,
                 steps: 0,
                 guard: &mut self.guard,
             };
-            let outputs = dispatch::training_step(state, model, batch, batch_idx, &mut manual)?;
+            let outputs = dispatch::training_step(state, model, &mut (), batch, batch_idx, &mut manual);
             let steps = manual.steps;
+            if L::__PROFILED {
+                cbs.__profile(dispatch::name::TRAINING_STEP, false);
+            }
+            let outputs = outputs?;
             state.global_step += steps;
             return Ok((outputs, steps > 0));
         }
@@ -112,7 +121,15 @@ impl<O: Optimizers> Optimization<O> {
             guard: &mut self.guard,
         };
         if window.end {
-            dispatch::optimizer_step(model, epoch, batch_idx, optimizer, &mut closure)?;
+            // the closure holds the list, so the profiler times the step from here
+            if L::__PROFILED {
+                closure.callbacks.__profile(dispatch::name::OPTIMIZER_STEP, true);
+            }
+            let stepped = dispatch::optimizer_step(model, &mut (), epoch, batch_idx, optimizer, &mut closure);
+            if L::__PROFILED {
+                closure.callbacks.__profile(dispatch::name::OPTIMIZER_STEP, false);
+            }
+            stepped?;
             ensure_called(&closure)?;
         } else {
             crate::OptimizerClosure::call(&mut closure, model, optimizer)?;
@@ -121,7 +138,7 @@ impl<O: Optimizers> Optimization<O> {
         let outputs = closure.output.take().unwrap_or_default();
         if stepped {
             state.global_step += 1;
-            self.update_lr_schedulers(state, model, Interval::Step, batch_idx + 1, false)?;
+            self.update_lr_schedulers(state, model, cbs, Interval::Step, batch_idx + 1, false)?;
         }
         Ok((outputs, stepped))
     }

@@ -6,6 +6,7 @@ use super::fit_loop::FitLoop;
 use super::optimization::Window;
 use super::RunCtx;
 use crate::logging::store::LoopKind;
+use crate::profiler::{self, actions};
 use crate::trainer::source::Refetch;
 use crate::trainer::{dispatch, hooks, logs, save};
 use crate::{
@@ -78,9 +79,16 @@ impl TrainingEpochLoop {
         let order = if ctx.cfg.overfit_batches.is_some() { 0 } else { self.epoch };
         let mut batches = train.batches(order).take(fit.num_train).enumerate().skip(self.skip).peekable();
         let (num_train, sized) = (fit.num_train, fit.sized);
-        while let Some((i, batch)) = batches.next() {
+        loop {
+            profiler::start(ctx.cbs, actions::TRAIN_NEXT);
+            let next = batches.next();
+            profiler::stop(ctx.cbs, actions::TRAIN_NEXT);
+            let Some((i, batch)) = next else { break };
             let last = || i + 1 == num_train || (!sized && batches.peek().is_none());
-            let Some(done) = self.advance(fit, ctx, i, batch?, last)? else {
+            profiler::start(ctx.cbs, actions::TRAINING_BATCH);
+            let done = self.advance(fit, ctx, i, batch?, last);
+            profiler::stop(ctx.cbs, actions::TRAINING_BATCH);
+            let Some(done) = done? else {
                 self.skipped = true;
                 break;
             };
@@ -109,7 +117,7 @@ impl TrainingEpochLoop {
     {
         let RunCtx { cfg, state, model, cbs, dm } = ctx;
         let device = state.device.clone();
-        let batch = hooks::transfer(state, *model, *dm, batch, &device, 0)?;
+        let batch = hooks::transfer(state, *model, *cbs, *dm, batch, &device, 0)?;
         state.batch_size = batch.batch_size().unwrap_or(1);
         state.metrics.batch_start(LoopKind::Train);
         if dispatch::on_train_batch_start(state, *model, *cbs, &batch, i)? == Flow::SkipEpoch {
@@ -125,7 +133,7 @@ impl TrainingEpochLoop {
         }
         self.finished |= last;
         if last {
-            fit.opt.update_lr_schedulers(state, *model, Interval::Epoch, self.epoch + 1, false)?;
+            fit.opt.update_lr_schedulers(state, *model, *cbs, Interval::Epoch, self.epoch + 1, false)?;
         }
         state.batches_done = i + 1;
         fit.total_batches += 1;
@@ -159,7 +167,7 @@ impl TrainingEpochLoop {
         let stopping = ctx.state.should_stop && fit.rules.may_stop(ctx.state);
         if fit.val_check.should_check_val(self.epoch, i, fit.total_batches, last, stopping) {
             if fit.val.is_some() {
-                dispatch::on_validation_model_zero_grad(ctx.state, ctx.model)?;
+                dispatch::on_validation_model_zero_grad(ctx.state, ctx.model, ctx.cbs)?;
                 fit.reload_val(ctx)?;
             }
             if let Some(vl) = &mut fit.val {
@@ -170,7 +178,7 @@ impl TrainingEpochLoop {
         // metrics are logged and any validation ran (Lightning's
         // `update_lr_schedulers("step", update_plateau_schedulers=True)`)
         if stepped {
-            fit.opt.update_lr_schedulers(ctx.state, ctx.model, Interval::Step, i + 1, true)?;
+            fit.opt.update_lr_schedulers(ctx.state, ctx.model, ctx.cbs, Interval::Step, i + 1, true)?;
         }
         let state = &mut *ctx.state;
         if let Some(m) = ctx.cfg.max_time {

@@ -19,7 +19,7 @@ pub(crate) fn setup<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch
     // `prepare_data_per_node`); the other ranks wait for it, then every rank sets up
     dispatch::warn_replaced::<M, DM>();
     if state.local_rank() == 0 {
-        dispatch::prepare_data(state, model, dm)?;
+        dispatch::prepare_data(state, model, cbs, dm)?;
     }
     if let Some(world) = &state.world {
         // Lightning's "pre_setup" barrier
@@ -30,7 +30,7 @@ pub(crate) fn setup<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch
         // Lightning's "post_setup" barrier: no rank starts its loop before all are set up
         world.barrier()?;
     }
-    dispatch::configure_model(state, model)?;
+    dispatch::configure_model(state, model, cbs)?;
     // Lightning's strategy moves the module here: after configure_model, before the optimizers
     let dtype = state.precision.map(|p| p.dtype());
     let master = state.precision.and_then(|p| p.master_dtype());
@@ -73,17 +73,18 @@ pub(crate) fn teardown<M: LightningModule, L: CallbackList<M>, DM: DataModule<Ba
 /// the datamodule's when it writes that hook, else the module's (Lightning's
 /// `_DataHookSelector`).
 #[inline(always)]
-pub(crate) fn transfer<M: LightningModule, DM: DataModule<Batch = M::Batch>>(
+pub(crate) fn transfer<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch = M::Batch>>(
     state: &mut TrainerState,
     model: &mut M,
+    cbs: &mut L,
     dm: &mut DM,
     batch: M::Batch,
     device: &Device,
     dataloader_idx: usize,
 ) -> Result<M::Batch> {
-    let batch = dispatch::on_before_batch_transfer(state, model, dm, batch, dataloader_idx)?;
-    let batch = dispatch::transfer_batch_to_device(state, model, dm, batch, device, dataloader_idx)?;
-    let batch = dispatch::on_after_batch_transfer(state, model, dm, batch, dataloader_idx)?;
+    let batch = dispatch::on_before_batch_transfer(state, model, cbs, dm, batch, dataloader_idx)?;
+    let batch = dispatch::transfer_batch_to_device(state, model, cbs, dm, batch, device, dataloader_idx)?;
+    let batch = dispatch::on_after_batch_transfer(state, model, cbs, dm, batch, dataloader_idx)?;
     // the precision flag's input conversion (Lightning's `convert_input`)
     match state.precision {
         None => Ok(batch),

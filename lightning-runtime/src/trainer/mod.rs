@@ -49,7 +49,7 @@ use crate::loops::evaluation::{EvaluationLoop, Test, Validation};
 use crate::loops::RunCtx;
 use crate::{
     Accelerator, CallbackList, CallbackTuple, Chain, DataModule, GradientClipAlgorithm, LightningModule, Loader,
-    Loaders, Logger, ModelCheckpoint, ProgressBar, Result, Stage,
+    Loaders, Logger, ModelCheckpoint, NoProfiler, Profiler, Profiling, ProgressBar, Result, Stage,
 };
 
 /// Metrics by name, as `callback_metrics` holds them at the end of a run.
@@ -73,9 +73,10 @@ pub struct FitOutcome {
 /// Builds a [`Trainer`]; every method is a Lightning `Trainer(...)` flag.
 #[derive(Debug)]
 #[must_use]
-pub struct TrainerBuilder<C = ()> {
+pub struct TrainerBuilder<C = (), P = NoProfiler> {
     config: TrainerConfig,
     callbacks: C,
+    profiler: P,
     loggers: Vec<Box<dyn Logger>>,
     checkpoint: Option<ModelCheckpoint>,
     world: Option<Arc<dyn Collective>>,
@@ -96,7 +97,7 @@ macro_rules! flags {
     )*};
 }
 
-impl<C> TrainerBuilder<C> {
+impl<C, P> TrainerBuilder<C, P> {
     /// Every flag at once, from a [`TrainerConfig`] (the `trainer:` section of a
     /// `LightningCli` config); flags set after it change it further.
     ///
@@ -237,11 +238,30 @@ impl<C> TrainerBuilder<C> {
         self
     }
 
+    /// Lightning's `profiler=`: times every hook and loop region and reports at the end of
+    /// each stage ([`SimpleProfiler`](crate::profiler::SimpleProfiler),
+    /// [`AdvancedProfiler`](crate::profiler::AdvancedProfiler), or your own
+    /// [`Profiler`]). Part of the trainer's type: without one, nothing is timed or compiled
+    /// in. Read it back with [`Trainer::profiler`].
+    pub fn profiler<P2: Profiler>(self, profiler: P2) -> TrainerBuilder<C, P2> {
+        TrainerBuilder {
+            config: self.config,
+            callbacks: self.callbacks,
+            profiler,
+            loggers: self.loggers,
+            checkpoint: self.checkpoint,
+            world: self.world,
+            resume: self.resume,
+            log_files: self.log_files,
+        }
+    }
+
     /// The callbacks, as a tuple, called in tuple order: `.callbacks((A, B))`.
-    pub fn callbacks<C2: CallbackTuple>(self, callbacks: C2) -> TrainerBuilder<C2::List> {
+    pub fn callbacks<C2: CallbackTuple>(self, callbacks: C2) -> TrainerBuilder<C2::List, P> {
         TrainerBuilder {
             config: self.config,
             callbacks: callbacks.into_list(),
+            profiler: self.profiler,
             loggers: self.loggers,
             checkpoint: self.checkpoint,
             world: self.world,
@@ -274,7 +294,7 @@ impl<C> TrainerBuilder<C> {
 
     /// Checks the flags, joins the data-parallel job if there is one (see `devices`), and
     /// opens the device.
-    pub fn build(self) -> Result<Trainer<C>> {
+    pub fn build(self) -> Result<Trainer<C, P>> {
         self.config.validate()?;
         let (world, device) = strategy::resolve(&self.config, self.world)?;
         if let Some(w) = &world {
@@ -295,6 +315,7 @@ impl<C> TrainerBuilder<C> {
         Ok(Trainer {
             config: self.config,
             callbacks: self.callbacks,
+            profiler: self.profiler,
             device,
             resume: self.resume,
             loggers,
@@ -310,9 +331,11 @@ impl<C> TrainerBuilder<C> {
 ///
 /// See [`LightningModule`] for a complete example.
 #[derive(Debug)]
-pub struct Trainer<C = ()> {
+pub struct Trainer<C = (), P = NoProfiler> {
     config: TrainerConfig,
     callbacks: C,
+    /// Lightning's `profiler`; [`NoProfiler`] compiles every region away.
+    profiler: P,
     device: Device,
     /// The next entry point's `ckpt_path`.
     resume: Option<CkptPath>,
@@ -332,6 +355,7 @@ impl Trainer<()> {
         TrainerBuilder {
             config: TrainerConfig::default(),
             callbacks: (),
+            profiler: NoProfiler,
             loggers: Vec::new(),
             checkpoint: None,
             world: None,
@@ -343,13 +367,27 @@ impl Trainer<()> {
 
 /// The trainer's callbacks, the module's `configure_callbacks`, then the defaults: the
 /// progress bar and the checkpoint callback (last, as Lightning orders it).
-type RunCallbacks<'a, C, M> = Chain<
+type RunCallbacks<'a, C, M, P> = Chain<
     'a,
-    C,
-    Chain<'a, Option<<M as LightningModule>::Callbacks>, Chain<'a, Option<(ProgressBar,)>, Option<(ModelCheckpoint,)>>>,
+    Profiling<'a, P>,
+    Chain<
+        'a,
+        C,
+        Chain<
+            'a,
+            Option<<M as LightningModule>::Callbacks>,
+            Chain<'a, Option<(ProgressBar,)>, Option<(ModelCheckpoint,)>>,
+        >,
+    >,
 >;
 
-impl<C> Trainer<C> {
+impl<C, P: Profiler> Trainer<C, P> {
+    /// The profiler (Lightning's `trainer.profiler`): what it recorded in the running
+    /// stage, and its last report.
+    pub fn profiler(&self) -> &P {
+        &self.profiler
+    }
+
     /// The flags.
     pub fn config(&self) -> &TrainerConfig {
         &self.config

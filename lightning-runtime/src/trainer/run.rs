@@ -4,8 +4,8 @@
 use super::{dispatch, logs, save, threads, Limit, RunCallbacks, Trainer, TrainerConfig};
 use crate::dist::Collective;
 use crate::{
-    CallbackList, Chain, DataModule, Error, LightningModule, Logger, ModelCheckpoint, ProgressBar, Result, Stage,
-    TrainerState,
+    CallbackList, Chain, DataModule, Error, LightningModule, Logger, ModelCheckpoint, Profiler, Profiling, ProgressBar,
+    Result, Stage, TrainerState,
 };
 
 /// The callbacks and files of one run besides the trainer's own: the module's
@@ -18,7 +18,7 @@ struct RunScope<M: LightningModule> {
     log_files: Vec<(String, String)>,
 }
 
-impl<C> Trainer<C> {
+impl<C, P: Profiler> Trainer<C, P> {
     /// Runs one entry point: builds the callback list (the trainer's, the module's
     /// `configure_callbacks`, the default checkpoint), runs `body`, and on error calls
     /// `on_exception` (callbacks, then the datamodule) and returns the error. No end or
@@ -28,7 +28,7 @@ impl<C> Trainer<C> {
         stage: Stage,
         model: &mut M,
         dm: &mut DM,
-        body: impl FnOnce(&TrainerConfig, &mut TrainerState, &mut M, &mut RunCallbacks<'_, C, M>, &mut DM) -> Result<R>,
+        body: impl FnOnce(&TrainerConfig, &mut TrainerState, &mut M, &mut RunCallbacks<'_, C, M, P>, &mut DM) -> Result<R>,
     ) -> Result<(R, TrainerState)>
     where
         M: LightningModule,
@@ -41,6 +41,7 @@ impl<C> Trainer<C> {
         // dropout layers train during fit's training batches only; the caller's flag comes back after
         let _mode = crate::nn::TrainingFlag::set(state.training);
         let mut scope = self.take_scope(stage, state.is_global_zero());
+        self.profiler.setup(stage);
         let result = self.run_body(&mut scope, &mut state, model, dm, body);
         let result = result.inspect_err(|e| self.on_run_error(&mut scope, &mut state, model, dm, e));
         self.end_run(scope, state, model, parked_loggers, result)
@@ -82,16 +83,18 @@ impl<C> Trainer<C> {
 
     /// The callback list of the run, built where it is used (it borrows the scope's parts).
     fn with_callbacks<M, T>(
+        profiler: &mut P,
         callbacks: &mut C,
         scope: &mut RunScope<M>,
-        f: impl FnOnce(&mut RunCallbacks<'_, C, M>) -> T,
+        f: impl FnOnce(&mut RunCallbacks<'_, C, M, P>) -> T,
     ) -> T
     where
         M: LightningModule,
     {
         let mut tail = Chain(&mut scope.bar, &mut scope.checkpoint);
         let mut inner = Chain(&mut scope.extra, &mut tail);
-        f(&mut Chain(callbacks, &mut inner))
+        let mut user = Chain(callbacks, &mut inner);
+        f(&mut Chain(&mut Profiling(profiler), &mut user))
     }
 
     /// Everything up to and including `body`: the module's callbacks, the state-key check,
@@ -102,16 +105,16 @@ impl<C> Trainer<C> {
         state: &mut TrainerState,
         model: &mut M,
         dm: &mut DM,
-        body: impl FnOnce(&TrainerConfig, &mut TrainerState, &mut M, &mut RunCallbacks<'_, C, M>, &mut DM) -> Result<R>,
+        body: impl FnOnce(&TrainerConfig, &mut TrainerState, &mut M, &mut RunCallbacks<'_, C, M, P>, &mut DM) -> Result<R>,
     ) -> Result<R>
     where
         M: LightningModule,
         C: CallbackList<M>,
         DM: DataModule<Batch = M::Batch>,
     {
-        scope.extra = dispatch::configure_callbacks(state, model)?;
+        scope.extra = dispatch::configure_callbacks(state, model, &mut ())?;
         let mut keys = Vec::new();
-        <RunCallbacks<'_, C, M>>::state_keys(&mut keys);
+        <RunCallbacks<'_, C, M, P>>::state_keys(&mut keys);
         keys.sort_unstable();
         if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
             return Err(Error::DuplicateStateKey(w[0]));
@@ -127,7 +130,9 @@ impl<C> Trainer<C> {
         if state.is_global_zero() {
             save::log_files(state.log_dir.as_deref().unwrap_or(&config.default_root_dir), &scope.log_files)?;
         }
-        let out = Self::with_callbacks(&mut self.callbacks, scope, |cbs| body(config, state, model, cbs, dm))?;
+        let out = Self::with_callbacks(&mut self.profiler, &mut self.callbacks, scope, |cbs| {
+            body(config, state, model, cbs, dm)
+        })?;
         if let Some(world) = state.world.as_ref().filter(|w| w.world_size() > 1) {
             // rank 0's checkpoints are on disk before any rank reads them
             world.barrier()?;
@@ -149,7 +154,7 @@ impl<C> Trainer<C> {
         C: CallbackList<M>,
         DM: DataModule<Batch = M::Batch>,
     {
-        Self::with_callbacks(&mut self.callbacks, scope, |cbs| {
+        Self::with_callbacks(&mut self.profiler, &mut self.callbacks, scope, |cbs| {
             // The run's error is what the caller needs; a failing on_exception cannot replace it.
             let _ = dispatch::on_exception(state, model, cbs, dm, e);
             // checkpoints on_exception asked for (OnExceptionCheckpoint): weights, counters and
@@ -187,6 +192,10 @@ impl<C> Trainer<C> {
             None => Ok(()),
         };
         let finalized = logs::finalize(&mut state, if result.is_ok() { "success" } else { "failed" });
+        // the stage's profile, as Lightning's `profiler.describe()` at teardown
+        let dir = state.log_dir.clone().unwrap_or_else(|| self.config.default_root_dir.clone());
+        let rank = (state.world_size() > 1).then(|| state.global_rank());
+        let profiled = self.profiler.finish(state.stage, &dir, rank);
         self.loggers = std::mem::take(&mut state.loggers);
         self.loggers.append(&mut parked_loggers);
         if let (Err(e), Some(world)) = (&result, &self.world) {
@@ -195,6 +204,7 @@ impl<C> Trainer<C> {
         let r = result?;
         restored?;
         finalized?;
+        profiled?;
         Ok((r, state))
     }
 }

@@ -2,7 +2,7 @@
 //! datamodule's, else the module's `*_dataloader` hook (Lightning's order of precedence).
 
 use super::dispatch;
-use crate::{DataModule, EachLoader, Either, LightningModule, Loader, Loaders, Result, TrainerState};
+use crate::{CallbackList, DataModule, EachLoader, Either, LightningModule, Loader, Loaders, Result, TrainerState};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Which {
@@ -51,34 +51,42 @@ impl<T, A: Loader<Batch = T>, B: Loader<Batch = T>, C: Loader<Batch = T>> Loader
 pub(crate) type RunLoader<L, DM, M> = EitherLoader<L, <DM as DataModule>::Loader, <M as LightningModule>::Loader>;
 
 /// Gets a loop's loader; `None` when there is none.
-pub(crate) fn get<M: LightningModule, DM: DataModule<Batch = M::Batch>, L: Loader<Batch = M::Batch>>(
+pub(crate) fn get<M, CL, DM, L>(
     given: &mut Option<L>,
     state: &mut TrainerState,
     model: &mut M,
+    cbs: &mut CL,
     dm: &mut DM,
     which: Which,
-) -> Result<Option<RunLoader<L, DM, M>>> {
+) -> Result<Option<RunLoader<L, DM, M>>>
+where
+    M: LightningModule,
+    CL: CallbackList<M>,
+    DM: DataModule<Batch = M::Batch>,
+    L: Loader<Batch = M::Batch>,
+{
     if let Some(l) = given.take() {
         return Ok(Some(EitherLoader::Given(l)));
     }
-    Ok(from_hooks(state, model, dm, which)?.map(|l| match l {
+    Ok(from_hooks(state, model, cbs, dm, which)?.map(|l| match l {
         Either::Left(from_dm) => EitherLoader::DataModule(from_dm),
         Either::Right(from_module) => EitherLoader::Module(from_module),
     }))
 }
 
 /// The datamodule's loader of a loop, else the module's (Lightning's `_DataHookSelector`).
-fn from_hooks<M: LightningModule, DM: DataModule<Batch = M::Batch>>(
+fn from_hooks<M: LightningModule, CL: CallbackList<M>, DM: DataModule<Batch = M::Batch>>(
     state: &mut TrainerState,
     model: &mut M,
+    cbs: &mut CL,
     dm: &mut DM,
     which: Which,
 ) -> Result<Option<Either<DM::Loader, M::Loader>>> {
     match which {
-        Which::Train => dispatch::train_dataloader(state, model, dm),
-        Which::Val => dispatch::val_dataloader(state, model, dm),
-        Which::Test => dispatch::test_dataloader(state, model, dm),
-        Which::Predict => dispatch::predict_dataloader(state, model, dm),
+        Which::Train => dispatch::train_dataloader(state, model, cbs, dm),
+        Which::Val => dispatch::val_dataloader(state, model, cbs, dm),
+        Which::Test => dispatch::test_dataloader(state, model, cbs, dm),
+        Which::Predict => dispatch::predict_dataloader(state, model, cbs, dm),
     }
 }
 
@@ -125,17 +133,24 @@ impl<T, A: Loaders<Batch = T>, B: Loader<Batch = T>, C: Loader<Batch = T>> Loade
 }
 
 /// Gets an evaluation loop's loaders; `None` when there are none.
-pub(crate) fn get_eval<M: LightningModule, DM: DataModule<Batch = M::Batch>, V: Loaders<Batch = M::Batch>>(
+pub(crate) fn get_eval<M, CL, DM, V>(
     given: &mut Option<V>,
     state: &mut TrainerState,
     model: &mut M,
+    cbs: &mut CL,
     dm: &mut DM,
     which: Which,
-) -> Result<Option<RunLoaders<V, DM, M>>> {
+) -> Result<Option<RunLoaders<V, DM, M>>>
+where
+    M: LightningModule,
+    CL: CallbackList<M>,
+    DM: DataModule<Batch = M::Batch>,
+    V: Loaders<Batch = M::Batch>,
+{
     if let Some(l) = given.take() {
         return Ok(Some(EvalLoaders::Given(l)));
     }
-    Ok(from_hooks(state, model, dm, which)?.map(|l| match l {
+    Ok(from_hooks(state, model, cbs, dm, which)?.map(|l| match l {
         Either::Left(from_dm) => EvalLoaders::DataModule(from_dm),
         Either::Right(from_module) => EvalLoaders::Module(from_module),
     }))
@@ -146,7 +161,13 @@ pub(crate) trait Refetch<M: LightningModule, DM: DataModule<Batch = M::Batch>>: 
     /// From a hook (the module's or the datamodule's): given loaders are kept.
     fn is_hooked(&self) -> bool;
     /// The hook's loaders now; `None` when the hook has none.
-    fn refetch(state: &mut TrainerState, model: &mut M, dm: &mut DM, which: Which) -> Result<Option<Self>>;
+    fn refetch<CL: CallbackList<M>>(
+        state: &mut TrainerState,
+        model: &mut M,
+        cbs: &mut CL,
+        dm: &mut DM,
+        which: Which,
+    ) -> Result<Option<Self>>;
 }
 
 impl<M, DM, L> Refetch<M, DM> for RunLoader<L, DM, M>
@@ -158,8 +179,14 @@ where
     fn is_hooked(&self) -> bool {
         !matches!(self, EitherLoader::Given(_))
     }
-    fn refetch(state: &mut TrainerState, model: &mut M, dm: &mut DM, which: Which) -> Result<Option<Self>> {
-        get(&mut None, state, model, dm, which)
+    fn refetch<CL: CallbackList<M>>(
+        state: &mut TrainerState,
+        model: &mut M,
+        cbs: &mut CL,
+        dm: &mut DM,
+        which: Which,
+    ) -> Result<Option<Self>> {
+        get(&mut None, state, model, cbs, dm, which)
     }
 }
 
@@ -172,7 +199,13 @@ where
     fn is_hooked(&self) -> bool {
         !matches!(self, EvalLoaders::Given(_))
     }
-    fn refetch(state: &mut TrainerState, model: &mut M, dm: &mut DM, which: Which) -> Result<Option<Self>> {
-        get_eval(&mut None, state, model, dm, which)
+    fn refetch<CL: CallbackList<M>>(
+        state: &mut TrainerState,
+        model: &mut M,
+        cbs: &mut CL,
+        dm: &mut DM,
+        which: Which,
+    ) -> Result<Option<Self>> {
+        get_eval(&mut None, state, model, cbs, dm, which)
     }
 }
