@@ -1,10 +1,12 @@
 //! The trainer's cost per step: a null model (a 1×1 linear, batch 1, SGD) trained for
 //! 20,000 steps (best of 9) by a hand-written candle loop, by the trainer with no callbacks,
-//! and by the trainer with 10 callbacks that implement every batch-level hook with a counter.
-//! Prints ns per step over the hand loop, measured in the same process.
+//! by the trainer with 10 callbacks that implement every batch-level hook with a counter, and
+//! by the trainer with a `SimpleProfiler`. Prints ns per step over the hand loop, measured in
+//! the same process. A trainer without a profiler (`NoProfiler`) is meant to cost what it
+//! cost before profilers existed: compare `--only bare` of two commits.
 //!
 //! ```text
-//! RAYON_NUM_THREADS=1 cargo bench --bench hook_overhead [-- --only hand|bare]
+//! RAYON_NUM_THREADS=1 cargo bench --bench hook_overhead [-- --only hand|bare|simple]
 //! ```
 
 use std::time::Instant;
@@ -12,7 +14,8 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use lightning::prelude::*;
-use lightning::Gradients;
+use lightning::profiler::SimpleProfiler;
+use lightning::{Gradients, NoProfiler, Profiler};
 
 const STEPS: usize = 20_000;
 
@@ -93,9 +96,15 @@ fn hand_loop() -> f64 {
 /// The trainer alone (`batteries = false`: no progress bar, logger or summary), or with
 /// Lightning's default progress bar, CSV logger and summary.
 fn trainer<C: lightning::CallbackList<Null>>(callbacks: C, batteries: bool) -> f64 {
+    profiled(callbacks, batteries, NoProfiler)
+}
+
+/// [`trainer`] with a profiler (its table written to a file, not printed).
+fn profiled<C: lightning::CallbackList<Null>, P: Profiler>(callbacks: C, batteries: bool, profiler: P) -> f64 {
     let mut m = null();
     let dir = tempfile::tempdir().unwrap();
     let mut t = Trainer::builder()
+        .profiler(profiler)
         .accelerator(Accelerator::Cpu)
         .enable_checkpointing(false)
         .enable_progress_bar(batteries)
@@ -131,6 +140,7 @@ fn main() {
         for _ in 0..5 {
             match only.as_str() {
                 "hand" => hand_loop(),
+                "simple" => profiled((), false, SimpleProfiler::new().filename("bench")),
                 _ => trainer((), false),
             };
         }
@@ -138,9 +148,11 @@ fn main() {
     }
     // warm up, then best of 9 for each (shared machines are noisy)
     let (mut hand, mut bare, mut full, mut batteries) = (f64::MAX, f64::MAX, f64::MAX, f64::MAX);
+    let mut simple = f64::MAX;
     for _ in 0..9 {
         hand = hand.min(hand_loop());
         bare = bare.min(trainer((), false));
+        simple = simple.min(profiled((), false, SimpleProfiler::new().filename("bench")));
         full = full.min(trainer(ten(), false));
         batteries = batteries.min(trainer((), true));
     }
@@ -159,6 +171,11 @@ fn main() {
         "trainer, 10 callbacks x 7 hooks {:>6.0} ns/step  (+{:.0} ns over the hand loop)",
         per(full),
         per(full) - per(hand)
+    );
+    println!(
+        "trainer, SimpleProfiler      {:>8.0} ns/step  (+{:.0} ns over no profiler)",
+        per(simple),
+        per(simple) - per(bare)
     );
     println!(
         "trainer, default batteries    {:>8.0} ns/step  (+{:.0} ns: progress bar, CSV logger, summary)",
