@@ -344,6 +344,9 @@ fn agree_worker(dir: &str) -> lightning::Result<()> {
     println!("\nBESTPATH {rank} {}", best.unwrap_or_default());
     let tested = trainer.test(&mut model, Data::loader(indexed(66, 4)?))?;
     println!("\nTESTED {rank} {} {}", tested["test_n"], tested["test_mean_x"]);
+    // two test loaders: each sharded, each counted once over the ranks
+    let two = trainer.test(&mut model, Data::loaders((indexed(66, 4)?, indexed(10, 2)?)))?;
+    println!("\nTESTED2 {rank} {} {}", two["test_n/dataloader_idx_0"], two["test_n/dataloader_idx_1"]);
     let predicted: usize =
         trainer.predict(&mut model, Data::loader(indexed(66, 4)?))?.iter().map(|p| p.dim(0).unwrap()).sum();
     println!("\nPREDICTED {rank} {predicted}");
@@ -637,7 +640,7 @@ fn agree(ranks: usize, vars: &[(&str, &str)]) -> BTreeMap<&'static str, Vec<Stri
     let out = cmd.output().expect("mpirun (scripts/setup-mpi.sh installs it)");
     let (text, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{ranks} ranks failed:\n{text}\n{err}");
-    let tags = ["STOPPED ", "SYNCED ", "BESTPATH ", "TESTED ", "PREDICTED ", "COLLECT ", "LR "];
+    let tags = ["STOPPED ", "SYNCED ", "BESTPATH ", "TESTED ", "TESTED2 ", "PREDICTED ", "COLLECT ", "LR "];
     let mut out: BTreeMap<_, _> = tags.into_iter().map(|t| (t, per_rank(&text, t))).collect();
     // the padding warning of sharded evaluation: rank 0 prints it once, for test and predict
     out.insert("WARNINGS ", vec![err.matches("padded by repeating its first samples").count().to_string()]);
@@ -660,6 +663,8 @@ fn evaluation_is_sharded_and_the_ranks_decide_alike() {
     let two = agree(2, &[]);
     assert_eq!(one["TESTED "], ["66 32.5"]);
     assert_eq!(two["TESTED "], ["66 32.5", "66 32.5"], "each test row counted once on 2 ranks");
+    assert_eq!(one["TESTED2 "], ["66 10"]);
+    assert_eq!(two["TESTED2 "], ["66 10", "66 10"], "each of two loaders sharded and counted once");
     assert_eq!(two["PREDICTED "], ["33", "33"], "each rank predicts its shard");
     assert_eq!(one["PREDICTED "], ["66"]);
     assert_eq!(

@@ -256,7 +256,35 @@ pub fn list_impls() -> TokenStream {
     let mut out = tuple_impls();
     out.extend(nested_impls());
     out.extend(chain_and_option_impls());
+    out.extend(profiler_impls());
     out
+}
+
+/// `Profiling<P>`: the trainer's profiler as the first member of a run's list, with no hook
+/// of its own, only `__profile` (see `lightning::profiler`).
+fn profiler_impls() -> TokenStream {
+    let profiler = list_body(&[]);
+    quote! {
+        // the trainer's profiler, first in the run's list: no hook, only `__profile`
+        impl<'a, M: ::lightning::LightningModule, P: ::lightning::Profiler>
+            ::lightning::CallbackList<M> for ::lightning::Profiling<'a, P> {
+            #profiler
+            const __PROFILED: bool = <P as ::lightning::Profiler>::ENABLED;
+            #[inline(always)]
+            fn __profile(&mut self, action: &'static str, start: bool) {
+                if start {
+                    <P as ::lightning::Profiler>::start(self.0, action);
+                } else {
+                    <P as ::lightning::Profiler>::stop(self.0, action);
+                }
+            }
+        }
+        impl<'a, P> ::lightning::CallbackTuple for ::lightning::Profiling<'a, P> {
+            type List = Self;
+            #[inline]
+            fn into_list(self) -> Self { self }
+        }
+    }
 }
 
 fn tuple_impls() -> TokenStream {
@@ -377,7 +405,6 @@ fn chain_and_option_impls() -> TokenStream {
         Member { expr: quote!(&mut *self.0), ty: quote!(A), single: false },
         Member { expr: quote!(&mut *self.1), ty: quote!(B), single: false },
     ]);
-    let profiler = list_body(&[]);
     out.extend(quote! {
         impl<'a, M: ::lightning::LightningModule, A: ::lightning::CallbackList<M>, B: ::lightning::CallbackList<M>>
             ::lightning::CallbackList<M> for ::lightning::Chain<'a, A, B> {
@@ -394,25 +421,6 @@ fn chain_and_option_impls() -> TokenStream {
                 }
             }
         }
-        // the trainer's profiler, first in the run's list: no hook, only `__profile`
-        impl<'a, M: ::lightning::LightningModule, P: ::lightning::Profiler>
-            ::lightning::CallbackList<M> for ::lightning::Profiling<'a, P> {
-            #profiler
-            const __PROFILED: bool = <P as ::lightning::Profiler>::ENABLED;
-            #[inline(always)]
-            fn __profile(&mut self, action: &'static str, start: bool) {
-                if start {
-                    <P as ::lightning::Profiler>::start(self.0, action);
-                } else {
-                    <P as ::lightning::Profiler>::stop(self.0, action);
-                }
-            }
-        }
-        impl<'a, P> ::lightning::CallbackTuple for ::lightning::Profiling<'a, P> {
-            type List = Self;
-            #[inline]
-            fn into_list(self) -> Self { self }
-        }
         impl<'a, A: ::lightning::CallbackTuple<List = A>, B: ::lightning::CallbackTuple<List = B>>
             ::lightning::CallbackTuple for ::lightning::Chain<'a, A, B> {
             type List = Self;
@@ -425,7 +433,13 @@ fn chain_and_option_impls() -> TokenStream {
             fn into_list(self) -> Self { self }
         }
     });
-    // Option<L>: members are reached through `if let`, so build it by hand from the same parts.
+    out.extend(option_impl());
+    out
+}
+
+/// `Option<L>`: members are reached through `if let`, so built by hand from the same parts.
+fn option_impl() -> TokenStream {
+    let mut out = TokenStream::new();
     let opt_flags = {
         let items = list_hooks().map(|h| {
             let flag = impl_const(h);
