@@ -428,6 +428,16 @@ impl MetricStore {
 /// logged name ("did you mean", as Lightning users know from misspelled keys) and every
 /// logged name.
 pub(crate) fn not_logged<S: AsRef<str>>(who: &str, key: &str, logged: &[S]) -> String {
+    let names: Vec<&str> = logged.iter().map(|n| n.as_ref()).collect();
+    // several evaluation loaders: the key was logged under each loader's name
+    let suffixed = format!("{key}/dataloader_idx_0");
+    if names.contains(&suffixed.as_str()) {
+        return format!(
+            "{who} monitors `{key}`, which was not logged: with several loaders each value is logged as \
+             `{key}/dataloader_idx_N`; monitor `{suffixed}`, or log `{key}` from one loader with \
+             `Log::new().add_dataloader_idx(false)` (logged: {names:?})"
+        );
+    }
     let closest = logged
         .iter()
         .map(|n| n.as_ref())
@@ -435,7 +445,6 @@ pub(crate) fn not_logged<S: AsRef<str>>(who: &str, key: &str, logged: &[S]) -> S
         .filter(|&(_, jw, dl)| dl <= 3 || jw >= 0.9)
         .max_by(|a, b| a.1.total_cmp(&b.1).then(b.2.cmp(&a.2)));
     let hint = closest.map_or_else(String::new, |(n, _, _)| format!(": did you mean `{n}`?"));
-    let names: Vec<&str> = logged.iter().map(|n| n.as_ref()).collect();
     format!("{who} monitors `{key}`, which was not logged{hint} (logged: {names:?})")
 }
 
@@ -451,5 +460,10 @@ mod not_logged_tests {
             "EarlyStopping monitors `val_los`, which was not logged: did you mean `val_loss`? (logged: [\"train_loss\", \"val_acc\", \"val_loss\"])"
         );
         assert!(!not_logged("EarlyStopping", "accuracy", &logged).contains("did you mean"));
+        // several validation loaders
+        let logged = ["train_loss", "val_loss/dataloader_idx_0", "val_loss/dataloader_idx_1"];
+        let msg = not_logged("EarlyStopping", "val_loss", &logged);
+        assert!(msg.contains("monitor `val_loss/dataloader_idx_0`"), "{msg}");
+        assert!(msg.contains("add_dataloader_idx(false)"), "{msg}");
     }
 }

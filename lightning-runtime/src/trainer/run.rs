@@ -191,11 +191,12 @@ impl<C, P: Profiler> Trainer<C, P> {
             }
             None => Ok(()),
         };
-        let finalized = logs::finalize(&mut state, if result.is_ok() { "success" } else { "failed" });
-        // the stage's profile, as Lightning's `profiler.describe()` at teardown
+        // the stage's profile, as Lightning's `profiler.describe()` at teardown: before the
+        // loggers finish (drawing `metrics.png` is not the stage's time)
         let dir = state.log_dir.clone().unwrap_or_else(|| self.config.default_root_dir.clone());
         let rank = (state.world_size() > 1).then(|| state.global_rank());
         let profiled = self.profiler.finish(state.stage, &dir, rank);
+        let finalized = logs::finalize(&mut state, if result.is_ok() { "success" } else { "failed" });
         self.loggers = std::mem::take(&mut state.loggers);
         self.loggers.append(&mut parked_loggers);
         if let (Err(e), Some(world)) = (&result, &self.world) {
