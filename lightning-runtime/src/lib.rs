@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod nn;
 pub mod optim;
 mod trainer;
+pub mod tuner;
 
 pub use callbacks::{
     EarlyStopping, EmaWeights, GradientAccumulationScheduler, LearningRateMonitor, ModelCheckpoint,

@@ -59,6 +59,7 @@ impl<C> Trainer<C> {
         state.automatic_optimization = M::AUTOMATIC_OPTIMIZATION;
         state.check_val_every_n_epoch = self.config.check_val_every_n_epoch;
         state.log_every_n_steps = self.config.log_every_n_steps;
+        state.tuning = self.tuning;
         state.loggers = std::mem::take(&mut self.loggers);
         state.world = self.world.clone();
         // under DDP only rank 0 logs, draws the bar and writes checkpoints
@@ -109,7 +110,9 @@ impl<C> Trainer<C> {
         C: CallbackList<M>,
         DM: DataModule<Batch = M::Batch>,
     {
-        scope.extra = dispatch::configure_callbacks(state, model)?;
+        if !state.tuning {
+            scope.extra = dispatch::configure_callbacks(state, model)?;
+        }
         let mut keys = Vec::new();
         <RunCallbacks<'_, C, M>>::state_keys(&mut keys);
         keys.sort_unstable();
