@@ -234,3 +234,19 @@ fn scale_batch_size_time_budget_and_other_errors() {
     assert!(!matches!(e, lightning::Error::Tuner(_)), "{e}");
     assert_eq!(model.batch_size, 8);
 }
+
+#[test]
+fn lr_find_draws_its_plot() {
+    let mut model = Regression::new();
+    let mut trainer = trainer("tuner-plot");
+    let opts = LrFind::new().min_lr(1e-4).max_lr(0.9).num_training(30);
+    let finder = Tuner::new(&mut trainer).lr_find_with(&mut model, Data::loader(regression(512)), opts).unwrap();
+    let svg = finder.plot_svg().unwrap();
+    assert!(svg.contains("Learning rate") && svg.contains("<circle"), "axis label and the suggestion's dot");
+    let dir = std::env::temp_dir().join(format!("tuner-plot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    finder.plot(dir.join("lr.png")).unwrap();
+    let png = std::fs::read(dir.join("lr.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -10,6 +10,7 @@ mod batch_size;
 mod lr_find;
 mod lr_finder;
 mod lr_sweep;
+mod plot;
 mod snapshot;
 mod trial;
 
