@@ -228,7 +228,13 @@ fn scale_batch_size_time_budget_and_other_errors() {
     // an error that is not out of memory ends the search, and the batch size is put back
     let mut model = Regression::new();
     model.oom_above = Some(24);
-    let mut trainer = Trainer::builder().max_epochs(1).enable_checkpointing(false).enable_logger(false).detect_anomaly(true).build().unwrap();
+    let mut trainer = Trainer::builder()
+        .max_epochs(1)
+        .enable_checkpointing(false)
+        .enable_logger(false)
+        .detect_anomaly(true)
+        .build()
+        .unwrap();
     model.lr = f64::NAN;
     let e = Tuner::new(&mut trainer).scale_batch_size(&mut model, ScaleBatchSize::new()).unwrap_err();
     assert!(!matches!(e, lightning::Error::Tuner(_)), "{e}");
@@ -249,4 +255,47 @@ fn lr_find_draws_its_plot() {
     let png = std::fs::read(dir.join("lr.png")).unwrap();
     assert_eq!(&png[1..4], b"PNG");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The batch size on a datamodule (Lightning's `trainer.datamodule.batch_size`).
+struct Batches {
+    batch_size: usize,
+    /// Batch sizes of the loaders it built.
+    built: Vec<usize>,
+}
+
+#[datamodule]
+impl DataModule for Batches {
+    type Batch = (Tensor, Tensor);
+    type Loader = DataLoader;
+    fn train_dataloader(&mut self) -> lightning::Result<Option<DataLoader>> {
+        self.built.push(self.batch_size);
+        Ok(Some(regression(self.batch_size)))
+    }
+}
+
+impl BatchSizeAttr for Batches {
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+    fn set_batch_size(&mut self, batch_size: usize) {
+        self.batch_size = batch_size;
+    }
+}
+
+#[test]
+fn scale_batch_size_on_a_datamodule() {
+    let mut model = Regression::new();
+    model.oom_above = Some(100);
+    let before = model.weights();
+    let mut dm = Batches { batch_size: 1, built: Vec::new() };
+    let mut trainer = trainer("tuner-dm");
+    let found =
+        Tuner::new(&mut trainer).scale_batch_size_datamodule(&mut model, &mut dm, ScaleBatchSize::new()).unwrap();
+    assert_eq!(found.batch_size, 64);
+    assert_eq!(dm.batch_size, 64);
+    // each trial asked the datamodule for a new loader of its size
+    assert_eq!(dm.built, [2, 4, 8, 16, 32, 64, 128]);
+    assert_eq!(model.weights(), before);
+    assert_eq!(model.batch_size, 8, "the module's own batch size is not the one tuned");
 }

@@ -24,11 +24,7 @@ pub(crate) struct Outcome {
 /// Doubles from `init` until a trial fails, then keeps the last size that fit; a failure
 /// before any success halves instead. Lightning's power mode, except that when
 /// `max_trials` runs out it returns the last size that fit, not the next, untested one.
-pub(crate) fn power(
-    init: usize,
-    max_trials: usize,
-    mut trial: impl FnMut(usize) -> Result<Outcome>,
-) -> Result<usize> {
+pub(crate) fn power(init: usize, max_trials: usize, mut trial: impl FnMut(usize) -> Result<Outcome>) -> Result<usize> {
     let (mut size, mut last_ok) = (init, None);
     for _ in 0..max_trials {
         let out = trial(size)?;
@@ -97,7 +93,9 @@ pub(crate) fn binsearch(
 }
 
 fn none_fits(why: &str) -> Error {
-    Error::Tuner(format!("scale_batch_size: no batch size fits, down to 1 ({why}); free memory or raise the time budget"))
+    Error::Tuner(format!(
+        "scale_batch_size: no batch size fits, down to 1 ({why}); free memory or raise the time budget"
+    ))
 }
 
 #[cfg(test)]

@@ -66,7 +66,13 @@ impl Default for ScaleBatchSize {
 impl ScaleBatchSize {
     /// Lightning's defaults.
     pub fn new() -> Self {
-        ScaleBatchSize { mode: BatchSizeMode::Power, steps_per_trial: 3, init_val: 2, max_trials: 25, max_step_time: None }
+        ScaleBatchSize {
+            mode: BatchSizeMode::Power,
+            steps_per_trial: 3,
+            init_val: 2,
+            max_trials: 25,
+            max_step_time: None,
+        }
     }
     /// Power (default) or binary search.
     pub fn mode(mut self, mode: BatchSizeMode) -> Self {
@@ -96,9 +102,10 @@ impl ScaleBatchSize {
     }
 
     fn check(&self) -> Result<()> {
-        let zero = [("steps_per_trial", self.steps_per_trial), ("init_val", self.init_val), ("max_trials", self.max_trials)]
-            .into_iter()
-            .find(|(_, v)| *v == 0);
+        let zero =
+            [("steps_per_trial", self.steps_per_trial), ("init_val", self.init_val), ("max_trials", self.max_trials)]
+                .into_iter()
+                .find(|(_, v)| *v == 0);
         match zero {
             Some((name, _)) => Err(Error::Tuner(format!("scale_batch_size: {name} is 0; it must be at least 1"))),
             None => Ok(()),
@@ -186,7 +193,10 @@ impl<C> Tuner<'_, C> {
             BatchSizeMode::Power => power(opts.init_val, opts.max_trials, trial),
             BatchSizeMode::BinSearch => binsearch(opts.init_val, opts.max_trials, trial),
         }?;
-        info(trainer, format_args!("Finished batch size finder, will continue with full run using batch size {batch_size}"));
+        info(
+            trainer,
+            format_args!("Finished batch size finder, will continue with full run using batch size {batch_size}"),
+        );
         Ok(BatchSizeSearch { batch_size, trials })
     }
 }

@@ -63,8 +63,7 @@ impl Smoother {
     pub fn push(&mut self, loss: f64, step: usize) -> (f64, bool) {
         self.avg = self.beta * self.avg + (1.0 - self.beta) * loss;
         let smoothed = self.avg / (1.0 - self.beta.powi(step as i32 + 1));
-        let diverged = !smoothed.is_finite()
-            || self.threshold.is_some_and(|t| step > 1 && smoothed > t * self.best);
+        let diverged = !smoothed.is_finite() || self.threshold.is_some_and(|t| step > 1 && smoothed > t * self.best);
         if smoothed < self.best || step == 1 {
             self.best = smoothed;
         }

@@ -40,13 +40,7 @@ impl LrFinder {
     }
 }
 
-fn draw<X>(
-    text: &mut String,
-    pts: &[(f64, f64)],
-    best: Option<(f64, f64)>,
-    x: X,
-    y: std::ops::Range<f64>,
-) -> Result<()>
+fn draw<X>(text: &mut String, pts: &[(f64, f64)], best: Option<(f64, f64)>, x: X, y: std::ops::Range<f64>) -> Result<()>
 where
     X: AsRangedCoord<Value = f64>,
     X::CoordDescType: ValueFormatter<f64>,

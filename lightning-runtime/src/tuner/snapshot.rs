@@ -14,7 +14,8 @@ pub(crate) struct Snapshot(HashMap<String, Tensor>);
 impl Snapshot {
     pub(crate) fn take(vars: &VarMap) -> Result<Self> {
         let data = vars.data().lock().unwrap_or_else(|p| p.into_inner());
-        let copies = data.iter().map(|(name, var)| Ok((name.clone(), var.as_tensor().copy()?))).collect::<Result<_>>()?;
+        let copies =
+            data.iter().map(|(name, var)| Ok((name.clone(), var.as_tensor().copy()?))).collect::<Result<_>>()?;
         Ok(Snapshot(copies))
     }
 

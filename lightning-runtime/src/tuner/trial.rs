@@ -47,8 +47,13 @@ impl StepClock {
 pub(crate) fn oom(e: &Error) -> Option<String> {
     let text = format!("{e:?}");
     let lower = text.to_lowercase();
-    const MARKS: [&str; 5] =
-        ["out of memory", "out_of_memory", "cublas_status_alloc_failed", "can't allocate memory", "memory allocation of"];
+    const MARKS: [&str; 5] = [
+        "out of memory",
+        "out_of_memory",
+        "cublas_status_alloc_failed",
+        "can't allocate memory",
+        "memory allocation of",
+    ];
     MARKS.iter().any(|m| lower.contains(m)).then(|| format!("out of memory ({text})"))
 }
 
@@ -73,14 +78,16 @@ mod tests {
 
     #[test]
     fn out_of_memory_is_told_from_other_errors() {
-        let cuda = Error::in_hook("training_step", Error::msg("DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")"));
+        let cuda =
+            Error::in_hook("training_step", Error::msg("DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")"));
         assert!(oom(&cuda).is_some());
         assert!(oom(&Error::msg("shape mismatch in matmul")).is_none());
     }
 
     #[test]
     fn the_budget_is_on_the_mean_step() {
-        let clock = StepClock { steps: vec![Duration::from_millis(10), Duration::from_millis(30)], ..Default::default() };
+        let clock =
+            StepClock { steps: vec![Duration::from_millis(10), Duration::from_millis(30)], ..Default::default() };
         assert!(clock.over_budget(Some(Duration::from_millis(25))).is_none());
         assert!(clock.over_budget(Some(Duration::from_millis(15))).is_some());
         assert!(clock.over_budget(None).is_none());
