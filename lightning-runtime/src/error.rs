@@ -204,6 +204,11 @@ pub enum Error {
     #[error("data: {0}")]
     Data(String),
 
+    /// The tuner (`lr_find`, `scale_batch_size`) cannot run with these settings or this
+    /// module, or found no usable value; the message says what to change.
+    #[error("tuner: {0}")]
+    Tuner(String),
+
     /// A launcher's environment variable (`RANK`, `OMPI_COMM_WORLD_SIZE`, ...) is malformed
     /// or disagrees with the others.
     #[error("environment variable {var}={value:?}: {reason}")]

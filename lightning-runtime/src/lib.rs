@@ -19,6 +19,7 @@ pub mod nn;
 pub mod optim;
 pub mod profiler;
 mod trainer;
+pub mod tuner;
 
 pub use callbacks::{
     EarlyStopping, EmaWeights, GradientAccumulationScheduler, LearningRateMonitor, ModelCheckpoint,

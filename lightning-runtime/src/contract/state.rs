@@ -143,6 +143,9 @@ pub struct TrainerState {
     pub(crate) stop_reason: Option<String>,
     /// `estimated_stepping_batches`, or why it is unknown; `None` outside `fit`.
     pub(crate) stepping_batches: Option<std::result::Result<usize, String>>,
+    /// A run of the tuner (`lr_find`, `scale_batch_size`): the module's LR scheduler does not
+    /// step and the stop reason is not printed (Lightning drops the schedulers of these runs).
+    pub(crate) tuning: bool,
 }
 
 /// A checkpoint save asked for during a hook, carried out when the hook pass returns.
@@ -197,6 +200,7 @@ impl TrainerState {
             at_epoch_end: false,
             stop_reason: None,
             stepping_batches: None,
+            tuning: false,
         }
     }
 

@@ -9,7 +9,7 @@ mod hparams;
 pub mod mlflow;
 mod plot;
 mod plot_best;
-mod plot_png;
+pub(crate) mod plot_png;
 pub(crate) mod run_dir;
 mod saved;
 pub(crate) mod store;

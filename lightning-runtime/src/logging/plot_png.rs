@@ -27,7 +27,7 @@ fn fonts() -> Arc<usvg::fontdb::Database> {
 }
 
 /// The PNG of an SVG document, at the SVG's own size, on the background the SVG draws.
-pub(super) fn svg_to_png(svg: &str) -> Result<Vec<u8>> {
+pub(crate) fn svg_to_png(svg: &str) -> Result<Vec<u8>> {
     let opt = usvg::Options { fontdb: fonts(), font_family: "DejaVu Sans".into(), ..usvg::Options::default() };
     let tree = usvg::Tree::from_str(svg, &opt).map_err(|e| png_err(format!("reading the SVG: {e}")))?;
     let size = tree.size().to_int_size();

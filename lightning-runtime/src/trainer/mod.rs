@@ -323,6 +323,7 @@ impl<C, P> TrainerBuilder<C, P> {
             world,
             last_run: None,
             log_files: self.log_files,
+            tuning: false,
         })
     }
 }
@@ -347,6 +348,8 @@ pub struct Trainer<C = (), P = NoProfiler> {
     last_run: Option<(usize, usize)>,
     /// Written (rank 0) into the log directory of the first `fit`, `validate` or `test`.
     log_files: Vec<(String, String)>,
+    /// A trainer the tuner made for its runs (see [`Trainer::for_tuning`]).
+    tuning: bool,
 }
 
 impl Trainer<()> {
@@ -386,6 +389,36 @@ impl<C, P: Profiler> Trainer<C, P> {
     /// stage, and its last report.
     pub fn profiler(&self) -> &P {
         &self.profiler
+    }
+
+    /// A trainer for the tuner's runs (Lightning swaps the trainer's callbacks and loggers for
+    /// these runs): these flags, changed by `adjust`, on the same device and process group,
+    /// with `callbacks` alone. No loggers, checkpoints, progress bar, summary, sanity check
+    /// or validation; the module's `configure_callbacks` and LR scheduler are left out, and
+    /// the stop reason is not printed.
+    pub(crate) fn for_tuning<CB>(&self, callbacks: CB, adjust: impl FnOnce(&mut TrainerConfig)) -> Trainer<CB> {
+        let mut config = self.config.clone();
+        config.enable_checkpointing = false;
+        config.enable_logger = false;
+        config.enable_progress_bar = false;
+        config.enable_model_summary = false;
+        config.num_sanity_val_steps = 0;
+        config.limit_val_batches = Limit::Batches(0);
+        (config.min_epochs, config.min_steps, config.max_epochs) = (None, None, None);
+        adjust(&mut config);
+        Trainer {
+            config,
+            callbacks,
+            profiler: NoProfiler,
+            device: self.device.clone(),
+            resume: None,
+            loggers: Vec::new(),
+            checkpoint: None,
+            world: self.world.clone(),
+            last_run: None,
+            log_files: Vec::new(),
+            tuning: true,
+        }
     }
 
     /// The flags.

@@ -60,6 +60,7 @@ impl<C, P: Profiler> Trainer<C, P> {
         state.automatic_optimization = M::AUTOMATIC_OPTIMIZATION;
         state.check_val_every_n_epoch = self.config.check_val_every_n_epoch;
         state.log_every_n_steps = self.config.log_every_n_steps;
+        state.tuning = self.tuning;
         state.loggers = std::mem::take(&mut self.loggers);
         state.world = self.world.clone();
         // under DDP only rank 0 logs, draws the bar and writes checkpoints
@@ -112,7 +113,9 @@ impl<C, P: Profiler> Trainer<C, P> {
         C: CallbackList<M>,
         DM: DataModule<Batch = M::Batch>,
     {
-        scope.extra = dispatch::configure_callbacks(state, model, &mut ())?;
+        if !state.tuning {
+            scope.extra = dispatch::configure_callbacks(state, model, &mut ())?;
+        }
         let mut keys = Vec::new();
         <RunCallbacks<'_, C, M, P>>::state_keys(&mut keys);
         keys.sort_unstable();

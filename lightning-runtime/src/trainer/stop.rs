@@ -38,7 +38,7 @@ impl std::fmt::Display for StopReason {
 
 /// Says on rank 0 why fit stopped (Lightning's `rank_zero_info`).
 pub(crate) fn report(state: &TrainerState, reason: &StopReason) {
-    if state.is_global_zero() {
+    if state.is_global_zero() && !state.tuning {
         println!("{reason}");
     }
 }
