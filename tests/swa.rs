@@ -127,7 +127,10 @@ fn run_case(c: &Case, swa_lrs: SwaLrsArg) {
     assert_eq!(m.lrs.len(), 2 * c.epochs);
     for &(e, la, lb) in &m.lrs {
         let (wa, wb) = (c.lr(c.base.0, c.swa.0, e), c.lr(c.base.1, c.swa.1, e));
-        assert!((la - wa).abs() < 1e-12 && (lb - wb).abs() < 1e-12, "epoch {e}: rates ({la}, {lb}), SWALR ({wa}, {wb})");
+        assert!(
+            (la - wa).abs() < 1e-12 && (lb - wb).abs() < 1e-12,
+            "epoch {e}: rates ({la}, {lb}), SWALR ({wa}, {wb})"
+        );
     }
     let (ends_a, ends_b) = (c.ends(c.base.0, c.swa.0), c.ends(c.base.1, c.swa.1));
     for (e, &(a, b)) in m.ends.iter().enumerate() {
@@ -162,10 +165,12 @@ fn swa_averages_the_swa_epochs_weights_under_swalr() {
     run_case(&linear, SwaLrsArg::PerGroup);
     // Lightning's default start, 0.8 of 10 epochs: the 8th (0-based 7); no annealing: the SWA
     // rates from that epoch on
-    let now = Case { epochs: 10, start: 0.8.into(), first: 7, anneal: 0, cos: true, base: (0.1, 0.2), swa: (0.01, 0.04) };
+    let now =
+        Case { epochs: 10, start: 0.8.into(), first: 7, anneal: 0, cos: true, base: (0.1, 0.2), swa: (0.01, 0.04) };
     run_case(&now, SwaLrsArg::PerGroup);
     // a fraction below one epoch starts at the first
-    let first = Case { epochs: 3, start: 0.2.into(), first: 0, anneal: 1, cos: true, base: (0.1, 0.2), swa: (0.05, 0.05) };
+    let first =
+        Case { epochs: 3, start: 0.2.into(), first: 0, anneal: 1, cos: true, base: (0.1, 0.2), swa: (0.05, 0.05) };
     run_case(&first, SwaLrsArg::One);
 }
 

@@ -170,10 +170,16 @@ impl StochasticWeightAveraging {
     fn resolve(&self, trainer: &TrainerState) -> Result<Range<usize>> {
         let name = "StochasticWeightAveraging";
         if !trainer.automatic_optimization {
-            return Err(Error::config(name, "not with manual optimization: SWALR replaces a scheduler the trainer steps"));
+            return Err(Error::config(
+                name,
+                "not with manual optimization: SWALR replaces a scheduler the trainer steps",
+            ));
         }
         let Some(max) = trainer.max_epochs else {
-            return Err(Error::config("max_epochs", "StochasticWeightAveraging runs to the last epoch: set max_epochs"));
+            return Err(Error::config(
+                "max_epochs",
+                "StochasticWeightAveraging runs to the last epoch: set max_epochs",
+            ));
         };
         let groups = trainer.learning_rates.len();
         if self.swa_lrs.len() != 1 && self.swa_lrs.len() != groups {
@@ -195,7 +201,10 @@ impl StochasticWeightAveraging {
 
     /// The weights to average, by name: the f32 master weights under mixed precision, else
     /// the module's variables.
-    fn weights<'a>(trainer: &'a TrainerState, data: &'a std::collections::HashMap<String, Var>) -> Vec<(&'a str, &'a Var)> {
+    fn weights<'a>(
+        trainer: &'a TrainerState,
+        data: &'a std::collections::HashMap<String, Var>,
+    ) -> Vec<(&'a str, &'a Var)> {
         data.iter().map(|(k, v)| (k.as_str(), trainer.masters.get(&v.id()).unwrap_or(v))).collect()
     }
 

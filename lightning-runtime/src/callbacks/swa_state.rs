@@ -82,12 +82,61 @@ pub(super) fn check_groups(swa: &SwaLr, groups: usize) -> Result<()> {
 /// running statistics in the `VarMap`, where they are averaged like the weights: say so.
 pub(super) fn warn_batch_norm(module: &impl HasParameters) {
     let data = module.parameters().data().lock().unwrap_or_else(|p| p.into_inner());
-    let stats: Vec<&String> = data.keys().filter(|k| k.ends_with("running_mean") || k.ends_with("running_var")).collect();
+    let stats: Vec<&String> =
+        data.keys().filter(|k| k.ends_with("running_mean") || k.ends_with("running_var")).collect();
     if let Some(first) = stats.iter().min() {
         crate::dist::rank_zero_warn(format_args!(
             "StochasticWeightAveraging: `{first}` and {} other variables look like BatchNorm running statistics: \
              they are averaged like the weights, not recomputed by a pass over the data as Lightning does",
             stats.len() - 1
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::optim::Anneal;
+
+    fn field_of(e: Error) -> String {
+        match e {
+            Error::CheckpointField { field, .. } => field,
+            other => panic!("not a field error: {other}"),
+        }
+    }
+
+    #[test]
+    fn state_round_trips_and_a_damaged_one_names_its_field() {
+        let swa = SwaLr::new(vec![0.1, 0.2], vec![0.01, 0.02], 3, Anneal::Linear);
+        let saved = Saved::read(&Saved::of(2, Some(4), Some(&swa))).unwrap();
+        assert_eq!((saved.n_averaged, saved.latest_update_epoch), (2, Some(4)));
+        assert_eq!(saved.scheduler.unwrap(), swa);
+
+        let bad = |v| field_of(Saved::read(&v).unwrap_err());
+        let name = "callbacks.StochasticWeightAveraging";
+        let field = bad(json!({"n_averaged": -1, "latest_update_epoch": null, "scheduler": null}));
+        assert_eq!(field, format!("{name}.n_averaged"));
+        let field = bad(json!({"n_averaged": 2, "latest_update_epoch": null, "scheduler": null}));
+        assert_eq!(field, format!("{name}.latest_update_epoch"));
+        let mut v = Saved::of(1, Some(0), Some(&swa));
+        v["scheduler"]["lrs"] = json!([0.1]);
+        assert_eq!(bad(v), format!("{name}.scheduler"));
+        let mut v = Saved::of(1, Some(0), Some(&swa));
+        v["scheduler"]["strategy"] = json!("Cosh");
+        assert_eq!(bad(v), format!("{name}.scheduler.strategy"));
+    }
+
+    #[test]
+    fn averages_must_match_the_weights() {
+        let w = Var::zeros((2, 3), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+        let ok =
+            BTreeMap::from([("w".to_string(), Tensor::ones((2, 3), candle_core::DType::F64, w.device()).unwrap())]);
+        let avg = averages(&[("w", &w)], &ok).unwrap();
+        assert_eq!(avg["w"].dtype(), candle_core::DType::F32, "in the weight's dtype");
+        let wrong = BTreeMap::from([("w".to_string(), Tensor::ones(3, candle_core::DType::F32, w.device()).unwrap())]);
+        assert_eq!(field_of(averages(&[("w", &w)], &wrong).unwrap_err()), "tensors.swa/w");
+        assert_eq!(field_of(averages(&[("w", &w)], &BTreeMap::new()).unwrap_err()), "tensors.swa/w");
     }
 }

@@ -66,7 +66,9 @@ pub(crate) fn apply_replaced<O: Optimizers>(state: &mut TrainerState, optim: &mu
         opt.set_learning_rate(g, *lr);
     }
     if !std::mem::replace(&mut swa.announced, true) && sched.is_some() {
-        crate::dist::rank_zero_only(|| eprintln!("Swapping the module's LR scheduler for `SWALR` (StochasticWeightAveraging)"));
+        crate::dist::rank_zero_only(|| {
+            eprintln!("Swapping the module's LR scheduler for `SWALR` (StochasticWeightAveraging)")
+        });
     }
     record_rates(state, optim);
 }
