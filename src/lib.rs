@@ -60,7 +60,7 @@ pub mod prelude {
     // `Mode` (min or max) is one type for `EarlyStopping`, `ModelCheckpoint` and
     // `ReduceLrOnPlateau`: `callbacks::Mode` re-exports `optim::Mode`, so a script that also
     // globs `lightning::optim::*` or `lightning::callbacks::*` sees the same item.
-    pub use lightning_runtime::callbacks::{EarlyStopping, Mode};
+    pub use lightning_runtime::callbacks::{EarlyStopping, Mode, StochasticWeightAveraging};
     pub use lightning_runtime::data::{Dataset, MapLoader};
     pub use lightning_runtime::logging::LogModel;
     pub use lightning_runtime::{

@@ -23,7 +23,7 @@ pub mod tuner;
 
 pub use callbacks::{
     EarlyStopping, EmaWeights, GradientAccumulationScheduler, LearningRateMonitor, ModelCheckpoint,
-    OnExceptionCheckpoint, ProgressBar,
+    OnExceptionCheckpoint, ProgressBar, StochasticWeightAveraging,
 };
 pub use checkpoints::checkpoint::{load_from_checkpoint, module_state as checkpoint_state, Checkpoint};
 pub use contract::callback::{Callback, CallbackList, CallbackTuple, Chain, IsCallback, Nested};

@@ -10,6 +10,8 @@ mod model_checkpoint_state;
 mod on_exception_checkpoint;
 mod progress_bar;
 mod restored;
+mod swa;
+mod swa_state;
 mod timer;
 
 pub use early_stopping::{EarlyStopping, Mode};
@@ -20,4 +22,5 @@ pub use lr_monitor::{LearningRateMonitor, LoggingInterval};
 pub use model_checkpoint::ModelCheckpoint;
 pub use on_exception_checkpoint::OnExceptionCheckpoint;
 pub use progress_bar::ProgressBar;
+pub use swa::{equal_mean, AvgFn, StochasticWeightAveraging, SwaEpochStart, SwaLrs};
 pub use timer::{TimedStage, Timer};

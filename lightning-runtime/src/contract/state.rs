@@ -109,6 +109,13 @@ pub struct TrainerState {
     /// Each optimizer parameter group's learning rate as Lightning's `LearningRateMonitor`
     /// names it (`lr-Adam`, `lr-Adam/pg2`), refreshed whenever a scheduler steps.
     pub(crate) learning_rates: Vec<(String, f64)>,
+    /// SWALR, once `StochasticWeightAveraging` put it in place of the module's scheduler (as
+    /// Lightning replaces `trainer.lr_scheduler_configs[0]`): from then on it alone steps,
+    /// once per epoch, and sets the first optimizer's rates.
+    pub(crate) replaced_scheduler: Option<crate::optim::swa_lr::SwaLr>,
+    /// The epoch limit in force (`max_epochs`, Lightning's 1000 when no limit is set; `None`
+    /// with `max_steps` alone).
+    pub(crate) max_epochs: Option<usize>,
     /// Everything logged: read it through [`TrainerState::callback_metrics`] or [`TrainerState::metric`].
     pub(crate) metrics: MetricStore,
     /// Logging frequency in optimizer steps (the `log_every_n_steps` flag).
@@ -182,6 +189,8 @@ impl TrainerState {
             log_dir: None,
             precision: None,
             learning_rates: Vec::new(),
+            replaced_scheduler: None,
+            max_epochs: None,
             metrics: MetricStore::default(),
             log_every_n_steps: 50,
             loggers: Vec::new(),
@@ -335,6 +344,15 @@ impl TrainerState {
     /// atomically (a crash leaves the old file or the new one, never half of one).
     pub fn save_checkpoint(&mut self, path: impl Into<PathBuf>) {
         self.save_requests.push(SaveRequest { path: path.into(), replaces: None, weights_only: false });
+    }
+
+    /// Puts SWALR in place of the module's scheduler. Its rates are what `learning_rates`
+    /// reports from now on; the loop sets them on the optimizer before its next step.
+    pub(crate) fn replace_lr_scheduler(&mut self, swa: crate::optim::swa_lr::SwaLr) {
+        for (slot, lr) in self.learning_rates.iter_mut().zip(swa.rates()) {
+            slot.1 = *lr;
+        }
+        self.replaced_scheduler = Some(swa);
     }
 
     /// Lightning's `trainer.should_stop = True`: training stops after the current batch (under

@@ -109,6 +109,12 @@ impl TrainerState {
         &self.learning_rates
     }
 
+    /// The epoch limit in force (Lightning's `trainer.max_epochs`): the `max_epochs` flag, 1000
+    /// when neither it nor `max_steps` is set, `None` with `max_steps` alone.
+    pub fn max_epochs(&self) -> Option<usize> {
+        self.max_epochs
+    }
+
     /// Everything logged: read it through [`TrainerState::callback_metrics`] or [`TrainerState::metric`].
     pub fn metrics(&self) -> &MetricStore {
         &self.metrics

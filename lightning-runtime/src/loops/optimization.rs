@@ -46,7 +46,18 @@ impl<O: Optimizers> Optimization<O> {
         plateau: bool,
         step: impl FnOnce(&mut TrainerState, &mut O::Scheduler, Option<f64>) -> Result<()>,
     ) -> Result<()> {
-        if !self.automatic || self.plateau != plateau {
+        if !self.automatic {
+            return Ok(());
+        }
+        if state.replaced_scheduler.is_some() {
+            // StochasticWeightAveraging's SWALR replaced the module's scheduler: it alone
+            // steps, every epoch (Lightning's default config for it)
+            if interval == Interval::Epoch && !plateau {
+                schedulers::step_replaced(state, &mut self.optim);
+            }
+            return Ok(());
+        }
+        if self.plateau != plateau {
             return Ok(());
         }
         schedulers::step(state, &mut self.optim, interval, count, step)

@@ -56,6 +56,31 @@ pub(crate) fn apply_rates<O: Optimizers>(state: &mut TrainerState, optim: &mut O
     record_rates(state, optim);
 }
 
+/// Sets the first optimizer's rates to those of the scheduler a callback put in place of the
+/// module's (`StochasticWeightAveraging`'s SWALR), if any; the first time, says that it
+/// replaced the module's own, as Lightning does. Called at every epoch start.
+pub(crate) fn apply_replaced<O: Optimizers>(state: &mut TrainerState, optim: &mut O) {
+    let Some(swa) = &mut state.replaced_scheduler else { return };
+    let (opt, sched) = optim.parts();
+    for (g, lr) in swa.rates().iter().enumerate().take(opt.num_groups()) {
+        opt.set_learning_rate(g, *lr);
+    }
+    if !std::mem::replace(&mut swa.announced, true) && sched.is_some() {
+        crate::dist::rank_zero_only(|| {
+            eprintln!("Swapping the module's LR scheduler for `SWALR` (StochasticWeightAveraging)")
+        });
+    }
+    record_rates(state, optim);
+}
+
+/// One epoch step of the replacing scheduler, and its rates on the optimizer.
+pub(crate) fn step_replaced<O: Optimizers>(state: &mut TrainerState, optim: &mut O) {
+    if let Some(swa) = &mut state.replaced_scheduler {
+        swa.step();
+        apply_replaced(state, optim);
+    }
+}
+
 /// Refreshes `state.learning_rates` (what `LearningRateMonitor` logs). The optimizers are fixed
 /// for the run, so the names are built at the first call and later calls (every scheduler
 /// step) only update the values, in the same order.

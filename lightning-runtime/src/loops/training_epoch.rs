@@ -73,6 +73,8 @@ impl TrainingEpochLoop {
         if self.skip == 0 {
             dispatch::on_train_epoch_start(ctx.state, ctx.model, ctx.cbs)?;
         }
+        // StochasticWeightAveraging puts SWALR in at an epoch start (or at fit start, resumed)
+        super::schedulers::apply_replaced(ctx.state, &mut fit.opt.optim);
         // read after on_train_epoch_start: GradientAccumulationScheduler sets it there
         self.k = ctx.state.accumulate_grad_batches.max(1);
         // overfit_batches: the same batches every epoch (the loader's epoch-0 order)

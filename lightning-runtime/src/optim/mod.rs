@@ -7,6 +7,7 @@ pub(crate) mod grads;
 mod params;
 mod rules;
 mod scheduler;
+pub(crate) mod swa_lr;
 
 pub use engine::{Optim, OptimizerMeta, OptimizerState, Rule};
 pub use params::{ParamGroup, Params};

@@ -59,6 +59,7 @@ impl<C, P: Profiler> Trainer<C, P> {
         state.precision = self.config.precision;
         state.automatic_optimization = M::AUTOMATIC_OPTIMIZATION;
         state.check_val_every_n_epoch = self.config.check_val_every_n_epoch;
+        state.max_epochs = self.config.effective_max_epochs();
         state.log_every_n_steps = self.config.log_every_n_steps;
         state.tuning = self.tuning;
         state.loggers = std::mem::take(&mut self.loggers);
