@@ -20,8 +20,9 @@ pub mod optim;
 mod trainer;
 
 pub use callbacks::{
-    EarlyStopping, EmaWeights, GradientAccumulationScheduler, LearningRateMonitor, ModelCheckpoint,
-    OnExceptionCheckpoint, ProgressBar,
+    BasePredictionWriter, DeviceStatsMonitor, EarlyStopping, EmaWeights, GradientAccumulationScheduler,
+    LearningRateMonitor, ModelCheckpoint, OnExceptionCheckpoint, PredictionWriter, ProgressBar, ThroughputMonitor,
+    WriteInterval,
 };
 pub use checkpoints::checkpoint::{load_from_checkpoint, module_state as checkpoint_state, Checkpoint};
 pub use contract::callback::{Callback, CallbackList, CallbackTuple, Chain, IsCallback, Nested};

@@ -299,8 +299,13 @@ fn shard<D: Loader>(state: &TrainerState, loader: &mut D, stage: Stage) -> Resul
 }
 
 /// Lightning's `_PredictionLoop`: set-up, `predict_step` over the predict loader (unless
-/// `limit_predict_batches` is 0), teardown; returns the predictions.
-pub(crate) fn predict<M, L, DM, D>(mut ctx: RunCtx<'_, M, L, DM>, mut given: Option<D>) -> Result<Vec<M::Prediction>>
+/// `limit_predict_batches` is 0), teardown; returns the predictions, or none when `keep` is
+/// false (Lightning's `return_predictions=False`: each is dropped after `on_predict_batch_end`).
+pub(crate) fn predict<M, L, DM, D>(
+    mut ctx: RunCtx<'_, M, L, DM>,
+    mut given: Option<D>,
+    keep: bool,
+) -> Result<Vec<M::Prediction>>
 where
     M: LightningModule,
     L: CallbackList<M>,
@@ -314,8 +319,10 @@ where
         if let Some(mut loader) = source::get(&mut given, ctx.state, ctx.model, ctx.dm, Which::Predict)? {
             shard(ctx.state, &mut loader, Stage::Predict)?;
             let n = limit.apply(loader.len(), "limit_predict_batches")?;
-            predictions.reserve(n);
-            predict_batches(&mut ctx, &mut loader, n, &mut predictions)?;
+            if keep {
+                predictions.reserve(n);
+            }
+            predict_batches(&mut ctx, &mut loader, n, keep.then_some(&mut predictions))?;
         }
     }
     hooks::teardown(Stage::Predict, ctx.state, ctx.model, ctx.cbs, ctx.dm)?;
@@ -327,7 +334,7 @@ fn predict_batches<M, L, DM, D>(
     ctx: &mut RunCtx<'_, M, L, DM>,
     loader: &mut D,
     n: usize,
-    predictions: &mut Vec<M::Prediction>,
+    mut predictions: Option<&mut Vec<M::Prediction>>,
 ) -> Result<()>
 where
     M: LightningModule,
@@ -346,7 +353,9 @@ where
         dispatch::on_predict_batch_start(state, *model, *cbs, &batch, i, 0)?;
         let p = dispatch::predict_step(state, *model, &batch, i, 0)?;
         dispatch::on_predict_batch_end(state, *model, *cbs, &p, &batch, i, 0)?;
-        predictions.push(p);
+        if let Some(kept) = predictions.as_deref_mut() {
+            kept.push(p);
+        }
     }
     dispatch::on_predict_epoch_end(state, *model, *cbs)?;
     dispatch::on_predict_end(state, *model, *cbs)
