@@ -19,8 +19,10 @@ struct Regression {
 
 #[lightning_module]
 impl Regression {
-    fn training_step(&mut self, batch: &(Tensor, Tensor)) -> lightning::Result<Tensor> {
-        Ok(self.layer.forward(&batch.0)?.sub(&batch.1)?.sqr()?.mean_all()?)
+    fn training_step(&mut self, batch: &(Tensor, Tensor), trainer: &mut TrainerState) -> lightning::Result<Tensor> {
+        let loss = self.layer.forward(&batch.0)?.sub(&batch.1)?.sqr()?.mean_all()?;
+        trainer.log("train_loss", &loss)?;
+        Ok(loss)
     }
     fn validation_step(&mut self) -> lightning::Result<()> {
         std::thread::sleep(self.val_sleep);
@@ -147,5 +149,7 @@ fn device_stats_monitor_needs_a_logger_and_cpu_stats_false_logs_nothing_on_the_c
 
     let mut t = builder(dir.path()).callbacks((DeviceStatsMonitor::new().cpu_stats(false),)).build().unwrap();
     t.fit(&mut model(Duration::ZERO), Data::loader(data())).unwrap();
-    assert!(!columns(dir.path()).keys().any(|k| k.starts_with("DeviceStatsMonitor")));
+    let c = columns(dir.path());
+    assert_eq!(c["train_loss"].len(), 16);
+    assert!(!c.keys().any(|k| k.starts_with("DeviceStatsMonitor")), "{:?}", c.keys());
 }
