@@ -138,7 +138,14 @@ struct BatchOnly(usize);
 impl PredictionWriter for BatchOnly {
     type Batch = (Tensor, Tensor);
     type Prediction = Tensor;
-    fn write_on_batch_end(&mut self, _: &TrainerState, _: &Tensor, _: &(Tensor, Tensor), _: usize, _: usize) -> lightning::Result<()> {
+    fn write_on_batch_end(
+        &mut self,
+        _: &TrainerState,
+        _: &Tensor,
+        _: &(Tensor, Tensor),
+        _: usize,
+        _: usize,
+    ) -> lightning::Result<()> {
         self.0 += 1;
         Ok(())
     }

@@ -36,10 +36,9 @@ impl FromStr for WriteInterval {
             "batch" => Ok(WriteInterval::Batch),
             "epoch" => Ok(WriteInterval::Epoch),
             "batch_and_epoch" => Ok(WriteInterval::BatchAndEpoch),
-            other => Err(Error::config(
-                "write_interval",
-                format!("`{other}` is not one of batch, epoch, batch_and_epoch"),
-            )),
+            other => {
+                Err(Error::config("write_interval", format!("`{other}` is not one of batch, epoch, batch_and_epoch")))
+            }
         }
     }
 }

@@ -64,7 +64,12 @@ impl Throughput {
         })
     }
 
-    fn push<T: PartialOrd + Copy + std::fmt::Display>(q: &mut VecDeque<T>, window: usize, what: &str, v: T) -> Result<()> {
+    fn push<T: PartialOrd + Copy + std::fmt::Display>(
+        q: &mut VecDeque<T>,
+        window: usize,
+        what: &str,
+        v: T,
+    ) -> Result<()> {
         if let Some(&last) = q.back() {
             if last > v {
                 return Err(Error::msg(format!(
@@ -96,7 +101,8 @@ impl Throughput {
 
     /// The latest totals and, once the window is full, the rates over it.
     pub fn compute(&self) -> Rates {
-        let (Some(&time), Some(&batches), Some(&samples)) = (self.time.back(), self.batches.back(), self.samples.back())
+        let (Some(&time), Some(&batches), Some(&samples)) =
+            (self.time.back(), self.batches.back(), self.samples.back())
         else {
             return Rates::default();
         };
@@ -146,7 +152,11 @@ mod tests {
         assert_eq!(r.device_batches_per_sec, Some(1.0));
         assert_eq!(r.device_samples_per_sec, Some(8.0));
         assert_eq!(r.device_flops_per_sec, Some(100.0));
-        assert_eq!((r.samples_per_sec, r.flops_per_sec, r.device_mfu), (None, None, None), "one device: no global keys");
+        assert_eq!(
+            (r.samples_per_sec, r.flops_per_sec, r.device_mfu),
+            (None, None, None),
+            "one device: no global keys"
+        );
         // the window slides: batches 2..4, 4 s
         t.update(6.0, 4, 32, Some(100.0)).unwrap();
         assert_eq!(t.compute().device_samples_per_sec, Some(4.0));

@@ -19,7 +19,7 @@ pub(crate) fn cpu() -> Vec<Stat> {
     if let Some(s) = cpu_time_s() {
         out.push(("process_cpu_time_s", s));
     }
-    if let Some(meminfo) = std::fs::read_to_string("/proc/meminfo").ok() {
+    if let Ok(meminfo) = std::fs::read_to_string("/proc/meminfo") {
         let field = |k: &str| kb_field(&meminfo, k);
         if let (Some(total), Some(avail)) = (field("MemTotal:"), field("MemAvailable:")) {
             if total > 0.0 {
