@@ -61,6 +61,10 @@ pub mod prelude {
     // `ReduceLrOnPlateau`: `callbacks::Mode` re-exports `optim::Mode`, so a script that also
     // globs `lightning::optim::*` or `lightning::callbacks::*` sees the same item.
     pub use lightning_runtime::callbacks::{EarlyStopping, Mode, StochasticWeightAveraging};
+    // the built-in callbacks that take a writer or a closure of yours
+    pub use lightning_runtime::callbacks::{
+        BasePredictionWriter, DeviceStatsMonitor, PredictionWriter, ThroughputMonitor, WriteInterval,
+    };
     pub use lightning_runtime::data::{Dataset, MapLoader};
     pub use lightning_runtime::logging::LogModel;
     pub use lightning_runtime::{

@@ -22,8 +22,9 @@ mod trainer;
 pub mod tuner;
 
 pub use callbacks::{
-    EarlyStopping, EmaWeights, GradientAccumulationScheduler, LearningRateMonitor, ModelCheckpoint,
-    OnExceptionCheckpoint, ProgressBar, StochasticWeightAveraging,
+    BasePredictionWriter, DeviceStatsMonitor, EarlyStopping, EmaWeights, GradientAccumulationScheduler,
+    LearningRateMonitor, ModelCheckpoint, OnExceptionCheckpoint, PredictionWriter, ProgressBar,
+    StochasticWeightAveraging, ThroughputMonitor, WriteInterval,
 };
 pub use checkpoints::checkpoint::{load_from_checkpoint, module_state as checkpoint_state, Checkpoint};
 pub use contract::callback::{Callback, CallbackList, CallbackTuple, Chain, IsCallback, Nested};

@@ -1,5 +1,6 @@
 //! Built-in callbacks, written with the same `#[callback]` as users' callbacks.
 
+mod device_stats;
 mod early_stopping;
 mod ema;
 mod grad_accum;
@@ -8,12 +9,16 @@ mod lr_monitor;
 mod model_checkpoint;
 mod model_checkpoint_state;
 mod on_exception_checkpoint;
+mod prediction_writer;
 mod progress_bar;
 mod restored;
 mod swa;
 mod swa_state;
+mod throughput;
+mod throughput_monitor;
 mod timer;
 
+pub use device_stats::DeviceStatsMonitor;
 pub use early_stopping::{EarlyStopping, Mode};
 pub use ema::EmaWeights;
 pub use grad_accum::GradientAccumulationScheduler;
@@ -21,6 +26,8 @@ pub use lambda::LambdaCallback;
 pub use lr_monitor::{LearningRateMonitor, LoggingInterval};
 pub use model_checkpoint::ModelCheckpoint;
 pub use on_exception_checkpoint::OnExceptionCheckpoint;
+pub use prediction_writer::{BasePredictionWriter, PredictionWriter, WriteInterval};
 pub use progress_bar::ProgressBar;
 pub use swa::{equal_mean, AvgFn, StochasticWeightAveraging, SwaEpochStart, SwaLrs};
+pub use throughput_monitor::ThroughputMonitor;
 pub use timer::{TimedStage, Timer};

@@ -5,3 +5,4 @@ pub(crate) mod batch;
 pub(crate) mod device;
 pub(crate) mod precision;
 pub(crate) mod relocate;
+pub(crate) mod stats;

@@ -365,8 +365,14 @@ fn shard<D: Loaders>(state: &TrainerState, loader: &mut D, stage: Stage) -> Resu
 }
 
 /// Lightning's `_PredictionLoop`: set-up, `predict_step` over the predict loaders (unless
-/// `limit_predict_batches` is 0), teardown; returns the predictions, loader after loader.
-pub(crate) fn predict<M, L, DM, D>(mut ctx: RunCtx<'_, M, L, DM>, mut given: Option<D>) -> Result<Vec<M::Prediction>>
+/// `limit_predict_batches` is 0), teardown; returns the predictions, loader after loader, or
+/// none when `keep` is false (Lightning's `return_predictions=False`: each is dropped after
+/// `on_predict_batch_end`).
+pub(crate) fn predict<M, L, DM, D>(
+    mut ctx: RunCtx<'_, M, L, DM>,
+    mut given: Option<D>,
+    keep: bool,
+) -> Result<Vec<M::Prediction>>
 where
     M: LightningModule,
     L: CallbackList<M>,
@@ -381,8 +387,10 @@ where
         {
             shard(ctx.state, &mut loaders, Stage::Predict)?;
             let counts = loaders::counts(&loaders, limit, "limit_predict_batches", usize::MAX)?;
-            predictions.reserve(counts.iter().sum());
-            predict_batches(&mut ctx, &mut loaders, &counts, &mut predictions)?;
+            if keep {
+                predictions.reserve(counts.iter().sum());
+            }
+            predict_batches(&mut ctx, &mut loaders, &counts, keep.then_some(&mut predictions))?;
         }
     }
     hooks::teardown(Stage::Predict, ctx.state, ctx.model, ctx.cbs, ctx.dm)?;
@@ -394,7 +402,7 @@ fn predict_batches<M, L, DM, D>(
     ctx: &mut RunCtx<'_, M, L, DM>,
     loaders: &mut D,
     counts: &[usize],
-    predictions: &mut Vec<M::Prediction>,
+    predictions: Option<&mut Vec<M::Prediction>>,
 ) -> Result<()>
 where
     M: LightningModule,
@@ -422,7 +430,8 @@ struct PredictBatches<'r, M: LightningModule, L, DM> {
     cbs: &'r mut L,
     dm: &'r mut DM,
     counts: &'r [usize],
-    predictions: &'r mut Vec<M::Prediction>,
+    /// `None`: `return_predictions(false)`, each prediction dropped after its hooks.
+    predictions: Option<&'r mut Vec<M::Prediction>>,
 }
 
 impl<M, L, DM> EachLoader<M::Batch> for PredictBatches<'_, M, L, DM>
@@ -446,7 +455,9 @@ where
             dispatch::on_predict_batch_start(state, *model, *cbs, &batch, i, dl)?;
             let p = dispatch::predict_step(state, *model, *cbs, &batch, i, dl)?;
             dispatch::on_predict_batch_end(state, *model, *cbs, &p, &batch, i, dl)?;
-            predictions.push(p);
+            if let Some(kept) = predictions.as_deref_mut() {
+                kept.push(p);
+            }
         }
         Ok(())
     }

@@ -318,6 +318,7 @@ impl<C, P> TrainerBuilder<C, P> {
             profiler: self.profiler,
             device,
             resume: self.resume,
+            return_predictions: None,
             loggers,
             checkpoint,
             world,
@@ -340,6 +341,8 @@ pub struct Trainer<C = (), P = NoProfiler> {
     device: Device,
     /// The next entry point's `ckpt_path`.
     resume: Option<CkptPath>,
+    /// Whether the next `predict` returns its predictions (`None`: yes).
+    return_predictions: Option<bool>,
     loggers: Vec<Box<dyn Logger>>,
     checkpoint: Option<ModelCheckpoint>,
     /// The process group under DDP.
@@ -412,6 +415,7 @@ impl<C, P: Profiler> Trainer<C, P> {
             profiler: NoProfiler,
             device: self.device.clone(),
             resume: None,
+            return_predictions: None,
             loggers: Vec::new(),
             checkpoint: None,
             world: self.world.clone(),
@@ -499,6 +503,28 @@ impl<C, P: Profiler> Trainer<C, P> {
     /// ```
     pub fn ckpt_path(&mut self, path: impl Into<CkptPath>) -> &mut Self {
         self.resume = Some(path.into());
+        self
+    }
+
+    /// Whether the next `predict` returns its predictions (Lightning's
+    /// `predict(.., return_predictions=False)`; default `true`). With `false` the trainer
+    /// keeps none and `predict` returns an empty `Vec`: for outputs larger than memory, which
+    /// a [`BasePredictionWriter`](crate::callbacks::BasePredictionWriter) writes as they come
+    /// (callbacks' `on_predict_batch_end` still gets every prediction). Like `ckpt_path`, it
+    /// applies to the next `predict` only.
+    ///
+    /// ```no_run
+    /// # use lightning::prelude::*;
+    /// # fn demo<M, C>(trainer: &mut Trainer<C>, model: &mut M, inputs: DataLoader) -> lightning::Result<()>
+    /// # where M: LightningModule<Batch = (candle_core::Tensor, candle_core::Tensor)> + lightning::requirements::HasPredictStep,
+    /// #       C: lightning::CallbackList<M> {
+    /// // Lightning: trainer.predict(model, loader, return_predictions=False)
+    /// let none = trainer.return_predictions(false).predict(model, Data::loader(inputs))?;
+    /// assert!(none.is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn return_predictions(&mut self, keep: bool) -> &mut Self {
+        self.return_predictions = Some(keep);
         self
     }
 
@@ -681,7 +707,8 @@ impl<C, P: Profiler> Trainer<C, P> {
     /// Runs `predict_step` over `data` and returns the results (Lightning's `predict`):
     /// `Data::module()` (its `predict_dataloader`), `Data::loader(loader)` or
     /// `Data::datamodule(&mut dm)`. The module needs `predict_step`, and
-    /// `predict_dataloader` with `Data::module()`; see [`Data`].
+    /// `predict_dataloader` with `Data::module()`; see [`Data`]. After
+    /// [`Trainer::return_predictions`]`(false)` it keeps none and returns an empty `Vec`.
     ///
     /// ```no_run
     /// # use lightning::prelude::*;
@@ -708,9 +735,10 @@ impl<C, P: Profiler> Trainer<C, P> {
         DM: DataModule<Batch = M::Batch>,
         L: Loaders<Batch = M::Batch>,
     {
+        let keep = self.return_predictions.take().unwrap_or(true);
         self.load_ckpt_path(model)?;
         let (preds, _) = self.run(Stage::Predict, model, dm, |cfg, state, model, cbs, dm| {
-            crate::loops::evaluation::predict(RunCtx { cfg, state, model, cbs, dm }, loader)
+            crate::loops::evaluation::predict(RunCtx { cfg, state, model, cbs, dm }, loader, keep)
         })?;
         Ok(preds)
     }
