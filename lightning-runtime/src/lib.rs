@@ -33,6 +33,7 @@ pub use data::either::Either;
 pub use data::{accuracy, DataLoader, Loader, NoLoader};
 pub use devices::batch::TransferBatch;
 pub use devices::device::Accelerator;
+pub use devices::grad_scaler::{GradScaler, GradScalerState};
 pub use devices::precision::Precision;
 pub use devices::relocate::{Relocate, Relocation};
 pub use error::{Error, Result};

@@ -3,5 +3,6 @@
 
 pub(crate) mod batch;
 pub(crate) mod device;
+pub(crate) mod grad_scaler;
 pub(crate) mod precision;
 pub(crate) mod relocate;
