@@ -255,8 +255,11 @@ impl Reg {
 fn reg_fit(precision: Precision, dir: &std::path::Path) -> (Reg, lightning::FitOutcome) {
     let vars = VarMap::new();
     let vb = seeded_var_builder(&vars, 5, DType::F32, &Device::Cpu);
-    let mut m =
-        Reg { l1: candle_nn::linear(3, 8, vb.pp("l1")).unwrap(), l2: candle_nn::linear(8, 1, vb.pp("l2")).unwrap(), vars };
+    let mut m = Reg {
+        l1: candle_nn::linear(3, 8, vb.pp("l1")).unwrap(),
+        l2: candle_nn::linear(8, 1, vb.pp("l2")).unwrap(),
+        vars,
+    };
     let x = (Tensor::arange(0f32, 36., &Device::Cpu).unwrap().reshape((12, 3)).unwrap() / 36.0).unwrap();
     let y = (x.sum_keepdim(1).unwrap().sin().unwrap() + 1.0).unwrap();
     let mut t = Trainer::builder()
@@ -363,16 +366,14 @@ fn flag_strings_and_settings_are_checked() {
     // a scaler that would do nothing is refused, as are settings torch refuses
     let e = Trainer::builder().grad_scaler(GradScaler::default()).build().unwrap_err();
     assert!(e.to_string().contains("only under precision \"16-mixed\""), "{e}");
-    let e = Trainer::builder()
-        .precision(Precision::Bf16Mixed)
-        .grad_scaler(GradScaler::default())
-        .build()
-        .unwrap_err();
+    let e = Trainer::builder().precision(Precision::Bf16Mixed).grad_scaler(GradScaler::default()).build().unwrap_err();
     assert!(e.to_string().contains("precision is \"bf16-mixed\""), "{e}");
     let e = Trainer::builder()
         .precision(Precision::F16Mixed)
         .grad_scaler(GradScaler::default().growth_factor(0.5))
         .build()
         .unwrap_err();
-    assert!(matches!(e, lightning::Error::Config { flag: "grad_scaler", .. }) && e.to_string().contains("growth_factor"));
+    assert!(
+        matches!(e, lightning::Error::Config { flag: "grad_scaler", .. }) && e.to_string().contains("growth_factor")
+    );
 }
