@@ -69,7 +69,7 @@ pub mod prelude {
     pub use lightning_runtime::logging::LogModel;
     pub use lightning_runtime::{
         seeded_var_builder, Accelerator, Callback, Checkpoint, CsvLogger, Data, DataLoader, DataModule, Either, Flow,
-        GradientClipAlgorithm, Gradients, LightningModule, Loader, Log, ManualOptimization, MlflowLogger,
+        GradScaler, GradientClipAlgorithm, Gradients, LightningModule, Loader, Log, ManualOptimization, MlflowLogger,
         ModelCheckpoint, OptimizerClosure, Precision, Reduce, Relocate, Relocation, Stage, StepOutput, Strategy,
         TensorBoardLogger, Trainer, TrainerState, TransferBatch,
     };

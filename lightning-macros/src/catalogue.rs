@@ -508,7 +508,7 @@ pub const HOOKS: &[Hook] = &[
         "on_before_backward",
         Both,
         args!(loss: "&::lightning::candle::Tensor"),
-        "Before backward; the loss is already divided by `accumulate_grad_batches`.",
+        "Before backward; the loss is already divided by `accumulate_grad_batches` (and multiplied by the loss scale under `16-mixed`, as in Lightning).",
     )
     .logs(TrainStep),
     Hook {
@@ -526,14 +526,14 @@ pub const HOOKS: &[Hook] = &[
         "on_after_backward",
         Both,
         args!(grads: "&::lightning::Gradients"),
-        "After backward, with the gradients accumulated so far.",
+        "After backward, with the gradients accumulated so far (still scaled under `16-mixed`).",
     )
     .logs(TrainStep),
     plain(
         "on_before_optimizer_step",
         Both,
         args!(optimizer: "&mut $Optimizer", grads: "&::lightning::Gradients"),
-        "Before clipping and the parameter update, once per accumulation window.",
+        "Before clipping and the parameter update, once per accumulation window (the gradients unscaled under `16-mixed`).",
     )
     .logs(TrainStep),
     Hook {

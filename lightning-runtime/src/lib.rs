@@ -36,6 +36,7 @@ pub use data::either::Either;
 pub use data::{accuracy, DataLoader, EachLoader, Loader, Loaders, NoLoader};
 pub use devices::batch::TransferBatch;
 pub use devices::device::Accelerator;
+pub use devices::grad_scaler::{GradScaler, GradScalerState};
 pub use devices::precision::Precision;
 pub use devices::relocate::{Relocate, Relocation};
 pub use error::{Error, Result};

@@ -142,6 +142,8 @@ pub struct TrainerState {
     /// computes with (the module's f32 variables from before the conversion; the optimizer
     /// updates them, checkpoints save them, and the module gets them back at the end of the run).
     pub(crate) masters: std::collections::HashMap<candle_core::TensorId, candle_core::Var>,
+    /// Under `16-mixed`, during `fit`: the loss scaler.
+    pub(crate) scaler: Option<crate::devices::grad_scaler::Scaler>,
     /// The process group of data-parallel training (`TrainerBuilder::ddp`).
     pub(crate) world: Option<std::sync::Arc<dyn crate::dist::Collective>>,
     /// Inside `on_train_epoch_end` of a finished epoch: a checkpoint saved now resumes at the next epoch.
@@ -205,6 +207,7 @@ impl TrainerState {
             batches_done: 0,
             relocated: false,
             masters: std::collections::HashMap::new(),
+            scaler: None,
             world: None,
             at_epoch_end: false,
             stop_reason: None,

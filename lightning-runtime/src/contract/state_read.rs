@@ -103,6 +103,12 @@ impl TrainerState {
         self.precision
     }
 
+    /// Under `16-mixed`, during `fit`: the loss scaler's state (the scale the next loss is
+    /// multiplied by, and the good steps in a row since it last changed).
+    pub fn grad_scaler(&self) -> Option<crate::GradScalerState> {
+        self.scaler.as_ref().map(|s| s.state_dict())
+    }
+
     /// Each optimizer parameter group's learning rate as Lightning's `LearningRateMonitor`
     /// names it (`lr-Adam`, `lr-Adam/pg2`), refreshed whenever a scheduler steps.
     pub fn learning_rates(&self) -> &[(String, f64)] {

@@ -3,6 +3,7 @@
 
 pub(crate) mod batch;
 pub(crate) mod device;
+pub(crate) mod grad_scaler;
 pub(crate) mod precision;
 pub(crate) mod relocate;
 pub(crate) mod stats;

@@ -19,6 +19,11 @@ use crate::{Error, Result};
 /// master weights (small updates that bf16 would round away still add up). The loss goes
 /// backward and to the logs in f32, checkpoints save the f32 master weights, and the module
 /// holds them again when the run ends.
+///
+/// `16-mixed` does the same in f16, with dynamic loss scaling ([`crate::GradScaler`], torch's
+/// `torch.amp.GradScaler`): the loss is multiplied by the scale before backward, the gradients
+/// are divided by it (in f32) before clipping and the optimizer step, and a step whose
+/// gradients hold an inf or NaN is skipped while the scale backs off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Precision {
     /// `"64-true"`
@@ -29,14 +34,22 @@ pub enum Precision {
     F16True,
     /// `"bf16-true"`
     Bf16True,
-    /// `"bf16-mixed"`: bf16 compute, f32 master weights in the optimizer.
+    /// `"bf16-mixed"` (alias `"bf16"`): bf16 compute, f32 master weights in the optimizer.
     Bf16Mixed,
+    /// `"16-mixed"` (alias `"16"`): f16 compute, f32 master weights in the optimizer, and
+    /// dynamic loss scaling.
+    F16Mixed,
 }
 
 impl Precision {
     /// The dtype of the optimizer's master weights, for mixed precisions.
     pub fn master_dtype(self) -> Option<DType> {
-        (self == Precision::Bf16Mixed).then_some(DType::F32)
+        matches!(self, Precision::Bf16Mixed | Precision::F16Mixed).then_some(DType::F32)
+    }
+
+    /// Whether this precision scales the loss ([`crate::GradScaler`]): `16-mixed`.
+    pub fn scales_loss(self) -> bool {
+        self == Precision::F16Mixed
     }
 
     /// The dtype the module is built in and computes in.
@@ -44,7 +57,7 @@ impl Precision {
         match self {
             Precision::F64True => DType::F64,
             Precision::F32True => DType::F32,
-            Precision::F16True => DType::F16,
+            Precision::F16True | Precision::F16Mixed => DType::F16,
             Precision::Bf16True | Precision::Bf16Mixed => DType::BF16,
         }
     }
@@ -66,6 +79,7 @@ impl fmt::Display for Precision {
             Precision::F16True => "16-true",
             Precision::Bf16True => "bf16-true",
             Precision::Bf16Mixed => "bf16-mixed",
+            Precision::F16Mixed => "16-mixed",
         })
     }
 }
@@ -78,11 +92,12 @@ impl FromStr for Precision {
             "32-true" | "32" => Precision::F32True,
             "16-true" => Precision::F16True,
             "bf16-true" => Precision::Bf16True,
-            "bf16-mixed" => Precision::Bf16Mixed,
+            "bf16-mixed" | "bf16" => Precision::Bf16Mixed,
+            "16-mixed" | "16" => Precision::F16Mixed,
             other => {
                 return Err(Error::config(
                     "precision",
-                    format!("unknown precision \"{other}\": use \"64-true\", \"32-true\", \"16-true\", \"bf16-true\" or \"bf16-mixed\""),
+                    format!("unknown precision \"{other}\": use \"64-true\", \"32-true\", \"16-true\", \"bf16-true\", \"16-mixed\" or \"bf16-mixed\""),
                 ))
             }
         })

@@ -14,9 +14,11 @@ pub(crate) enum Sync {
     Now,
 }
 
+/// Under `16-mixed` the loss times the scale (Lightning's `pre_backward`), then
 /// `on_before_backward` (callbacks, then the module), `backward`, the gradients added to
 /// `grads`, `check` (run before the DDP mean, which fills missing gradients with zeros),
-/// the mean over the ranks, then `on_after_backward` (callbacks, then the module).
+/// the mean over the ranks, then `on_after_backward` (callbacks, then the module). As in
+/// Lightning, the hooks and `backward` see the scaled loss and the scaled gradients.
 pub(crate) fn backward<M, C>(
     state: &mut TrainerState,
     module: &mut M,
@@ -30,6 +32,11 @@ where
     M: LightningModule,
     C: CallbackList<M>,
 {
+    let scaled = match &state.scaler {
+        Some(s) => Some(s.scale(loss)?),
+        None => None,
+    };
+    let loss = scaled.as_ref().unwrap_or(loss);
     dispatch::on_before_backward(state, module, cbs, loss)?;
     let store = dispatch::backward(state, module, cbs, loss)?;
     grads.accumulate(store)?;

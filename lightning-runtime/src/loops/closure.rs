@@ -92,6 +92,14 @@ impl<M: LightningModule, C: CallbackList<M>> OptimizerClosure<M> for Closure<'_,
             self.call(module, optimizer)?;
         }
         let state = &mut *self.state;
+        // 16-mixed (Lightning's `MixedPrecision.optimizer_step`): unscaled before the hook and
+        // clipping; a closure that ran no backward (no loss) neither unscales nor steps
+        let ran_backward = self.output.as_ref().is_some_and(|o| o.loss.is_some());
+        let found_inf = match (&state.scaler, ran_backward) {
+            (Some(s), true) => Some(s.unscale(self.grads, optimizer)?),
+            (Some(_), false) => None,
+            (None, _) => Some(false),
+        };
         dispatch::on_before_optimizer_step(state, module, self.callbacks, optimizer, self.grads)?;
         dispatch::configure_gradient_clipping(
             state,
@@ -102,7 +110,13 @@ impl<M: LightningModule, C: CallbackList<M>> OptimizerClosure<M> for Closure<'_,
             self.clip.1,
             self.grads,
         )?;
-        optimizer.step(self.grads)?;
+        if found_inf == Some(false) {
+            optimizer.step(self.grads)?;
+        }
+        if let (Some(s), Some(inf)) = (&mut state.scaler, found_inf) {
+            s.update(inf);
+        }
+        // a step the scaler skipped counts, as Lightning counts it
         self.stepped = true;
         Ok(())
     }

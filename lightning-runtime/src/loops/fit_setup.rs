@@ -89,7 +89,10 @@ where
     let guard = UnusedGuard::new(cfg.allow_unused_parameters, optim.count());
     let clip = (cfg.gradient_clip_val, cfg.gradient_clip_algorithm);
     let automatic = M::AUTOMATIC_OPTIMIZATION;
-    Ok(Optimization { optim, grads: Gradients::new(vars), guard, plateau, automatic, clip })
+    // scaled f16 gradients are summed in f32, as torch's f32 parameters hold them
+    let sum_dtype = state.scaler.as_ref().map(|_| candle_core::DType::F32);
+    let grads = Gradients::new(vars).summed_in(sum_dtype);
+    Ok(Optimization { optim, grads, guard, plateau, automatic, clip })
 }
 
 /// The model summary; parameters no optimizer holds are frozen (Lightning's

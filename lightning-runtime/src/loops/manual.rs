@@ -14,11 +14,14 @@ type Opt<M> = <<M as LightningModule>::Optim as Optimizers>::Optimizer;
 pub trait ManualOptimization<M: LightningModule> {
     /// `manual_backward`: `on_before_backward` (callbacks, then the module), `backward` (the
     /// module), `on_after_backward` (callbacks, then the module).
-    /// Gradients add up until `zero_grad`.
+    /// Gradients add up until `zero_grad`. Under `16-mixed` the loss is scaled first, as
+    /// Lightning's `manual_backward` scales it.
     fn backward(&mut self, module: &mut M, trainer: &mut TrainerState, loss: &Tensor) -> Result<()>;
     /// `opt.step()` for optimizer `index`: `on_before_optimizer_step` (callbacks, then the
     /// module), then the update of
-    /// that optimizer's parameters. Counts one global step.
+    /// that optimizer's parameters. Counts one global step. Under `16-mixed` that
+    /// optimizer's gradients are unscaled first, and the update is skipped (the step still
+    /// counts) when one holds an inf or NaN; the scale is updated after it.
     fn step(&mut self, module: &mut M, trainer: &mut TrainerState, index: usize) -> Result<()>;
     /// `opt.zero_grad()`: forgets all gradients.
     fn zero_grad(&mut self) -> Result<()>;
@@ -83,9 +86,19 @@ impl<M: LightningModule, C: CallbackList<M>> ManualOptimization<M> for Manual<'_
     fn step(&mut self, module: &mut M, trainer: &mut TrainerState, index: usize) -> Result<()> {
         let count = self.optim.count();
         let opt = self.optim.get(index).ok_or_else(|| no_optimizer(index, count))?;
+        // 16-mixed: this optimizer's gradients unscaled before the hook (torch's `unscale_`)
+        let found_inf = match &trainer.scaler {
+            Some(s) => s.unscale(self.grads, opt)?,
+            None => false,
+        };
         dispatch::on_before_optimizer_step(trainer, module, self.callbacks, opt, self.grads)?;
         self.guard.check(index, opt, self.grads)?;
-        opt.step(self.grads)?;
+        if !found_inf {
+            opt.step(self.grads)?;
+        }
+        if let Some(s) = &mut trainer.scaler {
+            s.update(found_inf);
+        }
         self.steps += 1;
         Ok(())
     }

@@ -47,6 +47,9 @@ pub struct Gradients {
     vars: Vec<Var>,
     index: HashMap<TensorId, usize>,
     grads: Vec<Option<Tensor>>,
+    /// The dtype gradients are summed in, when not their own (f32 under `16-mixed`, as
+    /// torch's f32 parameters hold f32 gradients: a scaled f16 sum would overflow sooner).
+    sum_dtype: Option<candle_core::DType>,
 }
 
 impl Gradients {
@@ -54,7 +57,13 @@ impl Gradients {
     pub fn new(vars: Vec<Var>) -> Self {
         let index = vars.iter().enumerate().map(|(i, v)| (v.id(), i)).collect();
         let grads = vec![None; vars.len()];
-        Gradients { vars, index, grads }
+        Gradients { vars, index, grads, sum_dtype: None }
+    }
+
+    /// The same buffer, summing gradients in `dtype`.
+    pub(crate) fn summed_in(mut self, dtype: Option<candle_core::DType>) -> Self {
+        self.sum_dtype = dtype;
+        self
     }
 
     /// Forgets all gradients (what `optimizer_zero_grad` does by default).
@@ -65,7 +74,10 @@ impl Gradients {
     /// Adds the variables' gradients from a backward pass.
     pub fn accumulate(&mut self, mut store: GradStore) -> Result<()> {
         for (var, slot) in self.vars.iter().zip(self.grads.iter_mut()) {
-            if let Some(g) = store.remove(var.as_tensor()) {
+            if let Some(mut g) = store.remove(var.as_tensor()) {
+                if let Some(dtype) = self.sum_dtype {
+                    g = g.to_dtype(dtype)?;
+                }
                 *slot = Some(match slot.take() {
                     Some(acc) => (acc + g)?.detach(),
                     None => g.detach(),

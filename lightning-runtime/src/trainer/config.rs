@@ -151,6 +151,11 @@ pub struct TrainerConfig {
     pub allow_unused_parameters: bool,
     /// `None`: train in whatever dtype the module was built with.
     pub precision: Option<crate::Precision>,
+    /// The loss scaler's settings under `16-mixed` (`None`: torch's defaults). Set through
+    /// [`crate::TrainerBuilder::grad_scaler`]; not a command-line flag (Lightning takes it as
+    /// a `MixedPrecision(scaler=..)` plugin, not a flag either).
+    #[serde(skip)]
+    pub grad_scaler: Option<crate::GradScaler>,
     /// One device or data-parallel (Lightning's `strategy`).
     pub strategy: super::Strategy,
     /// Processes (one device each) per node; `None`: as the launcher started, else 1.
@@ -193,6 +198,7 @@ impl Default for TrainerConfig {
             overfit_batches: None,
             allow_unused_parameters: false,
             precision: None,
+            grad_scaler: None,
             strategy: super::Strategy::Auto,
             devices: None,
             num_nodes: 1,
@@ -238,6 +244,16 @@ impl TrainerConfig {
         }
         if self.num_nodes == 0 {
             return Err(Error::config("num_nodes", "must be at least 1"));
+        }
+        if let Some(s) = &self.grad_scaler {
+            s.validate()?;
+            if !self.precision.is_some_and(crate::Precision::scales_loss) {
+                let now = self.precision.map_or("unset".to_string(), |p| format!("\"{p}\""));
+                return Err(Error::config(
+                    "grad_scaler",
+                    format!("the loss scaler works only under precision \"16-mixed\" (precision is {now}): set `precision(Precision::F16Mixed)` or drop `grad_scaler(..)`"),
+                ));
+            }
         }
         if let Some(v) = self.gradient_clip_val {
             if !(v.is_finite() && v >= 0.0) {

@@ -176,9 +176,14 @@ impl<C, P> TrainerBuilder<C, P> {
         threads: usize => |c, v| c.threads = Some(v);
         /// `F64True`, `F32True`, `F16True`, `Bf16True`: parameters must have that dtype and
         /// inputs are cast to it; `Bf16Mixed`: bf16 module, f32 master weights in the
-        /// optimizer. Unset, the module trains in the dtype it was built with. Lightning's
-        /// strings parse: `"bf16-mixed".parse()`.
+        /// optimizer; `F16Mixed`: the same in f16, with dynamic loss scaling
+        /// ([`crate::GradScaler`]). Unset, the module trains in the dtype it was built with.
+        /// Lightning's strings parse: `"bf16-mixed".parse()`, `"16-mixed".parse()`.
         precision: crate::Precision => |c, v| c.precision = Some(v);
+        /// The loss scaler's settings under `precision(Precision::F16Mixed)` (torch's
+        /// `GradScaler` arguments; default 2^16, 2.0, 0.5, 2000). Under any other precision
+        /// `build()` refuses it, since it would do nothing.
+        grad_scaler: crate::GradScaler => |c, v| c.grad_scaler = Some(v);
         /// Adds a `ModelCheckpoint` that keeps the latest checkpoint, or the one given to
         /// `checkpoint(..)` (default on).
         enable_checkpointing: bool => |c, v| c.enable_checkpointing = v;

@@ -99,6 +99,13 @@ impl Resume {
                 ),
             })?;
         }
+        if let Some(st) = ck.grad_scaler.filter(|_| state.scaler.is_some()) {
+            st.check().map_err(|reason| Error::CheckpointField {
+                path: Some(path.clone()),
+                field: "grad_scaler".into(),
+                reason,
+            })?;
+        }
         set_all(weights)?;
         for (i, s) in ck.optimizers.iter().enumerate() {
             if let Some(o) = optim.get(i) {
@@ -109,8 +116,32 @@ impl Resume {
             crate::nn::set_dropout_state(d);
         }
         state.global_step = ck.global_step;
+        restore_scaler(state, ck.grad_scaler.as_ref(), &path);
         super::results::restored_all(&path);
         Ok(())
+    }
+}
+
+/// The loss scaler's state under `16-mixed` (torch's `load_state_dict`: the saved settings
+/// replace the configured ones, which a warning says). A checkpoint of another precision
+/// leaves the fresh scaler; one with a scaler resumed under another precision drops it.
+fn restore_scaler(state: &mut TrainerState, saved: Option<&crate::GradScalerState>, path: &Path) {
+    let Some(scaler) = &mut state.scaler else { return };
+    let Some(saved) = saved else {
+        crate::dist::rank_zero_warn(format_args!(
+            "the checkpoint {} has no loss scaler state (it was not saved under precision \"16-mixed\"): the scaler starts at its init_scale",
+            path.display()
+        ));
+        return;
+    };
+    if scaler.load_state_dict(saved) {
+        crate::dist::rank_zero_warn(format_args!(
+            "the loss scaler's growth_factor {}, backoff_factor {} and growth_interval {} come from the checkpoint {}, in place of the configured ones (as torch's GradScaler.load_state_dict)",
+            saved.growth_factor,
+            saved.backoff_factor,
+            saved.growth_interval,
+            path.display()
+        ));
     }
 }
 

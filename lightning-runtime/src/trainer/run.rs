@@ -57,6 +57,9 @@ impl<C, P: Profiler> Trainer<C, P> {
         }
         state.accumulate_grad_batches = self.config.accumulate_grad_batches;
         state.precision = self.config.precision;
+        if stage == Stage::Fit && self.config.precision.is_some_and(crate::Precision::scales_loss) {
+            state.scaler = Some(crate::devices::grad_scaler::Scaler::new(self.config.grad_scaler.unwrap_or_default()));
+        }
         state.automatic_optimization = M::AUTOMATIC_OPTIMIZATION;
         state.check_val_every_n_epoch = self.config.check_val_every_n_epoch;
         state.max_epochs = self.config.effective_max_epochs();

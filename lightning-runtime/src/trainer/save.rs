@@ -26,6 +26,8 @@ pub(crate) fn build<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch
         hyper_parameters: model.hyperparameters()?,
         weights_only,
         dropout: Some(crate::nn::dropout_state()),
+        // with the optimizers' states: what a resume continues from
+        grad_scaler: if weights_only { None } else { state.scaler.as_ref().map(|s| s.state_dict()) },
         ..Checkpoint::default()
     };
     match (optim, weights_only) {
