@@ -64,6 +64,9 @@ pub struct Checkpoint {
     /// The dropout generator's state ([`crate::nn::DropoutState`]), so that a resumed fit
     /// draws the masks an uninterrupted one would (absent in older checkpoints).
     pub dropout: Option<crate::nn::DropoutState>,
+    /// The parameters frozen for fine-tuning when it was saved, by name (`None` in older
+    /// checkpoints: a resume then keeps what the callbacks froze in `setup`).
+    pub frozen: Option<Vec<String>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -89,6 +92,8 @@ struct Meta {
     weights_only: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     dropout: Option<crate::nn::DropoutState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    frozen: Option<Vec<String>>,
     /// The crc32c of each other file of the directory, by file name (absent before checksums).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     checksums: BTreeMap<String, u32>,
@@ -117,6 +122,7 @@ impl Meta {
             hyper_parameters: self.hyper_parameters,
             weights_only: self.weights_only,
             dropout: self.dropout,
+            frozen: self.frozen,
         }
     }
 }
@@ -303,6 +309,7 @@ impl Checkpoint {
             hyper_parameters: self.hyper_parameters.clone(),
             weights_only: self.weights_only,
             dropout: self.dropout,
+            frozen: self.frozen.clone(),
             checksums: BTreeMap::new(),
         }
     }

@@ -137,6 +137,8 @@ pub struct TrainerState {
     pub(crate) stop_reason: Option<String>,
     /// `estimated_stepping_batches`, or why it is unknown; `None` outside `fit`.
     pub(crate) stepping_batches: Option<std::result::Result<usize, String>>,
+    /// Parameters that get no gradient (fine-tuning's `freeze`), saved in checkpoints.
+    pub(crate) frozen: crate::finetune::frozen::Frozen,
 }
 
 /// A checkpoint save asked for during a hook, carried out when the hook pass returns.
@@ -189,6 +191,7 @@ impl TrainerState {
             at_epoch_end: false,
             stop_reason: None,
             stepping_batches: None,
+            frozen: Default::default(),
         }
     }
 

@@ -14,8 +14,8 @@ pub(crate) enum Sync {
     Now,
 }
 
-/// `on_before_backward` (callbacks, then the module), `backward`, the gradients added to
-/// `grads`, `check` (run before the DDP mean, which fills missing gradients with zeros),
+/// `on_before_backward` (callbacks, then the module), `backward`, the gradients of the
+/// unfrozen parameters added to `grads`, `check` (run before the DDP mean, which fills missing gradients with zeros),
 /// the mean over the ranks, then `on_after_backward` (callbacks, then the module).
 pub(crate) fn backward<M, C>(
     state: &mut TrainerState,
@@ -31,7 +31,11 @@ where
     C: CallbackList<M>,
 {
     dispatch::on_before_backward(state, module, cbs, loss)?;
-    let store = dispatch::backward(state, module, loss)?;
+    let mut store = dispatch::backward(state, module, loss)?;
+    if !state.frozen.is_empty() {
+        // frozen parameters get no gradient (torch's `requires_grad = False`)
+        state.frozen.drop_grads(&mut store);
+    }
     grads.accumulate(store)?;
     // no gradient at all after a relocation has its own error below
     if !(state.relocated && grads.is_empty()) {

@@ -79,7 +79,7 @@ impl<M: LightningModule, C: CallbackList<M>> OptimizerClosure<M> for Closure<'_,
             let sync = if window_end { Sync::Now } else { Sync::Later };
             // the unused-parameter check once per window, on this rank's own gradients
             let check =
-                |_: &TrainerState, g: &Gradients| if window_end { guard.check(0, optimizer, g) } else { Ok(()) };
+                |s: &TrainerState, g: &Gradients| if window_end { guard.check(0, optimizer, g, &s.frozen) } else { Ok(()) };
             backward(state, module, cbs, self.grads, loss, sync, check)?;
         }
         let loss = out.loss.clone();

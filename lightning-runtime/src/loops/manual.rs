@@ -84,7 +84,7 @@ impl<M: LightningModule, C: CallbackList<M>> ManualOptimization<M> for Manual<'_
         let count = self.optim.count();
         let opt = self.optim.get(index).ok_or_else(|| no_optimizer(index, count))?;
         dispatch::on_before_optimizer_step(trainer, module, self.callbacks, opt, self.grads)?;
-        self.guard.check(index, opt, self.grads)?;
+        self.guard.check(index, opt, self.grads, &trainer.frozen)?;
         opt.step(self.grads)?;
         self.steps += 1;
         Ok(())

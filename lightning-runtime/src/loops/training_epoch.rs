@@ -68,7 +68,9 @@ impl TrainingEpochLoop {
         TL: Loader<Batch = M::Batch>,
     {
         if self.skip == 0 {
-            dispatch::on_train_epoch_start(ctx.state, ctx.model, ctx.cbs)?;
+            dispatch::on_train_epoch_start(ctx.state, ctx.model, ctx.cbs, &mut fit.opt.optim)?;
+            // fine-tuning may have added a group or set a rate: what LearningRateMonitor logs
+            super::schedulers::record_rates(ctx.state, &mut fit.opt.optim);
         }
         // read after on_train_epoch_start: GradientAccumulationScheduler sets it there
         self.k = ctx.state.accumulate_grad_batches.max(1);
