@@ -156,7 +156,12 @@ impl<L: Fn(usize) -> f64> BaseFinetuning for BackboneFinetuning<L> {
         ft.freeze(&self.prefix).map(|_| ())
     }
 
-    fn finetune_function<O: Optimizer>(&mut self, ft: &mut Finetuner<'_>, epoch: usize, optimizer: &mut O) -> Result<()> {
+    fn finetune_function<O: Optimizer>(
+        &mut self,
+        ft: &mut Finetuner<'_>,
+        epoch: usize,
+        optimizer: &mut O,
+    ) -> Result<()> {
         let current = optimizer.learning_rate(0);
         if epoch == self.unfreeze_at {
             let initial = self.initial_lr.unwrap_or(current * self.initial_ratio_lr);

@@ -44,8 +44,12 @@ pub trait BaseFinetuning {
     /// Freezes parameters before training (Lightning calls it from `setup`).
     fn freeze_before_training(&mut self, ft: &mut Finetuner<'_>) -> Result<()>;
     /// At the start of every training epoch, for each optimizer: unfreeze and add groups.
-    fn finetune_function<O: Optimizer>(&mut self, ft: &mut Finetuner<'_>, epoch: usize, optimizer: &mut O)
-        -> Result<()>;
+    fn finetune_function<O: Optimizer>(
+        &mut self,
+        ft: &mut Finetuner<'_>,
+        epoch: usize,
+        optimizer: &mut O,
+    ) -> Result<()>;
     /// The state to checkpoint (`Null`: none).
     fn state_dict(&self) -> serde_json::Value {
         serde_json::Value::Null

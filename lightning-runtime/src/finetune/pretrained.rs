@@ -100,7 +100,10 @@ pub fn load_pretrained(vars: &VarMap, path: impl AsRef<Path>, map: &[(&str, &str
             continue;
         }
         if let Some((other, _, _)) = sets.get(&name) {
-            return Err(Error::bad_file(path, format!("`{other}` and `{key}` both map to `{name}`: fix the prefix map")));
+            return Err(Error::bad_file(
+                path,
+                format!("`{other}` and `{key}` both map to `{name}`: fix the prefix map"),
+            ));
         }
         sets.insert(name, (key.as_str(), var.clone(), t));
     }

@@ -30,7 +30,9 @@ pub(crate) fn restore<O: Optimizer>(optimizer: &mut O, saved: &OptimizerState, v
                     Some(v) => Ok((n.clone(), v.clone())),
                     None => Err(Error::config(
                         "optimizer state",
-                        format!("parameter group {g}, added during the run, holds `{n}`, which the module does not have"),
+                        format!(
+                            "parameter group {g}, added during the run, holds `{n}`, which the module does not have"
+                        ),
                     )),
                 })
                 .collect::<Result<Vec<_>>>()?;

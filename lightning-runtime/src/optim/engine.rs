@@ -251,7 +251,10 @@ impl<R: Rule> Optimizer for Optim<R> {
     fn add_param_group(&mut self, group: super::ParamGroup) -> Result<()> {
         let held: BTreeSet<&str> = self.groups.iter().flat_map(|g| &g.slots).map(|s| s.name.as_str()).collect();
         if let Some((name, _)) = group.params.iter().find(|(n, _)| held.contains(n.as_str())) {
-            return Err(Error::config("add_param_group", format!("parameter `{name}` is already in a group of this optimizer")));
+            return Err(Error::config(
+                "add_param_group",
+                format!("parameter `{name}` is already in a group of this optimizer"),
+            ));
         }
         Params { groups: vec![group.clone()] }.check()?;
         self.groups.push(Self::group(self.rule.lr(), group)?);

@@ -23,7 +23,13 @@ impl UnusedGuard {
     /// parameters without a gradient in `grads`.
     #[inline]
     /// Frozen parameters (fine-tuning) get no gradient on purpose and are not reported.
-    pub fn check<O: Optimizer>(&mut self, index: usize, optimizer: &O, grads: &Gradients, frozen: &Frozen) -> Result<()> {
+    pub fn check<O: Optimizer>(
+        &mut self,
+        index: usize,
+        optimizer: &O,
+        grads: &Gradients,
+        frozen: &Frozen,
+    ) -> Result<()> {
         let bit = 1u16.checked_shl(index as u32).unwrap_or(0);
         if self.pending & bit == 0 {
             return Ok(());
