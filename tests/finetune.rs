@@ -49,9 +49,12 @@ fn values(vars: &VarMap, prefix: &str) -> Vec<f32> {
     named.iter().flat_map(|(_, v)| v.flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect()
 }
 
-/// Per epoch: every group's rate at its first step, and the backbone's weights at its end.
+/// One epoch: its index, every group's rate at its first step, the backbone's weights at its end.
+type Epoch = (usize, Vec<f64>, Vec<f32>);
+
+/// Per epoch, what [`Epoch`] holds.
 #[derive(Clone, Default)]
-struct Record(Arc<Mutex<Vec<(usize, Vec<f64>, Vec<f32>)>>>);
+struct Record(Arc<Mutex<Vec<Epoch>>>);
 
 #[callback]
 impl Record {
@@ -98,27 +101,35 @@ fn frozen_parameters_stay_unchanged_and_get_no_optimizer_state() {
     assert_eq!(ck.frozen, Some(vec!["backbone.fc.bias".to_string(), "backbone.fc.weight".to_string()]));
 }
 
+/// A module whose optimizer holds every parameter, frozen or not (torch's
+/// `SGD(model.parameters())`), with weight decay, which would move a frozen weight that got
+/// a zero gradient.
+#[lightning_module]
+struct All {
+    vars: VarMap,
+    inner: Net,
+}
+
+#[lightning_module]
+impl All {
+    fn training_step(&mut self, batch: &(Tensor, Tensor)) -> candle_core::Result<Tensor> {
+        let h = self.inner.backbone.forward(&batch.0)?.tanh()?;
+        self.inner.head.forward(&h)?.sub(&batch.1)?.sqr()?.mean_all()
+    }
+    fn configure_optimizers(&mut self) -> lightning::Result<Sgd> {
+        Sgd::with_config(&self.vars, SgdConfig { lr: 0.1, momentum: 0.9, weight_decay: 0.1, ..Default::default() })
+    }
+}
+
+fn all() -> All {
+    let inner = net();
+    All { vars: inner.vars.clone(), inner }
+}
+
 #[test]
 fn an_optimizer_holding_frozen_parameters_gives_them_no_step_or_state() {
-    #[lightning_module]
-    struct All {
-        vars: VarMap,
-        inner: Net,
-    }
-    #[lightning_module]
-    impl All {
-        fn training_step(&mut self, batch: &(Tensor, Tensor)) -> candle_core::Result<Tensor> {
-            let h = self.inner.backbone.forward(&batch.0)?.tanh()?;
-            self.inner.head.forward(&h)?.sub(&batch.1)?.sqr()?.mean_all()
-        }
-        fn configure_optimizers(&mut self) -> lightning::Result<Sgd> {
-            // every parameter, frozen or not (torch's `Adam(model.parameters())`)
-            Sgd::with_config(&self.vars, SgdConfig { lr: 0.1, momentum: 0.9, ..Default::default() })
-        }
-    }
     let dir = tempfile::tempdir().unwrap();
-    let inner = net();
-    let mut model = All { vars: inner.vars.clone(), inner };
+    let mut model = all();
     let backbone0 = values(&model.vars, "backbone.");
     let mut t = trainer(dir.path(), 2, (BackboneFinetuning::new(),));
     let ckpt = t.fit(&mut model, Data::loader(data())).unwrap().last_checkpoint.unwrap();
@@ -126,6 +137,54 @@ fn an_optimizer_holding_frozen_parameters_gives_them_no_step_or_state() {
     let opt = &Checkpoint::load(&ckpt).unwrap().optimizers[0];
     assert!(opt.tensors.keys().all(|k| k.starts_with("head.")), "{:?}", opt.tensors.keys());
     assert_eq!(opt.meta.steps["backbone.fc.weight"], 0);
+}
+
+/// Rank 0 of a world of 2 whose collectives change nothing.
+#[derive(Debug)]
+struct RankZeroOfTwo;
+
+impl lightning::dist::Collective for RankZeroOfTwo {
+    fn rank(&self) -> usize {
+        0
+    }
+    fn world_size(&self) -> usize {
+        2
+    }
+    fn barrier(&self) -> lightning::Result<()> {
+        Ok(())
+    }
+    fn all_reduce_sum(&self, _: lightning::dist::Buf<'_>) -> lightning::Result<()> {
+        Ok(())
+    }
+    fn all_reduce_max(&self, _: lightning::dist::Buf<'_>) -> lightning::Result<()> {
+        Ok(())
+    }
+    fn broadcast(&self, _: lightning::dist::Buf<'_>, _: usize) -> lightning::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn under_ddp_frozen_parameters_get_no_gradient_from_the_mean() {
+    // the DDP mean gives every variable a gradient (zeros where a rank had none): frozen
+    // ones must lose it again, or weight decay would shrink them
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = all();
+    let backbone0 = values(&model.vars, "backbone.");
+    let mut t = Trainer::builder()
+        .accelerator(Accelerator::Cpu)
+        .default_root_dir(dir.path())
+        .max_epochs(2)
+        .enable_progress_bar(false)
+        .enable_model_summary(false)
+        .ddp(Arc::new(RankZeroOfTwo))
+        .callbacks((BackboneFinetuning::new(),))
+        .build()
+        .unwrap();
+    let ckpt = t.fit(&mut model, Data::loader(data())).unwrap().last_checkpoint.unwrap();
+    assert_eq!(values(&model.vars, "backbone."), backbone0);
+    let opt = &Checkpoint::load(&ckpt).unwrap().optimizers[0];
+    assert!(opt.tensors.keys().all(|k| k.starts_with("head.")), "{:?}", opt.tensors.keys());
 }
 
 /// Lightning 2.6's `BackboneFinetuning.finetune_function`, written out: the backbone's rate

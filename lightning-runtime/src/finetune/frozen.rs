@@ -90,6 +90,14 @@ impl Frozen {
         self.vars = self.names.iter().filter_map(|n| data.get(n).cloned()).collect();
     }
 
+    /// Drops the frozen variables' gradients from the accumulated ones (the DDP mean gives
+    /// every variable one, zeros where a rank had none).
+    pub fn drop_accumulated(&self, grads: &mut crate::Gradients) {
+        for v in &self.vars {
+            grads.remove(v.as_tensor());
+        }
+    }
+
     /// Drops the frozen variables' gradients from a backward's store.
     #[inline]
     pub fn drop_grads(&self, store: &mut GradStore) {

@@ -44,6 +44,10 @@ where
     if let (Some(world), Sync::Now) = (&state.world, sync) {
         // the mean gradient over the ranks, before any hook sees it
         crate::dist::average_gradients(world.as_ref(), grads)?;
+        if !state.frozen.is_empty() {
+            // the mean filled the frozen parameters' gradients with zeros: a step would decay them
+            state.frozen.drop_accumulated(grads);
+        }
     }
     if state.relocated && grads.is_empty() {
         return Err(Error::Device(format!(
