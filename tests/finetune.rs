@@ -137,6 +137,10 @@ fn an_optimizer_holding_frozen_parameters_gives_them_no_step_or_state() {
     let opt = &Checkpoint::load(&ckpt).unwrap().optimizers[0];
     assert!(opt.tensors.keys().all(|k| k.starts_with("head.")), "{:?}", opt.tensors.keys());
     assert_eq!(opt.meta.steps["backbone.fc.weight"], 0);
+    // a run that freezes nothing records no frozen set
+    let mut plain = all();
+    let ckpt = trainer(&dir.path().join("plain"), 1, ()).fit(&mut plain, Data::loader(data())).unwrap();
+    assert_eq!(Checkpoint::load(&ckpt.last_checkpoint.unwrap()).unwrap().frozen, None);
 }
 
 /// Rank 0 of a world of 2 whose collectives change nothing.

@@ -15,6 +15,9 @@ pub(crate) struct Frozen {
     /// The module's variables of `names`, resolved at fit start and at every change (a
     /// device move replaces the variables, so names are the truth).
     vars: Vec<Var>,
+    /// Something was frozen in this run (or restored): checkpoints then record the set, even
+    /// empty, so a resume after the unfreeze does not keep what `setup` froze again.
+    used: bool,
 }
 
 /// The names in `vars` that start with `prefix`, sorted; an error when there are none, naming
@@ -54,9 +57,15 @@ impl Frozen {
         &self.names
     }
 
+    /// What a checkpoint records: the names, once anything was frozen in the run.
+    pub fn saved(&self) -> Option<Vec<String>> {
+        self.used.then(|| self.names.iter().cloned().collect())
+    }
+
     /// Adds `names` and resolves the variables again.
     pub fn insert(&mut self, names: impl IntoIterator<Item = String>, vars: &VarMap) {
         self.names.extend(names);
+        self.used |= !self.names.is_empty();
         self.resolve(vars);
     }
 
@@ -82,6 +91,7 @@ impl Frozen {
     pub fn set(&mut self, names: impl IntoIterator<Item = String>) {
         self.names = names.into_iter().collect();
         self.vars.clear();
+        self.used = true;
     }
 
     /// Finds the module's variables of the frozen names (after a device move or a resume).

@@ -26,7 +26,7 @@ pub(crate) fn build<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch
         hyper_parameters: model.hyperparameters()?,
         weights_only,
         dropout: Some(crate::nn::dropout_state()),
-        frozen: Some(state.frozen.names().iter().cloned().collect()),
+        frozen: state.frozen.saved(),
         ..Checkpoint::default()
     };
     match (optim, weights_only) {
