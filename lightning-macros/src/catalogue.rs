@@ -300,7 +300,14 @@ pub const HOOKS: &[Hook] = &[
         .trainer_between(),
     plain("on_predict_start", Both, args!(), "Start of `predict`."),
     plain("on_predict_end", Both, args!(), "End of `predict`."),
-    plain("on_train_epoch_start", Both, args!(), "Start of a training epoch.").logs(EpochOnly),
+    plain(
+        "on_train_epoch_start",
+        Both,
+        args!(optimizers: "&mut $Optim"),
+        "Start of a training epoch. `optimizers` is what `configure_optimizers` returned (Lightning's \
+         `trainer.optimizers`): fine-tuning adds parameter groups and sets their rates here.",
+    )
+    .logs(EpochOnly),
     Hook {
         order: Order::MonitoringSplit,
         ..plain(

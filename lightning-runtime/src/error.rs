@@ -277,6 +277,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// Pretrained weights whose shapes are not the module's ([`crate::finetune::load_pretrained`]);
+    /// nothing was loaded.
+    #[error("{}: {} tensor(s) have another shape than the module's variable they map to ({}): nothing was loaded; check the prefix map, or drop those tensors (a new head is usually left out)", path.display(), mismatches.len(), mismatches.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(", "))]
+    PretrainedShapes {
+        /// The safetensors file.
+        path: PathBuf,
+        /// Each mismatch.
+        mismatches: Vec<crate::finetune::ShapeMismatch>,
+    },
+
     /// A layer of [`crate::nn`] can't run on its input or with its configuration.
     #[error(transparent)]
     Layer(#[from] crate::nn::LayerError),

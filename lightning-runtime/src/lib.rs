@@ -12,6 +12,7 @@ pub mod data;
 mod devices;
 pub mod dist;
 mod error;
+pub mod finetune;
 pub mod logging;
 mod loops;
 pub mod metrics;

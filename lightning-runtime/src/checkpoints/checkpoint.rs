@@ -67,6 +67,9 @@ pub struct Checkpoint {
     /// The loss scaler's state under `16-mixed` (Lightning's `checkpoint["MixedPrecision"]`),
     /// in `trainer_state.json`; a resume under `16-mixed` continues from it.
     pub grad_scaler: Option<crate::GradScalerState>,
+    /// The parameters frozen for fine-tuning when it was saved, by name (`None` in older
+    /// checkpoints: a resume then keeps what the callbacks froze in `setup`).
+    pub frozen: Option<Vec<String>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -94,6 +97,7 @@ struct Meta {
     dropout: Option<crate::nn::DropoutState>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     grad_scaler: Option<crate::GradScalerState>,
+    frozen: Option<Vec<String>>,
     /// The crc32c of each other file of the directory, by file name (absent before checksums).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     checksums: BTreeMap<String, u32>,
@@ -123,6 +127,7 @@ impl Meta {
             weights_only: self.weights_only,
             dropout: self.dropout,
             grad_scaler: self.grad_scaler,
+            frozen: self.frozen,
         }
     }
 }
@@ -310,6 +315,7 @@ impl Checkpoint {
             weights_only: self.weights_only,
             dropout: self.dropout,
             grad_scaler: self.grad_scaler,
+            frozen: self.frozen.clone(),
             checksums: BTreeMap::new(),
         }
     }

@@ -155,6 +155,8 @@ pub struct TrainerState {
     /// A run of the tuner (`lr_find`, `scale_batch_size`): the module's LR scheduler does not
     /// step and the stop reason is not printed (Lightning drops the schedulers of these runs).
     pub(crate) tuning: bool,
+    /// Parameters that get no gradient (fine-tuning's `freeze`), saved in checkpoints.
+    pub(crate) frozen: crate::finetune::frozen::Frozen,
 }
 
 /// A checkpoint save asked for during a hook, carried out when the hook pass returns.
@@ -213,6 +215,7 @@ impl TrainerState {
             stop_reason: None,
             stepping_batches: None,
             tuning: false,
+            frozen: Default::default(),
         }
     }
 

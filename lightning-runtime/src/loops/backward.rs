@@ -15,10 +15,11 @@ pub(crate) enum Sync {
 }
 
 /// Under `16-mixed` the loss times the scale (Lightning's `pre_backward`), then
-/// `on_before_backward` (callbacks, then the module), `backward`, the gradients added to
-/// `grads`, `check` (run before the DDP mean, which fills missing gradients with zeros),
-/// the mean over the ranks, then `on_after_backward` (callbacks, then the module). As in
-/// Lightning, the hooks and `backward` see the scaled loss and the scaled gradients.
+/// `on_before_backward` (callbacks, then the module), `backward`, the gradients of the
+/// unfrozen parameters added to `grads`, `check` (run before the DDP mean, which fills
+/// missing gradients with zeros), the mean over the ranks, then `on_after_backward`
+/// (callbacks, then the module). As in Lightning, the hooks and `backward` see the scaled
+/// loss and the scaled gradients.
 pub(crate) fn backward<M, C>(
     state: &mut TrainerState,
     module: &mut M,
@@ -38,7 +39,11 @@ where
     };
     let loss = scaled.as_ref().unwrap_or(loss);
     dispatch::on_before_backward(state, module, cbs, loss)?;
-    let store = dispatch::backward(state, module, cbs, loss)?;
+    let mut store = dispatch::backward(state, module, cbs, loss)?;
+    if !state.frozen.is_empty() {
+        // frozen parameters get no gradient (torch's `requires_grad = False`)
+        state.frozen.drop_grads(&mut store);
+    }
     grads.accumulate(store)?;
     // no gradient at all after a relocation has its own error below
     if !(state.relocated && grads.is_empty()) {
@@ -47,6 +52,10 @@ where
     if let (Some(world), Sync::Now) = (&state.world, sync) {
         // the mean gradient over the ranks, before any hook sees it
         crate::dist::average_gradients(world.as_ref(), grads)?;
+        if !state.frozen.is_empty() {
+            // the mean filled the frozen parameters' gradients with zeros: a step would decay them
+            state.frozen.drop_accumulated(grads);
+        }
     }
     if state.relocated && grads.is_empty() {
         return Err(Error::Device(format!(

@@ -78,8 +78,13 @@ impl<M: LightningModule, C: CallbackList<M>> OptimizerClosure<M> for Closure<'_,
             let (window_end, guard) = (self.sync, &mut *self.guard);
             let sync = if window_end { Sync::Now } else { Sync::Later };
             // the unused-parameter check once per window, on this rank's own gradients
-            let check =
-                |_: &TrainerState, g: &Gradients| if window_end { guard.check(0, optimizer, g) } else { Ok(()) };
+            let check = |s: &TrainerState, g: &Gradients| {
+                if window_end {
+                    guard.check(0, optimizer, g, &s.frozen)
+                } else {
+                    Ok(())
+                }
+            };
             backward(state, module, cbs, self.grads, loss, sync, check)?;
         }
         let loss = out.loss.clone();

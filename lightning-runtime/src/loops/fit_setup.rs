@@ -65,6 +65,9 @@ where
     let plateau = schedulers::check(&mut optim)?;
     check_optimization::<M>(cfg, &optim)?;
     crate::trainer::foreign_params::check(ctx.model, &mut optim)?;
+    if let Some(r) = &resume {
+        r.restore_groups(&mut optim, ctx.model.parameters())?;
+    }
     if let Some(dtype) = cfg.precision.and_then(|p| p.master_dtype()) {
         for i in 0..optim.count() {
             if let Some(o) = optim.get(i) {
@@ -76,6 +79,8 @@ where
         // the weights, the optimizers' and the scheduler's states and the step counter, all or none
         r.apply(state, &mut optim)?;
     }
+    // the frozen parameters' variables, now that they are final (moved, restored)
+    state.frozen.resolve(ctx.model.parameters());
     schedulers::check_start(&mut optim)?;
     schedulers::apply_rates(state, &mut optim);
     let vars = sorted_vars(ctx.model);

@@ -92,7 +92,7 @@ impl<M: LightningModule, C: CallbackList<M>> ManualOptimization<M> for Manual<'_
             None => false,
         };
         dispatch::on_before_optimizer_step(trainer, module, self.callbacks, opt, self.grads)?;
-        self.guard.check(index, opt, self.grads)?;
+        self.guard.check(index, opt, self.grads, &trainer.frozen)?;
         if !found_inf {
             opt.step(self.grads)?;
         }

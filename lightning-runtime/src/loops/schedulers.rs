@@ -81,10 +81,14 @@ pub(crate) fn step_replaced<O: Optimizers>(state: &mut TrainerState, optim: &mut
     }
 }
 
-/// Refreshes `state.learning_rates` (what `LearningRateMonitor` logs). The optimizers are fixed
-/// for the run, so the names are built at the first call and later calls (every scheduler
-/// step) only update the values, in the same order.
-fn record_rates<O: Optimizers>(state: &mut TrainerState, optim: &mut O) {
+/// Refreshes `state.learning_rates` (what `LearningRateMonitor` logs). The names are built at
+/// the first call and again when a group was added (fine-tuning); other calls (every
+/// scheduler step) only update the values, in the same order.
+pub(crate) fn record_rates<O: Optimizers>(state: &mut TrainerState, optim: &mut O) {
+    let groups: usize = (0..optim.count()).filter_map(|i| optim.get(i).map(|o| o.num_groups())).sum();
+    if groups != state.learning_rates.len() {
+        state.learning_rates.clear();
+    }
     let fresh = state.learning_rates.is_empty();
     let many = optim.count() > 1;
     let mut k = 0;

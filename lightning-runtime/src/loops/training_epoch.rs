@@ -71,7 +71,9 @@ impl TrainingEpochLoop {
         TL: Loader<Batch = M::Batch>,
     {
         if self.skip == 0 {
-            dispatch::on_train_epoch_start(ctx.state, ctx.model, ctx.cbs)?;
+            dispatch::on_train_epoch_start(ctx.state, ctx.model, ctx.cbs, &mut fit.opt.optim)?;
+            // fine-tuning may have added a group or set a rate: what LearningRateMonitor logs
+            super::schedulers::record_rates(ctx.state, &mut fit.opt.optim);
         }
         // StochasticWeightAveraging puts SWALR in at an epoch start (or at fit start, resumed)
         super::schedulers::apply_replaced(ctx.state, &mut fit.opt.optim);

@@ -67,6 +67,9 @@ struct Group {
 pub struct Optim<R> {
     rule: R,
     groups: Vec<Group>,
+    /// Under mixed precision: the master dtype and the module's master weights, so that a
+    /// group added later updates the same masters the checkpoints save.
+    masters: Option<(candle_core::DType, HashMap<TensorId, Var>)>,
 }
 
 /// An optimizer's state: tensors by `"{param}.{buffer}"`, and counters and rates.
@@ -123,6 +126,10 @@ pub struct OptimizerMeta {
     pub lr: Vec<f64>,
     /// Learning rate per group at the start (torch's `initial_lr`, which schedulers scale).
     pub initial_lr: Vec<f64>,
+    /// The parameter names of each group, so that a resume can re-create groups added during
+    /// the run ([`Optimizer::add_param_group`], e.g. by fine-tuning); empty in older checkpoints.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<Vec<String>>,
 }
 
 /// The state key of a parameter's master copy.
@@ -134,21 +141,19 @@ impl<R: Rule> Optim<R> {
         rule.validate()?;
         let params = params.into();
         params.check()?;
-        let groups = params
-            .groups
+        let groups = params.groups.into_iter().map(|g| Self::group(rule.lr(), g)).collect::<Result<_>>()?;
+        Ok(Optim { rule, groups, masters: None })
+    }
+
+    fn group(default_lr: f64, g: super::ParamGroup) -> Result<Group> {
+        let lr = g.lr.unwrap_or(default_lr);
+        super::check_lr(lr)?;
+        let slots = g
+            .params
             .into_iter()
-            .map(|g| {
-                let lr = g.lr.unwrap_or(rule.lr());
-                super::check_lr(lr)?;
-                let slots = g
-                    .params
-                    .into_iter()
-                    .map(|(name, var)| Slot { name, var, master: None, step: 0, state: vec![None; R::BUFFERS.len()] })
-                    .collect();
-                Ok(Group { lr, initial_lr: lr, slots })
-            })
-            .collect::<Result<_>>()?;
-        Ok(Optim { rule, groups })
+            .map(|(name, var)| Slot { name, var, master: None, step: 0, state: vec![None; R::BUFFERS.len()] })
+            .collect();
+        Ok(Group { lr, initial_lr: lr, slots })
     }
 
     /// The settings.
@@ -222,6 +227,7 @@ impl<R: Rule> Optimizer for Optim<R> {
         for group in &self.groups {
             s.meta.lr.push(group.lr);
             s.meta.initial_lr.push(group.initial_lr);
+            s.meta.groups.push(group.slots.iter().map(|slot| slot.name.clone()).collect());
             for slot in &group.slots {
                 s.meta.steps.insert(slot.name.clone(), slot.step);
                 // copies: fused steps update the buffers in place
@@ -242,7 +248,27 @@ impl<R: Rule> Optimizer for Optim<R> {
         self.use_master_weights_from(dtype, &HashMap::new())
     }
 
+    fn add_param_group(&mut self, group: super::ParamGroup) -> Result<()> {
+        let held: BTreeSet<&str> = self.groups.iter().flat_map(|g| &g.slots).map(|s| s.name.as_str()).collect();
+        if let Some((name, _)) = group.params.iter().find(|(n, _)| held.contains(n.as_str())) {
+            return Err(Error::config(
+                "add_param_group",
+                format!("parameter `{name}` is already in a group of this optimizer"),
+            ));
+        }
+        Params { groups: vec![group.clone()] }.check()?;
+        self.groups.push(Self::group(self.rule.lr(), group)?);
+        if let Some((dtype, masters)) = self.masters.take() {
+            // the new parameters update the module's own master weights too
+            let result = self.use_master_weights_from(dtype, &masters);
+            self.masters = Some((dtype, masters));
+            result?;
+        }
+        Ok(())
+    }
+
     fn use_master_weights_from(&mut self, dtype: candle_core::DType, masters: &HashMap<TensorId, Var>) -> Result<()> {
+        self.masters = Some((dtype, masters.clone()));
         for slot in self.groups.iter_mut().flat_map(|g| g.slots.iter_mut()) {
             if slot.master.is_none() && slot.var.dtype() != dtype {
                 let given = masters.get(&slot.var.id()).filter(|m| m.dtype() == dtype && m.dims() == slot.var.dims());

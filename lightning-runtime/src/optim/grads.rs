@@ -87,6 +87,13 @@ impl Gradients {
         Ok(())
     }
 
+    /// Drops the gradient of a variable this buffer tracks.
+    pub(crate) fn remove(&mut self, var: &Tensor) {
+        if let Some(&i) = self.index.get(&var.id()) {
+            self.grads[i] = None;
+        }
+    }
+
     /// The gradient of a variable, if backward reached it.
     pub fn get(&self, var: &Tensor) -> Option<&Tensor> {
         self.index.get(&var.id()).and_then(|&i| self.grads[i].as_ref())

@@ -1,6 +1,7 @@
 //! Optimizers and learning-rate schedulers equal to torch's, and what
 //! `configure_optimizers` may return.
 
+pub(crate) mod added_groups;
 mod engine;
 mod fused;
 pub(crate) mod grads;
@@ -47,6 +48,14 @@ pub trait Optimizer {
     }
     /// The state to checkpoint, keyed by parameter name (a copy: steps update it in place).
     fn state_dict(&self) -> Result<OptimizerState>;
+    /// Adds a parameter group while training runs (torch's `optimizer.add_param_group`): its
+    /// parameters start with no state and take its learning rate (or the optimizer's). The
+    /// group is saved in checkpoints, and a resume re-creates it before loading the state.
+    /// The default refuses: an optimizer of your own must implement it to be fine-tuned.
+    fn add_param_group(&mut self, group: ParamGroup) -> Result<()> {
+        let _ = group;
+        Err(Error::config("add_param_group", format!("the optimizer `{}` cannot add parameter groups", self.name())))
+    }
     /// Restores a saved state; names, groups and shapes must match.
     fn load_state_dict(&mut self, state: &OptimizerState) -> Result<()>;
     /// Checks that `load_state_dict` would take this state, changing nothing; a resume checks

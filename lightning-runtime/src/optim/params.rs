@@ -63,6 +63,17 @@ impl Params {
         p
     }
 
+    /// The variables of `vars` that are not frozen ([`TrainerState::freeze`](crate::TrainerState::freeze),
+    /// fine-tuning), sorted by name: torch's `filter(lambda p: p.requires_grad, model.parameters())`.
+    /// Build the optimizer from it in `configure_optimizers` (which runs after the callbacks'
+    /// `setup` froze the backbone):
+    /// `AdamW::with_lr(Params::trainable(&self.vars, trainer), 1e-3)`.
+    pub fn trainable(vars: &VarMap, trainer: &crate::TrainerState) -> Self {
+        let mut p = Params::from(vars);
+        p.groups.iter_mut().for_each(|g| g.params.retain(|(n, _)| !trainer.is_frozen(n)));
+        p
+    }
+
     /// Checks the names are unique and there is something to train.
     pub(crate) fn check(&self) -> Result<()> {
         let mut names: Vec<&str> = self.groups.iter().flat_map(|g| g.params.iter().map(|(n, _)| n.as_str())).collect();

@@ -72,6 +72,18 @@ impl Resume {
         }
     }
 
+    /// Re-creates the parameter groups the saved run added while training (fine-tuning's
+    /// unfrozen groups), before the master weights and the states are checked and applied.
+    pub(crate) fn restore_groups<O: Optimizers>(&self, optim: &mut O, vars: &candle_nn::VarMap) -> Result<()> {
+        for (i, s) in self.ck.optimizers.iter().enumerate() {
+            if let Some(o) = optim.get(i) {
+                crate::optim::added_groups::restore(o, s, vars)
+                    .map_err(|e| optimizer_mismatch(&self.path, i, unprefixed(e)))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the optimizers' and the scheduler's states against what `configure_optimizers`
     /// returned, then applies every part: the weights, the optimizers' and the scheduler's
     /// states, the step counter. An error before that changes none of them.
@@ -114,6 +126,10 @@ impl Resume {
         }
         if let Some(d) = ck.dropout {
             crate::nn::set_dropout_state(d);
+        }
+        if let Some(frozen) = ck.frozen {
+            // what was frozen when it was saved, not what `setup` froze again
+            state.frozen.set(frozen);
         }
         state.global_step = ck.global_step;
         restore_scaler(state, ck.grad_scaler.as_ref(), &path);

@@ -28,6 +28,7 @@ pub(crate) fn build<M: LightningModule, L: CallbackList<M>, DM: DataModule<Batch
         dropout: Some(crate::nn::dropout_state()),
         // with the optimizers' states: what a resume continues from
         grad_scaler: if weights_only { None } else { state.scaler.as_ref().map(|s| s.state_dict()) },
+        frozen: state.frozen.saved(),
         ..Checkpoint::default()
     };
     match (optim, weights_only) {

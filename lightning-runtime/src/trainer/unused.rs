@@ -2,6 +2,7 @@
 //! the first backward of a fit would silently never train (candle-nn's `no_bwd` layers,
 //! a branch the loss skips), so that is an error, checked once per optimizer.
 
+use crate::finetune::frozen::Frozen;
 use crate::{Error, Gradients, Optimizer, Result};
 
 /// Which optimizers are still to be checked: bit `i` for optimizer `i` (at most 8 exist).
@@ -21,7 +22,14 @@ impl UnusedGuard {
     /// On optimizer `index`'s first step: `Error::UnusedParameters` naming each of its
     /// parameters without a gradient in `grads`.
     #[inline]
-    pub fn check<O: Optimizer>(&mut self, index: usize, optimizer: &O, grads: &Gradients) -> Result<()> {
+    /// Frozen parameters (fine-tuning) get no gradient on purpose and are not reported.
+    pub fn check<O: Optimizer>(
+        &mut self,
+        index: usize,
+        optimizer: &O,
+        grads: &Gradients,
+        frozen: &Frozen,
+    ) -> Result<()> {
         let bit = 1u16.checked_shl(index as u32).unwrap_or(0);
         if self.pending & bit == 0 {
             return Ok(());
@@ -30,7 +38,7 @@ impl UnusedGuard {
         let names: Vec<String> = optimizer
             .named_parameters()
             .into_iter()
-            .filter(|(_, var)| grads.get(var.as_tensor()).is_none())
+            .filter(|(name, var)| grads.get(var.as_tensor()).is_none() && !frozen.contains(name))
             .map(|(name, _)| name.to_string())
             .collect();
         if names.is_empty() {
