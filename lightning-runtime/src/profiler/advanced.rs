@@ -1,8 +1,8 @@
 //! The distribution of each action's times: our `AdvancedProfiler`.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::common::{profiler_common, Output};
 use super::report::{sig5, table};
 use super::timings::{ActionStats, Timings};
 use super::Profiler;
@@ -23,46 +23,13 @@ use crate::{Result, Stage};
 #[derive(Debug)]
 pub struct AdvancedProfiler {
     timings: Timings,
-    dirpath: Option<PathBuf>,
-    filename: Option<String>,
-    last: Option<String>,
+    out: Output,
 }
 
-impl Default for AdvancedProfiler {
-    fn default() -> Self {
-        AdvancedProfiler { timings: Timings::new(true, false), dirpath: None, filename: None, last: None }
-    }
-}
+profiler_common!(AdvancedProfiler, keep_durations: true);
 
 impl AdvancedProfiler {
-    /// A profiler that prints its table at the end of each stage.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Where the files go (default the run's log directory).
-    pub fn dirpath(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.dirpath = Some(dir.into());
-        self
-    }
-    /// Write the table to `<stage>-<filename>.txt` instead of printing it.
-    pub fn filename(mut self, name: impl Into<String>) -> Self {
-        self.filename = Some(name.into());
-        self
-    }
-    /// Also write every region as a Chrome trace, `<stage>-<filename>.trace.json`.
-    pub fn chrome_trace(mut self, on: bool) -> Self {
-        self.timings = Timings::new(true, on);
-        self
-    }
-    /// What was recorded in the running stage, by action.
-    pub fn actions(&self) -> impl Iterator<Item = (&'static str, &ActionStats)> + '_ {
-        self.timings.actions.iter().map(|(a, s)| (*a, s))
-    }
-    /// The last stage's report, as printed or written.
-    pub fn last_report(&self) -> Option<&str> {
-        self.last.as_deref()
-    }
-
+    /// Each action's distribution, longest total first, after a `Total` row.
     fn summary(&self, stage: Stage) -> String {
         let rows: Vec<Vec<String>> = self.timings.by_total().into_iter().map(|(a, s)| row(a, s)).collect();
         let calls: usize = self.timings.actions.values().map(|s| s.count).sum();
@@ -98,31 +65,6 @@ fn row(action: &str, s: &ActionStats) -> Vec<String> {
         at(1.0),
         sig5(s.total.as_secs_f64()),
     ]
-}
-
-impl Profiler for AdvancedProfiler {
-    fn setup(&mut self, _: Stage) {
-        self.timings.reset();
-    }
-    #[inline]
-    fn start(&mut self, action: &'static str) {
-        self.timings.start(action);
-    }
-    #[inline]
-    fn stop(&mut self, action: &'static str) {
-        self.timings.stop(action);
-    }
-    fn finish(&mut self, stage: Stage, log_dir: &Path, rank: Option<usize>) -> Result<()> {
-        if self.timings.actions.is_empty() {
-            return Ok(());
-        }
-        let text = self.summary(stage);
-        let dir = self.dirpath.clone().unwrap_or_else(|| log_dir.to_path_buf());
-        super::report_out(&dir, stage, self.filename.as_deref(), rank, &text, &self.timings)?;
-        self.last = Some(text);
-        self.timings.reset();
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //! ```
 
 mod advanced;
+mod common;
 mod report;
 mod simple;
 mod timings;

@@ -1,8 +1,7 @@
 //! Lightning's `SimpleProfiler`: per action, the mean, count, total and share of the
 //! stage's time.
 
-use std::path::{Path, PathBuf};
-
+use super::common::{profiler_common, Output};
 use super::report::{sig5, table};
 use super::timings::{ActionStats, Timings};
 use super::Profiler;
@@ -24,47 +23,12 @@ use crate::{Result, Stage};
 #[derive(Debug)]
 pub struct SimpleProfiler {
     timings: Timings,
-    pub(super) dirpath: Option<PathBuf>,
-    pub(super) filename: Option<String>,
-    last: Option<String>,
+    out: Output,
 }
 
-impl Default for SimpleProfiler {
-    fn default() -> Self {
-        SimpleProfiler { timings: Timings::new(false, false), dirpath: None, filename: None, last: None }
-    }
-}
+profiler_common!(SimpleProfiler, keep_durations: false);
 
 impl SimpleProfiler {
-    /// A profiler that prints its table at the end of each stage.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Where the files go (Lightning's `dirpath`; default the run's log directory).
-    pub fn dirpath(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.dirpath = Some(dir.into());
-        self
-    }
-    /// Write the table to `<stage>-<filename>.txt` instead of printing it (Lightning's `filename`).
-    pub fn filename(mut self, name: impl Into<String>) -> Self {
-        self.filename = Some(name.into());
-        self
-    }
-    /// Also write every region as a Chrome trace, `<stage>-<filename>.trace.json`
-    /// (`filename` defaults to `profile` for it).
-    pub fn chrome_trace(mut self, on: bool) -> Self {
-        self.timings = Timings::new(false, on);
-        self
-    }
-    /// What was recorded in the running stage, by action.
-    pub fn actions(&self) -> impl Iterator<Item = (&'static str, &ActionStats)> + '_ {
-        self.timings.actions.iter().map(|(a, s)| (*a, s))
-    }
-    /// The last stage's report, as printed or written.
-    pub fn last_report(&self) -> Option<&str> {
-        self.last.as_deref()
-    }
-
     /// Lightning's extended summary: a `Total` row (all calls, the stage's wall time), then
     /// each action by its share of that time.
     fn summary(&self, stage: Stage) -> String {
@@ -82,30 +46,5 @@ impl SimpleProfiler {
         let first = vec!["Total".into(), "-".into(), calls.to_string(), sig5(total), "100 %".into()];
         let header = ["Action", "Mean duration (s)", "Num calls", "Total time (s)", "Percentage %"];
         table(&format!("{} Profiler Report", stage.as_str().to_uppercase()), &header, first, rows)
-    }
-}
-
-impl Profiler for SimpleProfiler {
-    fn setup(&mut self, _: Stage) {
-        self.timings.reset();
-    }
-    #[inline]
-    fn start(&mut self, action: &'static str) {
-        self.timings.start(action);
-    }
-    #[inline]
-    fn stop(&mut self, action: &'static str) {
-        self.timings.stop(action);
-    }
-    fn finish(&mut self, stage: Stage, log_dir: &Path, rank: Option<usize>) -> Result<()> {
-        if self.timings.actions.is_empty() {
-            return Ok(());
-        }
-        let text = self.summary(stage);
-        let dir = self.dirpath.clone().unwrap_or_else(|| log_dir.to_path_buf());
-        super::report_out(&dir, stage, self.filename.as_deref(), rank, &text, &self.timings)?;
-        self.last = Some(text);
-        self.timings.reset();
-        Ok(())
     }
 }
