@@ -395,3 +395,32 @@ fn a_shape_mismatch_is_a_typed_error_and_loads_nothing() {
     assert!(matches!(none, Err(Error::Io { .. })));
     let _ = VarBuilder::from_varmap(&model.vars, DType::F32, &Device::Cpu);
 }
+
+/// The user trial's silent no-op: a prefix typo matched nothing, and nothing said so.
+#[test]
+fn a_file_that_matches_nothing_warns() {
+    if std::env::var_os("FINETUNE_WARN_CHILD").is_some() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("w.safetensors");
+        let w = candle_core::Tensor::ones((2, 3), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+        candle_core::safetensors::save(&[("features.fc.weight", w)].into_iter().collect(), &file).unwrap();
+        let vars = candle_nn::VarMap::new();
+        let vb = candle_nn::VarBuilder::from_varmap(&vars, candle_core::DType::F32, &candle_core::Device::Cpu);
+        let _fc = candle_nn::linear_no_bias(3, 2, vb.pp("backbone.fc")).unwrap();
+        let report = lightning::finetune::load_pretrained(&vars, &file, &[("feature.", "backbone.")]).unwrap();
+        assert!(report.loaded.is_empty());
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["a_file_that_matches_nothing_warns", "--exact", "--nocapture", "--test-threads=1"])
+        .env("FINETUNE_WARN_CHILD", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("load_pretrained: none of the 1 tensors of")
+            && stderr.contains("(the file has `features.fc.weight`, the module `backbone.fc.weight`)"),
+        "{stderr}"
+    );
+}

@@ -212,6 +212,14 @@ fn a_val_loader_without_validation_step_warns_and_the_monitor_names_the_step() {
         "{stderr}"
     );
     assert!(stderr.contains("the module has no `validation_step`, so nothing validation logs exists"), "{stderr}");
+    // Lightning's warning for an epoch shorter than the logging interval (found by a user
+    // trial: per-step values never reached metrics.csv, without a word)
+    assert!(
+        stderr.contains(
+            "warning: the number of training batches (2) is smaller than the logging interval `log_every_n_steps=50`"
+        ),
+        "{stderr}"
+    );
 }
 
 #[lightning_module]

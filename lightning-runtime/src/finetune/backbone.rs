@@ -146,7 +146,7 @@ impl<L: Fn(usize) -> f64> BackboneFinetuning<L> {
 
     fn say(&self, current: f64, backbone: f64) {
         if self.verbose {
-            crate::dist::rank_zero_only(|| eprintln!("Current lr: {current}, Backbone lr: {backbone}"));
+            crate::dist::rank_zero_only(|| eprintln!("Current lr: {current:e}, Backbone lr: {backbone:e}"));
         }
     }
 }

@@ -121,5 +121,17 @@ pub fn load_pretrained(vars: &VarMap, path: impl AsRef<Path>, map: &[(&str, &str
     }
     report.missing = data.keys().filter(|n| !sets.contains_key(*n)).cloned().collect();
     report.missing.sort();
+    if report.loaded.is_empty() && !tensors.is_empty() {
+        // torch's strict=False loads nothing without a word: a prefix typo would fine-tune
+        // from random weights
+        let file_name = report.unexpected.first().map_or("", String::as_str);
+        let module_name = report.missing.first().map_or("", String::as_str);
+        crate::dist::rank_zero_warn(format_args!(
+            "load_pretrained: none of the {} tensors of {} matched a parameter of the module (the file has `{file_name}`, \
+             the module `{module_name}`): check the prefix map {map:?}",
+            tensors.len(),
+            path.display()
+        ));
+    }
     Ok(report)
 }

@@ -365,6 +365,7 @@ impl<M: LightningModule, VL: Loaders<Batch = M::Batch>> FitLoop<M, VL> {
             ));
             return Ok(StopReason::NoTrainingBatches);
         }
+        warn_if_logs_never_due(ctx, self.num_train);
         dispatch::on_train_start(ctx.state, ctx.model, ctx.cbs)?;
         ctx.state.current_epoch = start.epoch;
         warn_if_nothing_to_do(&self.rules, ctx.state.global_step, &start, resume);
@@ -485,6 +486,18 @@ fn every_n_batches(cfg: &TrainerConfig, num_train: usize) -> Result<usize> {
         Limit::Batches(n) => n.max(1),
         other => other.apply(num_train, "val_check_interval")?.max(1),
     })
+}
+
+/// Lightning's warning when an epoch is shorter than `log_every_n_steps`: values logged per
+/// step would never reach the loggers.
+fn warn_if_logs_never_due<M, L, DM>(ctx: &RunCtx<'_, M, L, DM>, num_train: usize) {
+    let every = ctx.cfg.log_every_n_steps;
+    if !ctx.state.loggers.is_empty() && num_train < every {
+        crate::dist::rank_zero_warn(format_args!(
+            "the number of training batches ({num_train}) is smaller than the logging interval \
+             `log_every_n_steps={every}`: set a lower value for `log_every_n_steps` to see the logs of the training steps"
+        ));
+    }
 }
 
 /// Lightning warns when `fit` has nothing to do: `max_epochs=0`, or a resumed run already

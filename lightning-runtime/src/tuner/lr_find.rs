@@ -195,7 +195,7 @@ impl<C, P: crate::Profiler> Tuner<'_, C, P> {
             match finder.suggestion() {
                 Some(lr) => {
                     opts.update.update(model, lr);
-                    info(self.trainer, format_args!("Learning rate set to {lr}"));
+                    info(self.trainer, format_args!("Learning rate set to {lr:e}"));
                 }
                 None => info(
                     self.trainer,
