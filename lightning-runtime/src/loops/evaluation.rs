@@ -218,10 +218,7 @@ where
         let next_action = if K::WHICH == Which::Val { actions::VAL_NEXT } else { actions::TEST_NEXT };
         let mut batches = loader.batches(0).take(n).enumerate();
         loop {
-            profiler::start(*cbs, next_action);
-            let next = batches.next();
-            profiler::stop(*cbs, next_action);
-            let Some((i, batch)) = next else { break };
+            let Some((i, batch)) = profiler::next(*cbs, next_action, &mut batches) else { break };
             let batch = hooks::transfer(state, *model, *cbs, *dm, batch?, &device, dl)?;
             state.batch_size = batch.batch_size().unwrap_or(1);
             K::batch_start(state, *model, *cbs, &batch, i, dl)?;
@@ -447,10 +444,7 @@ where
         let device = state.device.clone();
         let mut batches = loader.batches(0).take(n).enumerate();
         loop {
-            profiler::start(*cbs, actions::PREDICT_NEXT);
-            let next = batches.next();
-            profiler::stop(*cbs, actions::PREDICT_NEXT);
-            let Some((i, batch)) = next else { break };
+            let Some((i, batch)) = profiler::next(*cbs, actions::PREDICT_NEXT, &mut batches) else { break };
             let batch = hooks::transfer(state, *model, *cbs, *dm, batch?, &device, dl)?;
             dispatch::on_predict_batch_start(state, *model, *cbs, &batch, i, dl)?;
             let p = dispatch::predict_step(state, *model, *cbs, &batch, i, dl)?;

@@ -84,10 +84,7 @@ impl TrainingEpochLoop {
         let mut batches = train.batches(order).take(fit.num_train).enumerate().skip(self.skip).peekable();
         let (num_train, sized) = (fit.num_train, fit.sized);
         loop {
-            profiler::start(ctx.cbs, actions::TRAIN_NEXT);
-            let next = batches.next();
-            profiler::stop(ctx.cbs, actions::TRAIN_NEXT);
-            let Some((i, batch)) = next else { break };
+            let Some((i, batch)) = profiler::next(ctx.cbs, actions::TRAIN_NEXT, &mut batches) else { break };
             let last = || i + 1 == num_train || (!sized && batches.peek().is_none());
             profiler::start(ctx.cbs, actions::TRAINING_BATCH);
             let done = self.advance(fit, ctx, i, batch?, last);

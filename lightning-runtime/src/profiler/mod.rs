@@ -99,6 +99,20 @@ pub(crate) fn stop<M: crate::LightningModule, L: crate::CallbackList<M>>(cbs: &m
     }
 }
 
+/// The loader's next batch, timed as `action` (a data fetch: `train_dataloader_next`, ...).
+#[inline(always)]
+pub(crate) fn next<M, L, I>(cbs: &mut L, action: &'static str, batches: &mut I) -> Option<I::Item>
+where
+    M: crate::LightningModule,
+    L: crate::CallbackList<M>,
+    I: Iterator,
+{
+    start(cbs, action);
+    let next = batches.next();
+    stop(cbs, action);
+    next
+}
+
 /// `<dir>/<stage>-<name>[-rank]<ext>`, Lightning's report file name.
 fn file(dir: &Path, stage: Stage, name: &str, rank: Option<usize>, ext: &str) -> std::path::PathBuf {
     let rank = rank.map(|r| format!("-{r}")).unwrap_or_default();
