@@ -1,6 +1,9 @@
 //! Fine-tuning: frozen parameters, a group added while training, Lightning's backbone
 //! schedule, checkpoint and resume after the unfreeze, and loading pretrained weights.
 
+mod rank_zero;
+use rank_zero::RankZeroOfTwo;
+
 use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device, Tensor};
@@ -141,31 +144,6 @@ fn an_optimizer_holding_frozen_parameters_gives_them_no_step_or_state() {
     let mut plain = all();
     let ckpt = trainer(&dir.path().join("plain"), 1, ()).fit(&mut plain, Data::loader(data())).unwrap();
     assert_eq!(Checkpoint::load(&ckpt.last_checkpoint.unwrap()).unwrap().frozen, None);
-}
-
-/// Rank 0 of a world of 2 whose collectives change nothing.
-#[derive(Debug)]
-struct RankZeroOfTwo;
-
-impl lightning::dist::Collective for RankZeroOfTwo {
-    fn rank(&self) -> usize {
-        0
-    }
-    fn world_size(&self) -> usize {
-        2
-    }
-    fn barrier(&self) -> lightning::Result<()> {
-        Ok(())
-    }
-    fn all_reduce_sum(&self, _: lightning::dist::Buf<'_>) -> lightning::Result<()> {
-        Ok(())
-    }
-    fn all_reduce_max(&self, _: lightning::dist::Buf<'_>) -> lightning::Result<()> {
-        Ok(())
-    }
-    fn broadcast(&self, _: lightning::dist::Buf<'_>, _: usize) -> lightning::Result<()> {
-        Ok(())
-    }
 }
 
 #[test]

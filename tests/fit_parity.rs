@@ -2,6 +2,9 @@
 //! runs that train nothing, non-scalar losses, `estimated_stepping_batches`, and
 //! `ckpt_path="best"` / `"last"`.
 
+mod rank_zero;
+use rank_zero::RankZeroOfTwo;
+
 use std::time::Duration;
 
 use candle_core::{DType, Device, Tensor, Var};
@@ -254,31 +257,6 @@ fn ckpt_path_best_and_last_for_test_and_their_errors() {
         .ckpt_path("last")
         .test(&mut lin(), Data::loader(line(1)));
     assert!(e.unwrap_err().to_string().contains("no last.ckpt under"));
-}
-
-/// Rank 0 of a world of 2 whose collectives change nothing: what rank 0 computes alone.
-#[derive(Debug)]
-struct RankZeroOfTwo;
-
-impl lightning::dist::Collective for RankZeroOfTwo {
-    fn rank(&self) -> usize {
-        0
-    }
-    fn world_size(&self) -> usize {
-        2
-    }
-    fn barrier(&self) -> lightning::Result<()> {
-        Ok(())
-    }
-    fn all_reduce_sum(&self, _: lightning::dist::Buf<'_>) -> lightning::Result<()> {
-        Ok(())
-    }
-    fn all_reduce_max(&self, _: lightning::dist::Buf<'_>) -> lightning::Result<()> {
-        Ok(())
-    }
-    fn broadcast(&self, _: lightning::dist::Buf<'_>, _: usize) -> lightning::Result<()> {
-        Ok(())
-    }
 }
 
 #[test]
