@@ -29,7 +29,7 @@ use crate::Trainer;
 /// use lightning::prelude::*;
 /// use lightning::tuner::{LrFind, Tuner};
 /// use candle_core::{DType, Device, Tensor};
-/// use candle_nn::{Linear, Module, VarBuilder, VarMap};
+/// use candle_nn::{Linear, Module, VarMap};
 ///
 /// #[lightning_module]
 /// struct Model { vars: VarMap, layer: Linear, lr: f64 }
@@ -46,10 +46,12 @@ use crate::Trainer;
 ///
 /// # fn main() -> lightning::Result<()> {
 /// let vars = VarMap::new();
-/// let layer = candle_nn::linear(4, 1, VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu))?;
+/// let layer = candle_nn::linear(4, 1, seeded_var_builder(&vars, 7, DType::F32, &Device::Cpu))?;
 /// let mut model = Model { vars, layer, lr: 1e-3 };
-/// let x = Tensor::randn(0f32, 1., (256, 4), &Device::Cpu)?;
-/// let data = DataLoader::new(x.clone(), x.sum_keepdim(1)?, 8)?;
+/// // the same data every run, one full batch: a smooth loss curve (small noisy batches can
+/// // look diverged to the finder's threshold within a few steps)
+/// let x = (Tensor::arange(0f32, 1024., &Device::Cpu)?.reshape((256, 4))? * 0.37)?.sin()?;
+/// let data = DataLoader::new(x.clone(), x.sum_keepdim(1)?, 256)?;
 /// let mut trainer = Trainer::builder().max_epochs(3).enable_checkpointing(false).enable_logger(false).build()?;
 /// // Lightning: Tuner(trainer).lr_find(model, train_loader, update_attr=True)
 /// let finder = Tuner::new(&mut trainer).lr_find_with(
