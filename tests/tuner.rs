@@ -299,3 +299,116 @@ fn scale_batch_size_on_a_datamodule() {
     assert_eq!(model.weights(), before);
     assert_eq!(model.batch_size, 8, "the module's own batch size is not the one tuned");
 }
+
+/// The callbacks: Lightning's `LearningRateFinder` and `BatchSizeFinder`, which tune the
+/// `fit` they are given to before it trains.
+mod finder_callbacks {
+    use super::*;
+    use lightning::tuner::{BatchSizeFinder, LearningRateFinder};
+
+    fn fit_trainer<C: lightning::CallbackTuple>(callbacks: C) -> Trainer<C::List> {
+        Trainer::builder()
+            .max_epochs(2)
+            .callbacks(callbacks)
+            .enable_checkpointing(false)
+            .enable_logger(false)
+            .enable_progress_bar(false)
+            .build()
+            .unwrap()
+    }
+
+    fn opts() -> LrFind<impl lightning::tuner::UpdateLr<Regression> + Clone> {
+        LrFind::new().min_lr(1e-5).max_lr(0.9).num_training(60).update_attr(|m: &mut Regression, lr| m.lr = lr)
+    }
+
+    #[test]
+    fn learning_rate_finder_tunes_then_fits_as_the_tuner_and_fit_do() {
+        // the callback's run...
+        let mut model = Regression::new();
+        let mut tuned = fit_trainer((LearningRateFinder::new(opts()),));
+        let out = tuned.fit(&mut model, Data::loader(regression(64))).unwrap();
+        let suggested = tuned.callbacks().0.optimal_lr().and_then(|f| f.suggestion()).expect("a suggestion");
+        assert_eq!(model.lr, suggested, "the module got the suggestion");
+        assert_eq!(out.global_step, 16, "the fit's own steps: the sweep's 60 are not counted");
+        // ...equals the Tuner's sweep followed by a fit, weight for weight: the sweep's
+        // updates were undone and the fit trained at the suggested rate
+        let mut by_hand = Regression::new();
+        let mut tuner_trainer = trainer("finder-by-hand");
+        let finder =
+            Tuner::new(&mut tuner_trainer).lr_find_with(&mut by_hand, Data::loader(regression(64)), opts()).unwrap();
+        assert_eq!(finder.suggestion(), Some(suggested));
+        fit_trainer(()).fit(&mut by_hand, Data::loader(regression(64))).unwrap();
+        assert_eq!(model.weights(), by_hand.weights());
+        assert_ne!(model.weights(), Regression::new().weights(), "it trained");
+    }
+
+    #[test]
+    fn learning_rate_finder_without_a_setter_reports_and_leaves_the_rate() {
+        let mut model = Regression::new();
+        // nested in a tuple of tuples, after another callback: still found and run
+        let mut trainer = fit_trainer(((LearningRateFinder::new(LrFind::new().num_training(30)),),));
+        trainer.fit(&mut model, Data::loader(regression(64))).unwrap();
+        assert_eq!(model.lr, 1e-3);
+        let found = trainer.callbacks().0 .0 .0.optimal_lr().expect("it swept");
+        assert_eq!(found.lrs().len(), 30);
+    }
+
+    #[test]
+    fn learning_rate_finder_skips_a_resumed_fit() {
+        let dir = std::env::temp_dir().join(format!("finder-resume-{}", std::process::id()));
+        let mut model = Regression::new();
+        let mut first = Trainer::builder()
+            .max_epochs(1)
+            .enable_logger(false)
+            .enable_progress_bar(false)
+            .default_root_dir(&dir)
+            .build()
+            .unwrap();
+        let ckpt = first.fit(&mut model, Data::loader(regression(64))).unwrap().last_checkpoint.expect("a checkpoint");
+        let mut trainer = Trainer::builder()
+            .max_epochs(2)
+            .callbacks((LearningRateFinder::new(opts()),))
+            .enable_logger(false)
+            .enable_progress_bar(false)
+            .default_root_dir(&dir)
+            .build()
+            .unwrap();
+        trainer.ckpt_path(ckpt);
+        trainer.fit(&mut model, Data::loader(regression(64))).unwrap();
+        assert!(trainer.callbacks().0.optimal_lr().is_none());
+        assert_eq!(model.lr, 1e-3);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn batch_size_finder_scales_then_fits_at_the_size_found() {
+        let mut model = Regression::new();
+        model.oom_above = Some(24);
+        let before = model.weights();
+        let opts = ScaleBatchSize::new().mode(BatchSizeMode::BinSearch);
+        let mut trainer = fit_trainer((BatchSizeFinder::new(opts),));
+        let out = trainer.fit(&mut model, Data::module()).unwrap();
+        let finder = &trainer.callbacks().0;
+        assert_eq!(finder.optimal_batch_size(), Some(24));
+        let tried: Vec<usize> = finder.search().unwrap().trials.iter().map(|t| t.batch_size).collect();
+        assert_eq!(tried, [2, 4, 8, 16, 32, 24, 28, 26, 25]);
+        assert_eq!(model.batch_size, 24);
+        // two epochs of ⌈512 / 24⌉ = 22 batches: the fit ran at the size found, from the
+        // weights as they were before the trials
+        assert_eq!(out.global_step, 44);
+        let mut by_hand = Regression::new();
+        (by_hand.batch_size, by_hand.oom_above) = (24, Some(24));
+        assert_eq!(by_hand.weights(), before);
+        fit_trainer(()).fit(&mut by_hand, Data::module()).unwrap();
+        assert_eq!(model.weights(), by_hand.weights());
+    }
+
+    #[test]
+    fn batch_size_finder_refuses_a_loader_given_to_fit() {
+        let mut model = Regression::new();
+        let mut trainer = fit_trainer((BatchSizeFinder::default(),));
+        let e = trainer.fit(&mut model, Data::loader(regression(8))).unwrap_err();
+        assert!(matches!(&e, lightning::Error::Tuner(m) if m.contains("Data::module()")), "{e}");
+        assert_eq!(model.batch_size, 8);
+    }
+}

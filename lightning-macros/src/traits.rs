@@ -243,8 +243,35 @@ fn state_methods(members: &[Member]) -> TokenStream {
 fn list_body(members: &[Member]) -> TokenStream {
     let flags = flags(members);
     let state = state_methods(members);
+    let tuning = tuning_methods(members);
     let methods = list_hooks().map(|h| dispatch(h, members));
-    quote!(#flags #state #(#methods)*)
+    quote!(#flags #state #tuning #(#methods)*)
+}
+
+/// `__TUNES` and `__tune`: the finder callbacks' sweeps before `fit`, in list order; a
+/// list without a finder compiles them away.
+fn tuning_methods(members: &[Member]) -> TokenStream {
+    let trait_of =
+        |m: &Member| if m.single { quote!(::lightning::Callback<M>) } else { quote!(::lightning::CallbackList<M>) };
+    let terms = members.iter().map(|m| {
+        let (ty, tr) = (&m.ty, trait_of(m));
+        quote!(<#ty as #tr>::__TUNES)
+    });
+    let calls = members.iter().map(|m| {
+        let (e, ty, tr) = (&m.expr, &m.ty, trait_of(m));
+        quote! {
+            if <#ty as #tr>::__TUNES {
+                <#ty as #tr>::__tune(#e, fit)?;
+            }
+        }
+    });
+    quote! {
+        const __TUNES: bool = false #(|| #terms)*;
+        #[allow(unused_variables)]
+        fn __tune<X: ::lightning::tuner::TuneFit<M>>(&mut self, fit: &mut X) -> ::lightning::Result<()> {
+            #(#calls)* ::core::result::Result::Ok(())
+        }
+    }
 }
 
 /// Callbacks a flat tuple may hold; nested tuples lift the limit (`Nested`).
@@ -395,6 +422,10 @@ fn nested_impls() -> TokenStream {
             fn __state_keys(out: &mut ::std::vec::Vec<&'static str>) {
                 <L as ::lightning::CallbackList<M>>::state_keys(out)
             }
+            const __TUNES: bool = <L as ::lightning::CallbackList<M>>::__TUNES;
+            fn __tune<X: ::lightning::tuner::TuneFit<M>>(&mut self, fit: &mut X) -> ::lightning::Result<()> {
+                <L as ::lightning::CallbackList<M>>::__tune(&mut self.0, fit)
+            }
         }
     }
 }
@@ -489,6 +520,10 @@ fn option_impl() -> TokenStream {
                 match self { ::core::option::Option::Some(l) => l.restore_state(trainer, module, states), ::core::option::Option::None => ::core::result::Result::Ok(()) }
             }
             fn state_keys(out: &mut ::std::vec::Vec<&'static str>) { <L as ::lightning::CallbackList<M>>::state_keys(out) }
+            const __TUNES: bool = <L as ::lightning::CallbackList<M>>::__TUNES;
+            fn __tune<X: ::lightning::tuner::TuneFit<M>>(&mut self, fit: &mut X) -> ::lightning::Result<()> {
+                match self { ::core::option::Option::Some(l) => l.__tune(fit), ::core::option::Option::None => ::core::result::Result::Ok(()) }
+            }
             #(#opt_methods)*
         }
     });

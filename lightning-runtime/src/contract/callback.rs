@@ -34,6 +34,17 @@ pub trait Callback<M: LightningModule>: IsCallback<Callback = Self> {
     /// Monitoring callbacks (checkpoints, early stopping) run after the module in
     /// `on_train_epoch_end`, so they see what it logged (Lightning PR #16567).
     const MONITORING: bool = false;
+    /// Whether this callback tunes the run before `fit` starts (the finder callbacks,
+    /// [`LearningRateFinder`](crate::tuner::LearningRateFinder) and
+    /// [`BatchSizeFinder`](crate::tuner::BatchSizeFinder)).
+    #[doc(hidden)]
+    const __TUNES: bool = false;
+    /// Runs the callback's sweep on the fit about to start (only when `__TUNES`).
+    #[doc(hidden)]
+    fn __tune<X: crate::tuner::TuneFit<M>>(&mut self, fit: &mut X) -> Result<()> {
+        let _ = fit;
+        Ok(())
+    }
 
     lightning_macros::__callback_items!();
 }
@@ -95,6 +106,12 @@ pub trait CallbackList<M: LightningModule>: CallbackTuple<List = Self> {
     ) -> Result<()>;
     /// The state keys of the stateful callbacks.
     fn state_keys(out: &mut Vec<&'static str>);
+    /// Whether a member tunes the run before `fit` (see [`Callback::__TUNES`]).
+    #[doc(hidden)]
+    const __TUNES: bool;
+    /// Runs every tuning member's sweep, in list order.
+    #[doc(hidden)]
+    fn __tune<X: crate::tuner::TuneFit<M>>(&mut self, fit: &mut X) -> Result<()>;
 
     /// Whether the list carries the trainer's profiler (see [`Profiler`](crate::Profiler)):
     /// a constant, so that without one every profiled region compiles away.

@@ -55,6 +55,21 @@ pub trait Loader {
     }
 }
 
+/// A borrowed loader: how the finder callbacks sweep over the loader given to `fit` before
+/// `fit` itself reads it.
+impl<L: Loader + ?Sized> Loader for &mut L {
+    type Batch = L::Batch;
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn batches(&mut self, epoch: usize) -> impl Iterator<Item = Result<Self::Batch>> + '_ {
+        (**self).batches(epoch)
+    }
+    fn shard(&mut self, rank: usize, world: usize) -> Result<()> {
+        (**self).shard(rank, world)
+    }
+}
+
 /// `batch_size` 0 is refused, naming the loader (`what`, e.g. `MapLoader::new`) so a script
 /// with several loaders shows which one.
 pub(crate) fn check_batch_size(batch_size: usize, what: impl FnOnce() -> String) -> Result<()> {

@@ -603,11 +603,11 @@ impl<C, P: Profiler> Trainer<C, P> {
         self.fit_inner(model, dm.borrow_mut(), train, val)
     }
 
-    fn fit_inner<M, DM, T, V>(
+    pub(crate) fn fit_inner<M, DM, T, V>(
         &mut self,
         model: &mut M,
         dm: &mut DM,
-        train: Option<T>,
+        mut train: Option<T>,
         val: Option<V>,
     ) -> Result<FitOutcome>
     where
@@ -618,6 +618,13 @@ impl<C, P: Profiler> Trainer<C, P> {
         V: Loaders<Batch = M::Batch>,
     {
         let resume = self.take_ckpt_path()?;
+        if C::__TUNES {
+            // the finder callbacks' sweeps, on this fit's data, before it starts
+            let base = self.for_tuning((), |_| {});
+            let mut fit =
+                crate::tuner::FitTuning::<M, DM, T, V>::new(&base, model, dm, train.as_mut(), resume.is_some());
+            self.callbacks.__tune(&mut fit)?;
+        }
         let (stopped, state) = self.run(Stage::Fit, model, dm, |cfg, state, model, cbs, dm| {
             crate::loops::fit_loop::run(RunCtx { cfg, state, model, cbs, dm }, train, val, resume.as_deref())
         })?;

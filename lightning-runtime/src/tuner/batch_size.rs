@@ -7,7 +7,10 @@ use super::snapshot::Snapshot;
 use super::trial::{verdict, StepClock};
 use super::{info, Tuner};
 use crate::contract::module::requirements::{HasConfigureOptimizers, HasTrainDataloader, HasTrainingStep};
-use crate::{Data, DataModule, Error, FitOutcome, LightningModule, Limit, Result, Trainer};
+use std::borrow::BorrowMut;
+
+use crate::data::{Loader, Loaders};
+use crate::{Data, DataModule, Error, FitData, FitOutcome, LightningModule, Limit, Result, Trainer};
 
 /// Where the batch size lives: the module (for its `train_dataloader`) or the datamodule
 /// (Lightning's `batch_arg_name` attribute, `batch_size` by default). Its loader hook must
@@ -132,15 +135,8 @@ impl<C, P: crate::Profiler> Tuner<'_, C, P> {
     where
         M: LightningModule + HasTrainingStep + HasConfigureOptimizers + HasTrainDataloader + BatchSizeAttr,
     {
-        opts.check()?;
-        let (before, snapshot) = (model.batch_size(), Snapshot::take(model.parameters())?);
-        let found = self.search(&opts, |run, bs| {
-            model.set_batch_size(bs);
-            run.fit(model, Data::module())
-        });
-        model.set_batch_size(found.as_ref().map_or(before, |f| f.batch_size));
-        snapshot.restore(model.parameters())?;
-        found
+        let (mut dm, train, val) = FitData::<M>::into_parts(Data::module());
+        scale_module(self.trainer, &opts, model, dm.borrow_mut(), train, val)
     }
 
     /// [`scale_batch_size`](Self::scale_batch_size) with the batch size on a datamodule, whose
@@ -157,7 +153,7 @@ impl<C, P: crate::Profiler> Tuner<'_, C, P> {
     {
         opts.check()?;
         let (before, snapshot) = (datamodule.batch_size(), Snapshot::take(model.parameters())?);
-        let found = self.search(&opts, |run, bs| {
+        let found = search(self.trainer, &opts, |run, bs| {
             datamodule.set_batch_size(bs);
             run.fit(model, Data::datamodule(&mut *datamodule))
         });
@@ -165,38 +161,70 @@ impl<C, P: crate::Profiler> Tuner<'_, C, P> {
         snapshot.restore(model.parameters())?;
         found
     }
+}
 
-    /// Runs the search, one short `fit` per trial through `fit_at(run, batch_size)`.
-    fn search(
-        &mut self,
-        opts: &ScaleBatchSize,
-        mut fit_at: impl FnMut(&mut Trainer<(StepClock,)>, usize) -> Result<FitOutcome>,
-    ) -> Result<BatchSizeSearch> {
-        let trainer = &*self.trainer;
-        let mut trials = Vec::new();
-        let trial = |bs: usize| -> Result<Outcome> {
-            let mut run = trainer.for_tuning((StepClock::default(),), |c| {
-                c.max_steps = Some(opts.steps_per_trial);
-                c.limit_train_batches = Limit::Fraction(1.0);
-            });
-            let fitted = fit_at(&mut run, bs);
-            let clock = &run.callbacks().0;
-            let fits = verdict(fitted, clock, opts.max_step_time)?;
-            match &fits {
-                Ok(()) => info(trainer, format_args!("Batch size {bs} succeeded")),
-                Err(why) => info(trainer, format_args!("Batch size {bs} failed: {why}")),
-            }
-            trials.push(Trial { batch_size: bs, failure: fits.clone().err() });
-            Ok(Outcome { fits, covers_dataset: clock.num_batches <= 1 })
-        };
-        let batch_size = match opts.mode {
-            BatchSizeMode::Power => power(opts.init_val, opts.max_trials, trial),
-            BatchSizeMode::BinSearch => binsearch(opts.init_val, opts.max_trials, trial),
-        }?;
-        info(
-            trainer,
-            format_args!("Finished batch size finder, will continue with full run using batch size {batch_size}"),
-        );
-        Ok(BatchSizeSearch { batch_size, trials })
+/// The search with the batch size on the module, each trial's loader from the module's
+/// (or `dm`'s) `train_dataloader`: what [`Tuner::scale_batch_size`] and the
+/// [`BatchSizeFinder`](super::BatchSizeFinder) callback run. `train` and `val` are the
+/// (empty) loaders of such a fit: a loader given to `fit` cannot be rescaled.
+pub(crate) fn scale_module<C, P, M, DM, T, V>(
+    trainer: &Trainer<C, P>,
+    opts: &ScaleBatchSize,
+    model: &mut M,
+    dm: &mut DM,
+    train: Option<T>,
+    val: Option<V>,
+) -> Result<BatchSizeSearch>
+where
+    P: crate::Profiler,
+    M: LightningModule + BatchSizeAttr,
+    DM: DataModule<Batch = M::Batch>,
+    T: Loader<Batch = M::Batch>,
+    V: Loaders<Batch = M::Batch>,
+{
+    if train.is_some() || val.is_some() {
+        return Err(Error::Tuner("the batch size finder cannot rescale loaders given to `fit` (`Data::loader`): let the module's (or the datamodule's) `train_dataloader` build the loader from its batch size, and pass `Data::module()` (or the datamodule)".into()));
     }
+    opts.check()?;
+    let (before, snapshot) = (model.batch_size(), Snapshot::take(model.parameters())?);
+    let found = search(trainer, opts, |run, bs| {
+        model.set_batch_size(bs);
+        run.fit_inner(model, dm, None::<T>, None::<V>)
+    });
+    model.set_batch_size(found.as_ref().map_or(before, |f| f.batch_size));
+    snapshot.restore(model.parameters())?;
+    found
+}
+
+/// Runs the search, one short `fit` per trial through `fit_at(run, batch_size)`.
+fn search<C, P: crate::Profiler>(
+    trainer: &Trainer<C, P>,
+    opts: &ScaleBatchSize,
+    mut fit_at: impl FnMut(&mut Trainer<(StepClock,)>, usize) -> Result<FitOutcome>,
+) -> Result<BatchSizeSearch> {
+    let mut trials = Vec::new();
+    let trial = |bs: usize| -> Result<Outcome> {
+        let mut run = trainer.for_tuning((StepClock::default(),), |c| {
+            c.max_steps = Some(opts.steps_per_trial);
+            c.limit_train_batches = Limit::Fraction(1.0);
+        });
+        let fitted = fit_at(&mut run, bs);
+        let clock = &run.callbacks().0;
+        let fits = verdict(fitted, clock, opts.max_step_time)?;
+        match &fits {
+            Ok(()) => info(trainer, format_args!("Batch size {bs} succeeded")),
+            Err(why) => info(trainer, format_args!("Batch size {bs} failed: {why}")),
+        }
+        trials.push(Trial { batch_size: bs, failure: fits.clone().err() });
+        Ok(Outcome { fits, covers_dataset: clock.num_batches <= 1 })
+    };
+    let batch_size = match opts.mode {
+        BatchSizeMode::Power => power(opts.init_val, opts.max_trials, trial),
+        BatchSizeMode::BinSearch => binsearch(opts.init_val, opts.max_trials, trial),
+    }?;
+    info(
+        trainer,
+        format_args!("Finished batch size finder, will continue with full run using batch size {batch_size}"),
+    );
+    Ok(BatchSizeSearch { batch_size, trials })
 }

@@ -5,7 +5,10 @@ use super::lr_sweep::{LrFindMode, LrSweep, Schedule, Smoother};
 use super::snapshot::Snapshot;
 use super::{info, Tuner};
 use crate::contract::module::requirements::{HasConfigureOptimizers, HasTrainingStep};
-use crate::{Error, FitData, LightningModule, Result};
+use std::borrow::BorrowMut;
+
+use crate::data::{Loader, Loaders};
+use crate::{DataModule, Error, FitData, LightningModule, Result, Trainer};
 
 /// Lightning's smoothing factor of the sweep's loss (`_LRCallback`'s `beta`).
 const BETA: f64 = 0.98;
@@ -164,45 +167,67 @@ impl<C, P: crate::Profiler> Tuner<'_, C, P> {
         D: FitData<M>,
         U: UpdateLr<M>,
     {
-        opts.check()?;
-        if !M::AUTOMATIC_OPTIMIZATION {
-            return Err(Error::Tuner(format!(
-                "lr_find needs automatic optimization; `{}` steps its optimizers itself (manual_optimization): sweep the rate in its `training_step` instead",
-                M::NAME
-            )));
-        }
-        let schedule =
-            Schedule { min_lr: opts.min_lr, max_lr: opts.max_lr, num_training: opts.num_training, mode: opts.mode };
-        let sweep = LrSweep::new(schedule, Smoother::new(BETA, opts.early_stop_threshold));
-        let mut run = self.trainer.for_tuning((sweep,), |c| {
-            c.max_steps = Some(opts.num_training);
-            // a diverging loss is what the sweep looks for, not an error
-            c.detect_anomaly = false;
-        });
-        let snapshot = Snapshot::take(model.parameters())?;
-        let fitted = run.fit(model, data);
-        let restored = snapshot.restore(model.parameters());
-        fitted?;
-        restored?;
-        let sweep = &mut run.callbacks().0;
-        let (lrs, losses) = (std::mem::take(&mut sweep.lrs), std::mem::take(&mut sweep.losses));
-        let finder = LrFinder { mode: opts.mode, lrs, losses, stopped_early: sweep.diverged };
-        if finder.stopped_early {
-            let steps = finder.lrs.len();
-            info(self.trainer, format_args!("LR finder stopped early after {steps} steps due to diverging loss."));
-        }
-        if U::ENABLED {
-            match finder.suggestion() {
-                Some(lr) => {
-                    opts.update.update(model, lr);
-                    info(self.trainer, format_args!("Learning rate set to {lr:e}"));
-                }
-                None => info(
-                    self.trainer,
-                    format_args!("Failed to compute suggestion for learning rate because there are not enough points ({} after skipping 10 and 1). Increase num_training or the size of your dataset/dataloader; the learning rate was left as it was.", finder.lrs.len().saturating_sub(11)),
-                ),
-            }
-        }
-        Ok(finder)
+        let (mut dm, train, val) = data.into_parts();
+        sweep(self.trainer, model, dm.borrow_mut(), train, val, &mut opts)
     }
+}
+
+/// The range test on the data of a `fit` (what [`Tuner::lr_find_with`] and the
+/// [`LearningRateFinder`](super::LearningRateFinder) callback run), with `trainer`'s flags.
+pub(crate) fn sweep<C, P, M, DM, T, V, U>(
+    trainer: &Trainer<C, P>,
+    model: &mut M,
+    dm: &mut DM,
+    train: Option<T>,
+    val: Option<V>,
+    opts: &mut LrFind<U>,
+) -> Result<LrFinder>
+where
+    P: crate::Profiler,
+    M: LightningModule,
+    DM: DataModule<Batch = M::Batch>,
+    T: Loader<Batch = M::Batch>,
+    V: Loaders<Batch = M::Batch>,
+    U: UpdateLr<M>,
+{
+    opts.check()?;
+    if !M::AUTOMATIC_OPTIMIZATION {
+        return Err(Error::Tuner(format!(
+            "lr_find needs automatic optimization; `{}` steps its optimizers itself (manual_optimization): sweep the rate in its `training_step` instead",
+            M::NAME
+        )));
+    }
+    let schedule =
+        Schedule { min_lr: opts.min_lr, max_lr: opts.max_lr, num_training: opts.num_training, mode: opts.mode };
+    let sweep = LrSweep::new(schedule, Smoother::new(BETA, opts.early_stop_threshold));
+    let mut run = trainer.for_tuning((sweep,), |c| {
+        c.max_steps = Some(opts.num_training);
+        // a diverging loss is what the sweep looks for, not an error
+        c.detect_anomaly = false;
+    });
+    let snapshot = Snapshot::take(model.parameters())?;
+    let fitted = run.fit_inner(model, dm, train, val);
+    let restored = snapshot.restore(model.parameters());
+    fitted?;
+    restored?;
+    let sweep = &mut run.callbacks().0;
+    let (lrs, losses) = (std::mem::take(&mut sweep.lrs), std::mem::take(&mut sweep.losses));
+    let finder = LrFinder { mode: opts.mode, lrs, losses, stopped_early: sweep.diverged };
+    if finder.stopped_early {
+        let steps = finder.lrs.len();
+        info(trainer, format_args!("LR finder stopped early after {steps} steps due to diverging loss."));
+    }
+    if U::ENABLED {
+        match finder.suggestion() {
+            Some(lr) => {
+                opts.update.update(model, lr);
+                info(trainer, format_args!("Learning rate set to {lr:e}"));
+            }
+            None => info(
+                trainer,
+                format_args!("Failed to compute suggestion for learning rate because there are not enough points ({} after skipping 10 and 1). Increase num_training or the size of your dataset/dataloader; the learning rate was left as it was.", finder.lrs.len().saturating_sub(11)),
+            ),
+        }
+    }
+    Ok(finder)
 }

@@ -7,6 +7,8 @@
 
 mod batch_search;
 mod batch_size;
+mod finders;
+mod fit_tuning;
 mod lr_find;
 mod lr_finder;
 mod lr_sweep;
@@ -16,6 +18,9 @@ mod trial;
 
 pub use batch_search::Trial;
 pub use batch_size::{BatchSizeAttr, BatchSizeMode, BatchSizeSearch, ScaleBatchSize};
+pub use finders::{BatchSizeFinder, LearningRateFinder};
+pub(crate) use fit_tuning::FitTuning;
+pub use fit_tuning::TuneFit;
 pub use lr_find::{LrFind, NoUpdate, SetLr, UpdateLr};
 pub use lr_finder::LrFinder;
 pub use lr_sweep::LrFindMode;
