@@ -23,6 +23,11 @@ use crate::{Data, DataModule, Error, FitData, FitOutcome, LightningModule, Limit
 ///     fn set_batch_size(&mut self, batch_size: usize) { self.batch_size = batch_size }
 /// }
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no batch size for the batch size finder to set: implement `lightning::tuner::BatchSizeAttr` for it",
+    label = "no `BatchSizeAttr`",
+    note = "`BatchSizeFinder` and `Tuner::scale_batch_size` set the size through `BatchSizeAttr::set_batch_size`, and the `train_dataloader` hook reads it"
+)]
 pub trait BatchSizeAttr {
     /// The batch size the loader hook uses now.
     fn batch_size(&self) -> usize;
