@@ -28,6 +28,8 @@ pub use model_checkpoint::ModelCheckpoint;
 pub use on_exception_checkpoint::OnExceptionCheckpoint;
 pub use prediction_writer::{BasePredictionWriter, PredictionWriter, WriteInterval};
 pub use progress_bar::ProgressBar;
+// Lightning keeps the finders among its callbacks: the same types as `lightning::tuner`'s
+pub use crate::tuner::{BatchSizeFinder, LearningRateFinder};
 pub use swa::{equal_mean, AvgFn, StochasticWeightAveraging, SwaEpochStart, SwaLrs};
 pub use throughput_monitor::ThroughputMonitor;
 pub use timer::{TimedStage, Timer};

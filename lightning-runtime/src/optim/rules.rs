@@ -398,6 +398,10 @@ impl Adam {
     pub fn new(params: impl Into<Params>, config: AdamConfig) -> Result<Self> {
         Self::with_rule(params, config)
     }
+    /// Adam with torch's defaults and this learning rate.
+    pub fn with_lr(params: impl Into<Params>, lr: f64) -> Result<Self> {
+        Self::with_rule(params, AdamConfig { lr, ..AdamConfig::default() })
+    }
 }
 
 impl AdamW {
@@ -416,11 +420,19 @@ impl RmsProp {
     pub fn new(params: impl Into<Params>, config: RmsPropConfig) -> Result<Self> {
         Self::with_rule(params, config)
     }
+    /// RMSprop with torch's defaults and this learning rate.
+    pub fn with_lr(params: impl Into<Params>, lr: f64) -> Result<Self> {
+        Self::with_rule(params, RmsPropConfig { lr, ..RmsPropConfig::default() })
+    }
 }
 
 impl Adagrad {
     /// Adagrad with these settings (`AdagradConfig::default()` for torch's).
     pub fn new(params: impl Into<Params>, config: AdagradConfig) -> Result<Self> {
         Self::with_rule(params, config)
+    }
+    /// Adagrad with torch's defaults and this learning rate.
+    pub fn with_lr(params: impl Into<Params>, lr: f64) -> Result<Self> {
+        Self::with_rule(params, AdagradConfig { lr, ..AdagradConfig::default() })
     }
 }

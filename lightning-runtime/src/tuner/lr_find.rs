@@ -217,11 +217,12 @@ where
         let steps = finder.lrs.len();
         info(trainer, format_args!("LR finder stopped early after {steps} steps due to diverging loss."));
     }
+    warn_if_early(trainer, &finder);
     if U::ENABLED {
         match finder.suggestion() {
             Some(lr) => {
                 opts.update.update(model, lr);
-                info(trainer, format_args!("Learning rate set to {lr:e}"));
+                info(trainer, format_args!("Learning rate set to {lr:.3e}"));
             }
             None => info(
                 trainer,
@@ -230,4 +231,21 @@ where
         }
     }
     Ok(finder)
+}
+
+/// Lightning's rule takes the steepest slope of the smoothed loss per unit of rate, which
+/// a noisy loss (small batches) can put among the first, tiny rates, where training has
+/// barely begun. Lightning says nothing; a user would then train at a rate far too small.
+fn warn_if_early<C, P: crate::Profiler>(trainer: &Trainer<C, P>, finder: &LrFinder) {
+    let n = finder.lrs.len();
+    let Some(i) = finder.optimal_index(10, 1) else { return };
+    if n >= 20 && i < n / 5 {
+        info(
+            trainer,
+            format_args!(
+                "LR finder: the suggestion {:.3e} is in the first fifth of the sweep (step {i} of {n}), where the loss has barely moved; a noisy loss curve (small batches) puts the steepest slope there. Look at `plot()` and choose the rate yourself, or sweep with larger batches.",
+                finder.lrs[i]
+            ),
+        );
+    }
 }
