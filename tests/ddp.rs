@@ -757,21 +757,25 @@ fn ranks_that_never_started_are_reported_as_such() {
     assert!(e.contains("rank(s) 1 never reached the trainer"), "{e}");
 }
 
-/// bf16-mixed under DDP: the ranks start from different seeds, so their f32 master weights
-/// must be rank 0's too (broadcast with the bf16 weights), or they drift apart at the first step.
+/// bf16-mixed and 16-mixed under DDP: the ranks start from different seeds, so their f32
+/// master weights must be rank 0's too (broadcast with the half-precision weights), or they
+/// drift apart at the first step. Under 16-mixed the loss scaler must also skip the same
+/// steps on every rank: the gradients it checks for inf/NaN are the averaged ones.
 #[test]
-fn bf16_mixed_master_weights_are_the_same_on_every_rank() {
-    let vars = [("LIGHTNING_DDP_PRECISION", "bf16-mixed".to_string())];
-    let one = run_with(1, &vars);
-    let text = run_ok(2, &vars);
-    let rank = |r: &str| tagged(&text, "PERRANK ").filter_map(|l| l.strip_prefix(r)).collect::<Vec<_>>();
-    let (r0, r1) = (rank("0 "), rank("1 "));
-    assert_eq!(r0.len(), 4, "{text}");
-    assert_eq!(r0, r1, "both ranks end with the same f32 weights");
-    // bf16 gradients averaged over 2 ranks round unlike one process's: near, not equal
-    for (name, w) in &one {
-        for (a, b) in weights(&text)[name].iter().zip(w) {
-            assert!((a - b).abs() < 0.05, "{name}: {a} vs {b}");
+fn mixed_precision_master_weights_are_the_same_on_every_rank() {
+    for precision in ["bf16-mixed", "16-mixed"] {
+        let vars = [("LIGHTNING_DDP_PRECISION", precision.to_string())];
+        let one = run_with(1, &vars);
+        let text = run_ok(2, &vars);
+        let rank = |r: &str| tagged(&text, "PERRANK ").filter_map(|l| l.strip_prefix(r)).collect::<Vec<_>>();
+        let (r0, r1) = (rank("0 "), rank("1 "));
+        assert_eq!(r0.len(), 4, "{precision}: {text}");
+        assert_eq!(r0, r1, "{precision}: both ranks end with the same f32 weights");
+        // half-precision gradients averaged over 2 ranks round unlike one process's: near, not equal
+        for (name, w) in &one {
+            for (a, b) in weights(&text)[name].iter().zip(w) {
+                assert!((a - b).abs() < 0.05, "{precision}, {name}: {a} vs {b}");
+            }
         }
     }
 }
