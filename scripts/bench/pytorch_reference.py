@@ -12,6 +12,8 @@ Set-up, once (PyPI's Linux wheels of torch pull CUDA libraries, about 4 GB):
     python3 -m venv .venv-torch && .venv-torch/bin/pip install torch lightning
 Run:
     .venv-torch/bin/python scripts/bench/pytorch_reference.py [--cnn-batches 100] [--mlp-batches 938]
+By batch size, plain PyTorch's MLP only (against `cargo bench --bench epoch -- --only bare --batch N`):
+    .venv-torch/bin/python scripts/bench/pytorch_reference.py --only mlp --plain-only --batch 1024
 Peak memory of one Lightning MLP epoch (compare with the MNIST example's, see BENCHMARKS.md):
     /usr/bin/time -v .venv-torch/bin/python scripts/bench/pytorch_reference.py --lightning-mlp-epoch
 
@@ -257,7 +259,7 @@ def gpt_lightning(cfg, batches):
 
 
 def gpt_main(a):
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, python {sys.version.split()[0]}")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, python {sys.version.split()[0]}, batch {BATCH}")
     print("| config | trainer | batches | samples/s | tokens/s | mean loss |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name in [a.gpt_config] if a.gpt_config else ["gpt", "small"]:
@@ -272,6 +274,7 @@ def gpt_main(a):
 
 
 def main():
+    global BATCH
     p = argparse.ArgumentParser()
     p.add_argument("--gpt", action="store_true", help="the GPT benchmark's model instead of the MLP and CNN")
     p.add_argument("--gpt-config", choices=list(GPT_CONFIGS))
@@ -280,8 +283,13 @@ def main():
     p.add_argument("--cnn-batches", type=int, default=100)
     p.add_argument("--mlp-batches", type=int, default=60000 // BATCH)
     p.add_argument("--only", choices=["mlp", "cnn"])
+    p.add_argument("--batch", type=int, default=BATCH, help="batch size (default 64); --mlp-batches counts batches of this size")
+    p.add_argument("--plain-only", action="store_true", help="plain PyTorch only (no Lightning runs)")
     p.add_argument("--lightning-mlp-epoch", action="store_true", help="only one MLP epoch with Lightning's defaults (for peak RSS)")
     a = p.parse_args()
+    if a.batch != BATCH:
+        BATCH = a.batch
+        a.mlp_batches = a.mlp_batches if "--mlp-batches" in sys.argv else 60000 // BATCH
     torch.set_num_threads(1)
     if a.gpt:
         gpt_main(a)
@@ -297,9 +305,11 @@ def main():
         # the MLP epoch is short: best of two runs, as the Rust bench does
         best = lambda f: max(f() for _ in range(reps))
         rows.append((name, "plain PyTorch", best(lambda: plain(make, x, y, batches))))
+        if a.plain_only:
+            continue
         rows.append((name, "Lightning, bare", best(lambda: lightning_run(make, x, y, batches, False))))
         rows.append((name, "Lightning, defaults (bar, CSV logger, checkpoint)", best(lambda: lightning_run(make, x, y, batches, True))))
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, python {sys.version.split()[0]}")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, python {sys.version.split()[0]}, batch {BATCH}")
     print("| model | trainer | samples/s |")
     print("| --- | --- | --- |")
     for name, trainer, sps in rows:
