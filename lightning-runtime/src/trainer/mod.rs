@@ -13,6 +13,7 @@ pub(crate) mod foreign_params;
 pub(crate) mod hooks;
 pub(crate) mod interrupt;
 pub(crate) mod logs;
+mod malloc;
 pub(crate) mod requeue;
 mod results;
 pub(crate) mod resume;

@@ -72,6 +72,9 @@ impl<C, P: Profiler> Trainer<C, P> {
         state.val_check_once_per_epoch = self.config.val_check_interval == Limit::Fraction(1.0);
         let foreign = state.world.is_some() || crate::dist::runtime_started();
         threads::apply(threads::choose(self.config.threads, &self.device, model.parameters()), foreign);
+        if self.device.is_cpu() {
+            super::malloc::keep_freed_buffers();
+        }
         (state, parked)
     }
 
