@@ -2,8 +2,9 @@
 //! shapes the MLP and CNN epochs run: GFLOP/s, % of one core's peak, and the ratio.
 //!
 //! ```text
-//! RAYON_NUM_THREADS=1 cargo bench --bench gemm
+//! RAYON_NUM_THREADS=1 cargo bench --bench gemm [-- --only NAME]
 //! ```
+//! `--only fc1` runs the products whose name contains `fc1`.
 //! Each shape: the two interleaved, best of 5 rounds of about 30 ms each.
 
 use std::time::Instant;
@@ -32,7 +33,8 @@ fn shape(name: impl Into<String>, (m, n, k): (usize, usize, usize), a_t: bool, b
 /// Linear's three products (forward, input gradient, weight gradient) and the CNN's im2col
 /// products per image (conv2d_kernels.rs).
 fn shapes() -> Vec<Shape> {
-    let mut v = Vec::new();
+    // the microkernel alone, near its best: one B sliver (256 × 32, in L1) against 20 A slivers
+    let mut v = vec![shape("kernel: 1 B sliver", (280, 32, 256), true, false, false)];
     for b in [64, 256, 1024, 4096] {
         v.push(shape(format!("fc1 fwd B={b}"), (b, 128, 784), false, true, false));
         v.push(shape(format!("fc1 dW  B={b}"), (128, 784, b), true, false, false));
@@ -85,7 +87,8 @@ fn main() {
     let pct = |g: f64| peak.as_ref().map_or(String::new(), |p| format!(" ({:.0}%)", 100.0 * g / p.gflops));
     println!("| product | (m, n, k) | ours GFLOP/s (% of peak) | gemm crate | ours / crate |");
     println!("| --- | --- | --- | --- | --- |");
-    for s in shapes() {
+    let only = std::env::args().skip_while(|a| a != "--only").nth(1).unwrap_or_default();
+    for s in shapes().into_iter().filter(|s| s.name.contains(&only)) {
         let (mnk, n, acc) = (s.mnk, s.mnk.1, s.accumulate);
         let [o, g] = time(
             &s,

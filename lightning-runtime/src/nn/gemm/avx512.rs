@@ -21,23 +21,36 @@ pub(super) struct Tile {
     pub load_c: bool,
 }
 
-/// C tile (`R` × `V`·16, the last vector masked) `[+]=` A (`k` × `R`, packed `a[p * R + i]`)
-/// · B (`k` × `V`·16, packed `b[p * V * 16 + j]`).
+/// C tile (`R` × `V`·16, the last vector masked) `[+]=` A (`k` × `R`, `a[p * a_step + i]`:
+/// packed, `a_step = R`, or in place) · B (`k` × `V`·16, packed `b[p * V * 16 + j]`).
 ///
 /// # Safety
-/// AVX-512F is available; `a` holds `k * R` and `b` holds `k * V * 16` readable floats; for
+/// AVX-512F is available; `a[p * a_step + i]` (p < k, i < R) and `b[..k * V * 16]` are
+/// readable; for
 /// every row `i < R`, the `V`·16 columns from `t.c + i * t.ldc` whose lanes are set (every lane
 /// of all but the last vector, `t.last_mask` of the last) are valid for reads and writes.
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn kernel<const R: usize, const V: usize>(k: usize, a: *const f32, b: *const f32, t: Tile) {
+unsafe fn kernel<const R: usize, const V: usize>(k: usize, (a, a_step): (*const f32, usize), b: *const f32, t: Tile) {
     let mut acc = [[_mm512_setzero_ps(); V]; R];
+    if t.load_c {
+        // C's tile is read after the k loop: start fetching it now
+        for i in 0..R {
+            for v in 0..V {
+                _mm_prefetch::<_MM_HINT_T0>(t.c.wrapping_add(i * t.ldc + v * 16).cast());
+            }
+        }
+    }
     for p in 0..k {
         // SAFETY: p < k, so these reads stay in the packed slivers (caller's contract)
         unsafe {
             let bp = b.add(p * V * 16);
-            let bv: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(bp.add(v * 16)));
-            let ap = a.add(p * R);
+            // a loop, not `array::from_fn`: a closure does not inherit the target feature
+            let mut bv = [_mm512_setzero_ps(); V];
+            for (v, bv) in bv.iter_mut().enumerate() {
+                *bv = _mm512_loadu_ps(bp.add(v * 16));
+            }
+            let ap = a.add(p * a_step);
             for (i, row) in acc.iter_mut().enumerate() {
                 let ai = _mm512_set1_ps(*ap.add(i));
                 for (acc, bv) in row.iter_mut().zip(bv) {
@@ -65,7 +78,7 @@ unsafe fn kernel<const R: usize, const V: usize>(k: usize, a: *const f32, b: *co
 /// # Safety
 /// As [`kernel`] with `R = rows`, `V = vecs`.
 #[target_feature(enable = "avx512f")]
-pub(super) unsafe fn tile(rows: usize, vecs: usize, k: usize, a: *const f32, b: *const f32, t: Tile) {
+pub(super) unsafe fn tile(rows: usize, vecs: usize, k: usize, a: (*const f32, usize), b: *const f32, t: Tile) {
     macro_rules! rows {
         ($v:literal) => {
             // SAFETY: the caller's contract, with R = rows and V = $v

@@ -70,17 +70,49 @@ pub(super) unsafe fn gemm(
                 pack_b(b, (pc, kc), (jc, nc), bbuf);
                 for ic in (0..m).step_by(mc_blk) {
                     let mc = mc_blk.min(m - ic);
-                    pack_a(a, (ic, mc), (pc, kc), abuf);
+                    let a_block = if a.1 .0 == 1 {
+                        // columns contiguous: a sliver is already k-major, read in place
+                        ABlock { data: a.0, base: ic + pc * a.1 .1, step: Some(a.1 .1) }
+                    } else {
+                        pack_a(a, (ic, mc), (pc, kc), abuf);
+                        ABlock { data: abuf, base: 0, step: None }
+                    };
                     let panel = Panel { dst: &mut *dst, ldc, at: (ic, jc), mnk: (mc, nc, kc), load_c: accumulate || pc > 0 };
                     // SAFETY: AVX-512F is available (this function's contract)
-                    unsafe { panel.run(abuf, bbuf) };
+                    unsafe { panel.run(a_block, bbuf) };
                 }
             }
         }
     });
 }
 
-/// One packed A block against one packed B panel, into C's block at `at`.
+/// An A block as the microkernel reads it: packed (sliver `s` at `s * MR * kc`, its depths
+/// `rows` apart), or in place when A's columns are contiguous (row `i` at `base + i`, depths
+/// `step` apart).
+struct ABlock<'a> {
+    data: &'a [f32],
+    base: usize,
+    step: Option<usize>,
+}
+
+impl ABlock<'_> {
+    /// The offset of the sliver starting at block row `ir`, and its depth step.
+    fn sliver(&self, ir: usize, rows: usize, kc: usize) -> (usize, usize) {
+        match self.step {
+            Some(step) => (self.base + ir, step),
+            None => (ir * kc, rows),
+        }
+    }
+    /// Whether every element of an `mc × kc` block lies in `data`.
+    fn holds(&self, mc: usize, kc: usize) -> bool {
+        match self.step {
+            Some(step) => self.data.len() > self.base + (mc - 1) + (kc - 1) * step,
+            None => self.data.len() >= mc * kc,
+        }
+    }
+}
+
+/// One A block against one packed B panel, into C's block at `at`.
 struct Panel<'a> {
     dst: &'a mut [f32],
     ldc: usize,
@@ -93,12 +125,12 @@ impl Panel<'_> {
     /// # Safety
     /// AVX-512F is available.
     #[target_feature(enable = "avx512f")]
-    unsafe fn run(self, abuf: &[f32], bbuf: &[f32]) {
+    unsafe fn run(self, a: ABlock, bbuf: &[f32]) {
         let (mc, nc, kc) = self.mnk;
         let (i0, j0) = self.at;
         // every element a tile touches, (i0 + mc - 1, j0 + nc - 1) at most, is in `dst`
         assert!(mc > 0 && nc > 0 && self.dst.len() >= (i0 + mc - 1) * self.ldc + j0 + nc && j0 + nc <= self.ldc);
-        assert!(abuf.len() >= mc * kc && bbuf.len() >= nc.next_multiple_of(16) * kc);
+        assert!(kc > 0 && a.holds(mc, kc) && bbuf.len() >= nc.next_multiple_of(16) * kc);
         let c = self.dst.as_mut_ptr();
         for jr in (0..nc).step_by(NR) {
             let w = NR.min(nc - jr);
@@ -106,14 +138,15 @@ impl Panel<'_> {
             let last_mask = (u32::MAX >> (32 - (w - (vecs - 1) * 16))) as u16;
             for ir in (0..mc).step_by(MR) {
                 let rows = MR.min(mc - ir);
-                // SAFETY: AVX-512F is available; the A sliver at `ir * kc` holds `rows * kc`
-                // floats and the B sliver at `jr * kc` holds `vecs * 16 * kc` (pack.rs's
-                // layout, inside the buffers by the assert above); the tile's rows
+                let (a_at, a_step) = a.sliver(ir, rows, kc);
+                // SAFETY: AVX-512F is available; the A sliver's `rows` floats at each of `kc`
+                // depths `a_step` apart and the B sliver at `jr * kc`, `vecs * 16 * kc` floats
+                // (pack.rs's layout), lie inside their slices by the assert above; the tile's rows
                 // i0 + ir .. i0 + ir + rows ≤ i0 + mc and its unmasked columns
                 // j0 + jr .. j0 + jr + w ≤ j0 + nc ≤ ldc lie inside `dst` by the assert above.
                 unsafe {
                     let t = Tile { c: c.add((i0 + ir) * self.ldc + j0 + jr), ldc: self.ldc, last_mask, load_c: self.load_c };
-                    tile(rows, vecs, kc, abuf.as_ptr().add(ir * kc), bbuf.as_ptr().add(jr * kc), t);
+                    tile(rows, vecs, kc, (a.data.as_ptr().add(a_at), a_step), bbuf.as_ptr().add(jr * kc), t);
                 }
             }
         }

@@ -4,22 +4,18 @@
 //! but the last of a block is full, so sliver `s` starts at `s * MR * kc` (`s * NR * kc`).
 
 use super::avx512::{MR, NR};
-use super::transpose::block16;
+use super::transpose::{block16, copy_pad};
 use super::Mat;
 
 /// Packs rows `i0..i0 + mc`, depths `p0..p0 + kc` of `a` into `out` (at least `mc * kc`).
+/// An A with contiguous columns is not packed: block.rs reads it in place.
 #[target_feature(enable = "avx512f")]
 pub(super) fn pack_a(Mat(a, (rs, cs)): Mat<f32>, (i0, mc): (usize, usize), (p0, kc): (usize, usize), out: &mut [f32]) {
     for ir in (0..mc).step_by(MR) {
         let r = MR.min(mc - ir);
         let dst = &mut out[ir * kc..][..r * kc];
         let row0 = i0 + ir;
-        if rs == 1 {
-            // columns contiguous (a transposed operand): one copy of `r` floats a depth
-            for (p, d) in dst.chunks_exact_mut(r).enumerate() {
-                d.copy_from_slice(&a[row0 + (p0 + p) * cs..][..r]);
-            }
-        } else if cs == 1 {
+        if cs == 1 {
             // rows contiguous: 16 depths of the sliver's rows at a time, transposed
             for p in (0..kc).step_by(16) {
                 block16(&a[row0 * rs + p0 + p..], rs, r, 16.min(kc - p), &mut dst[p * r..], r);
@@ -44,8 +40,7 @@ pub(super) fn pack_b(Mat(b, (rs, cs)): Mat<f32>, (p0, kc): (usize, usize), (j0, 
         if cs == 1 {
             // rows contiguous: one copy of `w` floats a depth, then the zero padding
             for (p, d) in dst.chunks_exact_mut(wv).enumerate() {
-                d[..w].copy_from_slice(&b[(p0 + p) * rs + col0..][..w]);
-                d[w..].fill(0.0);
+                copy_pad(&b[(p0 + p) * rs + col0..][..w], d);
             }
             continue;
         }
