@@ -90,10 +90,7 @@ fn main() {
     let only = std::env::args().skip_while(|a| a != "--only").nth(1).unwrap_or_default();
     for s in shapes().into_iter().filter(|s| s.name.contains(&only)) {
         let (mnk, n, acc) = (s.mnk, s.mnk.1, s.accumulate);
-        let [o, g] = time(
-            &s,
-            [&|c, a, b| ours(mnk, c, n, acc, a, b), &|c, a, b| gemm_crate(mnk, c, n, acc, a, b)],
-        );
+        let [o, g] = time(&s, [&|c, a, b| ours(mnk, c, n, acc, a, b), &|c, a, b| gemm_crate(mnk, c, n, acc, a, b)]);
         println!("| {} | {:?} | {o:.1}{} | {g:.1}{} | {:.2}× |", s.name, mnk, pct(o), pct(g), o / g);
     }
 }

@@ -77,7 +77,8 @@ pub(super) unsafe fn gemm(
                         pack_a(a, (ic, mc), (pc, kc), abuf);
                         ABlock { data: abuf, base: 0, step: None }
                     };
-                    let panel = Panel { dst: &mut *dst, ldc, at: (ic, jc), mnk: (mc, nc, kc), load_c: accumulate || pc > 0 };
+                    let panel =
+                        Panel { dst: &mut *dst, ldc, at: (ic, jc), mnk: (mc, nc, kc), load_c: accumulate || pc > 0 };
                     // SAFETY: AVX-512F is available (this function's contract)
                     unsafe { panel.run(a_block, bbuf) };
                 }
@@ -145,7 +146,12 @@ impl Panel<'_> {
                 // i0 + ir .. i0 + ir + rows ≤ i0 + mc and its unmasked columns
                 // j0 + jr .. j0 + jr + w ≤ j0 + nc ≤ ldc lie inside `dst` by the assert above.
                 unsafe {
-                    let t = Tile { c: c.add((i0 + ir) * self.ldc + j0 + jr), ldc: self.ldc, last_mask, load_c: self.load_c };
+                    let t = Tile {
+                        c: c.add((i0 + ir) * self.ldc + j0 + jr),
+                        ldc: self.ldc,
+                        last_mask,
+                        load_c: self.load_c,
+                    };
                     tile(rows, vecs, kc, (a.data.as_ptr().add(a_at), a_step), bbuf.as_ptr().add(jr * kc), t);
                 }
             }

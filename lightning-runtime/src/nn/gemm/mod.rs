@@ -1,9 +1,9 @@
-//! The one matrix multiply the fast layers share. In `f32` on an x86-64 CPU with AVX-512 and
-//! one candle thread, our own kernel ([`block`], [`pack`], [`avx512`]): the `gemm` crate
-//! enables its AVX-512 `f32` kernels only on nightly Rust, and its AVX2 kernel reaches about
-//! half of such a core's peak. Everything else (other dtypes, no AVX-512, other CPUs, several
-//! threads) calls the `gemm` crate that candle itself uses on the CPU, with candle's thread
-//! setting.
+//! The one matrix multiply the fast layers share. In `f32` on an x86-64 CPU with AVX-512, our
+//! own kernel ([`block`], [`pack`], [`avx512`]; [`par`] over candle's threads): the `gemm`
+//! crate enables its AVX-512 `f32` kernels only on nightly Rust, and its AVX2 kernel reaches
+//! under half of such a core's peak. Everything else (other dtypes, no AVX-512, other CPUs,
+//! products under 16 rows or columns) calls the `gemm` crate that candle itself uses on the
+//! CPU, with candle's thread setting.
 
 use std::any::TypeId;
 
@@ -16,6 +16,8 @@ mod avx512;
 mod block;
 #[cfg(target_arch = "x86_64")]
 mod pack;
+#[cfg(target_arch = "x86_64")]
+mod par;
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests;
 #[cfg(target_arch = "x86_64")]
@@ -88,12 +90,11 @@ fn matmul_into<T: WithDType>(
     gemm_crate(mnk, dst, dst_rs, accumulate, lhs, rhs)
 }
 
-/// Whether our kernel takes this `f32` product: AVX-512, one thread (the `gemm` crate splits
-/// large products over rayon), and at least 16 rows and columns: with fewer (the MLP's
-/// 10-class layer, a 3×3 single-channel convolution's weight gradient) packing is not repaid
-/// and the `gemm` crate measured faster (`benches/gemm.rs`).
+/// Whether our kernel takes this `f32` product: AVX-512, and at least 16 rows and columns:
+/// with fewer (the MLP's 10-class layer, a 3×3 single-channel convolution's weight gradient)
+/// packing is not repaid and the `gemm` crate measured faster (`benches/gemm.rs`).
 fn ours_for((m, n, _): (usize, usize, usize)) -> bool {
-    m >= 16 && n >= 16 && avx512_available() && candle_core::utils::get_num_threads() <= 1 && !crate_forced()
+    m >= 16 && n >= 16 && avx512_available() && !crate_forced()
 }
 
 /// `LIGHTNING_GEMM=crate`: the `gemm` crate everywhere, to measure before against after in
@@ -111,14 +112,23 @@ fn check_bounds<T>((m, n, k): (usize, usize, usize), dst: usize, dst_rs: usize, 
     assert!(k == 0 || n == 0 || rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
 }
 
-/// Our AVX-512 kernel; panics without AVX-512. Public (hidden) for `benches/gemm.rs`.
+/// Our AVX-512 kernel, with candle's thread setting (bands of rows over rayon); panics
+/// without AVX-512. Public (hidden) for `benches/gemm.rs`.
 #[doc(hidden)]
-pub fn ours(mnk: (usize, usize, usize), dst: &mut [f32], dst_rs: usize, accumulate: bool, lhs: Mat<f32>, rhs: Mat<f32>) {
+pub fn ours(
+    mnk: (usize, usize, usize),
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: Mat<f32>,
+    rhs: Mat<f32>,
+) {
     assert!(avx512_available(), "this CPU has no AVX-512");
+    check_bounds(mnk, dst.len(), dst_rs, lhs, rhs);
     #[cfg(target_arch = "x86_64")]
     // SAFETY: AVX-512F was detected just above
     unsafe {
-        block::gemm(mnk, dst, dst_rs, accumulate, lhs, rhs)
+        par::gemm(candle_core::utils::get_num_threads(), mnk, dst, dst_rs, accumulate, lhs, rhs)
     }
 }
 

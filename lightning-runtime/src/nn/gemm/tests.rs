@@ -77,7 +77,16 @@ fn large_and_layer_shapes_match_the_naive_product() {
     let mut rng = StdRng::seed_from_u64(21);
     let Some(f) = ours_or_skip() else { return eprintln!("no AVX-512: the gemm crate's path only") };
     // blocks past one KC / MC / NC, and the MLP's and CNN's shapes with tails
-    for mnk in [(300, 784, 129), (64, 128, 784), (128, 784, 64), (77, 10, 128), (10, 128, 93), (8, 676, 9), (16, 1100, 600), (299, 33, 513)] {
+    for mnk in [
+        (300, 784, 129),
+        (64, 128, 784),
+        (128, 784, 64),
+        (77, 10, 128),
+        (10, 128, 93),
+        (8, 676, 9),
+        (16, 1100, 600),
+        (299, 33, 513),
+    ] {
         check(f, mnk, &mut rng);
     }
 }
@@ -92,5 +101,24 @@ fn zero_sizes_write_nothing_or_zeros() {
                 check(f, mnk, &mut rng);
             }
         }
+    }
+}
+
+/// [`super::par::gemm`] on 3 threads, whatever candle's setting.
+fn par3(mnk: (usize, usize, usize), dst: &mut [f32], ldc: usize, accumulate: bool, a: Mat<f32>, b: Mat<f32>) {
+    assert!(avx512_available());
+    // SAFETY: AVX-512F was detected just above
+    unsafe { super::par::gemm(3, mnk, dst, ldc, accumulate, a, b) }
+}
+
+#[test]
+fn bands_of_rows_on_several_threads_match_the_naive_product() {
+    let mut rng = StdRng::seed_from_u64(23);
+    if !avx512_available() {
+        return eprintln!("no AVX-512: the gemm crate's path only");
+    }
+    // 3 bands, 2 (m / 8 = 2), uneven last band, and one below the size that splits
+    for mnk in [(300, 129, 784), (17, 700, 300), (64, 128, 200), (40, 40, 40)] {
+        check(par3, mnk, &mut rng);
     }
 }

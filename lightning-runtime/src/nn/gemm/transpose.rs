@@ -23,7 +23,12 @@ fn transpose16(r: &[__m512; 16]) -> [__m512; 16] {
         let t1 = _mm512_castps_pd(_mm512_unpackhi_ps(r[0], r[1]));
         let t2 = _mm512_castps_pd(_mm512_unpacklo_ps(r[2], r[3]));
         let t3 = _mm512_castps_pd(_mm512_unpackhi_ps(r[2], r[3]));
-        *u = [_mm512_unpacklo_pd(t0, t2), _mm512_unpackhi_pd(t0, t2), _mm512_unpacklo_pd(t1, t3), _mm512_unpackhi_pd(t1, t3)];
+        *u = [
+            _mm512_unpacklo_pd(t0, t2),
+            _mm512_unpackhi_pd(t0, t2),
+            _mm512_unpacklo_pd(t1, t3),
+            _mm512_unpackhi_pd(t1, t3),
+        ];
     }
     // then 128-bit lanes: column 4L + c gathers lane L of u[0..4][c]
     let mut out = [_mm512_setzero_ps(); 16];
