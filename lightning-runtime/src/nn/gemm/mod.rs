@@ -94,14 +94,7 @@ fn matmul_into<T: WithDType>(
 /// with fewer (the MLP's 10-class layer, a 3×3 single-channel convolution's weight gradient)
 /// packing is not repaid and the `gemm` crate measured faster (`benches/gemm.rs`).
 fn ours_for((m, n, _): (usize, usize, usize)) -> bool {
-    m >= 16 && n >= 16 && avx512_available() && !crate_forced()
-}
-
-/// `LIGHTNING_GEMM=crate`: the `gemm` crate everywhere, to measure before against after in
-/// one build (read once).
-fn crate_forced() -> bool {
-    static FORCED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *FORCED.get_or_init(|| std::env::var("LIGHTNING_GEMM").is_ok_and(|v| v == "crate"))
+    m >= 16 && n >= 16 && avx512_available()
 }
 
 fn check_bounds<T>((m, n, k): (usize, usize, usize), dst: usize, dst_rs: usize, lhs: Mat<T>, rhs: Mat<T>) {
