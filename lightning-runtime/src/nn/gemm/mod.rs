@@ -1,5 +1,5 @@
 //! The one matrix multiply the fast layers share. In `f32` on an x86-64 CPU with AVX-512, our
-//! own kernel ([`block`], [`pack`], [`avx512`]; [`par`] over candle's threads): the `gemm`
+//! own kernel (`block.rs`, `pack.rs`, `avx512.rs`; `par.rs` over candle's threads): the `gemm`
 //! crate enables its AVX-512 `f32` kernels only on nightly Rust, and its AVX2 kernel reaches
 //! under half of such a core's peak. Everything else (other dtypes, no AVX-512, other CPUs,
 //! products under 16 rows or columns) calls the `gemm` crate that candle itself uses on the
