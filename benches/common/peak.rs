@@ -2,6 +2,7 @@
 //! AVX2 FMAs and once with 16-lane AVX-512 FMAs where the CPU has them. The honest peak is
 //! the larger.
 
+#[cfg(target_arch = "x86_64")]
 use std::time::Instant;
 
 /// The peak in GFLOP/s and the loop that reached it ("AVX2" or "AVX-512").
