@@ -32,18 +32,24 @@ pub(super) fn pack_a(Mat(a, (rs, cs)): Mat<f32>, (i0, mc): (usize, usize), (p0, 
 /// `kc * nc.next_multiple_of(16)`).
 #[target_feature(enable = "avx512f")]
 pub(super) fn pack_b(Mat(b, (rs, cs)): Mat<f32>, (p0, kc): (usize, usize), (j0, nc): (usize, usize), out: &mut [f32]) {
+    if cs == 1 {
+        // rows contiguous: each row read once, front to back (one stream through memory
+        // rather than a stride of `rs` a sliver), its `NR`-float pieces to each sliver
+        for p in 0..kc {
+            let row = &b[(p0 + p) * rs + j0..][..nc];
+            for jr in (0..nc).step_by(NR) {
+                let w = NR.min(nc - jr);
+                let wv = w.next_multiple_of(16);
+                copy_pad(&row[jr..][..w], &mut out[jr * kc + p * wv..][..wv]);
+            }
+        }
+        return;
+    }
     for jr in (0..nc).step_by(NR) {
         let w = NR.min(nc - jr);
         let wv = w.next_multiple_of(16);
         let dst = &mut out[jr * kc..][..kc * wv];
         let col0 = j0 + jr;
-        if cs == 1 {
-            // rows contiguous: one copy of `w` floats a depth, then the zero padding
-            for (p, d) in dst.chunks_exact_mut(wv).enumerate() {
-                copy_pad(&b[(p0 + p) * rs + col0..][..w], d);
-            }
-            continue;
-        }
         if rs == 1 {
             // columns contiguous (a transposed weight): 16 depths of 16 columns at a time,
             // transposed
