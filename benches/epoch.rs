@@ -10,8 +10,8 @@
 //! RAYON_NUM_THREADS=1 cargo bench --bench epoch [-- --no-cnn | --only hand|bare|batteries|cnn] [--batch N]
 //! ```
 //! Beside samples/s it prints GFLOP/s (the FLOPs of a training step per sample are known for
-//! each model) and the share of one core's FP32 peak, measured first with a tight loop of
-//! independent AVX2 FMAs.
+//! each model) and the share of one core's FP32 peak, measured first with tight loops of
+//! independent FMAs: AVX2, and AVX-512 where the CPU has it (the larger is the peak).
 //! Reads /usr/share/datasets/fashion-mnist; without it, the embedded MNIST sample repeated to
 //! 60,000 images, and says so.
 
@@ -29,45 +29,8 @@ fn batch() -> usize {
     *B.get_or_init(|| std::env::args().skip_while(|a| a != "--batch").nth(1).and_then(|b| b.parse().ok()).unwrap_or(64))
 }
 
-/// One core's FP32 peak in GFLOP/s, measured: 12 independent chains of 8-lane FMAs (enough
-/// to cover the FMA latency on two pipes), best of 5 runs of 50M FMAs.
-#[cfg(target_arch = "x86_64")]
-fn peak_gflops() -> Option<f64> {
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn run(iters: usize) -> f32 {
-        use std::arch::x86_64::*;
-        let mut acc = [_mm256_set1_ps(0.0); 12];
-        let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
-        for _ in 0..iters {
-            for v in acc.iter_mut() {
-                *v = _mm256_fmadd_ps(*v, a, b);
-            }
-        }
-        let mut out = [0f32; 8];
-        let sum = acc.iter().fold(_mm256_set1_ps(0.0), |s, v| _mm256_add_ps(s, *v));
-        _mm256_storeu_ps(out.as_mut_ptr(), sum);
-        out.iter().sum()
-    }
-    if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
-        return None;
-    }
-    let iters = 50_000_000 / 12;
-    let mut best = 0f64;
-    for _ in 0..5 {
-        let start = Instant::now();
-        // SAFETY: the features were detected above
-        let r = unsafe { run(iters) };
-        let secs = start.elapsed().as_secs_f64();
-        std::hint::black_box(r);
-        best = best.max((iters * 12 * 8 * 2) as f64 / secs / 1e9);
-    }
-    Some(best)
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn peak_gflops() -> Option<f64> {
-    None
-}
+#[path = "common/peak.rs"]
+mod peak;
 
 /// 784 → 128 → 10, or the CNN.
 trait Net: Sized + lightning::Relocate + 'static {
@@ -258,13 +221,14 @@ fn main() -> lightning::Result<()> {
     let x = Tensor::cat(&vec![train_images; reps], 0)?.narrow(0, 0, 60_000)?;
     let y = Tensor::cat(&vec![data.train.labels.clone(); reps], 0)?.narrow(0, 0, 60_000)?;
     let test = (&test_images, &data.test.labels);
-    let peak = peak_gflops();
+    let peak = peak::peak();
     println!(
-        "data: {source}; batch {}; threads: {}; one core's FP32 peak (AVX2 FMA loop): {}",
+        "data: {source}; batch {}; threads: {}; one core's FP32 peak: {}",
         batch(),
         candle_core::utils::get_num_threads(),
-        peak.map_or("not measured (no AVX2/FMA)".into(), |p| format!("{p:.1} GFLOP/s"))
+        peak.as_ref().map_or("not measured (no AVX2/FMA)".into(), |p| p.to_string())
     );
+    let peak = peak.map(|p| p.gflops);
     let of_peak = |sps: f64, flops: f64| {
         let g = sps * flops / 1e9;
         peak.map_or(format!("{g:.1} GFLOP/s"), |p| format!("{g:.1} GFLOP/s, {:.0}% of peak", 100.0 * g / p))

@@ -327,6 +327,23 @@ fn check_linear(case: &LinearCase, dtype: DType, tol: f64) -> Result<(), TestCas
     Ok(())
 }
 
+/// Sizes of 16 and more rows and columns, where an AVX-512 CPU runs our own GEMM for f32
+/// (smaller products, as in the proptests, use the `gemm` crate).
+#[test]
+fn layers_at_our_gemm_sizes_equal_the_references() {
+    for (i, (lead, inp, out)) in
+        [(vec![37], 50, 33), (vec![2, 40], 200, 40), (vec![64], 784, 128)].into_iter().enumerate()
+    {
+        let case = LinearCase { lead, inp, out, bias: i != 1, input_grad: true, seed: 40 + i as u64 };
+        check_linear(&case, DType::F32, 1e-5).unwrap();
+    }
+    for (i, (c, o, hw, stride, padding)) in [(4, 20, 12, 1, 1), (3, 17, 11, 2, 0)].into_iter().enumerate() {
+        let case =
+            ConvCase { n: 2, c, h: hw, w: hw, o, k: 3, stride, padding, dilation: 1, bias: true, seed: 50 + i as u64 };
+        check_conv(&case, DType::F32, 1e-5).unwrap();
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
 

@@ -49,7 +49,8 @@ mod conv2d_kernels;
 mod cross_entropy;
 mod dropout;
 mod embedding;
-mod gemm;
+#[doc(hidden)]
+pub mod gemm;
 pub(crate) mod init;
 mod linear;
 mod math;
