@@ -196,7 +196,7 @@ impl Config {
             weight_decay: args.weight_decay,
             seed: args.seed,
         };
-        if cfg.n_embd % cfg.n_head != 0 {
+        if !cfg.n_embd.is_multiple_of(cfg.n_head) {
             return Err(lightning::Error::msg(format!(
                 "--n-embd {} does not split into {} heads: give a multiple of --n-head",
                 cfg.n_embd, cfg.n_head

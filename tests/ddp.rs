@@ -141,7 +141,7 @@ fn worker() -> lightning::Result<()> {
         println!("\nVIA {rank} {via}");
     }
     lightning::dist::rank_zero_only(|| println!("\nRANKZERO {rank}"));
-    if GLOBAL_BATCH % size != 0 {
+    if !GLOBAL_BATCH.is_multiple_of(size) {
         return Err(lightning::Error::msg(format!("{size} ranks do not split a global batch of {GLOBAL_BATCH}")));
     }
     let dev = Device::Cpu;
@@ -727,7 +727,7 @@ fn hooks_sync_values_and_call_collectives() {
     let two = agree(2, &[]);
     assert_eq!(two["SYNCED "], ["0.5 1 0 10 10", "0.5 1 1 10 10"], "{two:?}");
     let collect = &two["COLLECT "];
-    assert!(!collect.is_empty() && collect.len() % 2 == 0, "{collect:?}");
+    assert!(!collect.is_empty() && collect.len().is_multiple_of(2), "{collect:?}");
     // any rank (rank 1) decided true; not all did
     assert!(
         collect.iter().all(|l| l == "[0.0, 10.0, 1.0, 10.0] [1.0, 1.0, 0.0, 0.5] 1 true false true"),

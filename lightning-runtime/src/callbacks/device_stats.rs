@@ -92,14 +92,14 @@ impl DeviceStatsMonitor {
 
     fn on_train_batch_start(&mut self, trainer: &mut TrainerState) -> Result<()> {
         // the step values of this batch reach the loggers after its optimizer step
-        if (trainer.global_step() + 1) % trainer.log_every_n_steps().max(1) == 0 {
+        if (trainer.global_step() + 1).is_multiple_of(trainer.log_every_n_steps().max(1)) {
             self.log(trainer, "on_train_batch_start")?;
         }
         Ok(())
     }
 
     fn on_train_batch_end(&mut self, trainer: &mut TrainerState) -> Result<()> {
-        if trainer.global_step() % trainer.log_every_n_steps().max(1) == 0 || trainer.should_stop() {
+        if trainer.global_step().is_multiple_of(trainer.log_every_n_steps().max(1)) || trainer.should_stop() {
             self.log(trainer, "on_train_batch_end")?;
         }
         Ok(())

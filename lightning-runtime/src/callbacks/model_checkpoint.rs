@@ -170,7 +170,7 @@ impl ModelCheckpoint {
 
     fn epochs_due(&self, t: &TrainerState) -> bool {
         let n = self.every_n_epochs.unwrap_or(if self.every_n_train_steps > 0 { 0 } else { 1 });
-        n > 0 && (t.current_epoch + 1) % n == 0
+        n > 0 && (t.current_epoch + 1).is_multiple_of(n)
     }
 
     fn better(&self, a: f64, b: f64) -> bool {
@@ -404,7 +404,7 @@ fn format_spec(v: f64, spec: &str) -> String {
 impl ModelCheckpoint {
     fn on_train_batch_end(&mut self, trainer: &mut TrainerState) -> Result<()> {
         let n = self.every_n_train_steps;
-        if n > 0 && trainer.global_step > 0 && trainer.global_step % n == 0 {
+        if n > 0 && trainer.global_step > 0 && trainer.global_step.is_multiple_of(n) {
             self.save(trainer)?;
         }
         Ok(())

@@ -153,7 +153,7 @@ impl<B, F: Fn(&B) -> usize> ThroughputMonitor<B, F> {
         // as Lightning, only once the accumulated batches are stepped, so the optimizer's
         // time is inside the measured interval
         let k = trainer.accumulate_grad_batches().max(1);
-        if (batch_idx + 1) % k == 0 || batch_idx + 1 == trainer.num_training_batches() {
+        if (batch_idx + 1).is_multiple_of(k) || batch_idx + 1 == trainer.num_training_batches() {
             self.log(trainer)?;
         }
         Ok(())

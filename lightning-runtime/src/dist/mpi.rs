@@ -147,7 +147,7 @@ impl Mpi {
             polls = polls.wrapping_add(1);
             // leave the core to the other ranks when there are more ranks than cores
             std::thread::yield_now();
-            if polls % 64 == 0 {
+            if polls.is_multiple_of(64) {
                 // another rank timed out and calls the roll: say this one is here
                 if !answered && h.world.any_process().immediate_probe_with_tag(TAG_HERE).is_some() {
                     self.say_here(h);

@@ -95,7 +95,7 @@ pub(crate) struct ValCheck {
 impl ValCheck {
     /// Whether epoch `epoch` validates at all.
     pub fn this_epoch(&self, epoch: usize) -> bool {
-        self.num_val > 0 && self.every_n_epochs.is_none_or(|n| (epoch + 1) % n == 0)
+        self.num_val > 0 && self.every_n_epochs.is_none_or(|n| (epoch + 1).is_multiple_of(n))
     }
 
     /// Lightning's `_should_check_val_fx`, after batch `batch_idx` of epoch `epoch`, with

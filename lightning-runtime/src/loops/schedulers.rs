@@ -14,7 +14,7 @@ pub(crate) fn step<O: Optimizers>(
     step: impl FnOnce(&mut TrainerState, &mut O::Scheduler, Option<f64>) -> Result<()>,
 ) -> Result<()> {
     let Some((sched, cfg)) = optim.parts().1 else { return Ok(()) };
-    if state.tuning || cfg.interval != interval || count % cfg.frequency.max(1) != 0 {
+    if state.tuning || cfg.interval != interval || !count.is_multiple_of(cfg.frequency.max(1)) {
         return Ok(());
     }
     let metric = match &cfg.monitor {

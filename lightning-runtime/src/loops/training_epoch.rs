@@ -51,7 +51,7 @@ impl TrainingEpochLoop {
 
     /// Where batch `i` sits in its accumulation window.
     pub fn window(&self, i: usize, last: bool) -> Window {
-        Window { start: i % self.k == 0 || i == self.skip, end: (i + 1) % self.k == 0 || last }
+        Window { start: i.is_multiple_of(self.k) || i == self.skip, end: (i + 1).is_multiple_of(self.k) || last }
     }
 
     /// The epoch's batches. Loaders of unknown length (streams) are read one batch ahead, as

@@ -54,7 +54,7 @@ impl TransformerConfig {
     }
 
     fn check(&self) -> Result<()> {
-        if self.n_head == 0 || self.n_embd == 0 || self.n_embd % self.n_head != 0 {
+        if self.n_head == 0 || self.n_embd == 0 || !self.n_embd.is_multiple_of(self.n_head) {
             candle_core::bail!(
                 "transformer: n_embd ({}) must be a positive multiple of n_head ({})",
                 self.n_embd,

@@ -25,7 +25,7 @@ fn write(state: &mut TrainerState, mut metrics: Vec<(String, f64)>) -> Result<()
 /// After a training batch: sends its step values when a log step is due (or training stops).
 /// Nothing is read back from the device unless a logger is going to write.
 pub(crate) fn after_train_batch(state: &mut TrainerState, stepped: bool) -> Result<()> {
-    let due = stepped && state.global_step % state.log_every_n_steps.max(1) == 0;
+    let due = stepped && state.global_step.is_multiple_of(state.log_every_n_steps.max(1));
     if state.loggers.is_empty() || !(due || state.should_stop) {
         return Ok(());
     }
