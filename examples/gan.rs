@@ -173,7 +173,7 @@ pub fn run(args: &Args) -> lightning::Result<Trained> {
         .build()?;
     let mut gan = Gan::new(args.seed, trainer.device())?;
     let out = trainer.fit(&mut gan, Data::loader(loader))?;
-    let losses = std::mem::take(&mut trainer.callbacks().0 .0);
+    let losses = std::mem::take(&mut trainer.callbacks_mut().0 .0);
     Ok((gan, losses, out.global_step))
 }
 

@@ -882,7 +882,7 @@ pub fn run(args: &Args) -> lightning::Result<Report> {
     );
     let predictions = trainer.predict(&mut model, Data::loader(DataLoader::new(prompt_batch.0, prompt_batch.1, 1)?))?;
     let generated = corpus.decode(predictions.first().map_or(&[][..], |p| p.as_slice()));
-    let callbacks = trainer.callbacks();
+    let callbacks = trainer.callbacks_mut();
     Ok(Report {
         data: corpus.source.clone(),
         vocab_size: config.vocab_size,

@@ -518,7 +518,7 @@ pub fn run(args: &Args) -> lightning::Result<Report> {
         test_accuracy,
         best_checkpoint: trainer.checkpoint_callback().and_then(|c| c.best_model_path()).map(PathBuf::from),
         last_checkpoint: fit.and_then(|f| f.last_checkpoint),
-        epoch_lines: std::mem::take(&mut trainer.callbacks().0.lines),
+        epoch_lines: std::mem::take(&mut trainer.callbacks_mut().0.lines),
         rank,
     })
 }

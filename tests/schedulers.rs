@@ -142,7 +142,7 @@ fn fit_rates<S: LrScheduler + Clone + 'static>(
         .build()
         .unwrap();
     t.fit(&mut m, Data::loader(loader)).unwrap();
-    std::mem::take(&mut t.callbacks().0 .0)
+    std::mem::take(&mut t.callbacks_mut().0 .0)
 }
 
 #[test]
@@ -363,7 +363,7 @@ fn one_cycle_cycles_sgd_momentum_through_fit_as_torch() {
             .build()
             .unwrap();
         t.fit(&mut m, Data::loader(DataLoader::new(x.clone(), x, 1).unwrap())).unwrap();
-        std::mem::take(&mut t.callbacks().0 .0)
+        std::mem::take(&mut t.callbacks_mut().0 .0)
     };
     // the epochs + steps_per_epoch form: 3 × 10 = 30 steps
     let got = fit(OneCycleLr::with_epochs(0.1, 3, 10));
@@ -429,7 +429,7 @@ fn a_resumed_run_starts_at_the_restored_schedules_rate() {
             t.ckpt_path(p);
         }
         let out = t.fit(&mut m, Data::loader(DataLoader::new(x.clone(), x, 1).unwrap())).unwrap();
-        (std::mem::take(&mut t.callbacks().0 .0), out.last_checkpoint)
+        (std::mem::take(&mut t.callbacks_mut().0 .0), out.last_checkpoint)
     };
     let (first, last) = fit(1, None);
     close("LinearLR before the checkpoint", &first, &want[..3]);

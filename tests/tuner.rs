@@ -34,6 +34,8 @@ struct Regression {
     oom_above: Option<usize>,
     /// `training_step` sleeps this long from this many rows on.
     slow_from: Option<(usize, Duration)>,
+    /// `train_dataloader` builds batches of 8 whatever `batch_size` says (a user's mistake).
+    ignore_batch_size: bool,
 }
 
 impl Regression {
@@ -41,7 +43,7 @@ impl Regression {
         let vars = VarMap::new();
         let vb = lightning::seeded_var_builder(&vars, 7, DType::F32, &Device::Cpu);
         let layer = candle_nn::linear(4, 1, vb).unwrap();
-        Regression { vars, layer, lr: 1e-3, batch_size: 8, oom_above: None, slow_from: None }
+        Regression { vars, layer, lr: 1e-3, batch_size: 8, oom_above: None, slow_from: None, ignore_batch_size: false }
     }
 
     fn weights(&self) -> Vec<f32> {
@@ -70,7 +72,7 @@ impl Regression {
         Sgd::new(&self.vars, self.lr)
     }
     fn train_dataloader(&mut self) -> lightning::Result<DataLoader> {
-        Ok(regression(self.batch_size))
+        Ok(regression(if self.ignore_batch_size { 8 } else { self.batch_size }))
     }
 }
 
@@ -401,6 +403,17 @@ mod finder_callbacks {
         assert_eq!(by_hand.weights(), before);
         fit_trainer(()).fit(&mut by_hand, Data::module()).unwrap();
         assert_eq!(model.weights(), by_hand.weights());
+    }
+
+    #[test]
+    fn batch_size_finder_says_when_the_loader_ignores_the_batch_size() {
+        let mut model = Regression::new();
+        model.ignore_batch_size = true;
+        let mut trainer = fit_trainer((BatchSizeFinder::default(),));
+        let e = trainer.fit(&mut model, Data::module()).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("64 batches an epoch at batch size 4 as at 2") && text.contains("train_dataloader"), "{text}");
+        assert_eq!(model.batch_size, 8, "the batch size is put back");
     }
 
     #[test]

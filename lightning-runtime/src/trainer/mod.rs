@@ -457,8 +457,14 @@ impl<C, P: Profiler> Trainer<C, P> {
         self.global_rank() == 0
     }
 
-    /// The callbacks.
-    pub fn callbacks(&mut self) -> &mut C {
+    /// The callbacks, to read them back after a run: `trainer.callbacks().0` is the first
+    /// (Lightning's `trainer.callbacks[0]`).
+    pub fn callbacks(&self) -> &C {
+        &self.callbacks
+    }
+
+    /// The callbacks, to change them between runs.
+    pub fn callbacks_mut(&mut self) -> &mut C {
         &mut self.callbacks
     }
 

@@ -208,6 +208,7 @@ fn search<C, P: crate::Profiler>(
     mut fit_at: impl FnMut(&mut Trainer<(StepClock,)>, usize) -> Result<FitOutcome>,
 ) -> Result<BatchSizeSearch> {
     let mut trials = Vec::new();
+    let mut last = None;
     let trial = |bs: usize| -> Result<Outcome> {
         let mut run = trainer.for_tuning((StepClock::default(),), |c| {
             c.max_steps = Some(opts.steps_per_trial);
@@ -215,6 +216,7 @@ fn search<C, P: crate::Profiler>(
         });
         let fitted = fit_at(&mut run, bs);
         let clock = &run.callbacks().0;
+        check_rescaled(&mut last, bs, clock.num_batches)?;
         let fits = verdict(fitted, clock, opts.max_step_time)?;
         match &fits {
             Ok(()) => info(trainer, format_args!("Batch size {bs} succeeded")),
@@ -232,4 +234,19 @@ fn search<C, P: crate::Profiler>(
         format_args!("Finished batch size finder, will continue with full run using batch size {batch_size}"),
     );
     Ok(BatchSizeSearch { batch_size, trials })
+}
+
+/// A loader hook that ignores the batch size would make every trial the same (and the
+/// search "succeed" up to `max_trials`): when a larger size leaves the epoch with as many
+/// batches as before (more than one), the hook did not read it.
+fn check_rescaled(last: &mut Option<(usize, usize)>, bs: usize, batches: usize) -> Result<()> {
+    let ignored = matches!(*last, Some((before, n)) if bs > before && batches == n && n > 1 && n != usize::MAX);
+    if ignored {
+        return Err(Error::Tuner(format!(
+            "the training loader did not change with the batch size: {batches} batches an epoch at batch size {bs} as at {}; build it in `train_dataloader` from the batch size that `BatchSizeAttr::set_batch_size` sets",
+            last.map_or(0, |l| l.0)
+        )));
+    }
+    *last = Some((bs, batches));
+    Ok(())
 }

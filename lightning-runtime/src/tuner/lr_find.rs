@@ -210,7 +210,7 @@ where
     let restored = snapshot.restore(model.parameters());
     fitted?;
     restored?;
-    let sweep = &mut run.callbacks().0;
+    let sweep = &mut run.callbacks_mut().0;
     let (lrs, losses) = (std::mem::take(&mut sweep.lrs), std::mem::take(&mut sweep.losses));
     let finder = LrFinder { mode: opts.mode, lrs, losses, stopped_early: sweep.diverged };
     if finder.stopped_early {
@@ -234,17 +234,17 @@ where
 }
 
 /// Lightning's rule takes the steepest slope of the smoothed loss per unit of rate, which
-/// a noisy loss (small batches) can put among the first, tiny rates, where training has
-/// barely begun. Lightning says nothing; a user would then train at a rate far too small.
+/// a noisy loss (small batches) can put among the tiny first rates, where training has barely
+/// begun. Lightning says nothing; a user would then train at a rate far too small. Said
+/// when the suggestion is over 100× below the rate where the loss fell fastest per decade.
 fn warn_if_early<C, P: crate::Profiler>(trainer: &Trainer<C, P>, finder: &LrFinder) {
-    let n = finder.lrs.len();
-    let Some(i) = finder.optimal_index(10, 1) else { return };
-    if n >= 20 && i < n / 5 {
+    let (Some(lr), Some(fast)) = (finder.suggestion(), finder.fastest_per_decade()) else { return };
+    if lr * 100.0 < fast {
         info(
             trainer,
             format_args!(
-                "LR finder: the suggestion {:.3e} is in the first fifth of the sweep (step {i} of {n}), where the loss has barely moved; a noisy loss curve (small batches) puts the steepest slope there. Look at `plot()` and choose the rate yourself, or sweep with larger batches.",
-                finder.lrs[i]
+                "LR finder: the suggestion {lr:.3e} is {:.0}x below {fast:.3e}, where the loss fell fastest per decade of rate (`LrFinder::fastest_per_decade`). On a noisy loss curve (small batches) Lightning's rule, the steepest slope per unit of rate, picks the tiny first rates. Look at `plot()` and choose the rate yourself, or sweep with larger batches.",
+                fast / lr
             ),
         );
     }
