@@ -129,12 +129,9 @@ impl PoolForward {
             for (oh, (y, arg)) in y.chunks_exact_mut(g.ow).zip(arg.chunks_exact_mut(g.ow)).enumerate() {
                 let r0 = oh * g.stride.0;
                 if g.kernel == (2, 2) && g.stride == (2, 2) {
-                    let rows = &plane[r0 * g.w..][..2 * g.w];
-                    if !simd_2x2_row(rows, g.w, (r0 * g.w) as u32, g.relu, y, arg) {
-                        pool_2x2_row(rows, g.w, (r0 * g.w) as u32, y, arg);
-                        if g.relu {
-                            relu_row(y, arg);
-                        }
+                    pool_2x2_row(&plane[r0 * g.w..][..2 * g.w], g.w, (r0 * g.w) as u32, y, arg);
+                    if g.relu {
+                        relu_row(y, arg);
                     }
                     continue;
                 }
@@ -181,26 +178,6 @@ fn pool_2x2_row<T: WithDType>(rows: &[T], w: usize, base: u32, y: &mut [T], arg:
         *y = if bottom > top { bottom } else { top };
         *a = base + 2 * ow as u32 + down * (w as u32 + b1) + (1 - down) * t1;
     }
-}
-
-/// [`pool_2x2_row`] (and the fused ReLU) with AVX-512 when `T` is `f32` and the CPU has it;
-/// `false` when it did nothing.
-fn simd_2x2_row<T: WithDType>(rows: &[T], w: usize, base: u32, relu: bool, y: &mut [T], arg: &mut [u32]) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && super::gemm::avx512_available() {
-        // SAFETY: T is f32 (the same type id), so the pointers and lengths carry over
-        let (rows, y) = unsafe {
-            (
-                std::slice::from_raw_parts(rows.as_ptr().cast::<f32>(), rows.len()),
-                std::slice::from_raw_parts_mut(y.as_mut_ptr().cast::<f32>(), y.len()),
-            )
-        };
-        // SAFETY: AVX-512F was detected just above
-        unsafe { super::max_pool2d_avx512::pool_2x2_row(rows, w, base, relu, NONE, y, arg) };
-        return true;
-    }
-    let _ = (rows, w, base, relu, y, arg);
-    false
 }
 
 /// The fused ReLU: a non-positive maximum becomes 0 and passes no gradient.
@@ -280,46 +257,5 @@ impl CustomOp1 for PoolBackward {
 impl crate::Relocate for MaxPool2d {
     fn relocate(&mut self, _: &crate::Relocation) -> crate::Result<()> {
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The AVX-512 row (where the CPU has it) equals the scalar tournament bit for bit, for
-    /// widths across several 16-window steps, ties, NaNs and signs, with and without ReLU.
-    #[test]
-    fn the_vector_2x2_row_equals_the_scalar_one() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            match (state >> 59) as u8 {
-                0 => f32::NAN,
-                1..=3 => 0.5, // ties
-                k => ((state >> 20) as u32 as f32 / u32::MAX as f32 - 0.5) * k as f32,
-            }
-        };
-        let mut checked = 0;
-        for w in 1..=75 {
-            let rows: Vec<f32> = (0..2 * w).map(|_| next()).collect();
-            for relu in [false, true] {
-                let ow = w / 2;
-                let (mut y0, mut a0) = (vec![0f32; ow], vec![0u32; ow]);
-                pool_2x2_row(&rows, w, 1000, &mut y0, &mut a0);
-                if relu {
-                    relu_row(&mut y0, &mut a0);
-                }
-                let (mut y1, mut a1) = (vec![7f32; ow], vec![7u32; ow]);
-                if !simd_2x2_row(&rows, w, 1000, relu, &mut y1, &mut a1) {
-                    return; // no AVX-512 here: nothing to compare
-                }
-                let bits = |y: &[f32]| y.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&y1), bits(&y0), "w {w}, relu {relu}");
-                assert_eq!(a1, a0, "w {w}, relu {relu}");
-                checked += ow;
-            }
-        }
-        assert!(checked > 2000);
     }
 }

@@ -55,8 +55,6 @@ pub(crate) mod init;
 mod linear;
 mod math;
 mod max_pool2d;
-#[cfg(target_arch = "x86_64")]
-mod max_pool2d_avx512;
 mod norm;
 pub(crate) mod op;
 mod softmax;
