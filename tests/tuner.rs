@@ -412,7 +412,10 @@ mod finder_callbacks {
         let mut trainer = fit_trainer((BatchSizeFinder::default(),));
         let e = trainer.fit(&mut model, Data::module()).unwrap_err();
         let text = e.to_string();
-        assert!(text.contains("64 batches an epoch at batch size 4 as at 2") && text.contains("train_dataloader"), "{text}");
+        assert!(
+            text.contains("64 batches an epoch at batch size 4 as at 2") && text.contains("train_dataloader"),
+            "{text}"
+        );
         assert_eq!(model.batch_size, 8, "the batch size is put back");
     }
 
