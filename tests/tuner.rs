@@ -6,7 +6,7 @@ use std::time::Duration;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{Linear, Module, VarMap};
 use lightning::prelude::*;
-use lightning::tuner::{BatchSizeAttr, BatchSizeMode, LrFind, LrFindMode, ScaleBatchSize, Tuner};
+use lightning::tuner::{BatchSizeAttr, BatchSizeMode, LrFind, LrFindMode, ScaleBatchSize, Suggestion, Tuner};
 
 /// 512 samples of 4 inputs, uniform with unit variance (a fixed generator), and
 /// `y = x · (1, -2, 3, 0.5)`: the mean squared error's Hessian is about `2 I`, so plain
@@ -135,6 +135,33 @@ fn lr_find_updates_the_module_and_trains_better_than_a_tiny_rate() {
     (slow.lr, slow.batch_size) = (1e-5, 512);
     let untuned = loss_after(&mut slow);
     assert!(tuned < 0.5 * untuned, "tuned {tuned} (rate {}) vs untuned {untuned}", model.lr);
+}
+
+/// Batches of 16: Lightning's rule lands on a tiny rate; the steepest fall per decade does not.
+#[test]
+fn lr_find_can_suggest_the_fastest_fall_per_decade() {
+    let mut model = Regression::new();
+    let mut trainer = trainer("tuner-per-decade");
+    let opts = LrFind::new()
+        .min_lr(1e-6)
+        .max_lr(0.9)
+        .suggest(Suggestion::FastestPerDecade)
+        .update_attr(|m: &mut Regression, lr| m.lr = lr);
+    let finder = Tuner::new(&mut trainer).lr_find_with(&mut model, Data::loader(regression(16)), opts).unwrap();
+    assert_eq!(Some(model.lr), finder.fastest_per_decade());
+    let lightning = finder.suggestion().unwrap();
+    assert!(lightning * 100.0 < model.lr, "{} vs {lightning}", model.lr);
+    // 40 steps at each rate: the per-decade rate trains, Lightning's barely moves
+    let loss_after = |lr: f64| {
+        let mut m = Regression::new();
+        m.lr = lr;
+        let mut t = Trainer::builder().max_steps(40).enable_checkpointing(false).enable_logger(false).build().unwrap();
+        t.fit(&mut m, Data::loader(regression(16))).unwrap();
+        let (x, y) = (regression(512).batches(0).next().unwrap()).unwrap();
+        m.layer.forward(&x).unwrap().sub(&y).unwrap().sqr().unwrap().mean_all().unwrap().to_scalar::<f32>().unwrap()
+    };
+    let (ours, theirs) = (loss_after(model.lr), loss_after(lightning));
+    assert!(ours < 0.8 * theirs, "loss {ours} at {} vs {theirs} at {lightning}", model.lr);
 }
 
 #[test]

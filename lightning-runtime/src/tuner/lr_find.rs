@@ -58,7 +58,20 @@ pub struct LrFind<U = NoUpdate> {
     num_training: usize,
     mode: LrFindMode,
     early_stop_threshold: Option<f64>,
+    rule: Suggestion,
     update: U,
+}
+
+/// Which rate [`LrFind::update_attr`] gives the module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Suggestion {
+    /// Lightning's: the steepest slope of the smoothed loss per unit of rate
+    /// ([`LrFinder::suggestion`]). The default.
+    #[default]
+    Lightning,
+    /// Ours: the steepest slope per decade of rate ([`LrFinder::fastest_per_decade`]), which
+    /// a noisy loss does not pull down to the tiny first rates.
+    FastestPerDecade,
 }
 
 impl Default for LrFind {
@@ -76,6 +89,7 @@ impl LrFind {
             num_training: 100,
             mode: LrFindMode::Exponential,
             early_stop_threshold: Some(4.0),
+            rule: Suggestion::Lightning,
             update: NoUpdate,
         }
     }
@@ -108,6 +122,11 @@ impl<U> LrFind<U> {
         self.early_stop_threshold = threshold;
         self
     }
+    /// Which point [`update_attr`](Self::update_attr) takes (default [`Suggestion::Lightning`]).
+    pub fn suggest(mut self, rule: Suggestion) -> Self {
+        self.rule = rule;
+        self
+    }
     /// Gives the module the suggestion after the sweep (Lightning's `update_attr=True`, which
     /// sets `model.lr` or `model.learning_rate`): `|m: &mut Model, lr| m.lr = lr`. The
     /// closure's argument type is checked against the module at compile time.
@@ -118,6 +137,7 @@ impl<U> LrFind<U> {
             num_training: self.num_training,
             mode: self.mode,
             early_stop_threshold: self.early_stop_threshold,
+            rule: self.rule,
             update: SetLr(set),
         }
     }
@@ -211,15 +231,22 @@ where
     fitted?;
     restored?;
     let sweep = &mut run.callbacks_mut().0;
-    let (lrs, losses) = (std::mem::take(&mut sweep.lrs), std::mem::take(&mut sweep.losses));
-    let finder = LrFinder { mode: opts.mode, lrs, losses, stopped_early: sweep.diverged };
+    let (lrs, losses, raw) =
+        (std::mem::take(&mut sweep.lrs), std::mem::take(&mut sweep.losses), std::mem::take(&mut sweep.raw));
+    let finder = LrFinder { mode: opts.mode, lrs, losses, raw, stopped_early: sweep.diverged };
     if finder.stopped_early {
         let steps = finder.lrs.len();
         info(trainer, format_args!("LR finder stopped early after {steps} steps due to diverging loss."));
     }
-    warn_if_early(trainer, &finder);
+    let chosen = match opts.rule {
+        Suggestion::Lightning => {
+            warn_if_early(trainer, &finder);
+            finder.suggestion()
+        }
+        Suggestion::FastestPerDecade => finder.fastest_per_decade(),
+    };
     if U::ENABLED {
-        match finder.suggestion() {
+        match chosen {
             Some(lr) => {
                 opts.update.update(model, lr);
                 info(trainer, format_args!("Learning rate set to {lr:.3e}"));

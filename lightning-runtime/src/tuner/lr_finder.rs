@@ -10,6 +10,8 @@ pub struct LrFinder {
     pub(crate) mode: LrFindMode,
     pub(crate) lrs: Vec<f64>,
     pub(crate) losses: Vec<f64>,
+    /// Each step's own loss, unsmoothed (for [`LrFinder::fastest_per_decade`]).
+    pub(crate) raw: Vec<f64>,
     pub(crate) stopped_early: bool,
 }
 
@@ -56,36 +58,43 @@ impl LrFinder {
 
     /// The index of the suggested point (Lightning's `_optimal_idx`).
     pub fn optimal_index(&self, skip_begin: usize, skip_end: usize) -> Option<usize> {
-        self.steepest(skip_begin, skip_end, Some)
-    }
-
-    /// Not Lightning's: the rate where the smoothed loss falls fastest per decade of rate
-    /// (the steepest slope against the rate's logarithm, fastai's "steep" point), with the
-    /// same skips as [`suggestion`](Self::suggestion). On a noisy loss Lightning's rule,
-    /// the steepest slope per unit of rate, favours the tiny first rates; this one does not.
-    pub fn fastest_per_decade(&self) -> Option<f64> {
-        self.steepest(10, 1, |lr| (lr > 0.0).then(|| lr.ln())).map(|i| self.lrs[i])
-    }
-
-    /// The index of the steepest descent of the finite losses against `x(rate)`, between the
-    /// skips (points where `x` is `None` are left out).
-    fn steepest(&self, skip_begin: usize, skip_end: usize, x: impl Fn(f64) -> Option<f64>) -> Option<usize> {
         let end = self.losses.len().saturating_sub(skip_end);
-        let kept: Vec<(usize, f64)> = (skip_begin..end)
-            .filter(|&i| self.losses[i].is_finite())
-            .filter_map(|i| x(self.lrs[i]).map(|x| (i, x)))
-            .collect();
+        let kept: Vec<usize> = (skip_begin..end).filter(|&i| self.losses[i].is_finite()).collect();
         if kept.len() < 2 {
             return None;
         }
-        let xs: Vec<f64> = kept.iter().map(|&(_, x)| x).collect();
-        let ys: Vec<f64> = kept.iter().map(|&(i, _)| self.losses[i]).collect();
-        let g = gradient(&ys, &xs);
+        let x: Vec<f64> = kept.iter().map(|&i| self.lrs[i]).collect();
+        let y: Vec<f64> = kept.iter().map(|&i| self.losses[i]).collect();
+        let g = gradient(&y, &x);
         // the first minimum, as torch.argmin
         let best = (0..g.len()).fold(0, |b, i| if g[i] < g[b] { i } else { b });
-        Some(kept[best].0)
+        Some(kept[best])
+    }
+
+    /// Not Lightning's: the rate where the loss falls fastest per decade of rate (fastai's
+    /// "steep" point). It reads each step's own loss, averaged over a centred window of
+    /// 11 steps (no lag, unlike the recorded exponential smoothing, whose
+    /// start-up Lightning corrects so that its first points climb), and takes the steepest
+    /// slope against the rate's logarithm. On a noisy loss Lightning's rule, the steepest
+    /// slope per unit of rate, favours the tiny first rates; this one does not.
+    pub fn fastest_per_decade(&self) -> Option<f64> {
+        let half = PER_DECADE_WINDOW / 2;
+        let kept: Vec<usize> = (0..self.raw.len()).filter(|&i| self.raw[i].is_finite() && self.lrs[i] > 0.0).collect();
+        if kept.len() < PER_DECADE_WINDOW + 2 {
+            return None;
+        }
+        let mean = |w: &[usize]| w.iter().map(|&i| self.raw[i]).sum::<f64>() / w.len() as f64;
+        let centres = &kept[half..kept.len() - half];
+        let ys: Vec<f64> = kept.windows(2 * half + 1).map(mean).collect();
+        let xs: Vec<f64> = centres.iter().map(|&i| self.lrs[i].ln()).collect();
+        let g = gradient(&ys, &xs);
+        let best = (0..g.len()).fold(0, |b, i| if g[i] < g[b] { i } else { b });
+        Some(self.lrs[centres[best]])
     }
 }
+
+/// Steps averaged around each point by [`LrFinder::fastest_per_decade`].
+const PER_DECADE_WINDOW: usize = 11;
 
 /// `torch.gradient(y, spacing=[x])` with `edge_order=1`: at interior points the
 /// second-order formula for uneven spacing, at the ends one-sided differences.
@@ -124,7 +133,7 @@ mod tests {
         for (i, l) in losses.iter_mut().enumerate().skip(15) {
             *l = 10.0 - 5.0 - (i as f64 - 15.0) * 0.1;
         }
-        let f = LrFinder { mode: LrFindMode::Linear, lrs, losses, stopped_early: false };
+        let f = LrFinder { mode: LrFindMode::Linear, lrs, losses, raw: Vec::new(), stopped_early: false };
         assert_eq!(f.optimal_index(10, 1), Some(15));
         assert_eq!(f.suggestion(), Some(15.0));
         assert_eq!(f.optimal_index(0, 1), Some(0));
@@ -138,14 +147,19 @@ mod tests {
 
     #[test]
     fn fastest_per_decade_is_steepest_against_the_log_rate() {
-        // rates 1e-6 .. 1e0 a decade every 10 points; a noisy dip at the third kept point
-        // (steep per unit of rate, where the rates are tiny) and the real fall around 1e-2
+        // rates 1e-6 .. 1e0, a decade every 10 steps; the loss falls around 1e-2 with noise
+        // of ±0.05 on every step (steep per unit of rate where the rates are tiny)
         let lrs: Vec<f64> = (0..61).map(|i| 10f64.powf(-6.0 + i as f64 / 10.0)).collect();
-        let mut losses: Vec<f64> = lrs.iter().map(|lr| 1.0 / (1.0 + (lr / 1e-2).powi(2))).collect();
-        losses[12] -= 0.01;
-        let f = LrFinder { mode: LrFindMode::Exponential, lrs, losses, stopped_early: false };
-        assert!(f.suggestion().unwrap() < 1e-4, "Lightning's rule takes the dip");
+        let raw: Vec<f64> = lrs
+            .iter()
+            .enumerate()
+            .map(|(i, lr)| 1.0 / (1.0 + (lr / 1e-2).powi(2)) + if i % 2 == 0 { 0.05 } else { -0.05 })
+            .collect();
+        let f = LrFinder { mode: LrFindMode::Exponential, lrs, losses: raw.clone(), raw, stopped_early: false };
+        assert!(f.suggestion().unwrap() < 1e-4, "Lightning's rule takes the noise");
         let fast = f.fastest_per_decade().unwrap();
         assert!((5e-3..2e-2).contains(&fast), "{fast}");
+        let short = LrFinder { raw: vec![1.0; 12], lrs: vec![1.0; 12], ..f.clone() };
+        assert_eq!(short.fastest_per_decade(), None, "fewer points than the window and two more");
     }
 }

@@ -80,12 +80,22 @@ pub(crate) struct LrSweep {
     pending: Option<f64>,
     pub lrs: Vec<f64>,
     pub losses: Vec<f64>,
+    /// Each step's own loss, before smoothing.
+    pub raw: Vec<f64>,
     pub diverged: bool,
 }
 
 impl LrSweep {
     pub fn new(schedule: Schedule, smoother: Smoother) -> Self {
-        LrSweep { schedule, smoother, pending: None, lrs: Vec::new(), losses: Vec::new(), diverged: false }
+        LrSweep {
+            schedule,
+            smoother,
+            pending: None,
+            lrs: Vec::new(),
+            losses: Vec::new(),
+            raw: Vec::new(),
+            diverged: false,
+        }
     }
 }
 
@@ -109,6 +119,7 @@ impl LrSweep {
         self.lrs.push(lr);
         let (smoothed, diverged) = self.smoother.push(loss, self.lrs.len());
         self.losses.push(smoothed);
+        self.raw.push(loss);
         if diverged {
             self.diverged = true;
             trainer.stop("the learning-rate finder's loss diverged");

@@ -21,7 +21,7 @@ pub use batch_size::{BatchSizeAttr, BatchSizeMode, BatchSizeSearch, ScaleBatchSi
 pub use finders::{BatchSizeFinder, LearningRateFinder};
 pub(crate) use fit_tuning::FitTuning;
 pub use fit_tuning::TuneFit;
-pub use lr_find::{LrFind, NoUpdate, SetLr, UpdateLr};
+pub use lr_find::{LrFind, NoUpdate, SetLr, Suggestion, UpdateLr};
 pub use lr_finder::LrFinder;
 pub use lr_sweep::LrFindMode;
 
