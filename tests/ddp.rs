@@ -19,6 +19,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Linear, VarMap};
 use lightning::dist::Mpi;
 use lightning::prelude::*;
+use lightning::tuner::{LearningRateFinder, LrFind};
 use lightning::{EarlyStopping, Either};
 
 // 72 samples, global batch 12: every world size of 1 to 4 splits both evenly
@@ -135,7 +136,10 @@ fn worker() -> lightning::Result<()> {
     if let Some(p) = env("LIGHTNING_DDP_PRECISION") {
         builder = builder.precision(p.parse()?);
     }
-    let mut trainer = builder.build()?;
+    // `LIGHTNING_DDP_LRFIND`: a LearningRateFinder sweeps before the fit (rate left alone)
+    let finder = env("LIGHTNING_DDP_LRFIND")
+        .map(|_| (LearningRateFinder::new(LrFind::new().min_lr(1e-4).max_lr(1.0).num_training(30)),));
+    let mut trainer = builder.callbacks(finder).build()?;
     let (rank, size) = (trainer.global_rank(), trainer.world_size());
     if let Some(via) = env("LIGHTNING_DDP_VIA") {
         println!("\nVIA {rank} {via}");
@@ -179,6 +183,9 @@ fn worker() -> lightning::Result<()> {
         // every rank prints the validation metrics: those of 0..12 whatever the sharding
         let m = &out.metrics;
         println!("\nVAL {rank} {} {} {}", m["val_mean_x"], m["val_max_x"], m["val_min_x"]);
+    }
+    if let Some((finder,)) = trainer.callbacks() {
+        println!("\nLRFIND {rank} {:?}", finder.optimal_lr().and_then(|f| f.suggestion()));
     }
     if let Some(best) = trainer.checkpoint_callback().and_then(|c| c.best_model_path()) {
         // every rank knows rank 0's checkpoint, and it is on disk when fit returns
@@ -778,4 +785,20 @@ fn mixed_precision_master_weights_are_the_same_on_every_rank() {
             }
         }
     }
+}
+
+/// `LearningRateFinder` under DDP: each rank sweeps on its shard and records the ranks' mean
+/// loss, so every rank suggests what one process suggests; the sweep's updates are undone on
+/// every rank, so the fit ends with the weights of a fit without the finder.
+#[test]
+fn learning_rate_finder_suggests_alike_on_every_rank() {
+    let vars = [("LIGHTNING_DDP_LRFIND", "1".to_string())];
+    let plain = run_with(2, &[]);
+    let (one, two) = (run_ok(1, &vars), run_ok(2, &vars));
+    let suggested =
+        |text: &str| tagged(text, "LRFIND ").map(|l| l.split_once(' ').unwrap().1.to_string()).collect::<Vec<_>>();
+    let (one_lr, two_lr) = (suggested(&one), suggested(&two));
+    assert!(one_lr.len() == 1 && one_lr[0].starts_with("Some("), "{one}");
+    assert_eq!(two_lr, [one_lr[0].clone(), one_lr[0].clone()], "both ranks suggest what one process does");
+    assert_same(&weights(&two), &plain, "after the sweep the fit starts from the weights as they were");
 }
