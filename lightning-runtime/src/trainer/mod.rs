@@ -628,8 +628,7 @@ impl<C, P: Profiler> Trainer<C, P> {
         if C::__TUNES {
             // the finder callbacks' sweeps, on this fit's data, before it starts
             let base = self.for_tuning((), |_| {});
-            let mut fit =
-                crate::tuner::FitTuning::<M, DM, T, V>::new(&base, model, dm, train.as_mut(), resume.is_some());
+            let mut fit = crate::tuner::FitTuning::new(&base, model, dm, train.as_mut(), resume.is_some());
             self.callbacks.__tune(&mut fit)?;
         }
         let (stopped, state) = self.run(Stage::Fit, model, dm, |cfg, state, model, cbs, dm| {

@@ -9,7 +9,7 @@ use super::{info, Tuner};
 use crate::contract::module::requirements::{HasConfigureOptimizers, HasTrainDataloader, HasTrainingStep};
 use std::borrow::BorrowMut;
 
-use crate::data::{Loader, Loaders};
+use crate::data::Loader;
 use crate::{Data, DataModule, Error, FitData, FitOutcome, LightningModule, Limit, Result, Trainer};
 
 /// Where the batch size lives: the module (for its `train_dataloader`) or the datamodule
@@ -140,8 +140,8 @@ impl<C, P: crate::Profiler> Tuner<'_, C, P> {
     where
         M: LightningModule + HasTrainingStep + HasConfigureOptimizers + HasTrainDataloader + BatchSizeAttr,
     {
-        let (mut dm, train, val) = FitData::<M>::into_parts(Data::module());
-        scale_module(self.trainer, &opts, model, dm.borrow_mut(), train, val)
+        let (mut dm, train, _) = FitData::<M>::into_parts(Data::module());
+        scale_module(self.trainer, &opts, model, dm.borrow_mut(), train)
     }
 
     /// [`scale_batch_size`](Self::scale_batch_size) with the batch size on a datamodule, whose
@@ -170,31 +170,29 @@ impl<C, P: crate::Profiler> Tuner<'_, C, P> {
 
 /// The search with the batch size on the module, each trial's loader from the module's
 /// (or `dm`'s) `train_dataloader`: what [`Tuner::scale_batch_size`] and the
-/// [`BatchSizeFinder`](super::BatchSizeFinder) callback run. `train` and `val` are the
-/// (empty) loaders of such a fit: a loader given to `fit` cannot be rescaled.
-pub(crate) fn scale_module<C, P, M, DM, T, V>(
+/// [`BatchSizeFinder`](super::BatchSizeFinder) callback run. `train` is the training loader
+/// given to the fit, if any: such a loader cannot be rescaled. The trials do not validate.
+pub(crate) fn scale_module<C, P, M, DM, T>(
     trainer: &Trainer<C, P>,
     opts: &ScaleBatchSize,
     model: &mut M,
     dm: &mut DM,
     train: Option<T>,
-    val: Option<V>,
 ) -> Result<BatchSizeSearch>
 where
     P: crate::Profiler,
     M: LightningModule + BatchSizeAttr,
     DM: DataModule<Batch = M::Batch>,
     T: Loader<Batch = M::Batch>,
-    V: Loaders<Batch = M::Batch>,
 {
-    if train.is_some() || val.is_some() {
+    if train.is_some() {
         return Err(Error::Tuner("the batch size finder cannot rescale loaders given to `fit` (`Data::loader`): let the module's (or the datamodule's) `train_dataloader` build the loader from its batch size, and pass `Data::module()` (or the datamodule)".into()));
     }
     opts.check()?;
     let (before, snapshot) = (model.batch_size(), Snapshot::take(model.parameters())?);
     let found = search(trainer, opts, |run, bs| {
         model.set_batch_size(bs);
-        run.fit_inner(model, dm, None::<T>, None::<V>)
+        run.fit_inner(model, dm, None::<T>, None::<T>)
     });
     model.set_batch_size(found.as_ref().map_or(before, |f| f.batch_size));
     snapshot.restore(model.parameters())?;

@@ -96,7 +96,7 @@ impl<M: LightningModule, U: UpdateLr<M>> Callback<M> for LearningRateFinder<U> {
         }
         let found = fit.lr_find(&mut self.opts)?;
         if !U::ENABLED && fit.is_global_zero() {
-            match found.suggestion() {
+            match self.opts.chosen(&found) {
                 Some(lr) => eprintln!("LearningRateFinder suggests a learning rate of {lr:.3e}; the module's rate is left as it is (give `LrFind::update_attr` a setter to use it)"),
                 None => eprintln!("LearningRateFinder found no suggestion: too few points; increase num_training or the size of your dataset"),
             }

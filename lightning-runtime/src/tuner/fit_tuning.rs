@@ -1,12 +1,10 @@
 //! What the finder callbacks tune: the `fit` about to start, with its trainer's flags, its
 //! module and the data given to it (Lightning runs the finders in `on_fit_start`).
 
-use std::marker::PhantomData;
-
 use super::batch_size::{scale_module, BatchSizeAttr, BatchSizeSearch, ScaleBatchSize};
 use super::lr_find::{sweep, LrFind, UpdateLr};
 use super::LrFinder;
-use crate::data::{Loader, Loaders};
+use crate::data::Loader;
 use crate::{DataModule, LightningModule, Result, Trainer};
 
 /// The fit a finder callback tunes before it starts. The trainer implements it; a callback
@@ -28,16 +26,15 @@ pub trait TuneFit<M: LightningModule> {
 }
 
 /// A `fit`'s module and data, lent to its finder callbacks before it runs.
-pub struct FitTuning<'a, M, DM, T, V> {
+pub struct FitTuning<'a, M, DM, T> {
     trainer: &'a Trainer<()>,
     model: &'a mut M,
     dm: &'a mut DM,
     train: Option<&'a mut T>,
     resuming: bool,
-    val: PhantomData<V>,
 }
 
-impl<'a, M, DM, T, V> FitTuning<'a, M, DM, T, V> {
+impl<'a, M, DM, T> FitTuning<'a, M, DM, T> {
     /// `trainer`: the fit's flags, devices and process group (without its callbacks).
     pub(crate) fn new(
         trainer: &'a Trainer<()>,
@@ -46,16 +43,15 @@ impl<'a, M, DM, T, V> FitTuning<'a, M, DM, T, V> {
         train: Option<&'a mut T>,
         resuming: bool,
     ) -> Self {
-        FitTuning { trainer, model, dm, train, resuming, val: PhantomData }
+        FitTuning { trainer, model, dm, train, resuming }
     }
 }
 
-impl<M, DM, T, V> TuneFit<M> for FitTuning<'_, M, DM, T, V>
+impl<M, DM, T> TuneFit<M> for FitTuning<'_, M, DM, T>
 where
     M: LightningModule,
     DM: DataModule<Batch = M::Batch>,
     T: Loader<Batch = M::Batch>,
-    V: Loaders<Batch = M::Batch>,
 {
     fn resuming(&self) -> bool {
         self.resuming
@@ -67,15 +63,14 @@ where
         self.trainer.world_size()
     }
     fn lr_find<U: UpdateLr<M>>(&mut self, opts: &mut LrFind<U>) -> Result<LrFinder> {
-        // the validation loaders are not read: the sweep does not validate
+        // no validation loaders: the sweep does not validate
         let train = self.train.as_deref_mut();
-        sweep(self.trainer, self.model, self.dm, train, None::<V>, opts)
+        sweep(self.trainer, self.model, self.dm, train, None::<&mut T>, opts)
     }
     fn scale_batch_size(&mut self, opts: &ScaleBatchSize) -> Result<BatchSizeSearch>
     where
         M: BatchSizeAttr,
     {
-        let train = self.train.as_deref_mut();
-        scale_module(self.trainer, opts, self.model, self.dm, train, None::<V>)
+        scale_module(self.trainer, opts, self.model, self.dm, self.train.as_deref_mut())
     }
 }

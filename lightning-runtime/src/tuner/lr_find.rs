@@ -142,6 +142,14 @@ impl<U> LrFind<U> {
         }
     }
 
+    /// The rate of `finder` that [`suggest`](Self::suggest)'s rule picks.
+    pub(crate) fn chosen(&self, finder: &LrFinder) -> Option<f64> {
+        match self.rule {
+            Suggestion::Lightning => finder.suggestion(),
+            Suggestion::FastestPerDecade => finder.fastest_per_decade(),
+        }
+    }
+
     fn check(&self) -> Result<()> {
         let bad = |what: String| Err(Error::Tuner(format!("lr_find: {what}")));
         let min_ok = if self.mode == LrFindMode::Exponential { self.min_lr > 0.0 } else { self.min_lr >= 0.0 };
@@ -238,15 +246,11 @@ where
         let steps = finder.lrs.len();
         info(trainer, format_args!("LR finder stopped early after {steps} steps due to diverging loss."));
     }
-    let chosen = match opts.rule {
-        Suggestion::Lightning => {
-            warn_if_early(trainer, &finder);
-            finder.suggestion()
-        }
-        Suggestion::FastestPerDecade => finder.fastest_per_decade(),
-    };
+    if opts.rule == Suggestion::Lightning {
+        warn_if_far_below_fastest(trainer, &finder);
+    }
     if U::ENABLED {
-        match chosen {
+        match opts.chosen(&finder) {
             Some(lr) => {
                 opts.update.update(model, lr);
                 info(trainer, format_args!("Learning rate set to {lr:.3e}"));
@@ -264,7 +268,7 @@ where
 /// a noisy loss (small batches) can put among the tiny first rates, where training has barely
 /// begun. Lightning says nothing; a user would then train at a rate far too small. Said
 /// when the suggestion is over 100× below the rate where the loss fell fastest per decade.
-fn warn_if_early<C, P: crate::Profiler>(trainer: &Trainer<C, P>, finder: &LrFinder) {
+fn warn_if_far_below_fastest<C, P: crate::Profiler>(trainer: &Trainer<C, P>, finder: &LrFinder) {
     let (Some(lr), Some(fast)) = (finder.suggestion(), finder.fastest_per_decade()) else { return };
     if lr * 100.0 < fast {
         info(
