@@ -51,7 +51,8 @@ pub enum BatchSizeMode {
 /// A trial is too large when its run fails with an out-of-memory error (CUDA's or cuBLAS's
 /// allocation failure, as Lightning's `is_oom_error`), or, with
 /// [`max_step_time`](Self::max_step_time), when its mean training step (batch start to
-/// batch end: step, backward, update) takes longer than that. On the CPU, candle aborts
+/// batch end: step, backward, update; the first, warm-up step left out when the trial has
+/// more) takes longer than that. On the CPU, candle aborts
 /// the process when an allocation fails, so there the time budget is the rule that stops
 /// the growth; without one the search grows until the batch holds the whole training set
 /// or `max_trials` runs out.
@@ -102,8 +103,8 @@ impl ScaleBatchSize {
         self.max_trials = trials;
         self
     }
-    /// A trial whose mean training step takes longer is too large (ours; Lightning has only
-    /// out-of-memory errors).
+    /// A trial whose mean training step, after its first, takes longer is too large (ours;
+    /// Lightning has only out-of-memory errors).
     pub fn max_step_time(mut self, budget: Duration) -> Self {
         self.max_step_time = Some(budget);
         self
