@@ -455,3 +455,48 @@ mod finder_callbacks {
         assert_eq!(model.batch_size, 8);
     }
 }
+
+/// A finder returned by `configure_callbacks` cannot run (the search runs before `fit` asks
+/// the module for its callbacks): the fit says so instead of doing nothing.
+#[lightning_module]
+struct SelfTuned {
+    vars: VarMap,
+    layer: Linear,
+}
+
+#[lightning_module]
+impl SelfTuned {
+    fn training_step(&mut self, batch: &(Tensor, Tensor)) -> lightning::Result<Tensor> {
+        Ok(self.layer.forward(&batch.0)?.sub(&batch.1)?.sqr()?.mean_all()?)
+    }
+    fn configure_optimizers(&mut self) -> lightning::Result<Sgd> {
+        Sgd::new(&self.vars, 0.01)
+    }
+    fn configure_callbacks(&mut self) -> Option<(lightning::tuner::LearningRateFinder,)> {
+        Some((lightning::tuner::LearningRateFinder::default(),))
+    }
+}
+
+#[test]
+fn a_finder_from_configure_callbacks_says_it_does_not_run() {
+    let name = "a_finder_from_configure_callbacks_says_it_does_not_run";
+    if std::env::var_os("TUNER_CHILD").is_some() {
+        let vars = VarMap::new();
+        let layer = candle_nn::linear(4, 1, lightning::seeded_var_builder(&vars, 7, DType::F32, &Device::Cpu)).unwrap();
+        trainer("tuner-self").fit(&mut SelfTuned { vars, layer }, Data::loader(regression(64))).unwrap();
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env("TUNER_CHILD", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "warning: a `LearningRateFinder` or `BatchSizeFinder` returned by `configure_callbacks` does not run"
+        ),
+        "{stderr}"
+    );
+}

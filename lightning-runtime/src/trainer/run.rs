@@ -122,6 +122,7 @@ impl<C, P: Profiler> Trainer<C, P> {
     {
         if !state.tuning {
             scope.extra = dispatch::configure_callbacks(state, model, &mut ())?;
+            warn_unrun_finders::<M>(state.stage, scope.extra.is_some());
         }
         let mut keys = Vec::new();
         <RunCallbacks<'_, C, M, P>>::state_keys(&mut keys);
@@ -233,5 +234,15 @@ fn stop_other_ranks(world: &dyn Collective, e: &Error) {
         // the other ranks would wait for this one in their next collective operation
         eprintln!("rank {} of {}: {e}; ending the job", world.rank(), world.world_size());
         world.abort(1);
+    }
+}
+
+/// The finder callbacks search before `fit` runs, from the trainer's own list: one that
+/// `configure_callbacks` returns comes too late, and says so instead of doing nothing.
+fn warn_unrun_finders<M: LightningModule>(stage: Stage, configured: bool) {
+    if stage == Stage::Fit && configured && <M::Callbacks as CallbackList<M>>::__TUNES {
+        crate::dist::rank_zero_warn(
+            "a `LearningRateFinder` or `BatchSizeFinder` returned by `configure_callbacks` does not run: the search runs before `fit` asks the module for its callbacks; give it to `Trainer::builder().callbacks(..)`",
+        );
     }
 }
