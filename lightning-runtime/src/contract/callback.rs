@@ -72,8 +72,8 @@ pub trait IsCallback {
 /// a tuple of callbacks, so there is no limit: `((a, b, c), (d, e))` calls `a` to `e` in
 /// that order; it becomes a [`Nested`] member of the trainer's list.
 #[diagnostic::on_unimplemented(
-    message = "callbacks are a tuple of at most 32: `.callbacks((cb,))`, not `{Self}`",
-    label = "write a tuple here: `(cb,)` for one callback, `(a, b)` for two",
+    message = "`.callbacks(..)` takes a tuple of up to 32 callbacks, not `{Self}`",
+    label = "`(cb,)` for one callback, `(a, b)` for two, nested `((a, ..), (b, ..))` past 32",
     note = "a tuple even for one callback; each member's type has a `#[callback]` impl",
     note = "a tuple holds at most 32 callbacks; for more, nest tuples: `.callbacks(((a, b, ..), (c, d, ..)))` calls them in order"
 )]
