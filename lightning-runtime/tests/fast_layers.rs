@@ -248,25 +248,41 @@ proptest! {
 
     #[test]
     fn max_pool2d_equals_candle_forward_and_torch_backward(case in pool_case()) {
-        let x = Var::from_tensor(&randn(&[case.n, case.c, case.h, case.w], DType::F32, case.seed)).unwrap();
-        let mut pool = MaxPool2d::new(1).kernel(case.kernel.0, case.kernel.1).stride(case.stride.0, case.stride.1);
-        if case.relu {
-            pool = pool.with_relu();
-        }
-        let y = pool.forward(x.as_tensor()).unwrap();
-        let input = if case.relu { x.relu().unwrap() } else { x.as_tensor().clone() };
-        let reference = input.max_pool2d_with_stride(case.kernel, case.stride).unwrap();
-        prop_assert_eq!(max_rel_diff(&y, &reference), 0.0, "output differs in {:?}", case);
-        let r = randn(y.dims(), DType::F32, case.seed + 1);
-        let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        let dx = g.get(&x).cloned().unwrap_or_else(|| x.zeros_like().unwrap());
-        let (_, _, oh, ow) = y.dims4().unwrap();
-        let expected = pool_grad_reference(&case, &f64s(x.as_tensor()), &f64s(&r), oh, ow);
-        let expected = Tensor::from_vec(expected, dx.dims(), &Device::Cpu).unwrap();
-        // overlapping windows add several gradients in f32
-        let d = max_rel_diff(&dx, &expected);
-        prop_assert!(d <= 1e-6, "input gradient differs by {} in {:?}", d, case);
+        let x = randn(&[case.n, case.c, case.h, case.w], DType::F32, case.seed);
+        check_pool(&case, x)?;
     }
+
+    /// The 2×2, stride-2 pool has its own rows (AVX-512 for f32, 16 windows a step): rows of
+    /// 1 to 20 windows, odd widths, and pixels in steps of ½ so that windows hold ties.
+    #[test]
+    fn max_pool2d_2x2_rows_with_ties(n in 1usize..3, c in 1usize..3, h in 2usize..7, w in 2usize..42, relu: bool, seed: u64) {
+        let case = PoolCase { n, c, h, w, kernel: (2, 2), stride: (2, 2), relu, seed };
+        let x = (randn(&[n, c, h, w], DType::F32, seed) * 2.0).unwrap().round().unwrap();
+        check_pool(&case, (x / 2.0).unwrap())?;
+    }
+}
+
+/// Ours against candle's forward (of the ReLU'd input when fused) and the plain-loop gradient.
+fn check_pool(case: &PoolCase, x: Tensor) -> Result<(), TestCaseError> {
+    let x = Var::from_tensor(&x).unwrap();
+    let mut pool = MaxPool2d::new(1).kernel(case.kernel.0, case.kernel.1).stride(case.stride.0, case.stride.1);
+    if case.relu {
+        pool = pool.with_relu();
+    }
+    let y = pool.forward(x.as_tensor()).unwrap();
+    let input = if case.relu { x.relu().unwrap() } else { x.as_tensor().clone() };
+    let reference = input.max_pool2d_with_stride(case.kernel, case.stride).unwrap();
+    prop_assert_eq!(max_rel_diff(&y, &reference), 0.0, "output differs in {:?}", case);
+    let r = randn(y.dims(), DType::F32, case.seed.wrapping_add(1));
+    let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    let dx = g.get(&x).cloned().unwrap_or_else(|| x.zeros_like().unwrap());
+    let (_, _, oh, ow) = y.dims4().unwrap();
+    let expected = pool_grad_reference(case, &f64s(x.as_tensor()), &f64s(&r), oh, ow);
+    let expected = Tensor::from_vec(expected, dx.dims(), &Device::Cpu).unwrap();
+    // overlapping windows add several gradients in f32
+    let d = max_rel_diff(&dx, &expected);
+    prop_assert!(d <= 1e-6, "input gradient differs by {} in {:?}", d, case);
+    Ok(())
 }
 
 #[derive(Debug, Clone)]

@@ -107,7 +107,7 @@ struct PoolGeometry {
 }
 
 /// No gradient: the window's maximum was cut by the fused ReLU.
-const NONE: u32 = u32::MAX;
+pub(super) const NONE: u32 = u32::MAX;
 
 struct PoolForward {
     g: PoolGeometry,
@@ -116,7 +116,12 @@ struct PoolForward {
 }
 
 impl PoolForward {
-    fn run<T: WithDType>(&self, x: &[T]) -> (CpuStorage, Shape) {
+    /// `fast` may pool a 2×2, stride-2 row (ReLU included) and say so: `f32` with AVX-512.
+    fn run<T: WithDType>(
+        &self,
+        x: &[T],
+        fast: impl Fn(&[T], usize, u32, &mut [T], &mut [u32]) -> bool,
+    ) -> (CpuStorage, Shape) {
         let g = &self.g;
         let per_plane = g.oh * g.ow;
         let mut y = vec![T::from_f64(0.0); g.planes * per_plane];
@@ -129,9 +134,12 @@ impl PoolForward {
             for (oh, (y, arg)) in y.chunks_exact_mut(g.ow).zip(arg.chunks_exact_mut(g.ow)).enumerate() {
                 let r0 = oh * g.stride.0;
                 if g.kernel == (2, 2) && g.stride == (2, 2) {
-                    pool_2x2_row(&plane[r0 * g.w..][..2 * g.w], g.w, (r0 * g.w) as u32, y, arg);
-                    if g.relu {
-                        relu_row(y, arg);
+                    let (rows, base) = (&plane[r0 * g.w..][..2 * g.w], (r0 * g.w) as u32);
+                    if !fast(rows, g.w, base, y, arg) {
+                        pool_2x2_row(rows, g.w, base, y, arg);
+                        if g.relu {
+                            relu_row(y, arg);
+                        }
                     }
                     continue;
                 }
@@ -196,8 +204,22 @@ impl CustomOp1 for PoolForward {
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (storage, _) = match s {
-            CpuStorage::F32(_) => self.run(contiguous::<f32>(s, l, "max_pool2d input")?),
-            CpuStorage::F64(_) => self.run(contiguous::<f64>(s, l, "max_pool2d input")?),
+            CpuStorage::F32(_) => {
+                #[cfg(target_arch = "x86_64")]
+                if let Some(simd) = super::max_pool2d_avx512::Avx512::detect() {
+                    let relu = self.g.relu;
+                    let fast = |rows: &[f32], w, base, y: &mut [f32], arg: &mut [u32]| {
+                        simd.pool_2x2_row(rows, w, base, relu, y, arg);
+                        true
+                    };
+                    self.run(contiguous::<f32>(s, l, "max_pool2d input")?, fast)
+                } else {
+                    self.run(contiguous::<f32>(s, l, "max_pool2d input")?, |_, _, _, _, _| false)
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                self.run(contiguous::<f32>(s, l, "max_pool2d input")?, |_, _, _, _, _| false)
+            }
+            CpuStorage::F64(_) => self.run(contiguous::<f64>(s, l, "max_pool2d input")?, |_, _, _, _, _| false),
             other => return Err(candle_core::Error::UnsupportedDTypeForOp(other.dtype(), "lightning max_pool2d")),
         };
         let dims = l.dims();

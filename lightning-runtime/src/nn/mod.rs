@@ -55,6 +55,8 @@ pub(crate) mod init;
 mod linear;
 mod math;
 mod max_pool2d;
+#[cfg(target_arch = "x86_64")]
+mod max_pool2d_avx512;
 mod norm;
 pub(crate) mod op;
 mod softmax;
