@@ -188,6 +188,18 @@ fn pool_2x2_row<T: WithDType>(rows: &[T], w: usize, base: u32, y: &mut [T], arg:
     }
 }
 
+/// `PoolForward::run`'s `fast` row for `f32`: AVX-512's when the CPU has it.
+#[cfg(target_arch = "x86_64")]
+fn fast_f32_row(relu: bool) -> impl Fn(&[f32], usize, u32, &mut [f32], &mut [u32]) -> bool {
+    let simd = super::max_pool2d_avx512::Avx512::detect();
+    move |rows, w, base, y, arg| simd.map(|s| s.pool_2x2_row(rows, w, base, relu, y, arg)).is_some()
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn fast_f32_row(_relu: bool) -> impl Fn(&[f32], usize, u32, &mut [f32], &mut [u32]) -> bool {
+    |_, _, _, _, _| false
+}
+
 /// The fused ReLU: a non-positive maximum becomes 0 and passes no gradient.
 fn relu_row<T: WithDType>(y: &mut [T], arg: &mut [u32]) {
     let zero = T::from_f64(0.0);
@@ -204,21 +216,7 @@ impl CustomOp1 for PoolForward {
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (storage, _) = match s {
-            CpuStorage::F32(_) => {
-                #[cfg(target_arch = "x86_64")]
-                if let Some(simd) = super::max_pool2d_avx512::Avx512::detect() {
-                    let relu = self.g.relu;
-                    let fast = |rows: &[f32], w, base, y: &mut [f32], arg: &mut [u32]| {
-                        simd.pool_2x2_row(rows, w, base, relu, y, arg);
-                        true
-                    };
-                    self.run(contiguous::<f32>(s, l, "max_pool2d input")?, fast)
-                } else {
-                    self.run(contiguous::<f32>(s, l, "max_pool2d input")?, |_, _, _, _, _| false)
-                }
-                #[cfg(not(target_arch = "x86_64"))]
-                self.run(contiguous::<f32>(s, l, "max_pool2d input")?, |_, _, _, _, _| false)
-            }
+            CpuStorage::F32(_) => self.run(contiguous::<f32>(s, l, "max_pool2d input")?, fast_f32_row(self.g.relu)),
             CpuStorage::F64(_) => self.run(contiguous::<f64>(s, l, "max_pool2d input")?, |_, _, _, _, _| false),
             other => return Err(candle_core::Error::UnsupportedDTypeForOp(other.dtype(), "lightning max_pool2d")),
         };

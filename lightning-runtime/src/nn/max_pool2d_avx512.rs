@@ -5,13 +5,15 @@
 
 use std::arch::x86_64::*;
 
+use super::gemm::mask;
+
 /// Proof that the CPU has AVX-512F: the only way to reach the kernel.
 #[derive(Clone, Copy)]
 pub(super) struct Avx512(());
 
 impl Avx512 {
     pub(super) fn detect() -> Option<Avx512> {
-        std::arch::is_x86_feature_detected!("avx512f").then_some(Avx512(()))
+        super::gemm::avx512_available().then_some(Avx512(()))
     }
 
     /// The scalar `pool_2x2_row` and, when `relu`, its `relu_row`, in one pass, with the same
@@ -24,11 +26,6 @@ impl Avx512 {
         // SAFETY: `self` proves the CPU has AVX-512F; the lengths are checked just above
         unsafe { row(top, bottom, base, relu, y, arg) }
     }
-}
-
-/// Lanes `0..n` set (n ≤ 16).
-fn mask(n: usize) -> __mmask16 {
-    ((1u32 << n.min(16)) - 1) as u16
 }
 
 /// Requires AVX-512F, `top` and `bottom` of equal length `w` and `2·y.len() ≤ w`.

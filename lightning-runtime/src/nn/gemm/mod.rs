@@ -22,6 +22,8 @@ mod par;
 mod tests;
 #[cfg(target_arch = "x86_64")]
 mod transpose;
+#[cfg(target_arch = "x86_64")]
+pub(super) use transpose::mask;
 
 fn parallelism() -> Parallelism {
     match candle_core::utils::get_num_threads() {

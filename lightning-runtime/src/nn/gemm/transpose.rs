@@ -5,8 +5,8 @@
 
 use std::arch::x86_64::*;
 
-/// Lanes `0..n` set (n ≤ 16).
-pub(super) fn mask(n: usize) -> __mmask16 {
+/// Lanes `0..n` set (n ≤ 16); also the pool's row masks.
+pub(in crate::nn) fn mask(n: usize) -> __mmask16 {
     ((1u32 << n.min(16)) - 1) as u16
 }
 
